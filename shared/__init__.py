@@ -1,0 +1,1 @@
+"""Code the Verbinding services share: event contracts, outbox, consumption, auth, settings."""

@@ -1,0 +1,52 @@
+"""Event contracts: CloudEvents envelope, every event type, topics and keys."""
+
+from shared.events.envelope import (
+    EVENT_TYPES,
+    CloudEvent,
+    EventData,
+    EventDecodeError,
+    UnknownEventType,
+    UnknownEventVersion,
+    decode_event,
+    encode_event,
+    new_event,
+)
+from shared.events.models import (
+    ActivityUpserted,
+    AttendanceRecorded,
+    DeadLettered,
+    MeasurementRecorded,
+    Participant,
+    ReferralCreated,
+    ReferralStatusChanged,
+    ReferredTo,
+    RegistrationCancelled,
+    RegistrationCreated,
+    TrainingCompleted,
+)
+from shared.events.topics import Topic, topic_name
+
+__all__ = [
+    "EVENT_TYPES",
+    "ActivityUpserted",
+    "AttendanceRecorded",
+    "CloudEvent",
+    "DeadLettered",
+    "EventData",
+    "EventDecodeError",
+    "MeasurementRecorded",
+    "Participant",
+    "ReferralCreated",
+    "ReferralStatusChanged",
+    "ReferredTo",
+    "RegistrationCancelled",
+    "RegistrationCreated",
+    "Topic",
+    "TrainingCompleted",
+    "UnknownEventType",
+    "UnknownEventVersion",
+    "decode_event",
+    "encode_event",
+    "new_event",
+    "topic_name",
+]

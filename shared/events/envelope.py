@@ -1,0 +1,153 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) and strict decoding.
+
+Every event on Kafka is ``{"specversion": "1.0", "id", "source", "type", "time", "subject",
+"datacontenttype", "data"}``. ``type`` is ``nl.verbinding.<name>.v<major>``; a decoder that meets
+a major version it does not know raises :class:`UnknownEventVersion`, so that consumers
+dead-letter it instead of guessing.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from shared.events.topics import Topic
+
+__all__ = [
+    "EVENT_TYPES",
+    "CloudEvent",
+    "EventData",
+    "EventDecodeError",
+    "UnknownEventType",
+    "UnknownEventVersion",
+    "decode_event",
+    "encode_event",
+    "new_event",
+]
+
+TYPE_PATTERN = re.compile(r"^nl\.verbinding\.(?P<name>[a-z_.]+)\.v(?P<major>[0-9]+)$")
+
+
+class EventData(BaseModel):
+    """Base of every event's ``data``: frozen, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_name: ClassVar[str]
+    major: ClassVar[int] = 1
+    topic: ClassVar[Topic]
+
+    @classmethod
+    def event_type(cls) -> str:
+        return f"nl.verbinding.{cls.event_name}.v{cls.major}"
+
+    def partition_key(self) -> str:
+        raise NotImplementedError
+
+    def subject(self) -> str | None:
+        """The participant pseudonym where the event is about one participant."""
+        return None
+
+
+DataT = TypeVar("DataT", bound=EventData)
+
+
+class CloudEvent(BaseModel, Generic[DataT]):
+    """A CloudEvents 1.0 envelope around one Verbinding event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    specversion: str = Field("1.0", pattern=r"^1\.0$", description="CloudEvents version.")
+    id: uuid.UUID = Field(description="Unique event id; consumers deduplicate on it.")
+    source: str = Field(
+        pattern=r"^/organisations/[A-Za-z0-9._-]+$|^/platform$",
+        description="`/organisations/{organisation_id}` of the organisation that caused it.",
+    )
+    type: str = Field(pattern=TYPE_PATTERN.pattern, description="`nl.verbinding.<name>.v<major>`.")
+    time: AwareDatetime = Field(description="When the platform accepted the event.")
+    subject: str | None = Field(None, description="Participant pseudonym, where there is one.")
+    datacontenttype: str = Field("application/json", pattern=r"^application/json$")
+    data: DataT
+
+    @property
+    def key(self) -> bytes:
+        return self.data.partition_key().encode()
+
+
+class EventDecodeError(ValueError):
+    """The bytes are not a valid Verbinding event; ``reason`` says why, for the dead-letter."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnknownEventType(EventDecodeError):
+    pass
+
+
+class UnknownEventVersion(EventDecodeError):
+    pass
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {}
+_NAMES: set[str] = set()
+
+
+def register(cls: type[DataT]) -> type[DataT]:
+    """Class decorator: makes an event type known to :func:`decode_event`."""
+    EVENT_TYPES[cls.event_type()] = cls
+    _NAMES.add(cls.event_name)
+    return cls
+
+
+def new_event(
+    data: DataT, organisation_id: str, *, time: datetime | None = None
+) -> CloudEvent[DataT]:
+    return CloudEvent[type(data)](  # type: ignore[misc,operator]
+        id=uuid.uuid4(),
+        source=f"/organisations/{organisation_id}",
+        type=type(data).event_type(),
+        time=time or datetime.now(UTC),
+        subject=data.subject(),
+        data=data,
+    )
+
+
+def encode_event(event: CloudEvent[Any]) -> bytes:
+    return orjson.dumps(event.model_dump(mode="json"))
+
+
+def decode_event(raw: bytes | str) -> CloudEvent[Any]:
+    """Decode and validate strictly; raise :class:`EventDecodeError` with a readable reason."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventDecodeError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise EventDecodeError("not a JSON object")
+    if doc.get("specversion") != "1.0":
+        raise EventDecodeError(
+            f"not a CloudEvents 1.0 event (specversion={doc.get('specversion')!r})"
+        )
+    event_type = doc.get("type")
+    match = TYPE_PATTERN.match(event_type) if isinstance(event_type, str) else None
+    if not match:
+        raise UnknownEventType(f"type {event_type!r} is not nl.verbinding.<name>.v<major>")
+    cls = EVENT_TYPES.get(event_type)  # type: ignore[arg-type]
+    if cls is None:
+        if match["name"] in _NAMES:
+            raise UnknownEventVersion(f"unknown major version v{match['major']} of {match['name']}")
+        raise UnknownEventType(f"unknown event type {event_type!r}")
+    try:
+        return CloudEvent[cls].model_validate(doc)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise EventDecodeError(f"{event_type} does not match its schema: {problems}") from None

@@ -1,0 +1,273 @@
+"""Every event type of the contract, as frozen pydantic models (the ``data`` of a CloudEvent).
+
+Names are past tense: they say what happened. Field descriptions flow into AsyncAPI.
+Participants travel only as a pseudonym plus coarse attributes (domain.md §3).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.events.envelope import EventData, register
+from shared.events.topics import Topic
+
+__all__ = [
+    "ActivityUpserted",
+    "AttendanceRecorded",
+    "DeadLettered",
+    "MeasurementRecorded",
+    "Participant",
+    "ReferralCreated",
+    "ReferralStatusChanged",
+    "ReferredTo",
+    "RegistrationCancelled",
+    "RegistrationCreated",
+    "TrainingCompleted",
+]
+
+Pseudonym = str
+PSEUDONYM = Field(pattern=r"^[0-9a-f]{64}$", description="HMAC-SHA256 pseudonym (hex).")
+ORG = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Organisation id.")
+ID = Field(
+    min_length=1, max_length=128, description="The partner's id, unique in its organisation."
+)
+Slug = Field(min_length=1, max_length=64)
+
+
+class Participant(BaseModel):
+    """A participant as the platform knows them: a pseudonym and coarse attributes only."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Pseudonym = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="Resident pseudonym when the partner sent a resident token (counts one "
+        "person once across organisations), else the organisation-scoped pseudonym.",
+    )
+    scope: Literal["resident", "organisation"] = Field(description="Which pseudonym `id` is.")
+    neighbourhood: str = Field(min_length=1, max_length=64)
+    age_band: str = Field(min_length=1, max_length=16)
+    lives_alone: bool | None = None
+
+
+@register
+class ActivityUpserted(EventData):
+    """An activity was created or changed (the whole new state)."""
+
+    event_name: ClassVar[str] = "activity.upserted"
+    topic: ClassVar[Topic] = Topic.ACTIVITIES
+
+    organisation_id: str = ORG
+    activity_id: str = ID
+    version: int = Field(ge=1, description="Increases with every change; the newest wins.")
+    title: str = Field(max_length=200)
+    category: str = Slug
+    aimed_at_connection: bool = Field(description="Aimed at meeting people / less loneliness.")
+    neighbourhood: str = Slug
+    capacity: int | None = Field(None, ge=0)
+    target_age_bands: tuple[str, ...] = ()
+    active: bool = True
+    updated_at: AwareDatetime
+
+    def partition_key(self) -> str:
+        return f"{self.organisation_id}:{self.activity_id}"
+
+
+@register
+class RegistrationCreated(EventData):
+    """A participant registered for an activity."""
+
+    event_name: ClassVar[str] = "registration.created"
+    topic: ClassVar[Topic] = Topic.REGISTRATIONS
+
+    organisation_id: str = ORG
+    registration_id: str = ID
+    activity_id: str = ID
+    participant: Participant
+    registered_at: AwareDatetime
+    referral_id: str | None = Field(
+        None, max_length=128, description="The referral that led here, as written on it."
+    )
+
+    def partition_key(self) -> str:
+        return self.participant.id
+
+    def subject(self) -> str | None:
+        return self.participant.id
+
+
+@register
+class RegistrationCancelled(EventData):
+    """A registration was cancelled."""
+
+    event_name: ClassVar[str] = "registration.cancelled"
+    topic: ClassVar[Topic] = Topic.REGISTRATIONS
+
+    organisation_id: str = ORG
+    registration_id: str = ID
+    activity_id: str = ID
+    participant_id: Pseudonym = PSEUDONYM
+    cancelled_at: AwareDatetime
+    reason: str | None = Field(None, max_length=500)
+
+    def partition_key(self) -> str:
+        return self.participant_id
+
+    def subject(self) -> str | None:
+        return self.participant_id
+
+
+@register
+class AttendanceRecorded(EventData):
+    """A participant attended a session, or did not show up."""
+
+    event_name: ClassVar[str] = "attendance.recorded"
+    topic: ClassVar[Topic] = Topic.REGISTRATIONS
+
+    organisation_id: str = ORG
+    attendance_id: str = ID
+    activity_id: str = ID
+    participant: Participant
+    session_start: AwareDatetime = Field(description="Local date-time with its UTC offset.")
+    session_date: date = Field(description="The session's date in Europe/Amsterdam.")
+    status: Literal["attended", "no_show"]
+
+    def partition_key(self) -> str:
+        return self.participant.id
+
+    def subject(self) -> str | None:
+        return self.participant.id
+
+
+class ReferredTo(BaseModel):
+    """An activity of a partner organisation, or a service."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    organisation_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    activity_id: str | None = Field(None, max_length=128)
+    service: str | None = Field(None, max_length=200)
+
+
+ReferralStatus = Literal["created", "accepted", "declined", "withdrawn", "contacted", "closed"]
+
+
+@register
+class ReferralCreated(EventData):
+    """A professional or volunteer recorded a signal and referred a resident (with consent)."""
+
+    event_name: ClassVar[str] = "referral.created"
+    topic: ClassVar[Topic] = Topic.REFERRALS
+
+    organisation_id: str = ORG
+    referral_id: str = ID
+    participant: Participant
+    referrer_role: str = Slug
+    signals: tuple[str, ...] = Field(min_length=1)
+    referred_to: ReferredTo
+    created_at: AwareDatetime
+
+    def partition_key(self) -> str:
+        return self.participant.id
+
+    def subject(self) -> str | None:
+        return self.participant.id
+
+
+@register
+class ReferralStatusChanged(EventData):
+    """A referral moved in its lifecycle."""
+
+    event_name: ClassVar[str] = "referral.status_changed"
+    topic: ClassVar[Topic] = Topic.REFERRALS
+
+    organisation_id: str = Field(
+        pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The referring organisation."
+    )
+    referral_id: str = ID
+    participant_id: Pseudonym = PSEUDONYM
+    changed_by: str = Field(
+        pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Organisation that made the change."
+    )
+    previous_status: ReferralStatus
+    status: ReferralStatus
+    at: AwareDatetime
+    outcome: str | None = Field(None, max_length=500)
+
+    def partition_key(self) -> str:
+        return self.participant_id
+
+    def subject(self) -> str | None:
+        return self.participant_id
+
+
+@register
+class TrainingCompleted(EventData):
+    """A professional or volunteer completed a training in recognising loneliness."""
+
+    event_name: ClassVar[str] = "training.completed"
+    topic: ClassVar[Topic] = Topic.TRAININGS
+
+    organisation_id: str = ORG
+    training_id: str = ID
+    person_id: Pseudonym = PSEUDONYM
+    role: str = Slug
+    training: str = Field(min_length=1, max_length=100)
+    completed_at: AwareDatetime
+
+    def partition_key(self) -> str:
+        return self.organisation_id
+
+
+@register
+class MeasurementRecorded(EventData):
+    """A De Jong Gierveld questionnaire was scored. Only scores travel, not the answers."""
+
+    event_name: ClassVar[str] = "measurement.recorded"
+    topic: ClassVar[Topic] = Topic.MEASUREMENTS
+
+    organisation_id: str = ORG
+    measurement_id: str = ID
+    instrument: Literal["djg11", "djg6"]
+    context: Literal["intake", "follow_up", "survey"]
+    participant_id: Pseudonym | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="None for an anonymous survey."
+    )
+    neighbourhood: str = Slug
+    age_band: str = Field(min_length=1, max_length=16)
+    measured_at: AwareDatetime
+    total: int | None = Field(ge=0, le=11)
+    emotional: int | None = Field(ge=0, le=6)
+    social: int | None = Field(ge=0, le=5)
+    category: (
+        Literal["not_lonely", "moderately_lonely", "severely_lonely", "very_severely_lonely"] | None
+    )
+
+    def partition_key(self) -> str:
+        return self.participant_id or f"{self.organisation_id}:{self.measurement_id}"
+
+    def subject(self) -> str | None:
+        return self.participant_id
+
+
+@register
+class DeadLettered(EventData):
+    """A message that could not be processed, with the reason and the original bytes."""
+
+    event_name: ClassVar[str] = "deadletter"
+    topic: ClassVar[Topic] = Topic.DEADLETTER
+
+    consumer: str = Field(description="Consumer group or service that gave up on it.")
+    reason: str
+    origin_topic: str
+    origin_partition: int | None = None
+    origin_offset: int | None = None
+    original_key: str | None = Field(None, description="Base64 of the original key.")
+    original_value: str = Field(description="Base64 of the original bytes.")
+    failed_at: datetime
+
+    def partition_key(self) -> str:
+        return f"{self.origin_topic}:{self.origin_partition}"

@@ -1,0 +1,311 @@
+"""What every HTTP service shares: the error shape, auth, body limit, health and metrics.
+
+Error shape (contract.md): ``{"error": "<code>", "message": "...", "details": [{"field", "message"}]}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.auth import Principal, authenticate
+from shared.auth import Scope as KeyScope
+from shared.db import DatabaseUnavailable
+from shared.idempotency import IdempotencyConflict
+from shared.kafka import kafka_reachable
+
+__all__ = [
+    "COMMON_RESPONSES",
+    "ApiError",
+    "ErrorBody",
+    "ErrorDetail",
+    "FieldError",
+    "create_app",
+    "field_errors_from_validation",
+    "require_scope",
+]
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter(
+    "verbinding_http_requests_total",
+    "HTTP requests by route template and status code.",
+    ["service", "method", "route", "status"],
+)
+LATENCY = Histogram(
+    "verbinding_http_request_duration_seconds",
+    "HTTP request duration by route template.",
+    ["service", "method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(
+        description="Dotted path of the offending field, e.g. `participant.age_band`."
+    )
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="Machine-readable code, e.g. `validation_failed`.")
+    message: str | None = None
+    details: list[ErrorDetail] = Field(default_factory=list)
+    allowed: list[str] | None = Field(None, description="Allowed next states (409 on a referral).")
+
+
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key."},
+    403: {
+        "model": ErrorBody,
+        "description": "The key lacks the scope, or the record is not yours.",
+    },
+    409: {"model": ErrorBody, "description": "The id was used before with a different body."},
+    413: {"model": ErrorBody, "description": "Request body too large."},
+    422: {"model": ErrorBody, "description": "Validation failed; `details` names every field."},
+    503: {
+        "model": ErrorBody,
+        "description": "Database unavailable; retry later (safe: idempotent).",
+    },
+}
+
+
+class FieldError(Exception):
+    """Domain-level validation failure naming fields (e.g. an unknown neighbourhood)."""
+
+    def __init__(self, details: Sequence[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in details))
+        self.details = list(details)
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status_code: int,
+        error: str,
+        message: str,
+        *,
+        allowed: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error = error
+        self.message = message
+        self.allowed = allowed
+        self.headers = headers
+
+
+def field_errors_from_validation(
+    errors: Sequence[Any], *, drop_prefix: int = 0
+) -> list[tuple[str, str]]:
+    """Pydantic/FastAPI errors as (dotted field, message) pairs a partner can act on."""
+    out = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ())][drop_prefix:]
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        field = ".".join(loc) or "body"
+        kind = err.get("type", "")
+        if kind == "extra_forbidden":
+            message = "unknown field"
+        elif kind == "missing":
+            message = "required field is missing"
+        else:
+            message = str(err.get("msg", "invalid"))
+        out.append((field, message))
+    return out
+
+
+def _error(status: int, error: str, message: str | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"error": error, "message": message, "details": extra.pop("details", [])}
+    if extra.get("allowed") is not None:
+        body["allowed"] = extra["allowed"]
+    return JSONResponse(body, status_code=status, headers=extra.get("headers"))
+
+
+def _details(pairs: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"field": f, "message": m} for f, m in pairs]
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over the limit, whether or not the client sent Content-Length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = _error(413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes")
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await too_large(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await too_large(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def require_scope(scope: KeyScope) -> Callable[..., Any]:
+    """Dependency: the caller's principal, if its key is valid and carries ``scope``."""
+
+    async def dependency(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise ApiError(
+                401,
+                "unauthorized",
+                "send `Authorization: Bearer <api key>`",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        principal = await authenticate(request.app.state.pool, key.strip())
+        if principal is None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "unknown or revoked API key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not principal.has(scope):
+            raise ApiError(403, "forbidden", f"this key lacks the scope `{scope.value}`")
+        return principal
+
+    return dependency
+
+
+def principal_of(scope: KeyScope) -> Any:
+    return Annotated[Principal, Depends(require_scope(scope))]
+
+
+def create_app(
+    *,
+    service: str,
+    title: str,
+    description: str,
+    version: str,
+    max_body_bytes: int,
+    kafka_bootstrap: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        responses={},
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        pairs = field_errors_from_validation(exc.errors())
+        return _error(
+            422, "validation_failed", "the request has invalid fields", details=_details(pairs)
+        )
+
+    @app.exception_handler(FieldError)
+    async def _fields(_: Request, exc: FieldError) -> JSONResponse:
+        return _error(
+            422,
+            "validation_failed",
+            "the request has invalid fields",
+            details=_details(exc.details),
+        )
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(
+            exc.status_code, exc.error, exc.message, allowed=exc.allowed, headers=exc.headers
+        )
+
+    @app.exception_handler(IdempotencyConflict)
+    async def _conflict(_: Request, exc: IdempotencyConflict) -> JSONResponse:
+        return _error(409, "conflict", str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, (*DatabaseUnavailable, asyncpg.PostgresConnectionError)):
+            log.warning(
+                "database unavailable", extra={"path": request.url.path, "error": repr(exc)}
+            )
+            return _error(
+                503,
+                "unavailable",
+                "the database is unavailable; retry later",
+                headers={"Retry-After": "5"},
+            )
+        log.exception("unexpected error", extra={"path": request.url.path})
+        return _error(500, "internal_error", "unexpected error; it has been logged")
+
+    @app.middleware("http")
+    async def _observe(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        REQUESTS.labels(service, request.method, template, str(response.status_code)).inc()
+        LATENCY.labels(service, request.method, template).observe(time.perf_counter() - started)
+        return response
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+
+    ops = APIRouter(tags=["operations"])
+
+    @ops.get("/healthz", summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @ops.get("/readyz", summary="Database and Kafka reachable")
+    async def readyz(request: Request) -> JSONResponse:
+        checks = {"database": False, "kafka": False}
+        try:
+            async with asyncio.timeout(2):
+                checks["database"] = await request.app.state.pool.fetchval("SELECT 1") == 1
+        except Exception:  # any failure means "not ready"; the body says which part
+            checks["database"] = False
+        checks["kafka"] = await kafka_reachable(kafka_bootstrap)
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @ops.get("/metrics", summary="Prometheus exposition", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(ops)
+    for router in routers:
+        app.include_router(router)
+    return app

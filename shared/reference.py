@@ -1,0 +1,48 @@
+"""Reference lists (neighbourhoods, age bands, categories, roles, signals).
+
+They are data, not code: a municipality that adopts Verbinding brings its own file
+(``VERBINDING_REFERENCE_FILE``). The defaults are Pijnacker-Nootdorp's (domain.md §4).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["ReferenceData", "load_reference"]
+
+
+@dataclass(frozen=True)
+class ReferenceData:
+    municipality: str
+    neighbourhoods: frozenset[str]
+    age_bands: frozenset[str]
+    activity_categories: frozenset[str]
+    referrer_roles: frozenset[str]
+    signals: frozenset[str]
+    # Ordered copies for display and for documentation (sets lose the order of the file).
+    neighbourhood_order: tuple[str, ...]
+    age_band_order: tuple[str, ...]
+
+
+@cache
+def load_reference(path: str | None = None) -> ReferenceData:
+    raw = (
+        Path(path).read_text(encoding="utf-8")
+        if path
+        else resources.files("shared.data").joinpath("reference.json").read_text(encoding="utf-8")
+    )
+    data = json.loads(raw)
+    return ReferenceData(
+        municipality=data["municipality"]["name"],
+        neighbourhoods=frozenset(data["neighbourhoods"]),
+        age_bands=frozenset(data["age_bands"]),
+        activity_categories=frozenset(data["activity_categories"]),
+        referrer_roles=frozenset(data["referrer_roles"]),
+        signals=frozenset(data["signals"]),
+        neighbourhood_order=tuple(data["neighbourhoods"]),
+        age_band_order=tuple(data["age_bands"]),
+    )
