@@ -98,3 +98,13 @@ async def apply_migrations(
 
 def as_json(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+async def migrate_service(pool: asyncpg.Pool, schema: str, package: str) -> None:
+    """The platform schema (organisations, keys), then the service's schema: the shared tables
+    every service has (outbox, idempotency, processed events) and the service's own."""
+    async with pool.acquire() as conn:
+        await apply_migrations(conn, "platform", migration_files("shared.migrations"))
+        await apply_migrations(
+            conn, schema, [*migration_files("shared.migrations.service"), *migration_files(package)]
+        )

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import Principal, authenticate
 from shared.auth import Scope as KeyScope
 from shared.db import DatabaseUnavailable
-from shared.idempotency import IdempotencyConflict
+from shared.errors import ConflictError, FieldError, NotFoundError
 from shared.kafka import kafka_reachable
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "ApiError",
     "ErrorBody",
     "ErrorDetail",
-    "FieldError",
     "create_app",
     "field_errors_from_validation",
     "require_scope",
@@ -80,14 +79,6 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Database unavailable; retry later (safe: idempotent).",
     },
 }
-
-
-class FieldError(Exception):
-    """Domain-level validation failure naming fields (e.g. an unknown neighbourhood)."""
-
-    def __init__(self, details: Sequence[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{f}: {m}" for f, m in details))
-        self.details = list(details)
 
 
 class ApiError(Exception):
@@ -249,9 +240,13 @@ def create_app(
             exc.status_code, exc.error, exc.message, allowed=exc.allowed, headers=exc.headers
         )
 
-    @app.exception_handler(IdempotencyConflict)
-    async def _conflict(_: Request, exc: IdempotencyConflict) -> JSONResponse:
-        return _error(409, "conflict", str(exc))
+    @app.exception_handler(ConflictError)
+    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return _error(409, "conflict", exc.message, allowed=exc.allowed)
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return _error(404, "not_found", str(exc))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from shared.errors import ConflictError
 from shared.pseudonym import Pseudonymiser
 
 __all__ = ["IdempotencyConflict", "Replay", "check", "remember", "request_digest"]
@@ -24,7 +25,7 @@ class Replay:
     body: dict[str, Any]
 
 
-class IdempotencyConflict(Exception):
+class IdempotencyConflict(ConflictError):
     def __init__(self, kind: str, item_id: str) -> None:
         super().__init__(
             f"{kind} {item_id!r} was already written with a different body; "

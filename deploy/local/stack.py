@@ -20,6 +20,7 @@ VERBINDING_REGISTRATIONS_PORT [8001], VERBINDING_REFERRALS_PORT [8002],
 VERBINDING_METRICS_PORT [8003], VERBINDING_START_TIMEOUT [60 seconds].
 Everything listens on 127.0.0.1 only.
 """
+# ruff: noqa: S603  (a launcher: every subprocess is a fixed program with arguments we build)
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ import argparse
 import base64
 import contextlib
 import fcntl
+import functools
 import glob
 import hashlib
-import json
 import os
 import pwd
 import re
@@ -42,7 +43,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,7 +237,7 @@ def read_pid(path: Path, *markers: str) -> int | None:
         return None
     if pid_alive(pid) and set(markers) <= set(pid_cmdline(pid)):
         return pid
-    say(f"  removing stale pid file {path} (pid {pid} is gone)")
+    say(f"  removing stale pid file {path} (pid {pid} is gone or is another program)")
     path.unlink(missing_ok=True)
     return None
 
@@ -271,17 +272,37 @@ def print_log_tail(path: Path, since: int = 0, lines: int = LOG_TAIL_LINES) -> N
     say("---- end of log ----")
 
 
-def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def root_cause(path: Path, since: int) -> str:
+    """The innermost `Caused by:` of the last Java stack trace in the log since `since`."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    causes = [line.strip() for line in text.splitlines() if line.startswith("Caused by: ")]
+    return f" ({causes[-1]})" if causes else ""
+
+
+def spawn(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start `cmd` detached (own session), stdout+stderr appended to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:
-        fh.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} stack.py: "
-                 f"{shlex.join(cmd)}\n".encode())
+        fh.write(
+            f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} stack.py: {shlex.join(cmd)}\n".encode()
+        )
         fh.flush()
         return subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-            env=env, cwd=cwd, start_new_session=True, close_fds=True,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
         )
 
 
@@ -372,9 +393,19 @@ def fetch_kafka(cfg: Config) -> None:
     say(f"kafka jars: fetching with Maven into {cfg.kafka_lib} (first time ~1 min) ...")
     started = time.monotonic()
     result = subprocess.run(
-        [mvn, "-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime",
-         f"-DoutputDirectory={new}"],
-        cwd=POM.parent, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+        [
+            mvn,
+            "-q",
+            "-B",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={new}",
+        ],
+        cwd=POM.parent,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0 or not any(new.glob("kafka_2.13-*.jar")):
         say((result.stdout + result.stderr)[-6000:])
@@ -416,20 +447,21 @@ group.initial.rebalance.delay.ms=0
 """
 
 
+def random_cluster_id() -> str:
+    """What `StorageTool random-uuid` prints: 16 random bytes as URL-safe base64 without
+    padding; like Kafka's Uuid.randomUuid(), never one that starts with '-' (it would read as
+    an option on a command line)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def kafka_format(cfg: Config, java: str, props: Path) -> None:
-    """Format the KRaft storage once; later starts reuse it. The formatted controller port is
-    recorded, because --standalone writes the controller's endpoint into the metadata log."""
+    """Format the KRaft storage once; later starts reuse it (and its topics)."""
     meta = cfg.kafka_data / "meta.properties"
-    format_info = cfg.kafka_dir / "format.json"
     id_file = cfg.kafka_dir / "cluster.id"
     if meta.exists():
-        info = json.loads(format_info.read_text()) if format_info.exists() else {}
-        formatted_port = info.get("controller_port")
-        if formatted_port is not None and formatted_port != cfg.controller_port:
-            raise StackError(
-                f"{cfg.kafka_data} was formatted for controller port {formatted_port}, "
-                f"not {cfg.controller_port}: set VERBINDING_KAFKA_CONTROLLER_PORT="
-                f"{formatted_port}, or stop Kafka and delete {cfg.kafka_data} to start afresh")
         if not id_file.exists():
             match = re.search(r"^cluster\.id=(\S+)", meta.read_text(), re.MULTILINE)
             if match:
@@ -442,22 +474,31 @@ def kafka_format(cfg: Config, java: str, props: Path) -> None:
     if id_file.exists() and id_file.read_text().strip():
         cluster_id = id_file.read_text().strip()
     else:
-        # What `StorageTool random-uuid` prints: 16 random bytes, URL-safe base64, no padding.
-        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        cluster_id = random_cluster_id()
         id_file.write_text(cluster_id + "\n")
     say(f"  formatting KRaft storage in {cfg.kafka_data} (cluster id {cluster_id})")
     result = subprocess.run(
-        [java, "-cp", f"{cfg.kafka_lib}/*", "-Dlog4j2.configurationFile="
-         f"{cfg.kafka_dir / 'log4j2.properties'}", "kafka.tools.StorageTool", "format",
-         "-t", cluster_id, "-c", str(props), "--standalone"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+        [
+            java,
+            "-cp",
+            f"{cfg.kafka_lib}/*",
+            f"-Dlog4j2.configurationFile={cfg.kafka_dir / 'log4j2.properties'}",
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(props),
+            "--standalone",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0 or not meta.exists():
         say(result.stdout + result.stderr)
         raise StackError(f"kafka StorageTool format failed (exit {result.returncode})")
-    format_info.write_text(json.dumps(
-        {"cluster_id": cluster_id, "controller_port": cfg.controller_port,
-         "formatted_at": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2) + "\n")
 
 
 def kafka_start(cfg: Config, timeout: float) -> None:
@@ -471,9 +512,11 @@ def kafka_start(cfg: Config, timeout: float) -> None:
         return
     for port in (cfg.kafka_port, cfg.controller_port):
         if port_open(port):
-            raise StackError(f"kafka: port {HOST}:{port} is already in use by another process "
-                             "(not a broker this script started); free it or set "
-                             "VERBINDING_KAFKA_PORT / VERBINDING_KAFKA_CONTROLLER_PORT")
+            raise StackError(
+                f"kafka: port {HOST}:{port} is already in use by another process "
+                "(not a broker this script started); free it or set "
+                "VERBINDING_KAFKA_PORT / VERBINDING_KAFKA_CONTROLLER_PORT"
+            )
     fetch_kafka(cfg)
     java = java_bin()
     cfg.kafka_dir.mkdir(parents=True, exist_ok=True)
@@ -482,9 +525,18 @@ def kafka_start(cfg: Config, timeout: float) -> None:
     props = cfg.kafka_dir / "server.properties"
     props.write_text(kafka_properties(cfg))
     kafka_format(cfg, java, props)
-    cmd = [java, "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-           f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{cfg.kafka_lib}/*",
-           "kafka.Kafka", str(props)]
+    cmd = [
+        java,
+        "-Xms256m",
+        "-Xmx512m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        f"{cfg.kafka_lib}/*",
+        "kafka.Kafka",
+        str(props),
+    ]
     log_from = log_offset(cfg.kafka_log)
     started = time.monotonic()
     proc = spawn(cmd, cfg.kafka_log, cwd=cfg.kafka_dir)
@@ -493,8 +545,14 @@ def kafka_start(cfg: Config, timeout: float) -> None:
     _wait_kafka(cfg, proc.pid, proc, timeout, log_from, started)
 
 
-def _wait_kafka(cfg: Config, pid: int, proc: subprocess.Popen[bytes] | None, timeout: float,
-                log_from: int, started: float) -> None:
+def _wait_kafka(
+    cfg: Config,
+    pid: int,
+    proc: subprocess.Popen[bytes] | None,
+    timeout: float,
+    log_from: int,
+    started: float,
+) -> None:
     deadline = started + timeout
     while True:
         dead = proc.poll() is not None if proc is not None else not pid_alive(pid)
@@ -502,15 +560,20 @@ def _wait_kafka(cfg: Config, pid: int, proc: subprocess.Popen[bytes] | None, tim
             code = f" with exit code {proc.returncode}" if proc is not None else ""
             cfg.kafka_pid.unlink(missing_ok=True)
             print_log_tail(cfg.kafka_log, log_from)
-            raise StackError(f"kafka: broker (pid {pid}) exited{code} during start-up after "
-                             f"{time.monotonic() - started:.1f}s; log: {cfg.kafka_log}")
+            cause = root_cause(cfg.kafka_log, log_from)
+            raise StackError(
+                f"kafka: broker (pid {pid}) exited{code} during start-up after "
+                f"{time.monotonic() - started:.1f}s{cause}; log: {cfg.kafka_log}"
+            )
         if port_open(cfg.kafka_port, timeout=0.2):
             say(f"kafka: ready on {cfg.bootstrap} in {time.monotonic() - started:.1f}s")
             return
         if time.monotonic() >= deadline:
             print_log_tail(cfg.kafka_log, log_from)
-            raise StackError(f"kafka: {cfg.bootstrap} did not answer within {timeout:.0f}s "
-                             f"(pid {pid} left running; `stack.py kafka-stop` stops it)")
+            raise StackError(
+                f"kafka: {cfg.bootstrap} did not answer within {timeout:.0f}s "
+                f"(pid {pid} left running; `stack.py kafka-stop` stops it)"
+            )
         time.sleep(POLL)
 
 
@@ -546,8 +609,10 @@ def pg_bindir() -> Path:
 
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version)
     if not found:
-        raise StackError("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: "
-                         "run scripts/bootstrap (installs the Debian package postgresql)")
+        raise StackError(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: "
+            "run scripts/bootstrap (installs the Debian package postgresql)"
+        )
     return Path(found[-1]).parent
 
 
@@ -564,8 +629,9 @@ def pg_owner() -> tuple[int, int] | None:
     try:
         entry = pwd.getpwnam("postgres")
     except KeyError:
-        raise StackError("no 'postgres' system user: install the Debian package postgresql "
-                         "(scripts/bootstrap)") from None
+        raise StackError(
+            "no 'postgres' system user: install the Debian package postgresql (scripts/bootstrap)"
+        ) from None
     return entry.pw_uid, entry.pw_gid
 
 
@@ -582,14 +648,22 @@ def pg_prepare_dirs(cfg: Config) -> None:
     for parent in cfg.pg_dir.parents:
         mode = parent.stat().st_mode
         if not mode & 0o001:
-            say(f"  note: adding o+x (search only) to {parent} so that user postgres can reach "
-                f"{cfg.pg_dir}")
+            say(
+                f"  note: adding o+x (search only) to {parent} so that user postgres can reach "
+                f"{cfg.pg_dir}"
+            )
             parent.chmod(mode | 0o001)
 
 
 def pg_run(cfg: Config, cmd: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(as_postgres(cmd), cwd=cfg.pg_dir, stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        as_postgres(cmd),
+        cwd=cfg.pg_dir,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if check and result.returncode != 0:
         say(result.stdout + result.stderr)
         raise StackError(f"{Path(cmd[0]).name} failed (exit {result.returncode})")
@@ -600,8 +674,16 @@ def pg_initdb(cfg: Config, bindir: Path) -> None:
     if (cfg.pg_data / "PG_VERSION").exists():
         return
     say(f"  initdb {cfg.pg_data}")
-    base = [str(bindir / "initdb"), "-D", str(cfg.pg_data), "-U", "postgres", "--auth=trust",
-            "-E", "UTF8"]
+    base = [
+        str(bindir / "initdb"),
+        "-D",
+        str(cfg.pg_data),
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+    ]
     result = pg_run(cfg, [*base, "--locale=C.UTF-8"], check=False)
     if result.returncode != 0:
         if "locale" not in (result.stdout + result.stderr).lower():
@@ -622,16 +704,40 @@ def pg_postmaster_pid(cfg: Config) -> int | None:
 
 
 def pg_isready(bindir: Path, port: int) -> bool:
-    result = subprocess.run([str(bindir / "pg_isready"), "-q", "-h", HOST, "-p", str(port),
-                             "-t", "1"], stdin=subprocess.DEVNULL, check=False)
+    result = subprocess.run(
+        [str(bindir / "pg_isready"), "-q", "-h", HOST, "-p", str(port), "-t", "1"],
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     return result.returncode == 0
 
 
 def psql(bindir: Path, port: int, sql: str, db: str = "postgres") -> str:
     result = subprocess.run(
-        [str(bindir / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", HOST,
-         "-p", str(port), "-U", "postgres", "-d", db, "-c", sql],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        [
+            str(bindir / "psql"),
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            HOST,
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         raise StackError(f"psql failed: {result.stderr.strip()}")
     return result.stdout.strip()
@@ -646,8 +752,10 @@ def pg_ensure_database(cfg: Config, bindir: Path) -> None:
 
 def pg_start(cfg: Config, timeout: float) -> None:
     if cfg.external_dsn:
-        say(f"postgresql: VERBINDING_DATABASE_URL is set, using that server ({cfg.dsn}); "
-            "no local PostgreSQL started")
+        say(
+            f"postgresql: VERBINDING_DATABASE_URL is set, using that server ({cfg.dsn}); "
+            "no local PostgreSQL started"
+        )
         return
     bindir = pg_bindir()
     pid = pg_postmaster_pid(cfg)
@@ -656,24 +764,42 @@ def pg_start(cfg: Config, timeout: float) -> None:
         pg_ensure_database(cfg, bindir)
         return
     if pid is None and port_open(cfg.pg_port):
-        raise StackError(f"postgresql: port {HOST}:{cfg.pg_port} is already in use by another "
-                         "process; free it or set VERBINDING_PG_PORT")
+        raise StackError(
+            f"postgresql: port {HOST}:{cfg.pg_port} is already in use by another "
+            "process; free it or set VERBINDING_PG_PORT"
+        )
     started = time.monotonic()
     log_from = log_offset(cfg.pg_log)
     if pid is None:
         pg_prepare_dirs(cfg)
         pg_initdb(cfg, bindir)
-        opts = (f"-p {cfg.pg_port} -k {cfg.pg_sock} -c listen_addresses={HOST} "
-                "-c max_connections=200")
+        opts = (
+            f"-p {cfg.pg_port} -k {cfg.pg_sock} -c listen_addresses={HOST} -c max_connections=200"
+        )
         # -w: pg_ctl itself watches the postmaster and returns as soon as it is ready or dead.
-        result = pg_run(cfg, [str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-l",
-                              str(cfg.pg_log), "-o", opts, "-w", "-t", str(int(timeout)),
-                              "start"], check=False)
+        result = pg_run(
+            cfg,
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(cfg.pg_data),
+                "-l",
+                str(cfg.pg_log),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ],
+            check=False,
+        )
         if result.returncode != 0:
             say((result.stdout + result.stderr).strip())
             print_log_tail(cfg.pg_log, log_from)
-            raise StackError(f"postgresql: pg_ctl start failed (exit {result.returncode}); "
-                             f"log: {cfg.pg_log}")
+            raise StackError(
+                f"postgresql: pg_ctl start failed (exit {result.returncode}); log: {cfg.pg_log}"
+            )
         say(f"postgresql: started pid {pg_postmaster_pid(cfg)}, waiting for {HOST}:{cfg.pg_port}")
     else:
         say(f"postgresql: pid {pid} is alive but not accepting connections yet: waiting")
@@ -700,8 +826,11 @@ def pg_stop(cfg: Config) -> None:
         return
     bindir = pg_bindir()
     started = time.monotonic()
-    result = pg_run(cfg, [str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-m", "fast", "-w",
-                          "-t", "60", "stop"], check=False)
+    result = pg_run(
+        cfg,
+        [str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-m", "fast", "-w", "-t", "60", "stop"],
+        check=False,
+    )
     if result.returncode != 0 and pg_postmaster_pid(cfg) is not None:
         say((result.stdout + result.stderr).strip())
         raise StackError(f"postgresql: pg_ctl stop failed (exit {result.returncode})")
@@ -741,8 +870,10 @@ def service_start(cfg: Config, name: str, timeout: float) -> None:
         _wait_service(cfg, name, pid, None, timeout, 0, time.monotonic())
         return
     if port_open(port):
-        raise StackError(f"{name}: port {HOST}:{port} is already in use by another process; "
-                         f"free it or set VERBINDING_{name.upper()}_PORT")
+        raise StackError(
+            f"{name}: port {HOST}:{port} is already in use by another process; "
+            f"free it or set VERBINDING_{name.upper()}_PORT"
+        )
     exe = REPO / ".venv" / "bin" / "verbinding"
     if not exe.exists():
         raise StackError(f"{exe} not found: run scripts/bootstrap first")
@@ -753,15 +884,23 @@ def service_start(cfg: Config, name: str, timeout: float) -> None:
     log = cfg.service_log(name)
     log_from = log_offset(log)
     started = time.monotonic()
-    proc = spawn([str(exe), "serve", name, "--host", HOST, "--port", str(port)], log, env=env,
-                 cwd=REPO)
+    proc = spawn(
+        [str(exe), "serve", name, "--host", HOST, "--port", str(port)], log, env=env, cwd=REPO
+    )
     write_pid(cfg.service_pid(name), proc.pid)
     say(f"{name}: started pid {proc.pid}, waiting for {cfg.service_url(name)}/healthz ...")
     _wait_service(cfg, name, proc.pid, proc, timeout, log_from, started)
 
 
-def _wait_service(cfg: Config, name: str, pid: int, proc: subprocess.Popen[bytes] | None,
-                  timeout: float, log_from: int, started: float) -> None:
+def _wait_service(
+    cfg: Config,
+    name: str,
+    pid: int,
+    proc: subprocess.Popen[bytes] | None,
+    timeout: float,
+    log_from: int,
+    started: float,
+) -> None:
     port = cfg.service_ports[name]
     log = cfg.service_log(name)
     deadline = started + timeout
@@ -773,13 +912,14 @@ def _wait_service(cfg: Config, name: str, pid: int, proc: subprocess.Popen[bytes
             code = f" with exit code {proc.returncode}" if proc is not None else ""
             raise StackError(f"{name}: process {pid} exited{code} during start-up; log: {log}")
         if healthz(port):
-            say(f"{name}: ready on {cfg.service_url(name)} in "
-                f"{time.monotonic() - started:.1f}s")
+            say(f"{name}: ready on {cfg.service_url(name)} in {time.monotonic() - started:.1f}s")
             return
         if time.monotonic() >= deadline:
             print_log_tail(log, log_from)
-            raise StackError(f"{name}: /healthz not 200 within {timeout:.0f}s (pid {pid} left "
-                             f"running; `stack.py service-stop {name}` stops it)")
+            raise StackError(
+                f"{name}: /healthz not 200 within {timeout:.0f}s (pid {pid} left "
+                f"running; `stack.py service-stop {name}` stops it)"
+            )
         time.sleep(POLL)
 
 
@@ -805,8 +945,14 @@ def status_rows(cfg: Config) -> list[tuple[str, str, str, str]]:
         return "running" if answering else "not answering"
 
     pid = read_pid(cfg.kafka_pid, "kafka.Kafka")
-    rows.append(("kafka", state(pid, port_open(cfg.kafka_port)), str(pid or "-"),
-                 f"bootstrap {cfg.bootstrap} (controller {HOST}:{cfg.controller_port})"))
+    rows.append(
+        (
+            "kafka",
+            state(pid, port_open(cfg.kafka_port)),
+            str(pid or "-"),
+            f"bootstrap {cfg.bootstrap} (controller {HOST}:{cfg.controller_port})",
+        )
+    )
     if cfg.external_dsn:
         rows.append(("postgresql", "external", "-", cfg.dsn))
     else:
@@ -838,17 +984,22 @@ def print_env(cfg: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="stack.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="stack.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def timed(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--timeout", type=float, default=None,
-                       help="seconds to wait for readiness (default VERBINDING_START_TIMEOUT "
-                            "or 60)")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=None,
+            help="seconds to wait for readiness (default VERBINDING_START_TIMEOUT or 60)",
+        )
         return p
 
     timed(sub.add_parser("up", help="start Kafka and PostgreSQL (and the services)")).add_argument(
-        "--services", action="store_true", help="also start the three services")
+        "--services", action="store_true", help="also start the three services"
+    )
     sub.add_parser("down", help="stop everything this script started")
     sub.add_parser("status", help="what is running")
     sub.add_parser("env", help="print `export VAR=value` lines")
@@ -882,8 +1033,11 @@ def main(argv: list[str] | None = None) -> int:
                 print_status(cfg)
             elif cmd == "down":
                 errors: list[str] = []
-                steps = [*(lambda n=n: service_stop(cfg, n) for n in SERVICES),
-                         lambda: kafka_stop(cfg), lambda: pg_stop(cfg)]
+                steps: list[Callable[[], None]] = [
+                    *(functools.partial(service_stop, cfg, name) for name in SERVICES),
+                    functools.partial(kafka_stop, cfg),
+                    functools.partial(pg_stop, cfg),
+                ]
                 for step in steps:
                     try:
                         step()
@@ -914,6 +1068,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `stack.py status | head`
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 1
     return 0
 
 

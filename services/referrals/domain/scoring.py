@@ -131,7 +131,7 @@ _DJG11_ITEMS: tuple[_Item, ...] = (
     _Item(11, _POS, _SOC),
 )
 
-_DJG6_ITEM_NUMBERS: tuple[int, ...] = (3, 4, 7, 8, 9, 11)
+_DJG6_ITEM_NUMBERS: tuple[int, ...] = (3, 4, 7, 8, 9, 10)
 # Derived from the 11-item table so that the two versions cannot disagree about an item's kind.
 _DJG6_ITEMS: tuple[_Item, ...] = tuple(_DJG11_ITEMS[n - 1] for n in _DJG6_ITEM_NUMBERS)
 

@@ -1,0 +1,79 @@
+"""What a partner booking system asks the registrations service to do.
+
+These models are the contract's request bodies (contract.md "registrations service"): the HTTP
+entrypoint and the Kafka ingress both validate against them. Unknown fields are rejected.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "ActivityCommand",
+    "AttendanceCommand",
+    "CancellationCommand",
+    "ParticipantIn",
+    "RegistrationCommand",
+]
+
+Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Id = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\s/]+$"),
+]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ParticipantIn(_Command):
+    """A participant as the partner knows them. `ref` and `resident_token` are pseudonymised on
+    arrival and never stored."""
+
+    ref: Ref = Field(description="The partner's own participant reference (no name, no BSN).")
+    resident_token: Ref | None = Field(
+        None, description="Coalition-wide resident token, if the partner has one."
+    )
+    neighbourhood: str = Field(description="One of the municipality's neighbourhoods.")
+    age_band: str = Field(description="`0-15`, `16-25`, `26-64`, `65-74`, `75+` or `unknown`.")
+    lives_alone: bool | None = None
+
+
+class ActivityCommand(_Command):
+    """The whole state of an activity (PUT)."""
+
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    category: str = Field(description="meeting, sport, culture, learning, support-group, ...")
+    aimed_at_connection: bool = Field(
+        description="True when aimed at meeting people or at preventing/reducing loneliness."
+    )
+    neighbourhood: str
+    capacity: int | None = Field(None, ge=0, le=100_000)
+    target_age_bands: list[str] = Field(default_factory=list, max_length=6)
+    active: bool = True
+
+
+class RegistrationCommand(_Command):
+    registration_id: Id
+    activity_id: Id
+    participant: ParticipantIn
+    registered_at: AwareDatetime
+    referral_id: Id | None = Field(
+        None, description="The referral that led here, as written on the referral."
+    )
+
+
+class CancellationCommand(_Command):
+    cancelled_at: AwareDatetime
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class AttendanceCommand(_Command):
+    attendance_id: Id
+    activity_id: Id
+    session_start: AwareDatetime = Field(description="Local date-time WITH its UTC offset.")
+    participant: ParticipantIn
+    status: Literal["attended", "no_show"]

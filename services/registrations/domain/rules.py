@@ -1,0 +1,59 @@
+"""Registration rules, free of HTTP, Kafka and SQL: each returns the fields it rejects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from services.registrations.domain.commands import (
+    ActivityCommand,
+    AttendanceCommand,
+    ParticipantIn,
+    RegistrationCommand,
+)
+from shared.reference import ReferenceData
+from shared.timerules import check_moment
+
+__all__ = [
+    "FieldProblems",
+    "check_activity",
+    "check_attendance",
+    "check_participant",
+    "check_registration",
+]
+
+FieldProblems = list[tuple[str, str]]
+
+
+def _one_of(field: str, value: str, allowed: Iterable[str], what: str) -> FieldProblems:
+    allowed = set(allowed)
+    if value in allowed:
+        return []
+    return [(field, f"unknown {what} {value!r}; allowed: {', '.join(sorted(allowed))}")]
+
+
+def check_participant(
+    p: ParticipantIn, ref: ReferenceData, prefix: str = "participant"
+) -> FieldProblems:
+    return _one_of(
+        f"{prefix}.neighbourhood", p.neighbourhood, ref.neighbourhoods, "neighbourhood"
+    ) + _one_of(f"{prefix}.age_band", p.age_band, ref.age_bands, "age band")
+
+
+def check_activity(cmd: ActivityCommand, ref: ReferenceData) -> FieldProblems:
+    problems = _one_of("category", cmd.category, ref.activity_categories, "category")
+    problems += _one_of("neighbourhood", cmd.neighbourhood, ref.neighbourhoods, "neighbourhood")
+    for i, band in enumerate(cmd.target_age_bands):
+        problems += _one_of(f"target_age_bands.{i}", band, ref.age_bands, "age band")
+    return problems
+
+
+def check_registration(cmd: RegistrationCommand, ref: ReferenceData) -> FieldProblems:
+    return check_participant(cmd.participant, ref) + check_moment(
+        "registered_at", cmd.registered_at
+    )
+
+
+def check_attendance(cmd: AttendanceCommand, ref: ReferenceData) -> FieldProblems:
+    return check_participant(cmd.participant, ref) + check_moment(
+        "session_start", cmd.session_start
+    )

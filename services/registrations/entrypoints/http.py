@@ -1,0 +1,225 @@
+"""HTTP entrypoint: maps requests to use cases. No SQL and no business rules here."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from services.registrations.adapters.repository import Repository
+from services.registrations.domain.commands import (
+    ActivityCommand,
+    AttendanceCommand,
+    CancellationCommand,
+    RegistrationCommand,
+)
+from services.registrations.service_layer.handlers import RegistrationHandlers, _activity_body
+from shared.auth import Scope
+from shared.errors import FieldError, NotFoundError
+from shared.http import COMMON_RESPONSES, principal_of
+from shared.writes import BatchItemResult, WriteResult, run_batch
+
+__all__ = ["build_router"]
+
+ActivityWriter = principal_of(Scope.ACTIVITIES)
+RegistrationWriter = principal_of(Scope.REGISTRATIONS)
+
+PathId = Path(min_length=1, max_length=128, pattern=r"^[^\s/]+$")
+
+
+class ActivityItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["activity"]
+    activity_id: str = Field(min_length=1, max_length=128)
+    body: ActivityCommand
+
+
+class RegistrationItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["registration"]
+    body: RegistrationCommand
+
+
+class CancellationItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["cancellation"]
+    registration_id: str = Field(min_length=1, max_length=128)
+    body: CancellationCommand
+
+
+class AttendanceItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["attendance"]
+    body: AttendanceCommand
+
+
+BatchItem = Annotated[
+    ActivityItem | RegistrationItem | CancellationItem | AttendanceItem, Field(discriminator="kind")
+]
+_ITEM: TypeAdapter[Any] = TypeAdapter(BatchItem)
+
+
+def parse_item(raw: Any) -> Any:
+    """Validate one batch item; field names are relative to the item (``body.participant.ref``)."""
+    try:
+        return _ITEM.validate_python(raw)
+    except ValidationError as exc:
+        kinds = {"activity", "registration", "cancellation", "attendance"}
+        details = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            if loc and loc[0] in kinds:
+                loc = loc[1:]  # the discriminator's tag, not a field
+            message = {
+                "extra_forbidden": "unknown field",
+                "missing": "required field is missing",
+            }.get(err["type"], err["msg"])
+            details.append((".".join(loc) or "kind", message))
+        raise FieldError(details) from None
+
+
+class BatchRequest(BaseModel):
+    """Up to 1,000 items. Each item is `{"kind": ..., "body": {...}}` with the body of the
+    single endpoint (`activity` also names `activity_id`, `cancellation` names
+    `registration_id`). Items are validated one by one: a bad item does not sink the others."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+
+
+class BatchResponse(BaseModel):
+    accepted: int
+    rejected: int
+    results: list[BatchItemResult]
+
+
+class WriteAnswer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+def _answer(result: WriteResult) -> JSONResponse:
+    return JSONResponse(result.body, status_code=result.status_code)
+
+
+def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRouter:
+    router = APIRouter(prefix="/v1", responses=COMMON_RESPONSES)  # type: ignore[arg-type]
+
+    @router.put(
+        "/activities/{activity_id}",
+        tags=["activities"],
+        status_code=201,
+        summary="Create or change an activity",
+        responses={200: {"description": "Changed, or unchanged (same state again)"}},
+    )
+    async def put_activity(
+        request: Request, principal: ActivityWriter, cmd: ActivityCommand, activity_id: str = PathId
+    ) -> JSONResponse:
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            return _answer(
+                await handlers.put_activity(conn, principal.organisation_id, activity_id, cmd)
+            )
+
+    @router.get("/activities/{activity_id}", tags=["activities"], summary="One of your activities")
+    async def get_activity(
+        request: Request, principal: ActivityWriter, activity_id: str = PathId
+    ) -> dict[str, Any]:
+        async with request.app.state.pool.acquire() as conn:
+            row = await Repository(conn).activity(principal.organisation_id, activity_id)
+        if row is None:
+            raise NotFoundError(f"no activity {activity_id!r} of your organisation")
+        return _activity_body(row)
+
+    @router.post(
+        "/registrations",
+        tags=["registrations"],
+        status_code=201,
+        summary="Register a participant for an activity",
+        responses={200: {"description": "Replay of an earlier identical request"}},
+    )
+    async def register(
+        request: Request, principal: RegistrationWriter, cmd: RegistrationCommand
+    ) -> JSONResponse:
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            return _answer(await handlers.register(conn, principal.organisation_id, cmd))
+
+    @router.get(
+        "/registrations/{registration_id}",
+        tags=["registrations"],
+        summary="One of your registrations",
+    )
+    async def get_registration(
+        request: Request, principal: RegistrationWriter, registration_id: str = PathId
+    ) -> dict[str, Any]:
+        async with request.app.state.pool.acquire() as conn:
+            row = await Repository(conn).registration(principal.organisation_id, registration_id)
+        if row is None:
+            raise NotFoundError(f"no registration {registration_id!r} of your organisation")
+        return {
+            "registration_id": row.registration_id,
+            "activity_id": row.activity_id,
+            "registered_at": row.registered_at.isoformat(),
+            "referral_id": row.referral_id,
+            "cancelled_at": row.cancelled_at.isoformat() if row.cancelled_at else None,
+        }
+
+    @router.post(
+        "/registrations/{registration_id}/cancellation",
+        tags=["registrations"],
+        status_code=201,
+        summary="Cancel a registration",
+        responses={200: {"description": "Replay of an earlier identical request"}},
+    )
+    async def cancel(
+        request: Request,
+        principal: RegistrationWriter,
+        cmd: CancellationCommand,
+        registration_id: str = PathId,
+    ) -> JSONResponse:
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            return _answer(
+                await handlers.cancel(conn, principal.organisation_id, registration_id, cmd)
+            )
+
+    @router.post(
+        "/attendance",
+        tags=["attendance"],
+        status_code=201,
+        summary="Record that a participant attended a session (or did not show)",
+        responses={200: {"description": "Replay of an earlier identical request"}},
+    )
+    async def attendance(
+        request: Request, principal: RegistrationWriter, cmd: AttendanceCommand
+    ) -> JSONResponse:
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            return _answer(await handlers.record_attendance(conn, principal.organisation_id, cmd))
+
+    @router.post("/batch", tags=["batch"], summary="Up to 1,000 mixed writes, one result per item")
+    async def batch(
+        request: Request, principal: RegistrationWriter, body: BatchRequest
+    ) -> BatchResponse:
+        # The batch needs the registrations scope; activity items need the activities scope too.
+        org = principal.organisation_id
+        if len(body.items) > batch_max_items:
+            raise FieldError([("items", f"at most {batch_max_items} items per batch")])
+
+        async def dispatch(conn: Any, raw: Any) -> WriteResult:
+            item = parse_item(raw)
+            if isinstance(item, ActivityItem):
+                if not principal.has(Scope.ACTIVITIES):
+                    raise FieldError([("kind", "this key lacks the scope `activities`")])
+                return await handlers.put_activity(conn, org, item.activity_id, item.body)
+            if isinstance(item, RegistrationItem):
+                return await handlers.register(conn, org, item.body)
+            if isinstance(item, CancellationItem):
+                return await handlers.cancel(conn, org, item.registration_id, item.body)
+            return await handlers.record_attendance(conn, org, item.body)
+
+        results = await run_batch(request.app.state.pool, body.items, dispatch)
+        accepted = sum(1 for r in results if r.status < 300)
+        return BatchResponse(accepted=accepted, rejected=len(results) - accepted, results=results)
+
+    return router

@@ -1,0 +1,29 @@
+"""Errors the service layers raise; the HTTP layer maps them to 4xx answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["ConflictError", "FieldError", "NotFoundError"]
+
+
+class FieldError(Exception):
+    """Validation failed on named fields (422): e.g. an unknown neighbourhood."""
+
+    def __init__(self, details: Sequence[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in details))
+        self.details = list(details)
+
+
+class ConflictError(Exception):
+    """The write contradicts what is stored (409); ``allowed`` names what would be accepted."""
+
+    def __init__(self, message: str, allowed: Sequence[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.allowed = list(allowed) if allowed is not None else None
+
+
+class NotFoundError(Exception):
+    """No such record of the caller's organisation (404). Another organisation's records are
+    reported the same way, so that their existence is not revealed."""
