@@ -10,10 +10,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Annotated, Any
+from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -193,10 +193,6 @@ def require_scope(scope: KeyScope) -> Callable[..., Any]:
         return principal
 
     return dependency
-
-
-def principal_of(scope: KeyScope) -> Any:
-    return Annotated[Principal, Depends(require_scope(scope))]
 
 
 def create_app(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
-from typing import Annotated
-
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from services.registrations.adapters.repository import Repository
@@ -18,15 +16,15 @@ from services.registrations.domain.commands import (
     RegistrationCommand,
 )
 from services.registrations.service_layer.handlers import RegistrationHandlers, _activity_body
-from shared.auth import Scope
+from shared.auth import Principal, Scope
 from shared.errors import FieldError, NotFoundError
-from shared.http import COMMON_RESPONSES, principal_of
+from shared.http import COMMON_RESPONSES, require_scope
 from shared.writes import BatchItemResult, WriteResult, run_batch
 
 __all__ = ["build_router"]
 
-ActivityWriter = principal_of(Scope.ACTIVITIES)
-RegistrationWriter = principal_of(Scope.REGISTRATIONS)
+ActivityWriter = Annotated[Principal, Depends(require_scope(Scope.ACTIVITIES))]
+RegistrationWriter = Annotated[Principal, Depends(require_scope(Scope.REGISTRATIONS))]
 
 PathId = Path(min_length=1, max_length=128, pattern=r"^[^\s/]+$")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from services.registrations.adapters.repository import ActivityRow, Repository, RegistrationRow
+from services.registrations.adapters.repository import ActivityRow, RegistrationRow, Repository
 from services.registrations.domain import rules
 from services.registrations.domain.commands import (
     ActivityCommand,
@@ -75,15 +75,15 @@ class RegistrationHandlers:
             raise FieldError([("activity_id", "must be 1 to 128 characters")])
         repo = Repository(conn)
         current = await repo.activity(org, activity_id, lock=True)
-        wanted = dict(
-            title=cmd.title,
-            category=cmd.category,
-            aimed_at_connection=cmd.aimed_at_connection,
-            neighbourhood=cmd.neighbourhood,
-            capacity=cmd.capacity,
-            target_age_bands=tuple(cmd.target_age_bands),
-            active=cmd.active,
-        )
+        wanted: dict[str, Any] = {
+            "title": cmd.title,
+            "category": cmd.category,
+            "aimed_at_connection": cmd.aimed_at_connection,
+            "neighbourhood": cmd.neighbourhood,
+            "capacity": cmd.capacity,
+            "target_age_bands": tuple(cmd.target_age_bands),
+            "active": cmd.active,
+        }
         if current is not None and all(getattr(current, k) == v for k, v in wanted.items()):
             return WriteResult(200, _activity_body(current))
         row = ActivityRow(
@@ -91,7 +91,7 @@ class RegistrationHandlers:
             activity_id=activity_id,
             version=(current.version + 1) if current else 1,
             updated_at=datetime.now(UTC),
-            **wanted,  # type: ignore[arg-type]
+            **wanted,
         )
         await repo.save_activity(row)
         event = new_event(
