@@ -138,7 +138,7 @@ _DJG6_ITEMS: tuple[_Item, ...] = tuple(_DJG11_ITEMS[n - 1] for n in _DJG6_ITEM_N
 # "more_or_less" is in both sets: the scale treats any hesitation as a sign of loneliness.
 _LONELY_ANSWERS: dict[_Polarity, frozenset[str]] = {
     _Polarity.NEGATIVE: frozenset({"yes", "more_or_less"}),
-    _Polarity.POSITIVE: frozenset({"no"}),
+    _Polarity.POSITIVE: frozenset({"no", "more_or_less"}),
 }
 
 
@@ -177,7 +177,7 @@ _VERSIONS: dict[Instrument, _Version] = {
         lonely_from=2,
         severe_from=5,
         all_required=False,
-        max_unanswered_for_total=1,
+        max_unanswered_for_total=0,
     ),
 }
 

@@ -1,0 +1,48 @@
+# Verbinding: one entry point. `make demo` runs the system, `make test` runs the tests.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STACK := python3 deploy/local/stack.py
+
+.PHONY: help bootstrap up up-infra down status demo test test-unit test-integration test-faults lint fmt bench docs
+
+help:
+	@echo "make demo    bootstrap, start Kafka + PostgreSQL + the services, simulate partners, show indicators"
+	@echo "make test    bootstrap, start Kafka + PostgreSQL, lint, type-check and run every test"
+	@echo "make up      start Kafka, PostgreSQL and the three services in the background (idempotent)"
+	@echo "make down    stop everything (idempotent)"
+	@echo "make bench   benchmarks against the broker's own limits"
+
+bootstrap:
+	@scripts/bootstrap
+
+up-infra: bootstrap
+	@$(STACK) up
+	@.venv/bin/verbinding migrate >/dev/null
+
+up: up-infra
+	@$(STACK) up --services
+
+down:
+	@$(STACK) down
+
+status:
+	@$(STACK) status
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy shared services tools
+
+fmt:
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+# The whole suite: unit tests and integration tests against the real broker and database.
+test: up-infra lint
+	.venv/bin/pytest -q -p no:cacheprovider
+
+test-unit: bootstrap
+	.venv/bin/pytest -q -p no:cacheprovider tests/unit
+
+test-integration: up-infra
+	.venv/bin/pytest -q -p no:cacheprovider tests/integration
