@@ -177,7 +177,7 @@ _VERSIONS: dict[Instrument, _Version] = {
         lonely_from=2,
         severe_from=5,
         all_required=False,
-        max_unanswered_for_total=0,
+        max_unanswered_for_total=1,
     ),
 }
 

@@ -20,6 +20,8 @@ CREATE TABLE registrations (
     registration_id  text NOT NULL,
     activity_id      text NOT NULL,
     participant_id   text NOT NULL,
+    neighbourhood    text NOT NULL,
+    age_band         text NOT NULL,
     registered_date  date NOT NULL,
     referral_id      text,
     PRIMARY KEY (organisation_id, registration_id)
@@ -103,12 +105,3 @@ CREATE TABLE organisation_activity (
     last_event_at    timestamptz NOT NULL
 );
 
--- Progress per topic partition. One partition is consumed by one instance at a time, so these
--- rows never contend between instances.
-CREATE TABLE partition_progress (
-    topic            text NOT NULL,
-    kafka_partition  integer NOT NULL,
-    events_applied   bigint NOT NULL,
-    newest_event_at  timestamptz NOT NULL,
-    PRIMARY KEY (topic, kafka_partition)
-);

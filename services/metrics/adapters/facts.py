@@ -1,0 +1,219 @@
+"""Apply decoded events to the fact tables: one set-based statement per event type per batch.
+
+Every statement is idempotent on its own (natural primary keys, ON CONFLICT DO NOTHING, or
+"newest version wins" / "greatest wins" upserts), on top of the processed-events tracking of
+shared.consumer: the facts are right even if the same event were applied twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import asyncpg
+
+from shared.events import (
+    ActivityUpserted,
+    AttendanceRecorded,
+    CloudEvent,
+    DeadLettered,
+    MeasurementRecorded,
+    ReferralCreated,
+    ReferralStatusChanged,
+    RegistrationCancelled,
+    RegistrationCreated,
+    TrainingCompleted,
+)
+from shared.timerules import local_date
+
+__all__ = ["FactWriter"]
+
+
+class FactWriter:
+    """Role: turn a batch of events into facts in ``schema`` (``metrics``, or a rebuild's)."""
+
+    def __init__(self, schema: str = "metrics") -> None:
+        self.s = schema
+
+    async def __call__(self, conn: asyncpg.Connection, events: Sequence[CloudEvent[Any]]) -> None:
+        by_type: dict[type, list[Any]] = defaultdict(list)
+        last_seen: dict[str, Any] = {}
+        for event in events:
+            by_type[type(event.data)].append(event)
+            org = getattr(event.data, "organisation_id", None)
+            if org and (org not in last_seen or event.time > last_seen[org]):
+                last_seen[org] = event.time
+        for cls, group in by_type.items():
+            handler = self._handlers.get(cls)
+            if handler is None:
+                raise ValueError(f"the metrics service does not apply {cls.__name__} events")
+            await handler(self, conn, group)
+        if last_seen:
+            await conn.execute(
+                f"INSERT INTO {self.s}.organisation_activity (organisation_id, last_event_at) "
+                "SELECT * FROM unnest($1::text[], $2::timestamptz[]) "
+                "ON CONFLICT (organisation_id) DO UPDATE SET last_event_at = "
+                f"GREATEST({self.s}.organisation_activity.last_event_at, EXCLUDED.last_event_at)",
+                list(last_seen),
+                list(last_seen.values()),
+            )
+
+    async def _activities(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+        # Only the newest version of each activity matters; keep the highest within the batch.
+        newest: dict[tuple[str, str], ActivityUpserted] = {}
+        for e in events:
+            d: ActivityUpserted = e.data
+            key = (d.organisation_id, d.activity_id)
+            if key not in newest or d.version > newest[key].version:
+                newest[key] = d
+        rows = list(newest.values())
+        await conn.execute(
+            f"INSERT INTO {self.s}.activities AS a (organisation_id, activity_id, version, category, "
+            "aimed_at_connection, neighbourhood, active) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bool[], "
+            "$6::text[], $7::bool[]) "
+            "ON CONFLICT (organisation_id, activity_id) DO UPDATE SET version = EXCLUDED.version, "
+            "category = EXCLUDED.category, aimed_at_connection = EXCLUDED.aimed_at_connection, "
+            "neighbourhood = EXCLUDED.neighbourhood, active = EXCLUDED.active "
+            "WHERE EXCLUDED.version > a.version",
+            [d.organisation_id for d in rows],
+            [d.activity_id for d in rows],
+            [d.version for d in rows],
+            [d.category for d in rows],
+            [d.aimed_at_connection for d in rows],
+            [d.neighbourhood for d in rows],
+            [d.active for d in rows],
+        )
+
+    async def _registrations(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+        rows: list[RegistrationCreated] = [e.data for e in events]
+        await conn.execute(
+            f"INSERT INTO {self.s}.registrations (organisation_id, registration_id, activity_id, "
+            "participant_id, neighbourhood, age_band, registered_date, referral_id) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+            "$6::text[], $7::date[], $8::text[]) ON CONFLICT DO NOTHING",
+            [d.organisation_id for d in rows],
+            [d.registration_id for d in rows],
+            [d.activity_id for d in rows],
+            [d.participant.id for d in rows],
+            [d.participant.neighbourhood for d in rows],
+            [d.participant.age_band for d in rows],
+            [local_date(d.registered_at) for d in rows],
+            [d.referral_id for d in rows],
+        )
+
+    async def _cancellations(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+        rows: list[RegistrationCancelled] = [e.data for e in events]
+        await conn.execute(
+            f"INSERT INTO {self.s}.cancellations (organisation_id, registration_id, activity_id, "
+            "cancelled_date) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[]) "
+            "ON CONFLICT DO NOTHING",
+            [d.organisation_id for d in rows],
+            [d.registration_id for d in rows],
+            [d.activity_id for d in rows],
+            [local_date(d.cancelled_at) for d in rows],
+        )
+
+    async def _attendance(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+        rows: list[AttendanceRecorded] = [e.data for e in events]
+        await conn.execute(
+            f"INSERT INTO {self.s}.attendance (organisation_id, attendance_id, activity_id, "
+            "participant_id, neighbourhood, age_band, session_date, attended) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+            "$6::text[], $7::date[], $8::bool[]) ON CONFLICT DO NOTHING",
+            [d.organisation_id for d in rows],
+            [d.attendance_id for d in rows],
+            [d.activity_id for d in rows],
+            [d.participant.id for d in rows],
+            [d.participant.neighbourhood for d in rows],
+            [d.participant.age_band for d in rows],
+            [d.session_date for d in rows],
+            [d.status == "attended" for d in rows],
+        )
+
+    async def _referrals(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+        rows: list[ReferralCreated] = [e.data for e in events]
+        # Arrays of arrays cannot go through unnest; signals travel as a delimited string.
+        await conn.execute(
+            f"INSERT INTO {self.s}.referrals (organisation_id, referral_id, participant_id, "
+            "referrer_role, signals, referred_to_organisation_id, created_at, created_date) "
+            "SELECT o, r, p, role, string_to_array(sig, ','), rto, c, cd FROM unnest("
+            "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+            "$7::timestamptz[], $8::date[]) AS t(o, r, p, role, sig, rto, c, cd) "
+            "ON CONFLICT DO NOTHING",
+            [d.organisation_id for d in rows],
+            [d.referral_id for d in rows],
+            [d.participant.id for d in rows],
+            [d.referrer_role for d in rows],
+            [",".join(d.signals) for d in rows],
+            [d.referred_to.organisation_id for d in rows],
+            [d.created_at for d in rows],
+            [local_date(d.created_at) for d in rows],
+        )
+
+    async def _referral_status(
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+    ) -> None:
+        rows: list[ReferralStatusChanged] = [e.data for e in events]
+        await conn.execute(
+            f"INSERT INTO {self.s}.referral_status (event_id, organisation_id, referral_id, status, at) "
+            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) "
+            "ON CONFLICT DO NOTHING",
+            [e.id for e in events],
+            [d.organisation_id for d in rows],
+            [d.referral_id for d in rows],
+            [d.status for d in rows],
+            [d.at for d in rows],
+        )
+
+    async def _trainings(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+        rows: list[TrainingCompleted] = [e.data for e in events]
+        await conn.execute(
+            f"INSERT INTO {self.s}.trainings (organisation_id, training_id, person_id, role, "
+            "completed_date) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+            "$5::date[]) ON CONFLICT DO NOTHING",
+            [d.organisation_id for d in rows],
+            [d.training_id for d in rows],
+            [d.person_id for d in rows],
+            [d.role for d in rows],
+            [local_date(d.completed_at) for d in rows],
+        )
+
+    async def _measurements(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+        rows: list[MeasurementRecorded] = [e.data for e in events]
+        await conn.execute(
+            f"INSERT INTO {self.s}.measurements (organisation_id, measurement_id, instrument, "
+            "context, participant_id, neighbourhood, age_band, measured_at, measured_date, total, "
+            "emotional, social, category) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+            "$4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::date[], "
+            "$10::int[], $11::int[], $12::int[], $13::text[]) ON CONFLICT DO NOTHING",
+            [d.organisation_id for d in rows],
+            [d.measurement_id for d in rows],
+            [d.instrument for d in rows],
+            [d.context for d in rows],
+            [d.participant_id for d in rows],
+            [d.neighbourhood for d in rows],
+            [d.age_band for d in rows],
+            [d.measured_at for d in rows],
+            [local_date(d.measured_at) for d in rows],
+            [d.total for d in rows],
+            [d.emotional for d in rows],
+            [d.social for d in rows],
+            [d.category for d in rows],
+        )
+
+    async def _ignore(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+        """Dead letters are for people, not for the figures."""
+
+    _handlers: ClassVar[dict[type, Any]] = {
+        ActivityUpserted: _activities,
+        RegistrationCreated: _registrations,
+        RegistrationCancelled: _cancellations,
+        AttendanceRecorded: _attendance,
+        ReferralCreated: _referrals,
+        ReferralStatusChanged: _referral_status,
+        TrainingCompleted: _trainings,
+        MeasurementRecorded: _measurements,
+        DeadLettered: _ignore,
+    }

@@ -1,0 +1,93 @@
+"""Composition root of the metrics service: HTTP API, Kafka consumer, gauges snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+
+from services.metrics.adapters.facts import FactWriter
+from services.metrics.domain.baseline import load_baseline
+from services.metrics.entrypoints.consumer import MetricsConsumer
+from services.metrics.entrypoints.http import build_router
+from services.metrics.service_layer.indicators import IndicatorService
+from services.metrics.service_layer.snapshot import IndicatorSnapshot
+from services.metrics.settings import MetricsSettings
+from shared.consumer import BatchConsumer
+from shared.db import create_pool, migrate_service
+from shared.http import create_app
+from shared.kafka import ensure_topics
+from shared.reference import load_reference
+
+__all__ = ["MIGRATIONS", "SCHEMA", "build_app"]
+
+SCHEMA = "metrics"
+MIGRATIONS = "services.metrics.adapters.migrations"
+
+
+def build_app(settings: MetricsSettings | None = None) -> FastAPI:
+    settings = settings or MetricsSettings()
+    baseline = load_baseline(settings.baseline_file)
+    reference = load_reference(settings.reference_file)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url, max_size=settings.db_pool_max)
+        await migrate_service(pool, SCHEMA, MIGRATIONS)
+        app.state.pool = pool
+        service = IndicatorService(
+            pool,
+            baseline,
+            reference,
+            k=settings.suppression_k,
+            cache_seconds=settings.indicator_cache_seconds,
+        )
+        app.state.indicators = service
+        snapshot = IndicatorSnapshot(service, settings.snapshot_interval_seconds)
+        REGISTRY.register(snapshot)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(snapshot.run(stop))]
+        consumer = None
+        if settings.consume:
+            await ensure_topics(
+                settings.kafka_bootstrap,
+                settings.topic_prefix,
+                partitions=settings.topic_partitions,
+                replication=settings.topic_replication,
+            )
+            consumer = MetricsConsumer(
+                lambda sink: BatchConsumer(pool, SCHEMA, FactWriter(SCHEMA), sink),
+                bootstrap=settings.kafka_bootstrap,
+                group_id=settings.consumer_group,
+                prefix=settings.topic_prefix,
+                max_records=settings.consumer_max_records,
+            )
+            await consumer.start()
+            tasks.append(asyncio.create_task(consumer.watch_lag(stop)))
+        try:
+            yield
+        finally:
+            stop.set()
+            if consumer is not None:
+                await consumer.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            REGISTRY.unregister(snapshot)
+            await pool.close()
+
+    return create_app(
+        service=SCHEMA,
+        title="Verbinding metrics service",
+        description=(
+            "Live indicators of the loneliness programme per subgoal (S1 loneliness, S2 "
+            "participation, S3 signalling and referral), computed from the event stream, with "
+            "small-cell suppression. Also serves the coalition dashboard at `/`."
+        ),
+        version="1.0.0",
+        max_body_bytes=settings.max_body_bytes,
+        kafka_bootstrap=settings.kafka_bootstrap,
+        lifespan=lifespan,
+        routers=[build_router()],
+    )

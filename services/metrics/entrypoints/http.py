@@ -1,0 +1,98 @@
+"""HTTP entrypoint of the metrics service: the indicators API and the coalition dashboard."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from services.metrics.domain.periods import parse_period
+from services.metrics.service_layer.indicators import IndicatorService
+from shared.auth import Principal, Scope
+from shared.errors import FieldError
+from shared.http import COMMON_RESPONSES, require_scope
+from shared.timerules import AMSTERDAM
+
+__all__ = ["build_router"]
+
+Reader = Annotated[Principal, Depends(require_scope(Scope.INDICATORS))]
+Breakdown = Literal["neighbourhood", "age_band", "category", "organisation", "referrer_role"]
+
+STATIC = resources.files("services.metrics.entrypoints").joinpath("static")
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
+
+
+def build_router() -> APIRouter:
+    """The indicator service is made at start-up (it needs the pool): ``app.state.indicators``."""
+    router = APIRouter()
+    api = APIRouter(prefix="/v1", responses=COMMON_RESPONSES, tags=["indicators"])  # type: ignore[arg-type]
+
+    @api.get("/indicators", summary="The indicators of domain.md §6 for a period")
+    async def indicators(
+        request: Request,
+        _: Reader,
+        period: Annotated[
+            str, Query(description="`YYYY-MM`, `YYYY-Qn` or `YYYY`", examples=["2025-03"])
+        ],
+        by: Annotated[Breakdown | None, Query(description="Optional breakdown")] = None,
+    ) -> dict[str, Any]:
+        try:
+            parse_period(period)
+        except ValueError as exc:
+            raise FieldError([("period", str(exc))]) from None
+        service: IndicatorService = request.app.state.indicators
+        return await service.indicators(period, by)
+
+    @api.get("/trend", summary="Monthly unique and new participants")
+    async def trend(
+        request: Request,
+        _: Reader,
+        months: Annotated[
+            int, Query(ge=1, le=60, description="How many months, ending with `until`")
+        ] = 12,
+        until: Annotated[
+            str | None, Query(description="`YYYY-MM`; default the current month")
+        ] = None,
+    ) -> dict[str, Any]:
+        today = datetime.now(UTC).astimezone(AMSTERDAM).date()
+        label = until or f"{today.year:04d}-{today.month:02d}"
+        try:
+            last = parse_period(label)
+        except ValueError as exc:
+            raise FieldError([("until", str(exc))]) from None
+        if last.kind != "month":
+            raise FieldError([("until", "must be a month, YYYY-MM")])
+        index = last.start.year * 12 + last.start.month - 1
+        labels = [
+            f"{(i) // 12:04d}-{(i) % 12 + 1:02d}" for i in range(index - months + 1, index + 1)
+        ]
+        service: IndicatorService = request.app.state.indicators
+        return {"months": await service.trend([parse_period(x) for x in labels]), "k": service.k}
+
+    @router.get("/", include_in_schema=False)
+    async def dashboard() -> HTMLResponse:
+        return HTMLResponse(STATIC.joinpath("index.html").read_text(encoding="utf-8"))
+
+    @router.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        suffix = "." + name.rpartition(".")[2]
+        file = STATIC.joinpath(name)
+        if "/" in name or suffix not in CONTENT_TYPES or not file.is_file():
+            return Response(status_code=404)
+        return Response(
+            file.read_bytes(),
+            media_type=CONTENT_TYPES[suffix],
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    router.include_router(api)
+    return router

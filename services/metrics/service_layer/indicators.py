@@ -1,0 +1,191 @@
+"""Use case: the indicators of a period, optionally broken down, ready to publish."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from services.metrics.adapters import queries
+from services.metrics.domain import figures
+from services.metrics.domain.baseline import Baseline
+from services.metrics.domain.periods import Period, parse_period
+from shared.reference import ReferenceData
+
+__all__ = ["BREAKDOWN_NAMES", "IndicatorService"]
+
+BREAKDOWN_NAMES = tuple(queries.BREAKDOWNS)
+
+
+class IndicatorService:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        baseline: Baseline,
+        reference: ReferenceData,
+        *,
+        k: int = 10,
+        schema: str = "metrics",
+        cache_seconds: float = 2.0,
+    ) -> None:
+        self.pool = pool
+        self.baseline = baseline
+        self.reference = reference
+        self.k = k
+        self.schema = schema
+        self.cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, str | None], tuple[float, dict[str, Any]]] = {}
+        self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
+
+    async def indicators(self, period_label: str, by: str | None = None) -> dict[str, Any]:
+        """Cached for a moment: a dashboard polled by many people costs one computation."""
+        key = (period_label, by)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            hit = self._cache.get(key)
+            if hit and time.monotonic() - hit[0] < self.cache_seconds:
+                return hit[1]
+            result = await self.compute(parse_period(period_label), by)
+            self._cache[key] = (time.monotonic(), result)
+            return result
+
+    async def compute(self, period: Period, by: str | None = None) -> dict[str, Any]:
+        if by is not None and by not in queries.BREAKDOWNS:
+            raise ValueError(f"by must be one of {', '.join(queries.BREAKDOWNS)}")
+        k, s = self.k, self.schema
+        thresholds = {
+            "djg11": (self.baseline.emotional_threshold, self.baseline.social_threshold),
+            "djg6": (2, 2),
+        }
+        base_period = period.shifted_to_year(self.baseline.baseline_year)
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            # One snapshot for all queries: figures of one answer are mutually consistent.
+            raw1 = await queries.s1(conn, s, period.start, period.end, None, thresholds)
+            raw2 = await queries.s2(conn, s, period.start, period.end, None)
+            raw3 = await queries.s3(conn, s, period.start, period.end, None)
+            base2 = await queries.participants_unique(
+                conn, s, base_period.start, base_period.end, None
+            )
+            live = await queries.live_figures(conn, s)
+            events_applied = await conn.fetchval(f"SELECT count(*) FROM {s}.processed_events")
+            cells_raw: dict[str, dict[str, Any]] = {}
+            base_cells: dict[str, Any] = {}
+            if by is not None:
+                for subgoal, fetch in (
+                    ("s1", queries.s1(conn, s, period.start, period.end, by, thresholds)),
+                    ("s2", queries.s2(conn, s, period.start, period.end, by)),
+                    ("s3", queries.s3(conn, s, period.start, period.end, by)),
+                ):
+                    for key, values in (await fetch).items():
+                        cells_raw.setdefault(key, {})[subgoal] = values
+                base_cells = await queries.participants_unique(
+                    conn, s, base_period.start, base_period.end, by
+                )
+
+        result: dict[str, Any] = {
+            "period": period.label,
+            "period_kind": period.kind,
+            "from": period.start.isoformat(),
+            "to": period.end.isoformat(),
+            "by": by,
+            "k": k,
+            "generated_at": datetime.now(UTC).isoformat(),
+            "freshness": {
+                "newest_event_at": live["newest_event_at"].isoformat()
+                if live["newest_event_at"]
+                else None,
+                "events_applied": events_applied,
+            },
+            "baseline_year": self.baseline.baseline_year,
+            "s1": figures.s1_figures(raw1.get("", {}), k, self._prevalence_baselines(), True),
+            "s2": figures.s2_figures(
+                raw2.get("", {}), k, self._baseline_unique(base_period, base2.get("", {}))
+            ),
+            "s3": {
+                **figures.s3_figures(raw3.get("", {}), k, True),
+                "referrals_overdue": figures.count(live["referrals_overdue"], k),
+            },
+        }
+        if by is not None:
+            result["breakdown"] = self._cells(by, cells_raw, base_cells, base_period)
+        return result
+
+    def _prevalence_baselines(
+        self, by: str | None = None, key: str | None = None
+    ) -> dict[str, float | None]:
+        return {
+            name: self.baseline.prevalence_for(name, by, key)
+            for name in (
+                "prevalence_lonely",
+                "prevalence_severe",
+                "prevalence_emotional",
+                "prevalence_social",
+            )
+        }
+
+    def _baseline_unique(self, base_period: Period, raw: dict[str, Any]) -> int | None:
+        configured = self.baseline.participants_unique.get(base_period.label)
+        if configured is not None:
+            return configured
+        value = raw.get("participants_unique")
+        return int(value) if value is not None else 0
+
+    def _cells(
+        self,
+        by: str,
+        cells_raw: dict[str, dict[str, Any]],
+        base_cells: dict[str, Any],
+        base_period: Period,
+    ) -> list[dict[str, Any]]:
+        known = {
+            "neighbourhood": self.reference.neighbourhood_order,
+            "age_band": self.reference.age_band_order,
+            "category": tuple(sorted(self.reference.activity_categories)),
+            "referrer_role": tuple(sorted(self.reference.referrer_roles)),
+        }.get(by, ())
+        # Every known key gets a cell, so that an absent cell cannot be read as "zero".
+        keys = list(known) + sorted(set(cells_raw) - set(known))
+        applicable = queries.BREAKDOWNS[by]
+        cells = []
+        for key in keys:
+            raw = cells_raw.get(key, {})
+            cell: dict[str, Any] = {"key": key}
+            if "s1" in applicable:
+                cell["s1"] = figures.s1_figures(
+                    raw.get("s1", {}), self.k, self._prevalence_baselines(by, key), False
+                )
+            if "s2" in applicable:
+                base = base_cells.get(key, {}).get("participants_unique", 0)
+                cell["s2"] = figures.s2_figures(raw.get("s2", {}), self.k, int(base or 0))
+            if "s3" in applicable:
+                cell["s3"] = figures.s3_figures(raw.get("s3", {}), self.k, False)
+            cells.append(cell)
+        return figures.breakdown_cells(cells)
+
+    async def trend(self, months: list[Period]) -> list[dict[str, Any]]:
+        """Monthly unique and new participants (suppressed like everything else)."""
+        out = []
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            for month in months:
+                raw = (await queries.s2(conn, self.schema, month.start, month.end, None)).get(
+                    "", {}
+                )
+                out.append(
+                    {
+                        "period": month.label,
+                        "participants_unique": figures.count(
+                            raw.get("participants_unique"), self.k
+                        ),
+                        "participants_new": figures.count(raw.get("participants_new"), self.k),
+                    }
+                )
+        return out

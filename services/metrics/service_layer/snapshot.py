@@ -1,0 +1,188 @@
+"""The live indicators as Prometheus gauges, from a snapshot refreshed every few seconds.
+
+A scrape never queries the database: a custom collector renders the latest snapshot. Suppressed
+cells are omitted (an absent series, not a zero). Labels are bounded: period kind, neighbourhood,
+age band, category, referrer role, and organisation only for the partner-silence timestamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from services.metrics.domain.periods import current_periods
+from services.metrics.service_layer.indicators import IndicatorService
+
+__all__ = ["IndicatorSnapshot", "metric_name"]
+
+log = logging.getLogger(__name__)
+
+RATES = {
+    "attendance_rate": "attendance_ratio",
+    "referral_acceptance_rate": "referral_acceptance_ratio",
+    "referral_conversion": "referral_conversion_ratio",
+    "growth_vs_baseline": "growth_vs_baseline_ratio",
+    "organisations_with_trained_staff_share": "organisations_with_trained_staff_ratio",
+    "prevalence_lonely": "prevalence_lonely_ratio",
+    "prevalence_severe": "prevalence_severe_ratio",
+    "prevalence_emotional": "prevalence_emotional_ratio",
+    "prevalence_social": "prevalence_social_ratio",
+}
+# Breakdown series are limited to the figures a dashboard or alert uses, to keep series bounded.
+BREAKDOWN_FIGURES = {
+    "neighbourhood": {
+        "s1": ["prevalence_lonely"],
+        "s2": ["participants_unique", "participants_new"],
+    },
+    "age_band": {"s1": ["prevalence_lonely"], "s2": ["participants_unique", "participants_new"]},
+    "category": {"s2": ["participants_unique", "attendances"]},
+    "referrer_role": {"s3": ["referrals", "accepted", "converted", "referral_conversion"]},
+}
+
+
+def metric_name(subgoal: str, indicator: str) -> str:
+    if indicator == "days_to_first_attendance":
+        return f"verbinding_{subgoal}_time_to_first_attendance_seconds"
+    return f"verbinding_{subgoal}_{RATES.get(indicator, indicator)}"
+
+
+def _value(fig: Any, indicator: str) -> float | None:
+    if not isinstance(fig, dict) or fig.get("suppressed") or fig.get("value") is None:
+        return None
+    value = float(fig["value"])
+    return value * 86400 if indicator == "days_to_first_attendance" else value
+
+
+class IndicatorSnapshot(Collector):
+    def __init__(self, service: IndicatorService, interval: float = 15.0) -> None:
+        self.service = service
+        self.interval = interval
+        self.periods: dict[str, dict[str, Any]] = {}
+        self.breakdowns: dict[tuple[str, str], dict[str, Any]] = {}
+        self.partners: dict[str, float] = {}
+        self.taken_at: float | None = None
+
+    async def refresh(self) -> None:
+        periods = current_periods(datetime.now(UTC))
+        for kind, period in periods.items():
+            self.periods[kind] = await self.service.compute(period)
+            for by in BREAKDOWN_FIGURES:
+                self.breakdowns[(kind, by)] = await self.service.compute(period, by)
+        async with self.service.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT organisation_id, extract(epoch FROM last_event_at)::float AS t "
+                f"FROM {self.service.schema}.organisation_activity"
+            )
+        self.partners = {r["organisation_id"]: r["t"] for r in rows}
+        self.taken_at = time.time()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.refresh()
+            except Exception as exc:  # the next round retries; the last snapshot stays exposed
+                log.warning("indicator snapshot failed", extra={"error": repr(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        families: dict[str, GaugeMetricFamily] = {}
+
+        def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+            if name not in families:
+                families[name] = GaugeMetricFamily(name, doc, labels=labels)
+            return families[name]
+
+        for kind, result in self.periods.items():
+            for subgoal in ("s1", "s2", "s3"):
+                for indicator, fig in result[subgoal].items():
+                    if indicator == "referrals_overdue":
+                        value = _value(fig, indicator)
+                        if value is not None:
+                            gauge(
+                                "verbinding_s3_referrals_overdue",
+                                "Open referrals without a status change for more than 14 days.",
+                                [],
+                            ).add_metric([], value)
+                        continue
+                    if indicator == "referral_outcome":
+                        for part, sub in fig.items():
+                            value = _value(sub, part)
+                            if value is not None:
+                                name = "verbinding_s1_referral_outcome_" + (
+                                    "improved_ratio" if part == "improved_share" else part
+                                )
+                                gauge(
+                                    name,
+                                    f"Referral outcome: {part} (intake to follow-up).",
+                                    ["period"],
+                                ).add_metric([kind], value)
+                        continue
+                    if isinstance(fig, dict) and "value" not in fig:  # e.g. people_trained_by_role
+                        label = "role" if indicator.endswith("_by_role") else "signal"
+                        for key, sub in fig.items():
+                            value = _value(sub, indicator)
+                            if value is not None:
+                                gauge(
+                                    f"verbinding_{subgoal}_{indicator}",
+                                    f"{indicator} ({subgoal}).",
+                                    ["period", label],
+                                ).add_metric([kind, key], value)
+                        continue
+                    value = _value(fig, indicator)
+                    if value is not None:
+                        gauge(
+                            metric_name(subgoal, indicator),
+                            f"{indicator} ({subgoal}), current {kind}.",
+                            ["period"],
+                        ).add_metric([kind], value)
+                    baseline = fig.get("baseline") if isinstance(fig, dict) else None
+                    if baseline is not None:
+                        name = metric_name(
+                            subgoal,
+                            indicator
+                            if indicator != "growth_vs_baseline"
+                            else "participants_unique",
+                        )
+                        gauge(
+                            name + "_baseline", f"Baseline of {indicator}.", ["period"]
+                        ).add_metric([kind], float(baseline))
+        for (kind, by), result in self.breakdowns.items():
+            for cell in result.get("breakdown", []):
+                for subgoal, names in BREAKDOWN_FIGURES[by].items():
+                    for indicator in names:
+                        value = _value(cell.get(subgoal, {}).get(indicator), indicator)
+                        if value is not None:
+                            gauge(
+                                f"{metric_name(subgoal, indicator)}_by_{by}",
+                                f"{indicator} by {by}, current {kind}.",
+                                ["period", by],
+                            ).add_metric([kind, cell["key"]], value)
+        newest = self.periods.get("month", {}).get("freshness", {}).get("newest_event_at")
+        if newest:
+            gauge(
+                "verbinding_metrics_newest_event_timestamp_seconds",
+                "Time of the newest event applied (freshness).",
+                [],
+            ).add_metric([], datetime.fromisoformat(newest).timestamp())
+        for org, ts in self.partners.items():
+            gauge(
+                "verbinding_partner_last_event_timestamp_seconds",
+                "Time of the last event of each partner organisation.",
+                ["organisation"],
+            ).add_metric([org], ts)
+        if self.taken_at is not None:
+            gauge(
+                "verbinding_metrics_snapshot_timestamp_seconds",
+                "When the indicator snapshot was last computed.",
+                [],
+            ).add_metric([], self.taken_at)
+        yield from families.values()

@@ -1,0 +1,29 @@
+"""Settings of the metrics service (``VERBINDING_*``; see README)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+__all__ = ["MetricsSettings"]
+
+
+class MetricsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VERBINDING_", extra="ignore")
+
+    port: int = 8003
+    suppression_k: int = Field(10, ge=1, description="Small-cell suppression threshold k.")
+    baseline_file: str | None = Field(
+        None, description="Baselines and targets (JSON); default built in."
+    )
+    consumer_group: str = Field("verbinding-metrics", description="Kafka consumer group.")
+    consume: bool = Field(True, description="Consume events in this process (False: API only).")
+    consumer_max_records: int = Field(2000, ge=1, description="Records per applied batch.")
+    snapshot_interval_seconds: float = Field(
+        15.0, gt=0, description="Refresh of the /metrics gauges."
+    )
+    indicator_cache_seconds: float = Field(
+        2.0, ge=0, description="How long an API answer is reused."
+    )
