@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -161,3 +164,253 @@ async def read_topic(topic: str, *, expect: int | None = None, timeout: float = 
         return records
     finally:
         await consumer.stop()
+
+
+@pytest.fixture(scope="session")
+async def metrics_app(pool: asyncpg.Pool, kafka: str) -> AsyncIterator[Any]:
+    """The metrics service app, in-process, consuming the test topics with its own group.
+
+    Yields the FastAPI app (its state holds the indicator service); use ``metrics`` for a client.
+    """
+    from services.metrics.bootstrap import build_app
+    from services.metrics.settings import MetricsSettings
+
+    settings = MetricsSettings(
+        consumer_group=f"metrics-{RUN_ID}",
+        snapshot_interval_seconds=1.0,
+        indicator_cache_seconds=0.0,
+    )
+    app = build_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture(scope="session")
+async def metrics(metrics_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=metrics_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def metrics_url(metrics_app: Any) -> AsyncIterator[str]:
+    """The same metrics app served over real HTTP on a free port (for a browser)."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The app's lifespan already runs in the metrics_app fixture; uvicorn must not run it again.
+    server = uvicorn.Server(
+        uvicorn.Config(metrics_app, host="127.0.0.1", port=port, lifespan="off", log_config=None)
+    )
+    task = asyncio.create_task(server.serve())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not server.started:
+        if task.done() or loop.time() > deadline:
+            pytest.fail("the metrics app did not start serving HTTP")
+        await asyncio.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+async def wait_for_applied(metrics_app: Any, at_least: int, timeout: float = 30.0) -> int:
+    """Bounded wait until the metrics service has applied ``at_least`` events of this run."""
+    pool = metrics_app.state.pool
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    applied = 0
+    while loop.time() < deadline:
+        applied = await pool.fetchval("SELECT count(*) FROM metrics.processed_events")
+        if applied >= at_least:
+            return int(applied)
+        await asyncio.sleep(0.1)
+    pytest.fail(f"metrics applied only {applied} of {at_least} events within {timeout} s")
+
+
+# ------------------------------------------------------------------------------------------------
+# Outbox, consumer and fault tests: scratch schemas, any topic on any broker, a private broker.
+# ------------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+STACK = REPO / "deploy" / "local" / "stack.py"
+
+
+@pytest.fixture
+async def scratch_schema(pool: asyncpg.Pool) -> AsyncIterator[str]:
+    """A fresh schema holding the tables every service has (outbox, idempotency,
+    processed_events), migrated with the shared migrations; dropped afterwards."""
+    from shared.db import apply_migrations, migration_files
+
+    name = f"scratch_{uuid.uuid4().hex[:12]}"
+    async with pool.acquire() as conn:
+        await apply_migrations(conn, name, migration_files("shared.migrations.service"))
+    yield name
+    async with pool.acquire() as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+async def topic_prefix(kafka: str) -> str:
+    """A topic prefix of this test alone: the topics under it hold only what the test wrote."""
+    return f"{TOPIC_PREFIX}{uuid.uuid4().hex[:8]}."
+
+
+async def read_records(
+    topic: str,
+    *,
+    bootstrap: str = KAFKA,
+    expect: int | None = None,
+    timeout: float = 15.0,
+    settle: float = 1.0,
+) -> list[Any]:
+    """All records of ``topic`` (the full name) on ``bootstrap`` from the beginning.
+
+    With ``expect``: waits (bounded by ``timeout``) until at least that many arrived, then keeps
+    reading for ``settle`` seconds so that extra copies would show. Records come in partition
+    order; within a partition in offset order."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000
+    )
+    await consumer.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        partitions: list[TopicPartition] = []
+        while not partitions:
+            cluster = await consumer._client.fetch_all_metadata()
+            ids = cluster.partitions_for_topic(topic) or set()
+            partitions = [TopicPartition(topic, p) for p in sorted(ids)]
+            if not partitions:
+                assert loop.time() < deadline, f"topic {topic} does not exist on {bootstrap}"
+                await asyncio.sleep(0.1)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[Any] = []
+        settle_until: float | None = None
+        while loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for msgs in batch.values():
+                records.extend(msgs)
+            if expect is None or len(records) >= expect:
+                settle_until = settle_until or loop.time() + settle
+                if loop.time() >= settle_until:
+                    break
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        await consumer.stop()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0, what: str = "condition"
+) -> None:
+    """Poll ``check`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() >= deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cached_kafka_lib() -> str | None:
+    """The jars the main stack already fetched, so that a private broker needs no Maven run."""
+    if os.environ.get("VERBINDING_KAFKA_LIB"):
+        return os.environ["VERBINDING_KAFKA_LIB"]
+    state = Path(os.environ.get("VERBINDING_STATE_DIR") or REPO / ".local")
+    lib = state / "kafka" / "lib"
+    return str(lib) if any(lib.glob("kafka_2.13-*.jar")) else None
+
+
+@dataclass
+class PrivateKafka:
+    """A single-node broker of one test alone, started and stopped with deploy/local/stack.py.
+
+    Fault tests stop and kill it at will; the shared broker is never touched."""
+
+    state_dir: Path
+    port: int
+    controller_port: int
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            VERBINDING_STATE_DIR=str(self.state_dir),
+            VERBINDING_KAFKA_PORT=str(self.port),
+            VERBINDING_KAFKA_CONTROLLER_PORT=str(self.controller_port),
+            VERBINDING_START_TIMEOUT="60",
+        )
+        env.pop("VERBINDING_KAFKA_LIB", None)
+        lib = _cached_kafka_lib()
+        if lib:
+            env["VERBINDING_KAFKA_LIB"] = lib
+        return env
+
+    async def _stack(self, command: str, timeout: float = 120.0) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(STACK),
+            command,
+            env=self._env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            pytest.fail(f"stack.py {command} did not finish within {timeout:.0f}s")
+        if proc.returncode != 0:
+            pytest.fail(f"stack.py {command} failed (exit {proc.returncode}):\n{out.decode()}")
+
+    async def start(self) -> None:
+        """Start (or restart) the broker and wait until it serves metadata."""
+        from shared.kafka import ensure_topics
+
+        await self._stack("kafka-start")
+        # The port opens before the broker can create topics: retry, bounded.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while True:
+            try:
+                await ensure_topics(self.bootstrap, "ready-check.", topics=[])
+                return
+            except Exception:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        await self._stack("kafka-stop")
+
+    async def kill(self) -> None:
+        await self._stack("kafka-kill")
+
+
+@pytest.fixture
+async def private_kafka(tmp_path: Path) -> AsyncIterator[PrivateKafka]:
+    """A private broker, NOT started: the test starts, stops or kills it. Always stopped in
+    teardown (SIGTERM, then SIGKILL), whatever the test did."""
+    broker = PrivateKafka(tmp_path / "stack", _free_port(), _free_port())
+    try:
+        yield broker
+    finally:
+        try:
+            await broker.stop()
+        except BaseException:
+            await broker.kill()
