@@ -61,6 +61,7 @@ class BatchResult:
     duplicates: int
     dead_lettered: int
     events: tuple[CloudEvent[Any], ...] = ()
+    letters: tuple[DeadLetter, ...] = ()
 
 
 class DeadLetterSink(Protocol):
@@ -102,11 +103,16 @@ class BatchConsumer:
         schema: str,
         apply: Applier,
         deadletters: DeadLetterSink,
+        *,
+        shared_lock: int | None = None,
     ) -> None:
         self.pool = pool
         self.schema = schema
         self.apply = apply
         self.deadletters = deadletters
+        # A rebuild that swaps the consumer's tables takes this advisory lock exclusively;
+        # every batch takes it shared, so that no batch straddles the swap.
+        self.shared_lock = shared_lock
 
     async def handle(self, records: Sequence[RawRecord]) -> BatchResult:
         letters: list[DeadLetter] = []
@@ -120,6 +126,8 @@ class BatchConsumer:
             decoded.setdefault(event.id, (record, event))  # a duplicate inside one batch
         undecodable = len(letters)
         async with self.pool.acquire() as conn, conn.transaction():
+            if self.shared_lock is not None:
+                await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", self.shared_lock)
             fresh_ids = {
                 row["event_id"]
                 for row in await conn.fetch(
@@ -146,6 +154,7 @@ class BatchConsumer:
             duplicates=len(records) - undecodable - len(fresh),
             dead_lettered=len(letters),
             events=tuple(applied),
+            letters=tuple(letters),
         )
 
     async def _apply_isolating_poison(

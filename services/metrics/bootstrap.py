@@ -14,6 +14,7 @@ from services.metrics.domain.baseline import load_baseline
 from services.metrics.entrypoints.consumer import MetricsConsumer
 from services.metrics.entrypoints.http import build_router
 from services.metrics.service_layer.indicators import IndicatorService
+from services.metrics.service_layer.rebuild import REBUILD_LOCK
 from services.metrics.service_layer.snapshot import IndicatorSnapshot
 from services.metrics.settings import MetricsSettings
 from shared.consumer import BatchConsumer
@@ -59,7 +60,9 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
                 replication=settings.topic_replication,
             )
             consumer = MetricsConsumer(
-                lambda sink: BatchConsumer(pool, SCHEMA, FactWriter(SCHEMA), sink),
+                lambda sink: BatchConsumer(
+                    pool, SCHEMA, FactWriter(SCHEMA), sink, shared_lock=REBUILD_LOCK
+                ),
                 bootstrap=settings.kafka_bootstrap,
                 group_id=settings.consumer_group,
                 prefix=settings.topic_prefix,

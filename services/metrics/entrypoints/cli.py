@@ -1,0 +1,65 @@
+"""`verbinding metrics ...`: operator commands of the metrics service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    metrics = sub.add_parser("metrics", help="metrics service operations")
+    msub = metrics.add_subparsers(dest="metrics_command", required=True)
+    rebuild = msub.add_parser(
+        "rebuild",
+        help="recompute every aggregate by replaying the topics into fresh tables, then swap them in",
+    )
+    rebuild.add_argument("--batch-size", type=int, default=5000)
+    rebuild.add_argument("--no-swap", action="store_true", help="replay only; keep the live tables")
+    rebuild.set_defaults(run=_run_rebuild)
+
+
+def _run_rebuild(args: argparse.Namespace) -> int:
+    return asyncio.run(_rebuild(args))
+
+
+async def _rebuild(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from services.metrics.bootstrap import MIGRATIONS, SCHEMA
+    from services.metrics.entrypoints.consumer import CONSUMED_TOPICS
+    from services.metrics.service_layer.rebuild import rebuild
+    from services.metrics.settings import MetricsSettings
+    from shared.db import create_pool, migrate_service
+
+    settings = MetricsSettings()
+    pool = await create_pool(settings.database_url, max_size=4)
+    try:
+        await migrate_service(pool, SCHEMA, MIGRATIONS)
+        with tqdm(unit="ev", desc="replaying", dynamic_ncols=True) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            report = await rebuild(
+                pool,
+                settings.kafka_bootstrap,
+                CONSUMED_TOPICS,
+                schema=SCHEMA,
+                prefix=settings.topic_prefix,
+                batch_size=args.batch_size,
+                swap=not args.no_swap,
+                progress=progress,
+            )
+    finally:
+        await pool.close()
+    print(
+        f"replayed {report.events} events ({report.applied} applied, {report.skipped} dead letters "
+        f"skipped) in {report.seconds:.1f} s = {report.events_per_second:,.0f} events/s; "
+        f"{'swapped in' if report.swapped else 'not swapped (--no-swap)'}"
+    )
+    return 0
