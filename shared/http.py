@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import Principal, authenticate
@@ -32,7 +32,9 @@ __all__ = [
     "ErrorBody",
     "ErrorDetail",
     "create_app",
+    "document_schema",
     "field_errors_from_validation",
+    "require_any_scope",
     "require_scope",
 ]
 
@@ -169,6 +171,23 @@ class _TooLarge(Exception):
 
 def require_scope(scope: KeyScope) -> Callable[..., Any]:
     """Dependency: the caller's principal, if its key is valid and carries ``scope``."""
+    return require_any_scope(scope)
+
+
+def require_any_scope(*scopes: KeyScope) -> Callable[..., Any]:
+    """Dependency: the caller's principal, if its key is valid and carries one of ``scopes``.
+
+    For endpoints that serve several kinds of write (a batch): the handler then checks per item
+    that the key carries that item's scope.
+    """
+    if not scopes:
+        raise ValueError("name at least one scope")
+    names = ", ".join(f"`{s.value}`" for s in scopes)
+    lacking = (
+        f"this key lacks the scope {names}"
+        if len(scopes) == 1
+        else f"this key needs at least one of the scopes {names}"
+    )
 
     async def dependency(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
@@ -188,8 +207,8 @@ def require_scope(scope: KeyScope) -> Callable[..., Any]:
                 "unknown or revoked API key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if not principal.has(scope):
-            raise ApiError(403, "forbidden", f"this key lacks the scope `{scope.value}`")
+        if not any(principal.has(scope) for scope in scopes):
+            raise ApiError(403, "forbidden", lacking)
         return principal
 
     return dependency
@@ -300,3 +319,27 @@ def create_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+def document_schema(app: FastAPI, name: str, adapter: TypeAdapter[Any]) -> None:
+    """Add a schema the routes do not declare to the OpenAPI components.
+
+    A batch validates its items one by one (a bad item must not sink the others), so its body is
+    declared loosely; this puts the precise item schema into the document, so that a partner can
+    integrate from the OpenAPI document alone.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = generate()
+        schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for key, value in schema.pop("$defs", {}).items():
+            components.setdefault(key, value)
+        components[name] = schema
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -24,8 +24,12 @@ from prometheus_client import Counter, Gauge
 
 from shared.db import DatabaseUnavailable
 from shared.events import CloudEvent, encode_event, topic_name
+from shared.kafka import ensure_topics
 
-__all__ = ["OutboxRelay", "enqueue"]
+if TYPE_CHECKING:
+    from shared.settings import CommonSettings
+
+__all__ = ["OutboxRelay", "enqueue", "run_service_relay"]
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +209,28 @@ class OutboxRelay:
             if published < self.batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+
+
+async def run_service_relay(
+    pool: asyncpg.Pool, schema: str, settings: CommonSettings, stop: asyncio.Event
+) -> None:
+    """A service's relay, run inside the service process until ``stop`` is set.
+
+    Creating the topics is bounded and best-effort: Kafka may be away at start, and the relay
+    keeps its rows and retries until the broker is back, so a service never waits on Kafka to
+    accept writes.
+    """
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            ensure_topics(
+                settings.kafka_bootstrap,
+                settings.topic_prefix,
+                partitions=settings.topic_partitions,
+                replication=settings.topic_replication,
+            ),
+            timeout=15,
+        )
+    await OutboxRelay(pool, schema, settings.kafka_bootstrap).run(stop)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

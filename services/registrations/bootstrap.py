@@ -9,13 +9,16 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.registrations.entrypoints.http import build_router
+from services.registrations.entrypoints.http import (
+    BATCH_ITEM_SCHEMA,
+    batch_item_adapter,
+    build_router,
+)
 from services.registrations.service_layer.handlers import RegistrationHandlers
 from services.registrations.settings import RegistrationsSettings
 from shared.db import create_pool, migrate_service
-from shared.http import create_app
-from shared.kafka import ensure_topics
-from shared.outbox import OutboxRelay
+from shared.http import create_app, document_schema
+from shared.outbox import run_service_relay
 from shared.pseudonym import Pseudonymiser
 from shared.reference import load_reference
 from shared.writes import WriteContext
@@ -44,7 +47,7 @@ def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
         stop = asyncio.Event()
         tasks = []
         if settings.relay_in_process:
-            tasks.append(asyncio.create_task(run_relay(settings, pool, stop)))
+            tasks.append(asyncio.create_task(run_service_relay(pool, SCHEMA, settings, stop)))
         try:
             yield
         finally:
@@ -52,7 +55,7 @@ def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             await pool.close()
 
-    return create_app(
+    app = create_app(
         service=SCHEMA,
         title="Verbinding registrations service",
         description=(
@@ -66,17 +69,5 @@ def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         routers=[build_router(handlers, settings.batch_max_items)],
     )
-
-
-async def run_relay(settings: RegistrationsSettings, pool: object, stop: asyncio.Event) -> None:
-    with contextlib.suppress(Exception):  # Kafka may be away at start; the relay waits for it
-        await asyncio.wait_for(
-            ensure_topics(
-                settings.kafka_bootstrap,
-                settings.topic_prefix,
-                partitions=settings.topic_partitions,
-                replication=settings.topic_replication,
-            ),
-            timeout=15,
-        )
-    await OutboxRelay(pool, SCHEMA, settings.kafka_bootstrap).run(stop)  # type: ignore[arg-type]
+    document_schema(app, BATCH_ITEM_SCHEMA, batch_item_adapter())
+    return app

@@ -21,7 +21,7 @@ from shared.errors import FieldError, NotFoundError
 from shared.http import COMMON_RESPONSES, require_scope
 from shared.writes import BatchItemResult, WriteResult, run_batch
 
-__all__ = ["build_router"]
+__all__ = ["BATCH_ITEM_SCHEMA", "build_router", "batch_item_adapter"]
 
 ActivityWriter = Annotated[Principal, Depends(require_scope(Scope.ACTIVITIES))]
 RegistrationWriter = Annotated[Principal, Depends(require_scope(Scope.REGISTRATIONS))]
@@ -59,6 +59,7 @@ BatchItem = Annotated[
     ActivityItem | RegistrationItem | CancellationItem | AttendanceItem, Field(discriminator="kind")
 ]
 _ITEM: TypeAdapter[Any] = TypeAdapter(BatchItem)
+BATCH_ITEM_SCHEMA = "RegistrationsBatchItem"
 
 
 def parse_item(raw: Any) -> Any:
@@ -86,7 +87,11 @@ class BatchRequest(BaseModel):
     `registration_id`). Items are validated one by one: a bad item does not sink the others."""
 
     model_config = ConfigDict(extra="forbid")
-    items: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+    items: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=1000,
+        json_schema_extra={"items": {"$ref": f"#/components/schemas/{BATCH_ITEM_SCHEMA}"}},
+    )
 
 
 class BatchResponse(BaseModel):
@@ -101,6 +106,10 @@ class WriteAnswer(BaseModel):
 
 def _answer(result: WriteResult) -> JSONResponse:
     return JSONResponse(result.body, status_code=result.status_code)
+
+
+def batch_item_adapter() -> TypeAdapter[Any]:
+    return _ITEM
 
 
 def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRouter:
