@@ -21,7 +21,7 @@ from shared.errors import FieldError, NotFoundError
 from shared.http import COMMON_RESPONSES, require_scope
 from shared.writes import BatchItemResult, WriteResult, run_batch
 
-__all__ = ["BATCH_ITEM_SCHEMA", "build_router", "batch_item_adapter"]
+__all__ = ["BATCH_ITEM_SCHEMA", "batch_item_adapter", "build_router"]
 
 ActivityWriter = Annotated[Principal, Depends(require_scope(Scope.ACTIVITIES))]
 RegistrationWriter = Annotated[Principal, Depends(require_scope(Scope.REGISTRATIONS))]
