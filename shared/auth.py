@@ -22,6 +22,7 @@ __all__ = [
     "authenticate",
     "create_organisation",
     "issue_key",
+    "organisation_exists",
     "revoke_key",
 ]
 
@@ -68,6 +69,13 @@ async def create_organisation(conn: asyncpg.Connection, organisation_id: str, na
         name,
     )
     return bool(row and row["inserted"])
+
+
+async def organisation_exists(conn: asyncpg.Connection, organisation_id: str) -> bool:
+    """Whether ``organisation_id`` is a registered partner (e.g. the target of a referral)."""
+    return bool(
+        await conn.fetchval("SELECT 1 FROM platform.organisations WHERE id = $1", organisation_id)
+    )
 
 
 async def issue_key(

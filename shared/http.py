@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -34,6 +34,7 @@ __all__ = [
     "create_app",
     "document_schema",
     "field_errors_from_validation",
+    "path_id",
     "require_any_scope",
     "require_scope",
 ]
@@ -167,6 +168,12 @@ class BodyLimitMiddleware:
 
 class _TooLarge(Exception):
     pass
+
+
+def path_id() -> Any:
+    """A fresh ``Path()`` for an id in a route: FastAPI binds a Path object to the first
+    parameter it is used for, so one shared instance would break every later route."""
+    return Path(min_length=1, max_length=128, pattern=r"^[^\s/]+$")
 
 
 def require_scope(scope: KeyScope) -> Callable[..., Any]:

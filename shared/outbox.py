@@ -207,8 +207,18 @@ class OutboxRelay:
                 await self._observe_backlog()
                 last_observed = now
             if published < self.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                # Wake on a notification or on stop, so that a shutdown never waits out the poll.
+                waits = [
+                    asyncio.ensure_future(self._wake.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                ]
+                try:
+                    await asyncio.wait(
+                        waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    for waiting in waits:
+                        waiting.cancel()
 
 
 async def run_service_relay(

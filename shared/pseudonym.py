@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Protocol
 
-__all__ = ["Pseudonymiser"]
+from shared.events.models import Participant
+
+__all__ = ["ParticipantReference", "Pseudonymiser", "participant_of"]
 
 
 class Pseudonymiser:
@@ -43,3 +46,43 @@ class Pseudonymiser:
 
     def __repr__(self) -> str:  # never show the key, not even in a traceback
         return "Pseudonymiser(<secret>)"
+
+
+class ParticipantReference(Protocol):
+    """A participant as a partner sends it (any service's request model fits)."""
+
+    @property
+    def ref(self) -> str: ...
+    @property
+    def resident_token(self) -> str | None: ...
+    @property
+    def neighbourhood(self) -> str: ...
+    @property
+    def age_band(self) -> str: ...
+    @property
+    def lives_alone(self) -> bool | None: ...
+
+
+def participant_of(
+    p: ParticipantReference, organisation_id: str, pseudonymiser: Pseudonymiser
+) -> Participant:
+    """Replace the partner's reference at once (domain.md §3); only coarse attributes remain.
+
+    A resident token wins over the partner's own reference: it is what lets one resident be
+    counted once across organisations.
+    """
+    if p.resident_token:
+        return Participant(
+            id=pseudonymiser.resident(p.resident_token),
+            scope="resident",
+            neighbourhood=p.neighbourhood,
+            age_band=p.age_band,
+            lives_alone=p.lives_alone,
+        )
+    return Participant(
+        id=pseudonymiser.participant(organisation_id, p.ref),
+        scope="organisation",
+        neighbourhood=p.neighbourhood,
+        age_band=p.age_band,
+        lives_alone=p.lives_alone,
+    )

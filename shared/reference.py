@@ -7,12 +7,13 @@ They are data, not code: a municipality that adopts Verbinding brings its own fi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["ReferenceData", "load_reference"]
+__all__ = ["ReferenceData", "check_one_of", "load_reference"]
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,17 @@ def load_reference(path: str | None = None) -> ReferenceData:
         neighbourhood_order=tuple(data["neighbourhoods"]),
         age_band_order=tuple(data["age_bands"]),
     )
+
+
+def check_one_of(
+    field: str, value: str, allowed: Iterable[str], what: str
+) -> list[tuple[str, str]]:
+    """``[(field, message)]`` if ``value`` is not on a reference list, else ``[]``.
+
+    The message lists what is allowed: the lists are short, and a partner fixes the value faster
+    when the right spelling is in front of them.
+    """
+    allowed = set(allowed)
+    if value in allowed:
+        return []
+    return [(field, f"unknown {what} {value!r}; allowed: {', '.join(sorted(allowed))}")]

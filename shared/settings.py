@@ -19,7 +19,10 @@ DEV_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused outside
 class CommonSettings(BaseSettings):
     """What every process of the platform reads."""
 
-    model_config = SettingsConfigDict(env_prefix="VERBINDING_", extra="ignore")
+    # hide_input_in_errors: a refused secret must not be echoed into the start-up log.
+    model_config = SettingsConfigDict(
+        env_prefix="VERBINDING_", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = Field(
         "development", description="`production` refuses placeholder secrets."

@@ -3,12 +3,13 @@ all in the caller's transaction; and batches of such writes with one result per 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from shared import idempotency, outbox
 from shared.db import DatabaseUnavailable
@@ -21,7 +22,9 @@ __all__ = [
     "Outcome",
     "WriteContext",
     "WriteResult",
+    "fields_under",
     "idempotent_write",
+    "parse_batch_item",
     "run_batch",
     "validation_details",
 ]
@@ -99,6 +102,32 @@ def validation_details(exc: ValidationError, prefix: str = "") -> list[tuple[str
     return out
 
 
+ItemT = TypeVar("ItemT")
+
+
+def parse_batch_item(adapter: TypeAdapter[ItemT], raw: Any, kinds: Collection[str]) -> ItemT:
+    """Validate one batch item against a union of item models discriminated by ``kind``.
+
+    Raises :class:`FieldError` with field names relative to the item (``body.participant.ref``).
+    Pydantic puts the union's tag first in an error's location; it names a kind, not a field,
+    so a partner would look for a field that is not there: it is dropped.
+    """
+    try:
+        return adapter.validate_python(raw)
+    except ValidationError as exc:
+        details = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            if loc and loc[0] in kinds:
+                loc = loc[1:]
+            message = {
+                "extra_forbidden": "unknown field",
+                "missing": "required field is missing",
+            }.get(err["type"], err["msg"])
+            details.append((".".join(loc) or "kind", message))
+        raise FieldError(details) from None
+
+
 async def run_batch(
     pool: asyncpg.Pool,
     items: Sequence[Any],
@@ -139,3 +168,13 @@ def _failed(index: int, exc: Exception) -> BatchItemResult:
     if isinstance(exc, ConflictError):
         return BatchItemResult(index=index, status=409, error="conflict", message=exc.message)
     return BatchItemResult(index=index, status=404, error="not_found", message=str(exc))
+
+
+@contextlib.contextmanager
+def fields_under(prefix: str) -> Iterator[None]:
+    """Handlers name fields of a request body; inside a batch item those fields sit under
+    ``body`` (as the fields that failed parsing do: ``body.participant.ref``)."""
+    try:
+        yield
+    except FieldError as exc:
+        raise FieldError([(f"{prefix}.{f}", m) for f, m in exc.details]) from None

@@ -136,6 +136,15 @@ async def registrations(pool: asyncpg.Pool, kafka: str) -> AsyncIterator[httpx.A
         yield client
 
 
+@pytest.fixture(scope="session")
+async def referrals(pool: asyncpg.Pool, kafka: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The referrals service, in-process, on the test database, its relay publishing."""
+    from services.referrals.bootstrap import build_app
+
+    async for client in serve(build_app()):
+        yield client
+
+
 async def read_topic(topic: str, *, expect: int | None = None, timeout: float = 15.0) -> list[Any]:
     """All records of a (prefixed) topic from the beginning. With ``expect``, waits (bounded)
     until at least that many arrived, then reads a little longer so that extra copies show."""
@@ -218,8 +227,29 @@ async def metrics_url(metrics_app: Any) -> AsyncIterator[str]:
     await task
 
 
+async def wait_for_events(metrics_app: Any, event_ids: Any, timeout: float = 30.0) -> None:
+    """Bounded wait until the metrics service has applied these events (by CloudEvent id).
+
+    Safer than counting: the test database is shared by the whole session, so a count can be
+    reached by other tests' events before this test's are in.
+    """
+    wanted = [uuid.UUID(str(e)) for e in event_ids]
+    pool = metrics_app.state.pool
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    done = 0
+    while loop.time() < deadline:
+        done = await pool.fetchval(
+            "SELECT count(*) FROM metrics.processed_events WHERE event_id = ANY($1::uuid[])", wanted
+        )
+        if done == len(set(wanted)):
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"metrics applied only {done} of {len(set(wanted))} events within {timeout} s")
+
+
 async def wait_for_applied(metrics_app: Any, at_least: int, timeout: float = 30.0) -> int:
-    """Bounded wait until the metrics service has applied ``at_least`` events of this run."""
+    """Bounded wait until the metrics service has applied ``at_least`` events in total."""
     pool = metrics_app.state.pool
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -6,7 +6,7 @@ Participants travel only as a pseudonym plus coarse attributes (domain.md §3).
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -267,7 +267,7 @@ class DeadLettered(EventData):
     origin_offset: int | None = None
     original_key: str | None = Field(None, description="Base64 of the original key.")
     original_value: str = Field(description="Base64 of the original bytes.")
-    failed_at: datetime
+    failed_at: AwareDatetime
 
     def partition_key(self) -> str:
         return f"{self.origin_topic}:{self.origin_partition}"

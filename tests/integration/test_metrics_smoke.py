@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import wait_for_applied
+from tests.conftest import wait_for_events
 
 
 async def test_attendance_counts_in_indicators(registrations, metrics, metrics_app, make_partner):
@@ -30,7 +30,7 @@ async def test_attendance_counts_in_indicators(registrations, metrics, metrics_a
     ]
     r = await registrations.post("/v1/batch", headers=h, json={"items": items})
     assert r.json()["accepted"] == 12
-    await wait_for_applied(metrics_app, 13)
+    await wait_for_events(metrics_app, [x["body"]["event_id"] for x in r.json()["results"]])
     r = await metrics.get("/v1/indicators", params={"period": "2011-03"}, headers=reader.headers)
     assert r.status_code == 200, r.text
     s2 = r.json()["s2"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from services.registrations.adapters.repository import Repository
 from services.registrations.domain.commands import (
@@ -18,15 +18,13 @@ from services.registrations.domain.commands import (
 from services.registrations.service_layer.handlers import RegistrationHandlers, _activity_body
 from shared.auth import Principal, Scope
 from shared.errors import FieldError, NotFoundError
-from shared.http import COMMON_RESPONSES, require_scope
-from shared.writes import BatchItemResult, WriteResult, run_batch
+from shared.http import COMMON_RESPONSES, path_id, require_scope
+from shared.writes import BatchItemResult, WriteResult, fields_under, parse_batch_item, run_batch
 
 __all__ = ["BATCH_ITEM_SCHEMA", "batch_item_adapter", "build_router"]
 
 ActivityWriter = Annotated[Principal, Depends(require_scope(Scope.ACTIVITIES))]
 RegistrationWriter = Annotated[Principal, Depends(require_scope(Scope.REGISTRATIONS))]
-
-PathId = Path(min_length=1, max_length=128, pattern=r"^[^\s/]+$")
 
 
 class ActivityItem(BaseModel):
@@ -60,25 +58,7 @@ BatchItem = Annotated[
 ]
 _ITEM: TypeAdapter[Any] = TypeAdapter(BatchItem)
 BATCH_ITEM_SCHEMA = "RegistrationsBatchItem"
-
-
-def parse_item(raw: Any) -> Any:
-    """Validate one batch item; field names are relative to the item (``body.participant.ref``)."""
-    try:
-        return _ITEM.validate_python(raw)
-    except ValidationError as exc:
-        kinds = {"activity", "registration", "cancellation", "attendance"}
-        details = []
-        for err in exc.errors():
-            loc = [str(p) for p in err["loc"]]
-            if loc and loc[0] in kinds:
-                loc = loc[1:]  # the discriminator's tag, not a field
-            message = {
-                "extra_forbidden": "unknown field",
-                "missing": "required field is missing",
-            }.get(err["type"], err["msg"])
-            details.append((".".join(loc) or "kind", message))
-        raise FieldError(details) from None
+_KINDS = ("activity", "registration", "cancellation", "attendance")
 
 
 class BatchRequest(BaseModel):
@@ -123,7 +103,10 @@ def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRou
         responses={200: {"description": "Changed, or unchanged (same state again)"}},
     )
     async def put_activity(
-        request: Request, principal: ActivityWriter, cmd: ActivityCommand, activity_id: str = PathId
+        request: Request,
+        principal: ActivityWriter,
+        cmd: ActivityCommand,
+        activity_id: str = path_id(),
     ) -> JSONResponse:
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             return _answer(
@@ -132,7 +115,7 @@ def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRou
 
     @router.get("/activities/{activity_id}", tags=["activities"], summary="One of your activities")
     async def get_activity(
-        request: Request, principal: ActivityWriter, activity_id: str = PathId
+        request: Request, principal: ActivityWriter, activity_id: str = path_id()
     ) -> dict[str, Any]:
         async with request.app.state.pool.acquire() as conn:
             row = await Repository(conn).activity(principal.organisation_id, activity_id)
@@ -159,7 +142,7 @@ def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRou
         summary="One of your registrations",
     )
     async def get_registration(
-        request: Request, principal: RegistrationWriter, registration_id: str = PathId
+        request: Request, principal: RegistrationWriter, registration_id: str = path_id()
     ) -> dict[str, Any]:
         async with request.app.state.pool.acquire() as conn:
             row = await Repository(conn).registration(principal.organisation_id, registration_id)
@@ -184,7 +167,7 @@ def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRou
         request: Request,
         principal: RegistrationWriter,
         cmd: CancellationCommand,
-        registration_id: str = PathId,
+        registration_id: str = path_id(),
     ) -> JSONResponse:
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             return _answer(
@@ -214,16 +197,17 @@ def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRou
             raise FieldError([("items", f"at most {batch_max_items} items per batch")])
 
         async def dispatch(conn: Any, raw: Any) -> WriteResult:
-            item = parse_item(raw)
-            if isinstance(item, ActivityItem):
-                if not principal.has(Scope.ACTIVITIES):
-                    raise FieldError([("kind", "this key lacks the scope `activities`")])
-                return await handlers.put_activity(conn, org, item.activity_id, item.body)
-            if isinstance(item, RegistrationItem):
-                return await handlers.register(conn, org, item.body)
-            if isinstance(item, CancellationItem):
-                return await handlers.cancel(conn, org, item.registration_id, item.body)
-            return await handlers.record_attendance(conn, org, item.body)
+            item = parse_batch_item(_ITEM, raw, _KINDS)
+            if isinstance(item, ActivityItem) and not principal.has(Scope.ACTIVITIES):
+                raise FieldError([("kind", "this key lacks the scope `activities`")])
+            with fields_under("body"):
+                if isinstance(item, ActivityItem):
+                    return await handlers.put_activity(conn, org, item.activity_id, item.body)
+                if isinstance(item, RegistrationItem):
+                    return await handlers.register(conn, org, item.body)
+                if isinstance(item, CancellationItem):
+                    return await handlers.cancel(conn, org, item.registration_id, item.body)
+                return await handlers.record_attendance(conn, org, item.body)
 
         results = await run_batch(request.app.state.pool, body.items, dispatch)
         accepted = sum(1 for r in results if r.status < 300)

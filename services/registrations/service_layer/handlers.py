@@ -14,7 +14,6 @@ from services.registrations.domain.commands import (
     ActivityCommand,
     AttendanceCommand,
     CancellationCommand,
-    ParticipantIn,
     RegistrationCommand,
 )
 from shared import outbox
@@ -22,38 +21,16 @@ from shared.errors import ConflictError, FieldError
 from shared.events import (
     ActivityUpserted,
     AttendanceRecorded,
-    Participant,
     RegistrationCancelled,
     RegistrationCreated,
     new_event,
 )
-from shared.pseudonym import Pseudonymiser
+from shared.pseudonym import participant_of
 from shared.reference import ReferenceData
 from shared.timerules import check_moment, local_date
 from shared.writes import Outcome, WriteContext, WriteResult, idempotent_write
 
 __all__ = ["RegistrationHandlers"]
-
-
-def pseudonymous(
-    p: ParticipantIn, organisation_id: str, pseudonymiser: Pseudonymiser
-) -> Participant:
-    """Replace the partner's reference at once (domain.md §3); only coarse attributes remain."""
-    if p.resident_token:
-        return Participant(
-            id=pseudonymiser.resident(p.resident_token),
-            scope="resident",
-            neighbourhood=p.neighbourhood,
-            age_band=p.age_band,
-            lives_alone=p.lives_alone,
-        )
-    return Participant(
-        id=pseudonymiser.participant(organisation_id, p.ref),
-        scope="organisation",
-        neighbourhood=p.neighbourhood,
-        age_band=p.age_band,
-        lives_alone=p.lives_alone,
-    )
 
 
 def _raise_if(problems: list[tuple[str, str]]) -> None:
@@ -122,7 +99,7 @@ class RegistrationHandlers:
             repo = Repository(conn)
             if await repo.activity(org, cmd.activity_id) is None:
                 raise FieldError([("activity_id", _unknown_activity(cmd.activity_id))])
-            participant = pseudonymous(cmd.participant, org, self.ctx.pseudonymiser)
+            participant = participant_of(cmd.participant, org, self.ctx.pseudonymiser)
             await repo.add_registration(
                 RegistrationRow(
                     organisation_id=org,
@@ -222,7 +199,7 @@ class RegistrationHandlers:
             repo = Repository(conn)
             if await repo.activity(org, cmd.activity_id) is None:
                 raise FieldError([("activity_id", _unknown_activity(cmd.activity_id))])
-            participant = pseudonymous(cmd.participant, org, self.ctx.pseudonymiser)
+            participant = participant_of(cmd.participant, org, self.ctx.pseudonymiser)
             await repo.add_attendance(
                 org,
                 cmd.attendance_id,
