@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 STACK := python3 deploy/local/stack.py
 
-.PHONY: help bootstrap up up-infra down status demo test test-unit test-integration test-faults lint fmt bench docs
+.PHONY: help bootstrap up up-infra down status demo test test-unit test-integration test-faults lint fmt bench docs dashboards
 
 help:
 	@echo "make demo    bootstrap, start Kafka + PostgreSQL + the services, simulate partners, show indicators"
@@ -46,3 +46,11 @@ test-unit: bootstrap
 
 test-integration: up-infra
 	.venv/bin/pytest -q -p no:cacheprovider tests/integration
+
+# Contract documents generated from the code: docs/openapi/<service>.json and docs/asyncapi.yaml.
+docs: bootstrap
+	$(PY) -m tools.docs
+
+# The Grafana dashboard generated from tools/grafana_dashboard.py: deploy/grafana/verbinding.json.
+dashboards: bootstrap
+	$(PY) -m tools.grafana_dashboard

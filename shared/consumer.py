@@ -90,7 +90,7 @@ class KafkaDeadLetterSink:
                 original_value=base64.b64encode(rec.value or b"").decode(),
                 failed_at=datetime.now(UTC),
             )
-            event = new_event(data, "platform")
+            event = new_event(data, None)
             futures.append(await self.producer.send(self.topic, encode_event(event), key=event.key))
         for future in futures:
             await future
@@ -143,12 +143,18 @@ class BatchConsumer:
             }
             fresh = [(r, e) for r, e in decoded.values() if e.id in fresh_ids]
             applied = await self._apply_isolating_poison(conn, fresh, letters)
-        if letters:
-            await self.deadletters.send(letters)
-            log.warning(
-                "dead-lettered",
-                extra={"count": len(letters), "reasons": [x.reason[:200] for x in letters[:5]]},
-            )
+            # Before the commit: if Kafka refuses the dead letters, the tracking records of the
+            # poison roll back too, so the redelivered batch dead-letters it again instead of
+            # skipping it as already processed.
+            if letters:
+                await self.deadletters.send(letters)
+                log.warning(
+                    "dead-lettered",
+                    extra={
+                        "count": len(letters),
+                        "reasons": [x.reason[:200] for x in letters[:5]],
+                    },
+                )
         return BatchResult(
             applied=len(applied),
             duplicates=len(records) - undecodable - len(fresh),

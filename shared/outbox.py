@@ -66,6 +66,10 @@ async def enqueue(
     )
 
 
+class KafkaUnavailable(Exception):
+    """Publishing failed on Kafka's side (not the database's); the rows stay and are retried."""
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -125,11 +129,16 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            producer = await self._get_producer()
-            futures = [
-                await producer.send(r["topic"], value=r["value"], key=r["key"]) for r in rows
-            ]
-            await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
+            try:
+                producer = await self._get_producer()
+                futures = [
+                    await producer.send(r["topic"], value=r["value"], key=r["key"]) for r in rows
+                ]
+                await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
+            except (TimeoutError, OSError) as exc:
+                # Kafka's timeouts and socket errors, not the database's: the caller must drop
+                # the producer and retry, not report the database unavailable.
+                raise KafkaUnavailable(f"Kafka did not take the batch: {exc!r}") from exc
             await conn.execute(
                 f'DELETE FROM "{self.schema}".outbox WHERE id = ANY($1::bigint[])',
                 [r["id"] for r in rows],
@@ -199,6 +208,8 @@ class OutboxRelay:
                     log.warning("relay: cannot publish, will retry", extra={"error": repr(exc)})
                 self.kafka_ok = False
                 await self._drop_producer()
+                # Keep the backlog gauges moving during an outage: they are what the alerts read.
+                await self._observe_backlog()
                 await _wait(stop, backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue

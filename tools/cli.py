@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -102,10 +103,17 @@ def _serve(name: str, host: str | None, port: int | None) -> None:
     app = module.build_app()
     settings = _settings()
     configure_logging(settings.log_level, service=name)
+    # Flags win; else VERBINDING_HOST / VERBINDING_PORT; else the service's default port.
+    env_port = os.environ.get("VERBINDING_PORT")
     uvicorn.run(
         app,
-        host=host or "127.0.0.1",
-        port=port or {"registrations": 8001, "referrals": 8002, "metrics": 8003}[name],
+        host=host or os.environ.get("VERBINDING_HOST", "127.0.0.1"),
+        port=port
+        or (
+            int(env_port)
+            if env_port
+            else {"registrations": 8001, "referrals": 8002, "metrics": 8003}[name]
+        ),
         log_config=None,
         access_log=False,
     )

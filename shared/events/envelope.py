@@ -111,11 +111,12 @@ def register(cls: type[DataT]) -> type[DataT]:
 
 
 def new_event(
-    data: DataT, organisation_id: str, *, time: datetime | None = None
+    data: DataT, organisation_id: str | None, *, time: datetime | None = None
 ) -> CloudEvent[DataT]:
+    """Wrap ``data`` in an envelope; ``organisation_id`` None means the platform itself."""
     return CloudEvent[type(data)](  # type: ignore[misc,operator]
         id=uuid.uuid4(),
-        source=f"/organisations/{organisation_id}",
+        source=f"/organisations/{organisation_id}" if organisation_id else "/platform",
         type=type(data).event_type(),
         time=time or datetime.now(UTC),
         subject=data.subject(),

@@ -15,7 +15,7 @@ class Topic(StrEnum):
     REFERRALS = "referrals"  # key: participant pseudonym
     TRAININGS = "trainings"  # key: organisation_id
     MEASUREMENTS = "measurements"  # key: participant pseudonym, or org:measurement_id if anonymous
-    DEADLETTER = "deadletter"  # key: the original key
+    DEADLETTER = "deadletter"  # key: origin topic:partition
     REGISTRATIONS_INGRESS = "registrations-ingress"  # partner systems may produce here directly
 
 

@@ -1,0 +1,503 @@
+"""Generate the committed contract documents from the code, and list the metrics the code exposes.
+
+    python -m tools.docs            write docs/openapi/<service>.json and docs/asyncapi.yaml
+    python -m tools.docs --check    exit 1 (naming the files) when a committed file is out of date
+
+OpenAPI comes from each service's FastAPI app (``build_app().openapi()``; the lifespan, which
+needs PostgreSQL and Kafka, never runs). AsyncAPI 3.0 is assembled here from the event contracts
+in ``shared/events``: FastStream could render AsyncAPI for its own subscribers, but the platform's
+publishers are outbox relays (plain aiokafka producers fed from PostgreSQL) that FastStream never
+sees, so it would describe half of the traffic.
+
+:func:`exposed_metrics` is the catalogue of Prometheus series the code can expose; the alert rule
+and dashboard tests check every query against it, so a renamed metric breaks them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import io
+import json
+import os
+import re
+import sys
+import textwrap
+import tokenize
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, get_args
+
+import yaml
+from pydantic.json_schema import models_json_schema
+
+from tools.cli import SERVICES
+
+__all__ = ["asyncapi", "documents", "exposed_metrics", "main", "openapi", "snapshot_families"]
+
+REPO = Path(__file__).resolve().parents[1]
+OPENAPI_DIR = REPO / "docs" / "openapi"
+ASYNCAPI_FILE = REPO / "docs" / "asyncapi.yaml"
+KAFKA_BINDING = "0.5.0"
+
+
+@contextlib.contextmanager
+def _default_settings() -> Iterator[None]:
+    """Build from the defaults: a developer's VERBINDING_* (say, a batch limit) must not leak
+    into the committed contract."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("VERBINDING_")}
+    for key in saved:
+        del os.environ[key]
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def available_services() -> list[str]:
+    """Every service of ``verbinding serve`` whose composition root exists."""
+    return [name for name, (module, _) in SERVICES.items() if importlib.util.find_spec(module)]
+
+
+def openapi(service: str) -> dict[str, Any]:
+    module = importlib.import_module(SERVICES[service][0])
+    with _default_settings():
+        app = module.build_app()
+    doc: dict[str, Any] = app.openapi()
+    return doc
+
+
+# ---------------------------------------------------------------------------------- AsyncAPI
+
+
+def _topic_comments() -> dict[str, str]:
+    """The trailing comment of each ``Topic`` member in shared/events/topics.py (its key rule)."""
+    from shared.events import topics
+
+    comments: dict[str, str] = {}
+    member = None
+    source = inspect.getsource(topics)
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string.isupper():
+            member = tok.string
+        elif tok.type == tokenize.COMMENT and member is not None:
+            comments[member] = tok.string.lstrip("# ").strip()
+        elif tok.type == tokenize.NEWLINE:
+            member = None
+    return comments
+
+
+def _render_key(node: ast.expr) -> str:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return node.attr if node.value.id == "self" else ast.unparse(node)
+    if isinstance(node, ast.Attribute):
+        return f"{_render_key(node.value)}.{node.attr}"
+    if isinstance(node, ast.JoinedStr):
+        return "".join(
+            str(part.value)
+            if isinstance(part, ast.Constant)
+            else "{" + _render_key(part.value) + "}"  # type: ignore[attr-defined]
+            for part in node.values
+        )
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        return ", else ".join(_render_key(v) for v in node.values)
+    return ast.unparse(node)
+
+
+def partition_key_rule(cls: type) -> str:
+    """What ``partition_key()`` returns, read from its source: e.g. ``participant.id``."""
+    source = textwrap.dedent(inspect.getsource(cls.partition_key))  # type: ignore[attr-defined]
+    returns = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Return) and n.value]
+    return " / ".join(_render_key(r.value) for r in returns if r.value is not None)
+
+
+def _constructed_names(package: str) -> set[str]:
+    """Names called anywhere in a package: which event types and helpers a service constructs."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return set()
+    names: set[str] = set()
+    for root in spec.submodule_search_locations:
+        for path in sorted(Path(root).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call):
+                    func = node.func
+                    if isinstance(func, ast.Name):
+                        names.add(func.id)
+                    elif isinstance(func, ast.Attribute):
+                        names.add(func.attr)
+    return names
+
+
+def _publishers(event_classes: list[type]) -> dict[str, list[str]]:
+    """Event class name -> services that publish it (they construct it; dead letters: they
+    construct the dead-letter sink)."""
+    out: dict[str, list[str]] = {cls.__name__: [] for cls in event_classes}
+    for service in SERVICES:
+        called = _constructed_names(f"services.{service}")
+        for cls in event_classes:
+            if cls.__name__ in called or (
+                cls.__name__ == "DeadLettered" and "KafkaDeadLetterSink" in called
+            ):
+                out[cls.__name__].append(service)
+    return out
+
+
+def _consumers() -> dict[str, tuple[list[str], str | None]]:
+    """Service -> (logical topics it consumes, its consumer group)."""
+    out: dict[str, tuple[list[str], str | None]] = {}
+    for service in SERVICES:
+        module_name = f"services.{service}.entrypoints.consumer"
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        topics = getattr(importlib.import_module(module_name), "CONSUMED_TOPICS", ())
+        group = None
+        settings = importlib.import_module(f"services.{service}.settings")
+        for value in vars(settings).values():
+            fields = getattr(value, "model_fields", {})
+            if "consumer_group" in fields and value.__module__ == settings.__name__:
+                group = fields["consumer_group"].default
+        out[service] = ([str(t.value) for t in topics], group)
+    return out
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if text else ""
+
+
+def _paragraphs(text: str | None) -> str:
+    """A module docstring as Markdown: reST literals become backticks, paragraphs one line."""
+    text = re.sub(r":\w+:`([^`]+)`", r"`\1`", textwrap.dedent(text or "").strip())
+    text = text.replace("``", "`")
+    return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+
+
+def asyncapi() -> dict[str, Any]:
+    from shared import outbox
+    from shared.events import EVENT_TYPES, CloudEvent, Topic, envelope
+    from shared.settings import CommonSettings
+
+    classes = list(EVENT_TYPES.values())
+    _, top = models_json_schema(
+        [(CloudEvent[cls], "validation") for cls in classes],  # type: ignore[valid-type]
+        ref_template="#/components/schemas/{model}",
+    )
+    raw_defs: dict[str, Any] = top["$defs"]
+    renames = {f"CloudEvent_{cls.__name__}_": f"{cls.__name__}Event" for cls in classes}
+    text = json.dumps(raw_defs)
+    for old, new in renames.items():
+        text = text.replace(f'"#/components/schemas/{old}"', f'"#/components/schemas/{new}"')
+    defs = {renames.get(k, k): v for k, v in json.loads(text).items()}
+    for cls in classes:
+        envelope_schema = defs[f"{cls.__name__}Event"]
+        envelope_schema["title"] = f"{cls.__name__} in its CloudEvents envelope"
+        envelope_schema["properties"]["type"] = {
+            "type": "string",
+            "const": cls.event_type(),
+            "description": "`nl.verbinding.<name>.v<major>`; an unknown major version is "
+            "dead-lettered, never guessed at.",
+        }
+    schemas = dict(sorted(defs.items()))
+
+    comments = _topic_comments()
+    publishers = _publishers(classes)
+    consumers = _consumers()
+    fields = CommonSettings.model_fields
+    messages: dict[str, Any] = {}
+    for cls in classes:
+        messages[cls.__name__] = {
+            "name": cls.event_type(),
+            "title": cls.__name__,
+            "summary": _first_line(cls.__doc__),
+            "contentType": "application/json",
+            "payload": {"$ref": f"#/components/schemas/{cls.__name__}Event"},
+            "bindings": {
+                "kafka": {
+                    "key": {
+                        "type": "string",
+                        "description": f"Partition key: `{partition_key_rule(cls)}`.",
+                    },
+                    "bindingVersion": KAFKA_BINDING,
+                }
+            },
+        }
+
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for topic in Topic:
+        on_topic = [cls for cls in classes if cls.topic is topic]
+        if on_topic:  # the key rule as the code applies it, not as a comment says
+            description = "Partition key: " + "; ".join(
+                f"`{partition_key_rule(cls)}` for {cls.__name__}" for cls in on_topic
+            )
+            description += ". Events with the same key stay in order."
+        else:
+            note = comments.get(topic.name, "")
+            description = (f"{note[0].upper()}{note[1:]}. " if note else "") + (
+                "No event type of the platform is published here yet."
+            )
+        channels[topic.value] = {
+            "address": "{prefix}" + topic.value,
+            "title": topic.value,
+            "description": description,
+            "parameters": {"prefix": {"$ref": "#/components/parameters/prefix"}},
+            "messages": {
+                cls.__name__: {"$ref": f"#/components/messages/{cls.__name__}"} for cls in on_topic
+            },
+            "bindings": {
+                "kafka": {
+                    "partitions": fields["topic_partitions"].default,
+                    "replicas": fields["topic_replication"].default,
+                    "bindingVersion": KAFKA_BINDING,
+                }
+            },
+        }
+        senders: dict[str, list[type]] = {}
+        for cls in on_topic:
+            for service in publishers[cls.__name__]:
+                senders.setdefault(service, []).append(cls)
+        for service, sent in senders.items():
+            how = (
+                "Dead letters of the service's consumer: what could not be decoded or applied, "
+                "with the reason and the original bytes."
+                if topic is Topic.DEADLETTER
+                else "Published by the service's outbox relay: the event is written in the same "
+                "PostgreSQL transaction as the state change and published at least once with an "
+                "idempotent producer (acks=all); consumers deduplicate on `id`."
+            )
+            operations[f"{service}.send.{topic.value}"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{topic.value}"},
+                "title": f"The {service} service publishes to {topic.value}",
+                "description": how,
+                "messages": [
+                    {"$ref": f"#/channels/{topic.value}/messages/{cls.__name__}"} for cls in sent
+                ],
+                "tags": [{"name": service}],
+            }
+        for service, (consumed, group) in consumers.items():
+            if topic.value not in consumed:
+                continue
+            operation: dict[str, Any] = {
+                "action": "receive",
+                "channel": {"$ref": f"#/channels/{topic.value}"},
+                "title": f"The {service} service consumes {topic.value}",
+                "description": "Applied in batches; the ids of applied events are stored in the "
+                "same transaction as the state they change, so a redelivered event is skipped. "
+                "What cannot be decoded or applied goes to `deadletter`.",
+                "messages": [
+                    {"$ref": f"#/channels/{topic.value}/messages/{cls.__name__}"}
+                    for cls in on_topic
+                ],
+                "tags": [{"name": service}],
+            }
+            if group:
+                operation["bindings"] = {
+                    "kafka": {
+                        "groupId": {"type": "string", "enum": [group]},
+                        "bindingVersion": KAFKA_BINDING,
+                    }
+                }
+            operations[f"{service}.receive.{topic.value}"] = operation
+
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Verbinding events",
+            "version": "1.0.0",
+            "description": "\n\n".join([_paragraphs(envelope.__doc__), _paragraphs(outbox.__doc__)])
+            + "\n\nGenerated by `make docs` (tools/docs.py) from shared/events; do not edit.",
+            "tags": [{"name": name} for name in SERVICES],
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "kafka": {
+                "host": "{bootstrap}",
+                "protocol": "kafka",
+                "description": "The platform's Kafka cluster.",
+                "variables": {
+                    "bootstrap": {
+                        "default": fields["kafka_bootstrap"].default,
+                        "description": "`VERBINDING_KAFKA_BOOTSTRAP`.",
+                    }
+                },
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "parameters": {
+                "prefix": {
+                    "default": fields["topic_prefix"].default,
+                    "description": "`VERBINDING_TOPIC_PREFIX`: "
+                    + (fields["topic_prefix"].description or ""),
+                }
+            },
+            "messages": messages,
+            "schemas": schemas,
+        },
+    }
+
+
+def render_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks, so that descriptions read as written."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render_yaml(doc: dict[str, Any]) -> str:
+    header = "# Generated by `make docs` (tools/docs.py) from the code; do not edit by hand.\n"
+    body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return header + body
+
+
+def documents() -> dict[Path, str]:
+    """Every generated file and its content, as the code says now."""
+    out = {
+        OPENAPI_DIR / f"{service}.json": render_json(openapi(service))
+        for service in available_services()
+    }
+    out[ASYNCAPI_FILE] = render_yaml(asyncapi())
+    return out
+
+
+# ---------------------------------------------------------------------------- metric catalogue
+
+
+class _Plenty(dict[str, Any]):
+    """A stand-in for raw query results in which every figure is large enough to be shown."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key.endswith(("_by_role", "_by_signal")):
+            return {"example": 1000}
+        return 1000
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+def snapshot_families() -> list[Any]:
+    """The indicator gauges, rendered from a snapshot in which no cell is suppressed."""
+    from services.metrics.domain import figures
+    from services.metrics.domain.periods import PeriodKind
+    from services.metrics.service_layer.snapshot import BREAKDOWN_FIGURES, IndicatorSnapshot
+
+    prevalence: dict[str, float | None] = dict.fromkeys(
+        (
+            "prevalence_lonely",
+            "prevalence_severe",
+            "prevalence_emotional",
+            "prevalence_social",
+        ),
+        0.4,
+    )
+    result = {
+        "freshness": {"newest_event_at": datetime.now(UTC).isoformat()},
+        "s1": figures.s1_figures(_Plenty(), 10, prevalence, True),
+        "s2": figures.s2_figures(_Plenty(), 10, 1000),
+        "s3": {**figures.s3_figures(_Plenty(), 10, True), "referrals_overdue": {"value": 1000}},
+    }
+    snapshot = IndicatorSnapshot(service=None, interval=60)  # type: ignore[arg-type]
+    for kind in get_args(PeriodKind):
+        snapshot.periods[kind] = result
+        for by in BREAKDOWN_FIGURES:
+            cell: dict[str, Any] = {"key": "example"}
+            cell["s1"] = figures.s1_figures(_Plenty(), 10, prevalence, False)
+            cell["s2"] = figures.s2_figures(_Plenty(), 10, 1000)
+            cell["s3"] = figures.s3_figures(_Plenty(), 10, False)
+            snapshot.breakdowns[(kind, by)] = {"breakdown": [cell]}
+    snapshot.partners = {"example": 0.0}
+    snapshot.taken_at = 0.0
+    return list(snapshot.collect())
+
+
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "summary": ("_sum", "_count", "_created"),
+    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+    "info": ("_info",),
+}
+
+
+def exposed_metrics() -> dict[str, frozenset[str]]:
+    """Every series name the services can expose, with its label names.
+
+    Registered metrics (HTTP, outbox, consumer, FastStream's middleware, process) are read from
+    the prometheus_client registry after importing the code that defines them; the indicator
+    gauges are rendered by the real snapshot collector from figures in which nothing is
+    suppressed.
+    """
+    from prometheus_client import REGISTRY
+
+    from services.metrics.entrypoints.consumer import MetricsConsumer
+
+    for module in ("shared.http", "shared.outbox"):  # importing registers their metrics
+        importlib.import_module(module)
+    MetricsConsumer(None, bootstrap="127.0.0.1:1", group_id="catalogue")  # registers FastStream's
+
+    found: dict[str, set[str]] = {}
+
+    def add(family: Any, declared: tuple[str, ...]) -> None:
+        for suffix in SUFFIXES.get(family.type, ("",)):
+            labels = found.setdefault(family.name + suffix, set(declared))
+            labels |= {
+                k for s in family.samples if s.name == family.name + suffix for k in s.labels
+            }
+            if suffix == "_bucket":
+                labels.add("le")
+
+    # A labelled metric without children yet collects no samples: its label names are declared
+    # on the metric object (prometheus_client keeps the registry's collectors in this mapping).
+    collectors = getattr(REGISTRY, "_collector_to_names", {})
+    for collector in list(collectors):
+        for family in collector.collect():
+            add(family, tuple(getattr(collector, "_labelnames", ())))
+    for family in snapshot_families():
+        add(family, ())
+    return {name: frozenset(labels) for name, labels in sorted(found.items())}
+
+
+# ---------------------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.docs", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--check", action="store_true", help="fail when a file is out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, content in documents().items():
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == content:
+            continue
+        stale.append(path.relative_to(REPO))
+        if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+    if args.check and stale:
+        print(f"out of date: {', '.join(map(str, stale))}; run `make docs`", file=sys.stderr)
+        return 1
+    for path in stale:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
