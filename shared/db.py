@@ -22,8 +22,11 @@ __all__ = ["DatabaseUnavailable", "apply_migrations", "create_pool", "migration_
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "the database is not there right now" (the service answers 503, not 500).
+# Errors that mean "the database is not there right now" (the service answers 503, not 500),
+# and transient conflicts a retry resolves: neither may be mistaken for a bad event or request.
 DatabaseUnavailable: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
     OSError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.ConnectionDoesNotExistError,

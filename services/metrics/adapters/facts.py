@@ -50,6 +50,9 @@ class FactWriter:
                 raise ValueError(f"the metrics service does not apply {cls.__name__} events")
             await handler(self, conn, group)
         if last_seen:
+            # Sorted, so two instances touching the same organisations lock them in one order
+            # and cannot deadlock each other.
+            last_seen = dict(sorted(last_seen.items()))
             await conn.execute(
                 f"INSERT INTO {self.s}.organisation_activity (organisation_id, last_event_at) "
                 "SELECT * FROM unnest($1::text[], $2::timestamptz[]) "

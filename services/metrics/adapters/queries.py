@@ -207,15 +207,17 @@ async def s1(
     rows = await conn.fetch(
         f"""
         WITH m AS (
+            -- A djg6 without a total may still have a subscale: it counts for that prevalence.
             SELECT * FROM {s}.measurements
-            WHERE context = 'survey' AND measured_date BETWEEN $1 AND $2 AND total IS NOT NULL
+            WHERE context = 'survey' AND measured_date BETWEEN $1 AND $2
+              AND (total IS NOT NULL OR emotional IS NOT NULL OR social IS NOT NULL)
         ), latest AS (
             (SELECT DISTINCT ON (participant_id) * FROM m WHERE participant_id IS NOT NULL
              ORDER BY participant_id, measured_at DESC, measurement_id DESC)
             UNION ALL
             (SELECT * FROM m WHERE participant_id IS NULL)
         )
-        SELECT {g} AS key, count(*) AS measurements,
+        SELECT {g} AS key, count(*) FILTER (WHERE total IS NOT NULL) AS measurements,
             count(*) FILTER (WHERE (instrument = 'djg11' AND total >= 3)
                                 OR (instrument = 'djg6' AND total >= 2)) AS lonely,
             count(*) FILTER (WHERE (instrument = 'djg11' AND total >= 9)

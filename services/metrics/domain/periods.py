@@ -41,7 +41,7 @@ def _month_end(year: int, month: int) -> date:
 
 
 def parse_period(label: str) -> Period:
-    match = _PATTERN.match(label)
+    match = _PATTERN.fullmatch(label)
     if not match:
         raise ValueError("period must be YYYY, YYYY-MM or YYYY-Qn (e.g. 2025, 2025-03, 2025-Q1)")
     year = int(match["y"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,11 +15,25 @@ from services.metrics.adapters import queries
 from services.metrics.domain import figures
 from services.metrics.domain.baseline import Baseline
 from services.metrics.domain.periods import Period, parse_period
+from services.metrics.service_layer.rebuild import REBUILD_LOCK
 from shared.reference import ReferenceData
 
 __all__ = ["BREAKDOWN_NAMES", "IndicatorService"]
 
 BREAKDOWN_NAMES = tuple(queries.BREAKDOWNS)
+
+
+@contextlib.asynccontextmanager
+async def _no_swap(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """Hold the rebuild's swap lock shared, taken before the read transaction and its snapshot.
+
+    Without it a rebuild's swap (which drops the old tables) deadlocks with a reader that holds
+    some of them and waits for others, and a snapshot taken while waiting would miss the swap."""
+    await conn.execute("SELECT pg_advisory_lock_shared($1)", REBUILD_LOCK)
+    try:
+        yield
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock_shared($1)", REBUILD_LOCK)
 
 
 class IndicatorService:
@@ -58,11 +74,14 @@ class IndicatorService:
         k, s = self.k, self.schema
         thresholds = {
             "djg11": (self.baseline.emotional_threshold, self.baseline.social_threshold),
-            "djg6": (2, 2),
+            # domain.md §5 has one pair of thresholds for both versions; the referrals service
+            # scores djg6 with the same ones, so the figures must too.
+            "djg6": (self.baseline.emotional_threshold, self.baseline.social_threshold),
         }
         base_period = period.shifted_to_year(self.baseline.baseline_year)
         async with (
             self.pool.acquire() as conn,
+            _no_swap(conn),
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             # One snapshot for all queries: figures of one answer are mutually consistent.
@@ -173,6 +192,7 @@ class IndicatorService:
         out = []
         async with (
             self.pool.acquire() as conn,
+            _no_swap(conn),
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             for month in months:

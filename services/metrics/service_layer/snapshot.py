@@ -71,16 +71,20 @@ class IndicatorSnapshot(Collector):
         self.taken_at: float | None = None
 
     async def refresh(self) -> None:
-        periods = current_periods(datetime.now(UTC))
-        for kind, period in periods.items():
-            self.periods[kind] = await self.service.compute(period)
+        # Built aside and swapped in at once: a scrape during a refresh (or after a failed one)
+        # sees one whole snapshot, never this round's month beside last round's year.
+        figures: dict[str, dict[str, Any]] = {}
+        breakdowns: dict[tuple[str, str], dict[str, Any]] = {}
+        for kind, period in current_periods(datetime.now(UTC)).items():
+            figures[kind] = await self.service.compute(period)
             for by in BREAKDOWN_FIGURES:
-                self.breakdowns[(kind, by)] = await self.service.compute(period, by)
+                breakdowns[(kind, by)] = await self.service.compute(period, by)
         async with self.service.pool.acquire() as conn:
             rows = await conn.fetch(
                 f"SELECT organisation_id, extract(epoch FROM last_event_at)::float AS t "
                 f"FROM {self.service.schema}.organisation_activity"
             )
+        self.periods, self.breakdowns = figures, breakdowns
         self.partners = {r["organisation_id"]: r["t"] for r in rows}
         self.taken_at = time.time()
 
@@ -105,7 +109,8 @@ class IndicatorSnapshot(Collector):
             for subgoal in ("s1", "s2", "s3"):
                 for indicator, fig in result[subgoal].items():
                     if indicator == "referrals_overdue":
-                        value = _value(fig, indicator)
+                        # A live figure of no period: one series, not one per period kind.
+                        value = _value(fig, indicator) if kind == "month" else None
                         if value is not None:
                             gauge(
                                 "verbinding_s3_referrals_overdue",

@@ -1,0 +1,300 @@
+"""Every event is counted exactly once (contract.md "Delivery"; issue "Exactly-once"): under
+redelivery of a whole batch, after a crash between the database commit and the offset commit,
+and with poison messages on the topics, which go to ``deadletter`` while consumption goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import date
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import REGISTRY
+
+from services.metrics.adapters.facts import FactWriter
+from services.metrics.domain.periods import parse_period
+from services.metrics.entrypoints.consumer import CONSUMED_TOPICS
+from shared.consumer import BatchConsumer, BatchResult, DeadLetter, RawRecord
+from shared.events import CloudEvent, DeadLettered, Topic, decode_event, encode_event, topic_name
+from shared.kafka import ensure_topics
+from tests.conftest import KAFKA, RUN_ID, TOPIC_PREFIX, eventually, read_records
+from tests.integration.test_metrics_scenario import (
+    RecordingBatchConsumer,
+    activity,
+    attendance,
+    consumers,
+    create_metrics_schema,
+    drop_schema,
+    person,
+    publish,
+    scenario,
+    service,
+    wait_applied,
+)
+
+pytestmark = pytest.mark.integration
+
+PERIODS = ("2013-10", "2013-Q4", "2014-01", "2014-Q1", "2014")
+BREAKDOWNS = (None, "neighbourhood", "organisation", "referrer_role")
+
+
+async def figures(pool: asyncpg.Pool, schema: str) -> dict[tuple[str, str | None], Any]:
+    """Everything the service would publish for the scenario's periods (k = 1: all non-zero
+    figures show), without the time the answer was generated."""
+    svc = service(pool, schema, k=1)
+    out = {}
+    for label in PERIODS:
+        for by in BREAKDOWNS:
+            result = await svc.compute(parse_period(label), by)
+            result.pop("generated_at")
+            out[(label, by)] = result
+    return out
+
+
+async def fact_rows(pool: asyncpg.Pool, schema: str) -> dict[str, int]:
+    tables = ("activities", "attendance", "registrations", "cancellations", "referrals")
+    tables += ("referral_status", "trainings", "measurements", "processed_events")
+    return {t: await pool.fetchval(f'SELECT count(*) FROM "{schema}".{t}') for t in tables}
+
+
+@pytest.fixture
+async def schema(pool: asyncpg.Pool) -> AsyncIterator[str]:
+    name = await create_metrics_schema(pool)
+    yield name
+    await drop_schema(pool, name)
+
+
+@pytest.fixture
+async def prefix(topic_prefix: str) -> str:
+    await ensure_topics(KAFKA, topic_prefix, partitions=4)
+    return topic_prefix
+
+
+async def test_the_same_events_delivered_twice_change_nothing(pool, prefix, schema):
+    events, _ = scenario()
+    async with consumers(pool, schema, prefix, f"eo-a-{uuid.uuid4().hex[:8]}") as (batch,):
+        await publish(events, prefix)
+        await wait_applied(pool, schema, events)
+        before, rows = await figures(pool, schema), await fact_rows(pool, schema)
+        assert before[("2014", None)]["s2"]["attendances"]["value"] == 13  # the scenario's count
+        assert rows["processed_events"] == len(events)
+
+        await publish(events, prefix)  # the same ids and bytes, e.g. a relay that resent
+
+        async def all_recognised() -> bool:
+            return batch.duplicates == len(events)
+
+        await eventually(all_recognised, what=f"{len(events)} redeliveries recognised")
+    assert sum(r.applied for r in batch.results) == len(events)
+    assert await fact_rows(pool, schema) == rows
+    assert await figures(pool, schema) == before
+
+
+async def _read_all(consumer: AIOKafkaConsumer, expected: int) -> list[RawRecord]:
+    records: list[RawRecord] = []
+
+    async def fetched() -> bool:
+        batch = await consumer.getmany(timeout_ms=200)
+        records.extend(
+            RawRecord(r.topic, r.partition, r.offset, r.key, r.value)
+            for msgs in batch.values()
+            for r in msgs
+        )
+        return len(records) >= expected
+
+    await eventually(fetched, timeout=30, what=f"{expected} records fetched")
+    return records
+
+
+class KeptLetters:
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    async def send(self, letters: Sequence[DeadLetter]) -> None:
+        self.letters.extend(letters)
+
+
+async def test_a_crash_between_database_commit_and_offset_commit_counts_nothing_twice(
+    pool, prefix, schema
+):
+    """The batch is applied and committed in PostgreSQL, then the process dies before Kafka
+    learns the offsets: the group's next member gets the same records again."""
+    events, _ = scenario()
+    await publish(events, prefix)
+    topics = [topic_name(t, prefix) for t in CONSUMED_TOPICS]
+    group = f"eo-crash-{uuid.uuid4().hex[:8]}"
+    letters = KeptLetters()
+    apply = BatchConsumer(pool, schema, FactWriter(schema), letters)
+
+    def member() -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=KAFKA,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
+    first = member()
+    await first.start()
+    try:
+        records = await _read_all(first, len(events))
+        result = await apply.handle(records)  # database commit ...
+    finally:
+        await first.stop()  # ... and gone, without committing offsets
+    assert (result.applied, result.duplicates, result.dead_lettered) == (len(events), 0, 0)
+    before, rows = await figures(pool, schema), await fact_rows(pool, schema)
+    assert before[("2014", None)]["s2"]["attendances"]["value"] == 13
+
+    second = member()
+    await second.start()
+    try:
+        again = await _read_all(second, len(events))
+        assert sorted((r.topic, r.partition, r.offset) for r in again) == sorted(
+            (r.topic, r.partition, r.offset) for r in records
+        )
+        result = await apply.handle(again)
+        await second.commit()  # now the offsets follow the database
+    finally:
+        await second.stop()
+    assert (result.applied, result.duplicates, result.dead_lettered) == (0, len(events), 0)
+    assert await fact_rows(pool, schema) == rows
+    assert await figures(pool, schema) == before
+    assert letters.letters == []
+
+    third = member()
+    await third.start()
+    try:
+        leftover = await third.getmany(timeout_ms=1500)
+    finally:
+        await third.stop()
+    assert sum(len(m) for m in leftover.values()) == 0
+
+
+class CrashAfterCommit(RecordingBatchConsumer):
+    """Applies (and commits) the first batch, then fails as a crash would, before FastStream
+    commits the offsets; from then on it behaves."""
+
+    crashed = False
+
+    async def handle(self, records: Sequence[RawRecord]) -> BatchResult:
+        result = await super().handle(records)
+        if not CrashAfterCommit.crashed and result.applied:
+            CrashAfterCommit.crashed = True
+            raise RuntimeError("killed after the database commit")
+        return result
+
+
+async def test_the_service_entrypoint_redelivers_a_failed_batch_without_double_counting(
+    pool, prefix, schema, monkeypatch
+):
+    """Through the service's own Kafka entrypoint: a batch whose handler fails after the
+    database commit is not acknowledged, comes back, and is recognised."""
+    import tests.integration.test_metrics_scenario as kit
+
+    monkeypatch.setattr(kit, "RecordingBatchConsumer", CrashAfterCommit)
+    monkeypatch.setattr(CrashAfterCommit, "crashed", False)
+    events, _ = scenario()
+    async with consumers(pool, schema, prefix, f"eo-nack-{uuid.uuid4().hex[:8]}") as (batch,):
+        await publish(events, prefix)
+        await wait_applied(pool, schema, events)
+
+        async def redelivered() -> bool:
+            return batch.duplicates > 0
+
+        await eventually(redelivered, what="the failed batch to come back")
+    assert CrashAfterCommit.crashed
+    assert sum(r.applied for r in batch.results) == len(events)
+    assert (await fact_rows(pool, schema))["processed_events"] == len(events)
+    result = await service(pool, schema, k=2).compute(parse_period("2014"))
+    assert result["s2"]["attendances"]["value"] == 13
+    assert result["s3"]["referrals"]["value"] == 6
+
+
+# ------------------------------------------------------------------------------------------------
+# Poison and unknown versions, on the session's topics, consumed by the metrics service app
+# ------------------------------------------------------------------------------------------------
+
+
+def _deadlettered() -> float:
+    total = 0.0
+    for topic in ("registrations", "activities"):
+        total += (
+            REGISTRY.get_sample_value(
+                "verbinding_metrics_events_deadlettered_total", {"topic": topic}
+            )
+            or 0.0
+        )
+    return total
+
+
+async def test_poison_and_unknown_versions_are_dead_lettered_and_consumption_goes_on(
+    metrics_app, pool
+):
+    org = f"poison-{RUN_ID}"
+    who = person("ab" * 32, "delfgauw", "65-74")
+    good_activity = activity(org, "good-act", "meeting", True)
+    good = attendance(org, "good-1", "good-act", who, "2012-05-09T10:00:00+02:00", date(2012, 5, 9))
+    template = orjson.loads(encode_event(good))
+    marker = uuid.uuid4().hex
+
+    v9 = {**template, "id": str(uuid.uuid4()), "type": "nl.verbinding.attendance.recorded.v9"}
+    wrong = {**template, "id": str(uuid.uuid4())}
+    wrong["data"] = {**template["data"], "status": "maybe", "participant": None}
+    unknown = {**template, "id": str(uuid.uuid4()), "type": "nl.verbinding.gossip.v1"}
+    # Decodes fine but PostgreSQL refuses the text (NUL character): fails only when applied.
+    unstorable = activity(org, "bad-act", "meet\x00ing", True)
+    poison: list[tuple[Topic, bytes, bytes, str]] = [
+        (Topic.REGISTRATIONS, f"k-{marker}-json".encode(), f"not json {marker} {{".encode(), "not JSON"),
+        (Topic.REGISTRATIONS, f"k-{marker}-v9".encode(), orjson.dumps(v9), "unknown major version v9 of attendance.recorded"),
+        (Topic.REGISTRATIONS, f"k-{marker}-wrong".encode(), orjson.dumps(wrong), "does not match its schema"),
+        (Topic.REGISTRATIONS, f"k-{marker}-unknown".encode(), orjson.dumps(unknown), "unknown event type"),
+        (Topic.ACTIVITIES, f"k-{marker}-nul".encode(), encode_event(unstorable), "could not apply nl.verbinding.activity.upserted.v1"),
+    ]  # fmt: skip
+    counted_before = _deadlettered()
+
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for topic, key, value, _ in poison:
+            await producer.send_and_wait(topic_name(topic, TOPIC_PREFIX), value, key=key)
+    finally:
+        await producer.stop()
+    await publish([good_activity, good], TOPIC_PREFIX)  # after the poison
+
+    await wait_applied(pool, "metrics", [good_activity, good])
+    result = await service(pool, "metrics", k=1).compute(parse_period("2012-05"))
+    assert result["s2"]["attendances"]["value"] == 1
+    assert result["s2"]["participants_unique"]["value"] == 1
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM metrics.activities WHERE organisation_id = $1 AND activity_id = 'bad-act'",
+        org,
+    )
+
+    mine: dict[bytes, CloudEvent[DeadLettered]] = {}
+    originals = {value for _, _, value, _ in poison}
+
+    async def all_dead_lettered() -> bool:
+        for record in await read_records(f"{TOPIC_PREFIX}deadletter", timeout=5, settle=0.3):
+            letter = decode_event(record.value)
+            original = base64.b64decode(letter.data.original_value)
+            if original in originals:
+                mine[original] = letter
+        return len(mine) == len(poison)
+
+    await eventually(all_dead_lettered, timeout=30, what="five dead letters")
+    for topic, key, value, reason in poison:
+        letter = mine[value]
+        assert letter.type == "nl.verbinding.deadletter.v1"
+        assert letter.data.consumer == f"metrics-{RUN_ID}"
+        assert reason in letter.data.reason, letter.data.reason
+        assert letter.data.origin_topic == topic_name(topic, TOPIC_PREFIX)
+        assert base64.b64decode(letter.data.original_key or "") == key
+        assert letter.data.origin_offset is not None
+    assert _deadlettered() - counted_before == len(poison)

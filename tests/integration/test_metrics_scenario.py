@@ -1,0 +1,996 @@
+"""The indicators of domain.md §6 for a small, fully specified event history, computed by hand.
+
+The events go as CloudEvents onto real Kafka topics of this test alone (own topic prefix) and are
+consumed by the metrics service's own Kafka entrypoint (``MetricsConsumer``: FastStream batch
+subscriber in a consumer group → ``BatchConsumer`` → ``FactWriter``) into a PostgreSQL schema of
+this test alone, so every figure below is exact: nothing another test writes can move it.
+``platform.organisations`` is the one shared table; the share of organisations with trained staff
+is computed from its count at assertion time.
+
+Figures are read with k = 2 (small enough for hand-countable numbers to show), k = 1 (for the
+period boundaries) and the default k = 10 (same data: almost everything suppressed).
+
+People, all in years 2013-2014 (pseudonyms are arbitrary 64-hex strings):
+
+    P1 delfgauw 65-74         P4 pijnacker-noord 16-25   P7 nootdorp-oost 75+
+    P2 delfgauw 75+           P5 emerald 65-74           P8 nootdorp-oost 65-74
+    P3 pijnacker-noord 26-64  P6 koningshof 26-64        P9 emerald 26-64
+
+Organisations: A welfare (runs A1), B library (runs A2, A3), C GP practice (refers), D sports
+club (runs A4). Activities: A1 meeting; A2 learning (version 1 said "culture, not aimed at
+connection", version 2 fixed it; a stale version 1 arrives last and must not win); A3 digital,
+NOT aimed at connection (never in S2); A4 sport. The baseline year is 2013.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from services.metrics.adapters import queries
+from services.metrics.adapters.facts import FactWriter
+from services.metrics.bootstrap import MIGRATIONS
+from services.metrics.domain.baseline import load_baseline
+from services.metrics.domain.periods import parse_period
+from services.metrics.entrypoints.consumer import CONSUMED_TOPICS, MetricsConsumer
+from services.metrics.service_layer.indicators import IndicatorService
+from services.metrics.settings import MetricsSettings
+from shared.consumer import BatchConsumer, BatchResult, RawRecord
+from shared.db import migrate_service
+from shared.events import (
+    ActivityUpserted,
+    AttendanceRecorded,
+    CloudEvent,
+    MeasurementRecorded,
+    Participant,
+    ReferralCreated,
+    ReferralStatusChanged,
+    ReferredTo,
+    RegistrationCancelled,
+    RegistrationCreated,
+    TrainingCompleted,
+    encode_event,
+    new_event,
+    topic_name,
+)
+from shared.kafka import ensure_topics
+from shared.reference import load_reference
+from tests.conftest import KAFKA, RUN_ID, eventually
+
+pytestmark = pytest.mark.integration
+
+# ------------------------------------------------------------------------------------------------
+# Building blocks (also used by the other metrics integration tests)
+# ------------------------------------------------------------------------------------------------
+
+
+def hexid(name: str) -> str:
+    """A 64-hex pseudonym for a name of the test."""
+    return hashlib.sha256(f"verbinding-metrics-test:{name}".encode()).hexdigest()
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def person(pid: str, neighbourhood: str, age_band: str) -> Participant:
+    return Participant(id=pid, scope="resident", neighbourhood=neighbourhood, age_band=age_band)
+
+
+def activity(
+    org: str,
+    activity_id: str,
+    category: str,
+    connection: bool,
+    *,
+    version: int = 1,
+    neighbourhood: str = "delfgauw",
+    updated: str = "2013-01-01T09:00:00+01:00",
+) -> CloudEvent[Any]:
+    data = ActivityUpserted(
+        organisation_id=org,
+        activity_id=activity_id,
+        version=version,
+        title=f"{activity_id} v{version}",
+        category=category,
+        aimed_at_connection=connection,
+        neighbourhood=neighbourhood,
+        updated_at=at(updated),
+    )
+    return new_event(data, org)
+
+
+def attendance(
+    org: str,
+    attendance_id: str,
+    activity_id: str,
+    who: Participant,
+    start: str,
+    local: date,
+    status: str = "attended",
+) -> CloudEvent[Any]:
+    """``local`` is written out by hand: the date the partner's session has in Amsterdam."""
+    data = AttendanceRecorded(
+        organisation_id=org,
+        attendance_id=attendance_id,
+        activity_id=activity_id,
+        participant=who,
+        session_start=at(start),
+        session_date=local,
+        status=status,  # type: ignore[arg-type]
+    )
+    return new_event(data, org)
+
+
+def registration(
+    org: str,
+    registration_id: str,
+    activity_id: str,
+    who: Participant,
+    registered: str,
+    referral_id: str | None = None,
+) -> CloudEvent[Any]:
+    data = RegistrationCreated(
+        organisation_id=org,
+        registration_id=registration_id,
+        activity_id=activity_id,
+        participant=who,
+        registered_at=at(registered),
+        referral_id=referral_id,
+    )
+    return new_event(data, org)
+
+
+def cancellation(
+    org: str, registration_id: str, activity_id: str, who: Participant, cancelled: str
+) -> CloudEvent[Any]:
+    data = RegistrationCancelled(
+        organisation_id=org,
+        registration_id=registration_id,
+        activity_id=activity_id,
+        participant_id=who.id,
+        cancelled_at=at(cancelled),
+    )
+    return new_event(data, org)
+
+
+def referral(
+    org: str,
+    referral_id: str,
+    who: Participant,
+    role: str,
+    signals: Sequence[str],
+    created: str,
+    *,
+    to_org: str | None = None,
+    to_activity: str | None = None,
+    to_service: str | None = None,
+) -> CloudEvent[Any]:
+    data = ReferralCreated(
+        organisation_id=org,
+        referral_id=referral_id,
+        participant=who,
+        referrer_role=role,
+        signals=tuple(signals),
+        referred_to=ReferredTo(organisation_id=to_org, activity_id=to_activity, service=to_service),
+        created_at=at(created),
+    )
+    return new_event(data, org)
+
+
+def status(
+    org: str, referral_id: str, who: Participant, by: str, previous: str, new: str, when: str
+) -> CloudEvent[Any]:
+    data = ReferralStatusChanged(
+        organisation_id=org,
+        referral_id=referral_id,
+        participant_id=who.id,
+        changed_by=by,
+        previous_status=previous,  # type: ignore[arg-type]
+        status=new,  # type: ignore[arg-type]
+        at=at(when),
+    )
+    return new_event(data, by)
+
+
+def training(org: str, training_id: str, person_id: str, role: str, done: str) -> CloudEvent[Any]:
+    data = TrainingCompleted(
+        organisation_id=org,
+        training_id=training_id,
+        person_id=person_id,
+        role=role,
+        training="signaling-loneliness",
+        completed_at=at(done),
+    )
+    return new_event(data, org)
+
+
+def measurement(
+    org: str,
+    measurement_id: str,
+    instrument: str,
+    context: str,
+    who: Participant | tuple[str, str],
+    measured: str,
+    scores: tuple[int | None, int | None, int | None, str | None],
+) -> CloudEvent[Any]:
+    """``who`` is a participant, or (neighbourhood, age band) for an anonymous survey;
+    ``scores`` is (total, emotional, social, category) as the referrals service scored it."""
+    total, emotional, social, category = scores
+    if isinstance(who, Participant):
+        pid, neighbourhood, age_band = who.id, who.neighbourhood, who.age_band
+    else:
+        pid, (neighbourhood, age_band) = None, who
+    data = MeasurementRecorded(
+        organisation_id=org,
+        measurement_id=measurement_id,
+        instrument=instrument,  # type: ignore[arg-type]
+        context=context,  # type: ignore[arg-type]
+        participant_id=pid,
+        neighbourhood=neighbourhood,
+        age_band=age_band,
+        measured_at=at(measured),
+        total=total,
+        emotional=emotional,
+        social=social,
+        category=category,  # type: ignore[arg-type]
+    )
+    return new_event(data, org)
+
+
+async def publish(events: Sequence[CloudEvent[Any]], prefix: str) -> None:
+    """Publish in order (one producer, idempotent: per partition the order is kept)."""
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic_name(e.data.topic, prefix), encode_event(e), key=e.key)
+            for e in events
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def create_metrics_schema(pool: asyncpg.Pool) -> str:
+    name = f"mtest_{uuid.uuid4().hex[:12]}"
+    await migrate_service(pool, name, MIGRATIONS)
+    return name
+
+
+async def drop_schema(pool: asyncpg.Pool, name: str) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+class RecordingBatchConsumer(BatchConsumer):
+    """The real BatchConsumer, also remembering what each call returned (which partitions it
+    handled, how many redeliveries it recognised)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.results: list[BatchResult] = []
+        self.partitions: set[tuple[str, int]] = set()
+
+    async def handle(self, records: Sequence[RawRecord]) -> BatchResult:
+        result = await super().handle(records)
+        self.results.append(result)
+        self.partitions.update((r.topic, r.partition) for r in records)
+        return result
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.duplicates for r in self.results)
+
+    @property
+    def records(self) -> int:
+        return sum(r.applied + r.duplicates + r.dead_lettered for r in self.results)
+
+
+@contextlib.asynccontextmanager
+async def consumers(
+    pool: asyncpg.Pool,
+    schema: str,
+    prefix: str,
+    group: str,
+    instances: int = 1,
+    shared_lock: int | None = None,
+) -> AsyncIterator[list[RecordingBatchConsumer]]:
+    """``instances`` metrics consumers (the service's Kafka entrypoint) in one consumer group,
+    applying into ``schema``; yields their batch consumers once every instance owns partitions."""
+    recorders: list[RecordingBatchConsumer] = []
+
+    def factory(sink: Any) -> BatchConsumer:
+        recorder = RecordingBatchConsumer(
+            pool, schema, FactWriter(schema), sink, shared_lock=shared_lock
+        )
+        recorders.append(recorder)
+        return recorder
+
+    running: list[MetricsConsumer] = []
+    try:
+        for _ in range(instances):
+            consumer = MetricsConsumer(factory, bootstrap=KAFKA, group_id=group, prefix=prefix)
+            await consumer.start()
+            running.append(consumer)
+
+        async def all_assigned() -> bool:
+            owned = [c.broker.subscribers[0].consumer.assignment() for c in running]
+            return all(owned) and sum(len(o) for o in owned) == 4 * len(CONSUMED_TOPICS)
+
+        await eventually(all_assigned, timeout=30, what=f"{instances} consumers owning partitions")
+        yield recorders
+    finally:
+        for consumer in running:
+            await consumer.stop()
+
+
+async def wait_applied(pool: asyncpg.Pool, schema: str, events: Sequence[CloudEvent[Any]]) -> None:
+    ids = list({e.id for e in events})
+
+    async def done() -> bool:
+        n = await pool.fetchval(
+            f'SELECT count(*) FROM "{schema}".processed_events WHERE event_id = ANY($1::uuid[])',
+            ids,
+        )
+        return n == len(ids)
+
+    await eventually(done, timeout=30, what=f"{len(ids)} events applied in {schema}")
+
+
+def published(section: dict[str, Any]) -> dict[str, Any]:
+    """The published values of one subgoal (``None`` where suppressed), nested figures too."""
+    out: dict[str, Any] = {}
+    for name, fig in section.items():
+        if "value" in fig:
+            out[name] = fig["value"]
+        else:
+            out[name] = {sub: f["value"] for sub, f in fig.items()}
+    return out
+
+
+def all_figures(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+
+    def walk(path: str, node: Any) -> None:
+        if isinstance(node, dict):
+            if "suppressed" in node:
+                found.append((path, node))
+            else:
+                for key, value in node.items():
+                    walk(f"{path}.{key}", value)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(f"{path}[{value.get('key', i)}]", value)
+
+    for subgoal in ("s1", "s2", "s3"):
+        walk(subgoal, result[subgoal])
+    walk("breakdown", result.get("breakdown", []))
+    return found
+
+
+# ------------------------------------------------------------------------------------------------
+# The scenario
+# ------------------------------------------------------------------------------------------------
+
+A = f"scn{RUN_ID}-welzijn"
+B = f"scn{RUN_ID}-bibliotheek"
+C = f"scn{RUN_ID}-huisarts"
+D = f"scn{RUN_ID}-sportclub"
+
+P1 = person(hexid("P1"), "delfgauw", "65-74")
+P2 = person(hexid("P2"), "delfgauw", "75+")
+P3 = person(hexid("P3"), "pijnacker-noord", "26-64")
+P4 = person(hexid("P4"), "pijnacker-noord", "16-25")
+P5 = person(hexid("P5"), "emerald", "65-74")
+P6 = person(hexid("P6"), "koningshof", "26-64")
+P7 = person(hexid("P7"), "nootdorp-oost", "75+")
+P8 = person(hexid("P8"), "nootdorp-oost", "65-74")
+P9 = person(hexid("P9"), "emerald", "26-64")
+T1, T2, T3, T4, T5 = (hexid(f"trainee-{i}") for i in range(1, 6))
+
+R = {n: f"scn-{RUN_ID}-r{n}" for n in range(1, 9)}  # referral ids
+
+
+def scenario() -> tuple[list[CloudEvent[Any]], list[CloudEvent[Any]]]:
+    """(first delivery, second delivery). The second holds a late attendance, a duplicate and a
+    stale activity version."""
+    d = date
+    x09 = attendance(A, "x09", "A1", P1, "2014-01-14T10:00:00+01:00", d(2014, 1, 14))
+    # fmt: off
+    first = [
+        # --- activities -----------------------------------------------------------------------
+        activity(A, "A1", "meeting", True),
+        activity(B, "A2", "culture", False, version=1),
+        activity(B, "A2", "learning", True, version=2, updated="2013-12-01T09:00:00+01:00"),
+        activity(B, "A3", "digital", False),
+        activity(D, "A4", "sport", True, neighbourhood="pijnacker-noord"),
+        # --- attendance (session_date = the Amsterdam date of session_start) ------------------
+        attendance(A, "x01", "A1", P9, "2013-01-10T10:00:00+01:00", d(2013, 1, 10)),
+        attendance(A, "x02", "A1", P1, "2013-01-10T10:00:00+01:00", d(2013, 1, 10)),
+        attendance(A, "x03", "A1", P2, "2013-01-17T10:00:00+01:00", d(2013, 1, 17)),
+        attendance(A, "x04", "A1", P1, "2013-10-01T10:00:00+02:00", d(2013, 10, 1)),
+        # DST ends 27 Oct 2013 03:00 CEST: 02:30 happens twice, once in summer time, once not.
+        attendance(A, "x05", "A1", P1, "2013-10-27T02:30:00+02:00", d(2013, 10, 27)),
+        attendance(A, "x06", "A1", P2, "2013-10-27T02:30:00+01:00", d(2013, 10, 27)),
+        # 23:30 UTC on 31 October is 00:30 on 1 November in Amsterdam.
+        attendance(A, "x07", "A1", P2, "2013-10-31T23:30:00+00:00", d(2013, 11, 1)),
+        # 23:30 UTC on New Year's Eve is 00:30 on 1 January 2014 in Amsterdam.
+        attendance(A, "x08", "A1", P3, "2013-12-31T23:30:00+00:00", d(2014, 1, 1)),
+        x09,
+        attendance(A, "x10", "A1", P5, "2014-01-14T10:00:00+01:00", d(2014, 1, 14), "no_show"),
+        attendance(A, "x11", "A1", P2, "2014-01-21T10:00:00+01:00", d(2014, 1, 21), "no_show"),
+        attendance(A, "x12", "A1", P5, "2014-01-21T10:00:00+01:00", d(2014, 1, 21)),
+        attendance(A, "x13", "A1", P5, "2014-02-04T10:00:00+01:00", d(2014, 2, 4)),
+        # P5's third session is 91 days after the first (21 Jan): too late for "retained".
+        attendance(A, "x14", "A1", P5, "2014-04-22T10:00:00+02:00", d(2014, 4, 22)),
+        attendance(B, "y01", "A2", P4, "2014-01-08T19:00:00+01:00", d(2014, 1, 8)),
+        attendance(B, "y02", "A2", P3, "2014-01-08T19:00:00+01:00", d(2014, 1, 8)),
+        attendance(B, "y03", "A2", P4, "2014-01-15T19:00:00+01:00", d(2014, 1, 15)),
+        attendance(B, "y04", "A2", P4, "2014-01-29T19:00:00+01:00", d(2014, 1, 29), "no_show"),
+        attendance(B, "y05", "A2", P4, "2014-02-12T19:00:00+01:00", d(2014, 2, 12)),
+        # A3 is not aimed at connection: none of these may count in S2.
+        attendance(B, "z01", "A3", P6, "2014-01-15T14:00:00+01:00", d(2014, 1, 15)),
+        attendance(B, "z02", "A3", P1, "2014-01-15T14:00:00+01:00", d(2014, 1, 15)),
+        attendance(B, "z03", "A3", P6, "2014-01-22T14:00:00+01:00", d(2014, 1, 22), "no_show"),
+        attendance(D, "w01", "A4", P7, "2014-02-20T09:30:00+01:00", d(2014, 2, 20)),
+        attendance(D, "w02", "A4", P7, "2014-03-06T09:30:00+01:00", d(2014, 3, 6)),
+        attendance(D, "w03", "A4", P7, "2014-03-20T09:30:00+01:00", d(2014, 3, 20)),
+        attendance(D, "w04", "A4", P8, "2014-04-10T09:30:00+02:00", d(2014, 4, 10)),
+        # --- registrations and cancellations --------------------------------------------------
+        # 22:30 UTC on 30 Sep is 00:30 on 1 Oct in summer time (+02:00): October, Q4.
+        registration(A, "g01", "A1", P1, "2013-09-30T22:30:00+00:00"),
+        registration(A, "g02", "A1", P2, "2013-10-20T10:00:00+02:00"),
+        registration(B, "g03", "A2", P4, "2013-12-31T23:15:00+00:00"),  # 1 Jan 2014
+        registration(B, "g04", "A2", P3, "2014-01-06T10:00:00+01:00"),
+        registration(A, "g05", "A1", P5, "2014-01-09T16:00:00+01:00", R[5]),
+        registration(B, "g06", "A3", P6, "2014-01-10T10:00:00+01:00"),  # not connection
+        registration(A, "g07", "A1", P6, "2014-01-05T10:00:00+01:00"),
+        registration(D, "g08", "A4", P7, "2014-02-10T10:00:00+01:00", R[1]),
+        registration(D, "g09", "A4", P8, "2014-04-01T10:00:00+02:00", R[2]),
+        registration(A, "g10", "A1", P2, "2013-11-01T00:10:00+01:00", R[8]),
+        registration(A, "g11", "A1", P1, "2014-01-20T10:00:00+01:00"),
+        cancellation(A, "g07", "A1", P6, "2014-01-13T09:00:00+01:00"),
+        cancellation(B, "g06", "A3", P6, "2014-01-12T09:00:00+01:00"),  # not connection
+        cancellation(A, "g11", "A1", P1, "2014-01-31T23:30:00+00:00"),  # 1 Feb in Amsterdam
+        cancellation(B, "g04", "A2", P3, "2014-01-07T10:00:00+01:00"),
+        # --- referrals --------------------------------------------------------------------------
+        # R1: 3 Feb → registered 10 Feb → attended 20 Feb: converted after 17 days.
+        referral(C, R[1], P7, "gp", ["emotional", "social"], "2014-02-03T09:00:00+01:00", to_org=D, to_activity="A4"),
+        # Its "closed" arrives before its "accepted": the latest by time counts, not by arrival.
+        status(C, R[1], P7, D, "accepted", "closed", "2014-03-25T10:00:00+01:00"),
+        status(C, R[1], P7, D, "created", "accepted", "2014-02-04T10:00:00+01:00"),
+        # R2: 3 Feb → first attended 10 Apr = 66 days: NOT converted. Accepted, then silent.
+        referral(C, R[2], P8, "gp", ["social"], "2014-02-03T11:00:00+01:00", to_org=D, to_activity="A4"),
+        status(C, R[2], P8, D, "created", "accepted", "2014-02-05T10:00:00+01:00"),
+        # R3: to a service, declined.
+        referral(A, R[3], P4, "welfare-coach", ["emotional", "practical"], "2014-02-14T10:00:00+01:00", to_service="buddy-project"),
+        status(A, R[3], P4, A, "created", "declined", "2014-02-17T10:00:00+01:00"),
+        # R4: 22:30 UTC on 31 March 2014 is 00:30 on 1 April (summer time since 30 March): Q2.
+        referral(A, R[4], P2, "volunteer", ["social"], "2014-03-31T22:30:00+00:00", to_org=B, to_activity="A2"),
+        # R5: 9 Jan → registered 9 Jan → no-show 14 Jan → attended 21 Jan: converted, 12 days.
+        referral(C, R[5], P5, "poh-ggz", ["emotional"], "2014-01-09T15:00:00+01:00", to_org=A, to_activity="A1"),
+        status(C, R[5], P5, A, "created", "accepted", "2014-01-10T09:00:00+01:00"),
+        status(C, R[5], P5, A, "accepted", "closed", "2014-03-01T10:00:00+01:00"),
+        # R6: New Year's Eve 23:30 UTC = 1 Jan 2014. Accepted, contacted, then silent.
+        referral(A, R[6], P1, "welfare-coach", ["social"], "2013-12-31T23:30:00+00:00", to_org=B, to_activity="A2"),
+        status(A, R[6], P1, B, "accepted", "contacted", "2014-01-05T10:00:00+01:00"),
+        status(A, R[6], P1, B, "created", "accepted", "2014-01-02T10:00:00+01:00"),
+        # R7: declined.
+        referral(C, R[7], P3, "gp", ["health"], "2013-11-20T10:00:00+01:00", to_org=B, to_activity="A2"),
+        status(C, R[7], P3, B, "created", "declined", "2013-11-22T10:00:00+01:00"),
+        # R8: 22:30 UTC on 31 Oct is 23:30 in winter time: still October. Registered at 00:10,
+        # attended at 00:30 on 1 Nov (x07): converted after 1 day; x06 (27 Oct) was before it.
+        referral(C, R[8], P2, "district-nurse", ["emotional"], "2013-10-31T22:30:00+00:00", to_org=A, to_activity="A1"),
+        status(C, R[8], P2, A, "created", "accepted", "2013-11-01T09:00:00+01:00"),
+        status(C, R[8], P2, A, "accepted", "closed", "2013-12-01T10:00:00+01:00"),
+        # --- trainings (person pseudonyms are per organisation: T1 at A and T1 at B are two) ----
+        training(A, "t01", T1, "welfare-coach", "2013-06-12T14:00:00+02:00"),
+        training(A, "t02", T2, "volunteer", "2013-12-31T23:30:00+00:00"),  # 1 Jan 2014
+        training(C, "t03", T3, "gp", "2014-01-20T10:00:00+01:00"),
+        training(C, "t04", T3, "gp", "2014-02-10T10:00:00+01:00"),  # the same person again
+        training(B, "t05", T4, "volunteer", "2014-03-31T22:30:00+00:00"),  # 1 Apr 2014
+        training(C, "t06", T5, "poh-ggz", "2014-05-15T10:00:00+02:00"),
+        training(B, "t07", T1, "volunteer", "2014-01-25T10:00:00+01:00"),
+        # --- survey measurements: (total, emotional, social, category) ---------------------------
+        measurement(A, "m01", "djg11", "survey", P1, "2014-01-10T10:00:00+01:00", (5, 3, 2, "moderately_lonely")),
+        measurement(A, "m02", "djg11", "survey", P1, "2014-01-25T10:00:00+01:00", (2, 1, 1, "not_lonely")),
+        measurement(A, "m03", "djg11", "survey", ("delfgauw", "75+"), "2014-01-12T10:00:00+01:00", (10, 6, 4, "severely_lonely")),
+        measurement(B, "m04", "djg11", "survey", P4, "2014-01-31T23:30:00+00:00", (7, 4, 3, "moderately_lonely")),
+        measurement(B, "m05", "djg6", "survey", P3, "2014-01-20T10:00:00+01:00", (4, 2, 2, "moderately_lonely")),
+        # djg6 with two emotional items unanswered: no total, no emotional score, social 3.
+        measurement(C, "m06", "djg6", "survey", ("emerald", "65-74"), "2014-02-15T10:00:00+01:00", (None, None, 3, None)),
+        measurement(C, "m07", "djg11", "survey", P8, "2014-03-10T10:00:00+01:00", (11, 6, 5, "very_severely_lonely")),
+        measurement(A, "m08", "djg11", "survey", P2, "2013-12-31T23:30:00+00:00", (3, 2, 1, "moderately_lonely")),
+        measurement(A, "m09", "djg11", "survey", ("delfgauw", "65-74"), "2014-01-18T10:00:00+01:00", (0, 0, 0, "not_lonely")),
+        measurement(B, "m11", "djg11", "survey", P9, "2014-06-01T10:00:00+02:00", (4, 2, 2, "moderately_lonely")),
+        measurement(A, "m12", "djg11", "survey", P1, "2014-11-05T10:00:00+01:00", (9, 5, 4, "severely_lonely")),
+        # --- intake and follow-up pairs ---------------------------------------------------------
+        measurement(C, "i1", "djg11", "intake", P7, "2014-02-03T09:30:00+01:00", (8, 5, 3, "moderately_lonely")),
+        measurement(C, "f1", "djg11", "follow_up", P7, "2014-05-06T10:00:00+02:00", (2, 1, 1, "not_lonely")),
+        measurement(C, "i2", "djg11", "intake", P8, "2014-02-03T11:30:00+01:00", (9, 5, 4, "severely_lonely")),
+        measurement(C, "f2", "djg11", "follow_up", P8, "2014-05-20T10:00:00+02:00", (7, 4, 3, "moderately_lonely")),
+        measurement(C, "i3", "djg11", "intake", P5, "2014-01-09T15:30:00+01:00", (5, 3, 2, "moderately_lonely")),
+        measurement(C, "f3", "djg11", "follow_up", P5, "2014-03-12T10:00:00+01:00", (6, 4, 2, "moderately_lonely")),
+        measurement(A, "i4", "djg6", "intake", P1, "2013-12-20T10:00:00+01:00", (3, 2, 1, "moderately_lonely")),
+        measurement(A, "f4", "djg6", "follow_up", P1, "2014-01-31T23:30:00+00:00", (1, 1, 0, "not_lonely")),
+        measurement(A, "f5", "djg11", "follow_up", P6, "2014-04-02T10:00:00+02:00", (4, 2, 2, "moderately_lonely")),
+    ]
+    # fmt: on
+    second = [
+        # Late: an October 2013 session reported after the 2014 ones. P3's first session moves
+        # from 1 Jan 2014 to 15 Oct 2013.
+        attendance(A, "x15", "A1", P3, "2013-10-15T10:00:00+02:00", d(2013, 10, 15)),
+        x09,  # the same event (same id) again
+        activity(B, "A2", "culture", False, version=1),  # stale: version 1 after version 2
+    ]
+    return first, second
+
+
+SHARE = object()  # placeholder: organisations with trained staff / all registered organisations
+
+
+def s2row(unique, new, attendances, no_shows, rate, regs, cancels, retained, growth):
+    return {
+        "participants_unique": unique,
+        "participants_new": new,
+        "attendances": attendances,
+        "no_shows": no_shows,
+        "attendance_rate": rate,
+        "registrations": regs,
+        "cancellations": cancels,
+        "retained": retained,
+        "growth_vs_baseline": growth,
+    }
+
+
+def s1row(measurements, lonely, severe, emotional, social):
+    return {
+        "measurements": measurements,
+        "prevalence_lonely": lonely,
+        "prevalence_severe": severe,
+        "prevalence_emotional": emotional,
+        "prevalence_social": social,
+    }
+
+
+def s3row(referrals, accepted, converted, acceptance, conversion, days):
+    return {
+        "referrals": referrals,
+        "accepted": accepted,
+        "converted": converted,
+        "referral_acceptance_rate": acceptance,
+        "referral_conversion": conversion,
+        "days_to_first_attendance": days,
+    }
+
+
+# Published values with k = 2 (None = suppressed). Reasoning per figure in the comments.
+#
+# S2 connection sessions (A1, A2, A4) attended, by Amsterdam date:
+#   2013: 01-10 P9, 01-10 P1, 01-17 P2 | 10-01 P1, 10-15 P3 (late), 10-27 P1, 10-27 P2, 11-01 P2
+#   2014: 01-01 P3, 01-08 P4, 01-08 P3, 01-14 P1, 01-15 P4, 01-21 P5 | 02-04 P5, 02-12 P4,
+#         02-20 P7 | 03-06 P7, 03-20 P7 | 04-10 P8, 04-22 P5
+#   no-shows: 01-14 P5, 01-21 P2, 01-29 P4 (z01-z03 at A3 never count)
+# First ever session: P9, P1 2013-01-10; P2 2013-01-17; P3 2013-10-15; P4 2014-01-08;
+#   P5 2014-01-21; P7 2014-02-20; P8 2014-04-10. Retained (3 sessions within 90 days of the
+#   first): P3 (10-15, 01-01 = day 78, 01-08 = day 85), P4 (01-08, 01-15, 02-12), P7; not P5
+#   (third session on day 91), not P1, P2, P8, P9.
+# Registrations (connection only, Amsterdam date): 2013-10-01 g01, 10-20 g02, 11-01 g10;
+#   2014-01-01 g03, 01-05 g07, 01-06 g04, 01-09 g05, 01-20 g11, 02-10 g08, 04-01 g09.
+# Cancellations: 2014-01-07 k(g04), 01-13 k(g07), 02-01 k(g11).
+# Referrals: 2013-10-31 R8, 11-20 R7; 2014-01-01 R6, 01-09 R5, 02-03 R1, R2, 02-14 R3,
+#   04-01 R4. Accepted: R1, R2, R5, R6, R8; declined R3, R7. Converted: R8 (1 day), R5 (12),
+#   R1 (17); R2 after 66 days is not.
+# Trainings, distinct (organisation, person), by end of period: 2013: A/T1; +2014-01-01 A/T2,
+#   01-20 C/T3, 01-25 B/T1; (02-10 C/T3 again); +04-01 B/T4; +05-15 C/T5.
+# Survey measurements, the latest per known participant, by Amsterdam date (total e s):
+#   2014-01: m02 P1 (2 1 1, not m01), m03 anon (10 6 4), m05 P3 djg6 (4 2 2), m08 P2 (3 2 1,
+#   1 Jan), m09 anon (0 0 0). February adds m04 P4 (7 4 3, 1 Feb) and m06 anon djg6 (social 3
+#   only); March m07 P8 (11 6 5); later m11 P9 (4 2 2) and m12 P1 (9 5 4, replacing m02).
+#   Lonely: djg11 ≥ 3, djg6 ≥ 2; severe: djg11 ≥ 9, djg6 ≥ 5; emotional/social subscale ≥ 3
+#   for both versions (domain.md §5).
+# Intake → follow-up (total): P1 djg6 3 → 1 on 1 Feb (better category), P5 5 → 6 on 12 Mar
+#   (same category), P7 8 → 2 on 6 May (better), P8 9 → 7 on 20 May (better); P6's follow-up
+#   has no intake.
+EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
+    "2014-01": {
+        "s1": {
+            # m02, m03, m05, m08, m09 = 5; lonely m03, m05, m08 = 3/5; severe m03 = 1/5;
+            # emotional ≥ 3: m03 = 1/5; social ≥ 3: m03 = 1/5.
+            **s1row(5, 0.6, 0.2, 0.2, 0.2),
+            # no follow-up dated in January (f4 is 1 Feb in Amsterdam)
+            "referral_outcome": {"pairs": None, "mean_change": None, "improved_share": None},
+        },
+        # unique P3, P4, P1, P5 = 4; new P4, P5 = 2 (P3 began in 2013); 6 attended, 3 no-shows:
+        # 6/9; registrations g03, g07, g04, g05, g11 = 5; cancellations 2; retained P4 = 1 < k;
+        # growth 4 / 3 (2013-01: P9, P1, P2) - 1.
+        "s2": s2row(4, 2, 6, 3, 0.6667, 5, 2, None, 0.3333),
+        "s3": {
+            # R6, R5 = 2, both accepted: 2/2; converted R5 = 1 < k but conversion 1/2 shows;
+            # the median of one case is hidden.
+            **s3row(2, 2, None, 1.0, 0.5, None),
+            "people_trained": 4,  # A/T1, A/T2, C/T3, B/T1
+            "organisations_with_trained_staff": 3,  # A, B, C
+            "organisations_with_trained_staff_share": SHARE,
+            "people_trained_by_role": {"gp": None, "volunteer": 2, "welfare-coach": None},
+            "referrals_by_signal": {"emotional": None, "social": None},  # R5; R6
+            "referrals_overdue": 3,  # open and silent: R2 (accepted), R4 (created), R6 (contacted)
+        },
+    },
+    "2014-Q1": {
+        "s1": {
+            # + m04, m07: 7 with a total; lonely m03 m04 m05 m07 m08 = 5/7; severe m03 m07 = 2/7;
+            # emotional m03 m04 m07 = 3/7; social m03 m04 m07 + m06 = 4 of 8 with a social score.
+            **s1row(7, 0.7143, 0.2857, 0.4286, 0.5),
+            # P1 (3 → 1, better), P5 (5 → 6, same): mean (-2 + 1) / 2, improved 1/2
+            "referral_outcome": {"pairs": 2, "mean_change": -0.5, "improved_share": 0.5},
+        },
+        # unique P3 P4 P1 P5 P7 = 5; new P4 P5 P7 = 3; 11 attended / 14; registrations + g08 = 6;
+        # cancellations 3; retained P4, P7 = 2; growth 5 / 3 (2013-Q1: P9 P1 P2) - 1.
+        "s2": s2row(5, 3, 11, 3, 0.7857, 6, 3, 2, 0.6667),
+        "s3": {
+            # R6 R5 R1 R2 R3 = 5; accepted 4 of 5 decided; converted R5 R1 = 2/5; median(12, 17)
+            **s3row(5, 4, 2, 0.8, 0.4, 14.5),
+            "people_trained": 4,  # C/T3's second training adds no person; B/T4 is April
+            "organisations_with_trained_staff": 3,
+            "organisations_with_trained_staff_share": SHARE,
+            "people_trained_by_role": {"gp": None, "volunteer": 2, "welfare-coach": None},
+            # emotional R5 R1 R3; social R6 R1 R2; practical R3
+            "referrals_by_signal": {"emotional": 3, "practical": None, "social": 3},
+            "referrals_overdue": 3,
+        },
+    },
+    "2014": {
+        "s1": {
+            # m12 (P1's latest) m03 m04 m05 m07 m08 m09 m11 = 8; lonely all but m09 = 7/8;
+            # severe m12 m03 m07 = 3/8; emotional m12 m03 m04 m07 = 4/8;
+            # social m12 m03 m04 m07 + m06 = 5 of 9.
+            **s1row(8, 0.875, 0.375, 0.5, 0.5556),
+            # changes -2 (P1), +1 (P5), -6 (P7), -2 (P8): mean -9/4; improved P1 P7 P8 = 3/4
+            "referral_outcome": {"pairs": 4, "mean_change": -2.25, "improved_share": 0.75},
+        },
+        # unique + P8 = 6; new P4 P5 P7 P8 = 4; 13 attended / 16; registrations + g09 = 7;
+        # cancellations 3; retained P4 P7 = 2; growth 6 / 4 (2013: P9 P1 P2 P3) - 1.
+        "s2": s2row(6, 4, 13, 3, 0.8125, 7, 3, 2, 0.5),
+        "s3": {
+            # + R4 = 6; accepted 4 of 5 decided; converted 2/6; median(12, 17)
+            **s3row(6, 4, 2, 0.8, 0.3333, 14.5),
+            "people_trained": 6,  # + B/T4, C/T5
+            "organisations_with_trained_staff": 3,
+            "organisations_with_trained_staff_share": SHARE,
+            "people_trained_by_role": {
+                "gp": None,  # C/T3
+                "poh-ggz": None,  # C/T5
+                "volunteer": 3,  # A/T2, B/T1, B/T4
+                "welfare-coach": None,  # A/T1
+            },
+            # emotional R5 R1 R3; social R6 R1 R2 R4; practical R3
+            "referrals_by_signal": {"emotional": 3, "practical": None, "social": 4},
+            "referrals_overdue": 3,
+        },
+    },
+}
+GROWTH_BASELINE = {"2014-01": 3, "2014-Q1": 3, "2014": 4}
+PREVALENCE_BASELINES = {  # the programme's figures (baseline.json), beside each prevalence
+    "prevalence_lonely": 0.44,
+    "prevalence_severe": 0.09,
+    "prevalence_emotional": 0.26,
+    "prevalence_social": 0.23,
+}
+
+NONE_S1 = s1row(None, None, None, None, None)
+NONE_S2 = s2row(*[None] * 9)
+NONE_S3 = s3row(*[None] * 6)
+
+# Breakdowns of 2014, k = 2. Keys not listed have nothing: every figure suppressed.
+BY_NEIGHBOURHOOD_2014 = {
+    # S1: m12 m03 m08 m09 → lonely 3/4, severe m12 m03 2/4, emotional 2/4, social 2/4.
+    # S2: P1 attended once (x09); no-show x11 (P2): rate 1/2 shows (denominator 2 = k);
+    #     registration g11 and its cancellation (1 Feb); growth hidden (1 < k) against 2013's
+    #     P1, P2 = 2, which is shown as the baseline.
+    "delfgauw": {
+        "s1": s1row(4, 0.75, 0.5, 0.5, 0.5),
+        "s2": s2row(None, None, None, None, 0.5, None, None, None, None),
+    },
+    # S1: m04 (7 4 3), m05 (djg6 4 2 2): both lonely, neither severe, emotional/social m04 only.
+    # S2: P3 (x08, y02) and P4 (y01, y03, y05) = 5 attended, no-show y04: 5/6; new P4; g03, g04;
+    #     cancelled g04; retained P4; growth hidden (2013: P3 only, 1 < k).
+    "pijnacker-noord": {
+        "s1": s1row(2, 1.0, 0.0, 0.5, 0.5),
+        "s2": s2row(2, None, 5, None, 0.8333, 2, None, None, None),
+    },
+    # S1: m11 (one total), social scores m11 (2) and m06 (3): social 1/2 shows.
+    # S2: P5 x12 x13 x14, no-show x10: 3/4; new P5; registration g05.
+    "emerald": {
+        "s1": s1row(None, None, None, None, 0.5),
+        "s2": s2row(None, None, 3, None, 0.75, None, None, None, None),
+    },
+    # S1: m07 alone. S2: P7 ×3, P8 ×1 = 4/4; both new; g08, g09; retained P7.
+    "nootdorp-oost": {
+        "s1": NONE_S1,
+        "s2": s2row(2, 2, 4, None, 1.0, 2, None, None, None),
+    },
+    # S2: P6 only at A3 (not connection); registered at A1 (g07) and cancelled: 1 each < k.
+    "koningshof": {"s1": NONE_S1, "s2": NONE_S2},
+}
+BY_AGE_BAND_2014 = {
+    # S1: m12 (9 5 4) m07 (11 6 5) m09 (0 0 0) + m06 (social 3): lonely 2/3, severe 2/3,
+    #     emotional 2/3, social 3/4. S2: P1 x09, P5 ×3, P8 w04 = 5 attended, no-show x10: 5/6;
+    #     new P5, P8; registrations g11 g05 g09; cancelled g11 (1 < k).
+    "65-74": {
+        "s1": s1row(3, 0.6667, 0.6667, 0.6667, 0.75),
+        "s2": s2row(3, 2, 5, None, 0.8333, 3, None, None, None),
+    },
+    # S1: m03 (10 6 4), m08 (3 2 1). S2: P7 ×3 (new, retained), no-show x11 (P2): 3/4; g08.
+    "75+": {
+        "s1": s1row(2, 1.0, 0.5, 0.5, 0.5),
+        "s2": s2row(None, None, 3, None, 0.75, None, None, None, None),
+    },
+    # S1: m05 (djg6 4 2 2), m11 (djg11 4 2 2): lonely both, nothing else.
+    # S2: P3 x08 y02 = 2/2; registrations g04 (P3), g07 (P6): 2, both cancelled: 2.
+    "26-64": {
+        "s1": s1row(2, 1.0, 0.0, 0.0, 0.0),
+        "s2": s2row(None, None, 2, None, 1.0, 2, 2, None, None),
+    },
+    # S1: m04 alone. S2: P4 y01 y03 y05, no-show y04: 3/4; new and retained P4; g03.
+    "16-25": {
+        "s1": NONE_S1,
+        "s2": s2row(None, None, 3, None, 0.75, None, None, None, None),
+    },
+}
+BY_CATEGORY_2014 = {
+    # A1: P3 P1 P5; x08 x09 x12 x13 x14 = 5, no-shows x10 x11: 5/7; new P5; g05 g07 g11;
+    # cancelled g07 g11; growth 3 / 4 (2013 at A1: P9 P1 P2 P3) - 1.
+    "meeting": s2row(3, None, 5, 2, 0.7143, 3, 2, None, -0.25),
+    # A2 (version 2): P4 P3; y01 y02 y03 y05 = 4, no-show y04: 4/5; new P4; g03 g04; cancelled g04.
+    "learning": s2row(2, None, 4, None, 0.8, 2, None, None, None),
+    # A4: P7 P8; 4/4; both new; g08 g09; retained P7.
+    "sport": s2row(2, 2, 4, None, 1.0, 2, None, None, None),
+    # A3 is digital but not aimed at connection; A2's stale version 1 said culture.
+    "digital": NONE_S2,
+    "culture": NONE_S2,
+}
+BY_REFERRER_ROLE_2014 = {
+    "gp": s3row(2, 2, None, 1.0, 0.5, None),  # R1 (converted), R2 (66 days)
+    "welfare-coach": s3row(2, None, None, 0.5, 0.0, None),  # R3 declined, R6 accepted
+    "volunteer": NONE_S3,  # R4, open
+    "poh-ggz": NONE_S3,  # R5, converted
+    "district-nurse": NONE_S3,  # R8 is 2013
+}
+
+
+@pytest.fixture
+async def scenario_schema(pool: asyncpg.Pool, make_partner: Any) -> AsyncIterator[str]:
+    for org in (A, B, C, D):
+        await make_partner(scopes="activities", organisation_id=org)
+    schema = await create_metrics_schema(pool)
+    yield schema
+    await drop_schema(pool, schema)
+
+
+def service(pool: asyncpg.Pool, schema: str, k: int, baseline_year: int = 2013) -> IndicatorService:
+    baseline = dataclasses.replace(load_baseline(), baseline_year=baseline_year)
+    return IndicatorService(pool, baseline, load_reference(), k=k, schema=schema, cache_seconds=0)
+
+
+def cells(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {cell["key"]: cell for cell in result["breakdown"]}
+
+
+async def test_every_indicator_of_the_scenario_by_hand(
+    pool: asyncpg.Pool, kafka: str, topic_prefix: str, scenario_schema: str
+) -> None:
+    schema = scenario_schema
+    await ensure_topics(KAFKA, topic_prefix, partitions=4)
+    first, second = scenario()
+    k1, k2 = service(pool, schema, 1), service(pool, schema, 2)
+    k10 = service(pool, schema, MetricsSettings().suppression_k)
+    assert k10.k == 10
+
+    async def k1_total(label: str, subgoal: str, name: str) -> Any:
+        return (await k1.compute(parse_period(label)))[subgoal][name]["value"]
+
+    async with consumers(pool, schema, topic_prefix, f"scn-{uuid.uuid4().hex[:8]}") as (batch,):
+        await publish(first, topic_prefix)
+        await wait_applied(pool, schema, first)
+
+        # Before the late event: October 2013 has x04, x05, x06 (P1, P1, P2); P3 is new in
+        # January 2014 (with P4 and P5) and not yet new in Q4 2013.
+        assert await k1_total("2013-10", "s2", "attendances") == 3
+        assert await k1_total("2013-10", "s2", "participants_unique") == 2
+        assert await k1_total("2014-01", "s2", "participants_new") == 3
+        assert await k1_total("2013-Q4", "s2", "participants_new") is None  # 0
+        assert await k1_total("2013-Q4", "s2", "retained") is None  # 0
+
+        await publish(second, topic_prefix)
+        await wait_applied(pool, schema, second)
+
+        async def duplicate_seen() -> bool:
+            return batch.duplicates >= 1
+
+        await eventually(duplicate_seen, what="the redelivered event to be recognised")
+
+    # The duplicate was recognised; two of the three events of the second delivery were new.
+    assert batch.duplicates == 1
+    distinct = len({e.id for e in first + second})
+    assert distinct == len(first) + 2
+    assert await pool.fetchval(f'SELECT count(*) FROM "{schema}".processed_events') == distinct
+    # Newest version wins whatever arrives later: A2 stays version 2.
+    row = await pool.fetchrow(
+        f'SELECT version, category, aimed_at_connection FROM "{schema}".activities '
+        "WHERE organisation_id = $1 AND activity_id = 'A2'",
+        B,
+    )
+    assert dict(row) == {"version": 2, "category": "learning", "aimed_at_connection": True}
+
+    organisations = await pool.fetchval("SELECT count(*) FROM platform.organisations")
+    share = round(3 / organisations, 4)  # A, B and C have trained staff
+
+    # ---- totals for a month, a quarter and a year, k = 2 -----------------------------------------
+    for label, expected in EXPECTED.items():
+        result = await k2.compute(parse_period(label))
+        assert (result["period"], result["k"]) == (label, 2)
+        assert result["freshness"]["events_applied"] == distinct
+        for subgoal in ("s1", "s2", "s3"):
+            want = {
+                name: share if value is SHARE else value
+                for name, value in expected[subgoal].items()
+            }
+            assert published(result[subgoal]) == want, (label, subgoal)
+        assert result["s2"]["growth_vs_baseline"]["baseline"] == GROWTH_BASELINE[label]
+        for name, baseline in PREVALENCE_BASELINES.items():
+            assert result["s1"][name]["baseline"] == baseline
+        for path, fig in all_figures(result):
+            assert fig["suppressed"] is (fig["value"] is None), path
+
+    # ---- the late event, the period boundaries and DST (k = 1: all that is not zero shows) -------
+    boundary = {
+        # October 2013: x04, x05 and x06 (both 02:30s of the DST night), x15 (late) = 4,
+        # of P1, P2, P3; September has no registration: g01 (30 Sep 22:30 UTC) is 1 Oct.
+        ("2013-09", "s2", "registrations"): None,
+        ("2013-10", "s2", "registrations"): 2,
+        ("2013-10", "s2", "attendances"): 4,
+        ("2013-10", "s2", "participants_unique"): 3,
+        ("2013-10", "s2", "participants_new"): 1,  # P3, thanks to the late event
+        ("2013-10", "s2", "retained"): 1,  # P3: 15 Oct, 1 Jan, 8 Jan
+        ("2013-10", "s3", "referrals"): 1,  # R8 at 23:30 on 31 Oct (winter time)
+        ("2013-10", "s3", "converted"): 1,
+        ("2013-10", "s3", "days_to_first_attendance"): 1.0,
+        ("2013-11", "s2", "attendances"): 1,  # x07: 31 Oct 23:30 UTC
+        ("2013-11", "s3", "referrals"): 1,  # R7
+        ("2013-12", "s2", "attendances"): None,  # x08 (31 Dec 23:30 UTC) is 1 January
+        ("2013-12", "s3", "people_trained"): 1,  # t02 (31 Dec 23:30 UTC) is 1 January
+        ("2013-12", "s1", "measurements"): None,  # m08 likewise
+        ("2014-01", "s1", "measurements"): 5,
+        ("2014-01", "s2", "cancellations"): 2,
+        ("2014-02", "s2", "cancellations"): 1,  # g11 cancelled 31 Jan 23:30 UTC = 1 Feb
+        ("2014-02", "s1", "measurements"): 1,  # m04 (31 Jan 23:30 UTC); m06 has no total
+        ("2014-02", "s1", "prevalence_social"): 1.0,  # m04 and m06: social 3 and 3
+        ("2014-01", "s1", "referral_outcome"): None,
+        ("2014-03", "s3", "referrals"): None,  # R4 (31 Mar 22:30 UTC) is 1 April in summer time
+        ("2014-04", "s3", "referrals"): 1,
+        ("2014-03", "s3", "people_trained"): 4,
+        ("2014-04", "s3", "people_trained"): 5,  # t05 (31 Mar 22:30 UTC) likewise
+        ("2013-Q4", "s2", "participants_new"): 1,
+        ("2013-Q4", "s2", "attendances"): 5,  # x04 x15 x05 x06 x07; not x08
+        ("2013", "s2", "participants_unique"): 4,  # P9 P1 P2 P3
+        ("2013", "s2", "attendances"): 8,
+        ("2013", "s2", "retained"): 1,  # P3
+        ("2013", "s2", "growth_vs_baseline"): 0.0,  # the baseline year against itself
+        ("2013", "s3", "referrals"): 2,  # R8, R7
+        ("2013", "s3", "referral_acceptance_rate"): 0.5,  # R8 accepted, R7 declined
+        ("2013", "s3", "people_trained"): 1,  # A/T1
+    }
+    for (label, subgoal, name), value in boundary.items():
+        got = (await k1.compute(parse_period(label)))[subgoal][name]
+        if name == "referral_outcome":
+            got = got["pairs"]
+        assert got["value"] == value, (label, subgoal, name)
+    outcome = (await k1.compute(parse_period("2014-02")))["s1"]["referral_outcome"]
+    assert published(outcome) == {"pairs": 1, "mean_change": -2.0, "improved_share": 1.0}
+
+    # The dashboard's monthly trend, suppressed the same way: unique P1 P3 P2 / P2 / - / P3 P4
+    # P1 P5; new P3 / - / - / P4 P5.
+    months = [parse_period(m) for m in ("2013-10", "2013-11", "2013-12", "2014-01")]
+    assert [
+        (m["period"], m["participants_unique"]["value"], m["participants_new"]["value"])
+        for m in await k2.trend(months)
+    ] == [("2013-10", 3, None), ("2013-11", None, None), ("2013-12", None, None), ("2014-01", 4, 2)]
+
+    # ---- breakdowns of the year 2014, k = 2 --------------------------------------------------------
+    result = await k2.compute(parse_period("2014"), "neighbourhood")
+    by = cells(result)
+    assert list(by) == list(load_reference().neighbourhood_order)  # every known cell, in order
+    for key, cell in by.items():
+        want = BY_NEIGHBOURHOOD_2014.get(key, {"s1": NONE_S1, "s2": NONE_S2})
+        assert published(cell["s1"]) == want["s1"], key
+        assert published(cell["s2"]) == want["s2"], key
+        assert set(cell) == {"key", "s1", "s2"}
+    assert by["pijnacker-noord"]["s1"]["prevalence_lonely"]["baseline"] == 0.5
+    assert "baseline" not in by["delfgauw"]["s1"]["prevalence_lonely"]
+    assert by["delfgauw"]["s2"]["growth_vs_baseline"]["baseline"] == 2  # P1, P2 in 2013
+
+    result = await k2.compute(parse_period("2014"), "age_band")
+    by = cells(result)
+    assert list(by) == ["0-15", "16-25", "26-64", "65-74", "75+", "unknown"]
+    for key, cell in by.items():
+        want = BY_AGE_BAND_2014.get(key, {"s1": NONE_S1, "s2": NONE_S2})
+        assert published(cell["s1"]) == want["s1"], key
+        assert published(cell["s2"]) == want["s2"], key
+    assert by["16-25"]["s1"]["prevalence_lonely"]["baseline"] == 0.65
+    assert by["26-64"]["s2"]["growth_vs_baseline"]["baseline"] == 2  # P9, P3 in 2013
+
+    result = await k2.compute(parse_period("2014"), "category")
+    by = cells(result)
+    assert sorted(by) == sorted(load_reference().activity_categories)
+    for key, cell in by.items():
+        assert published(cell["s2"]) == BY_CATEGORY_2014.get(key, NONE_S2), key
+        assert set(cell) == {"key", "s2"}
+    assert by["meeting"]["s2"]["growth_vs_baseline"]["baseline"] == 4
+
+    result = await k2.compute(parse_period("2014"), "referrer_role")
+    by = cells(result)
+    assert sorted(by) == sorted(load_reference().referrer_roles)
+    for key, cell in by.items():
+        assert published(cell["s3"]) == BY_REFERRER_ROLE_2014.get(key, NONE_S3), key
+        assert set(cell) == {"key", "s3"}
+
+    # By organisation (no fixed list: the organisations in the data, in key order).
+    result = await k2.compute(parse_period("2014"), "organisation")
+    by = cells(result)
+    assert list(by) == sorted([A, B, C, D])
+    # C runs no activity: its S2 cell is 0, i.e. hidden. One hidden cell would be "total minus
+    # the others", so the smallest visible cell is hidden too; B and D tie (2 participants,
+    # 4 attendances, 2 registrations each), so exactly one of them goes.
+    assert published(by[A]["s2"]) == s2row(3, None, 5, 2, 0.7143, 3, 2, None, -0.25)
+    assert published(by[C]["s2"]) == NONE_S2
+    tie = {"participants_unique": 2, "attendances": 4, "registrations": 2}
+    b_rest = s2row(..., None, ..., None, 0.8, ..., None, None, None)  # new P4, no-show y04,
+    d_rest = s2row(..., 2, ..., None, 1.0, ..., None, None, None)  # cancel g04, retained P4/P7
+    for name, value in tie.items():
+        pair = [by[B]["s2"][name]["value"], by[D]["s2"][name]["value"]]
+        assert sorted(pair, key=lambda v: v is not None) == [None, value], name
+        b_rest.pop(name)
+        d_rest.pop(name)
+    assert {n: v for n, v in published(by[B]["s2"]).items() if n not in tie} == b_rest
+    assert {n: v for n, v in published(by[D]["s2"]).items() if n not in tie} == d_rest
+    # S3 by referring organisation; people trained by their own organisation (cumulative).
+    c_cell = s3row(3, 3, 2, 1.0, 0.6667, 14.5)  # R1, R2, R5: converted R1, R5
+    a_cell = s3row(3, None, None, 0.5, 0.0, None)  # R3 declined, R4 open, R6 accepted
+    extra = {"people_trained": 2, "organisations_with_trained_staff": None}
+    assert published(by[C]["s3"]) == {**c_cell, **extra}  # C/T3, C/T5
+    assert published(by[A]["s3"]) == {**a_cell, **extra}  # A/T1, A/T2
+    assert published(by[B]["s3"]) == {**NONE_S3, **extra}  # B/T1, B/T4
+    assert published(by[D]["s3"]) == NONE_S3
+
+    # ---- the same data with the default k = 10 ---------------------------------------------------
+    for label, visible in {
+        "2014-01": {},
+        # 11 attendances of 14 sessions are the only figures that reach 10.
+        "2014-Q1": {"s2.attendances": 11, "s2.attendance_rate": 0.7857},
+        "2014": {"s2.attendances": 13, "s2.attendance_rate": 0.8125},
+    }.items():
+        result = await k10.compute(parse_period(label))
+        shown = {
+            path: fig["value"]
+            for path, fig in all_figures(result)
+            if not fig["suppressed"] and not path.endswith("_share")
+        }
+        assert shown == visible, label
+        s3 = result["s3"]["organisations_with_trained_staff_share"]["value"]
+        assert s3 == (share if organisations >= 10 else None)
+    for by_name in queries.BREAKDOWNS:
+        result = await k10.compute(parse_period("2014"), by_name)
+        shown = [p for p, fig in all_figures(result) if p.startswith("b") and not fig["suppressed"]]
+        assert shown == [], by_name
