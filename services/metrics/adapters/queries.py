@@ -52,12 +52,15 @@ async def s2(conn: asyncpg.Connection, s: str, start: date, end: date, by: str |
             ORDER BY participant_id, session_date, organisation_id, attendance_id
         ),
         new_in_period AS (
-            SELECT f.*, (
-                SELECT count(*) FROM conn_att c
-                WHERE c.participant_id = f.participant_id AND c.attended
-                  AND c.session_date BETWEEN f.first_date AND f.first_date + 90
-            ) AS sessions_90d
-            FROM firsts f WHERE f.first_date BETWEEN $1 AND $2
+            -- A join, not a correlated subquery: the CTE is materialised, and a subquery
+            -- would scan it once per new participant.
+            SELECT f.participant_id, f.organisation_id, f.neighbourhood, f.age_band, f.category,
+                   count(*) AS sessions_90d
+            FROM firsts f
+            JOIN conn_att c ON c.participant_id = f.participant_id AND c.attended
+                 AND c.session_date BETWEEN f.first_date AND f.first_date + 90
+            WHERE f.first_date BETWEEN $1 AND $2
+            GROUP BY f.participant_id, f.organisation_id, f.neighbourhood, f.age_band, f.category
         ),
         att AS (
             SELECT {g} AS key,
