@@ -22,6 +22,10 @@ up-infra: bootstrap
 up: up-infra
 	@$(STACK) up --services
 
+# The whole system with one command; Ctrl-C stops what it started (scripts/demo says more).
+demo:
+	@scripts/demo
+
 down:
 	@$(STACK) down
 
@@ -54,3 +58,8 @@ docs: bootstrap
 # The Grafana dashboard generated from tools/grafana_dashboard.py: deploy/grafana/verbinding.json.
 dashboards: bootstrap
 	$(PY) -m tools.grafana_dashboard
+
+# Benchmarks against the broker's own limits (docs/benchmarks.md): starts the stack like
+# `make up`, prints one table, writes docs/benchmarks.json. BENCH_ARGS=--quick for a short run.
+bench: bootstrap
+	$(PY) -m tools.bench $(BENCH_ARGS)

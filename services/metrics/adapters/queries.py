@@ -171,8 +171,11 @@ async def s3(conn: asyncpg.Connection, s: str, start: date, end: date, by: str |
             )
     if by is None:
         total = out.setdefault("", {})
+        # Partner organisations: those with a key to write with. A reader (a coalition
+        # dashboard key with only `indicators`) is not a partner that could train staff.
         total["organisations_registered"] = await conn.fetchval(
-            "SELECT count(*) FROM platform.organisations"
+            "SELECT count(DISTINCT organisation_id) FROM platform.api_keys WHERE scopes && "
+            "ARRAY['activities','registrations','referrals','trainings','measurements']"
         )
         total["people_trained_by_role"] = {
             r["role"]: r["n"]
