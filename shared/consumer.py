@@ -68,6 +68,11 @@ class DeadLetterSink(Protocol):
     async def send(self, letters: Sequence[DeadLetter]) -> None: ...
 
 
+# A dead letter carries at most this much of the original (as base64, 4/3 of it), so that it
+# stays far below the producer's and the broker's default message limit of 1 MiB.
+MAX_ORIGINAL_BYTES = 256 * 1024
+
+
 class KafkaDeadLetterSink:
     """Publishes dead letters to the ``deadletter`` topic and waits for the broker's ack."""
 
@@ -80,14 +85,26 @@ class KafkaDeadLetterSink:
         futures = []
         for letter in letters:
             rec = letter.record
+            value = rec.value or b""
+            reason = letter.reason[:2000]
+            if len(value) > MAX_ORIGINAL_BYTES:
+                # Base64 of a message near the broker's limit would not fit in a dead letter:
+                # the producer would refuse it, the batch would fail and be redelivered forever,
+                # and the partition would stop. The whole original stays at its offset.
+                reason += (
+                    f" (original of {len(value)} bytes: the first {MAX_ORIGINAL_BYTES} are kept "
+                    "here; the whole message is at origin_topic/partition/offset)"
+                )
+                value = value[:MAX_ORIGINAL_BYTES]
+            key = rec.key[:MAX_ORIGINAL_BYTES] if rec.key is not None else None
             data = DeadLettered(
                 consumer=self.consumer_name,
-                reason=letter.reason[:2000],
+                reason=reason,
                 origin_topic=rec.topic,
                 origin_partition=rec.partition,
                 origin_offset=rec.offset,
-                original_key=base64.b64encode(rec.key).decode() if rec.key is not None else None,
-                original_value=base64.b64encode(rec.value or b"").decode(),
+                original_key=base64.b64encode(key).decode() if key is not None else None,
+                original_value=base64.b64encode(value).decode(),
                 failed_at=datetime.now(UTC),
             )
             event = new_event(data, None)

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, Field, TypeAdapter
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import Principal, authenticate
@@ -150,30 +151,39 @@ class BodyLimitMiddleware:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 await too_large(scope, receive, send)
                 return
+        # Without a (trustworthy) Content-Length, read the body up to the limit before the app
+        # runs. Raising from inside the app's receive() cannot work: FastAPI turns an error
+        # while it reads the body into a 400, and the "http" middleware wraps it in a group.
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        chunks: list[bytes] = []
+        while True:
             message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away: the app sees that
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise _TooLarge
+                await too_large(scope, receive, send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await too_large(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 def path_id() -> Any:
     """A fresh ``Path()`` for an id in a route: FastAPI binds a Path object to the first
     parameter it is used for, so one shared instance would break every later route."""
-    return Path(min_length=1, max_length=128, pattern=r"^[^\s/]+$")
+    return Path(min_length=1, max_length=128, pattern=r"^[^\s/\x00]+$")
 
 
 def require_scope(scope: KeyScope) -> Callable[..., Any]:
@@ -240,6 +250,18 @@ def create_app(
         responses={},
     )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _routing(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown path (404) and wrong method (405) come from the router, not from a handler:
+        # they get the contract's error shape too, so that a partner parses every 4xx alike.
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return _error(
+            exc.status_code,
+            codes.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         pairs = field_errors_from_validation(exc.errors())
@@ -284,6 +306,13 @@ def create_app(
             )
         log.exception("unexpected error", extra={"path": request.url.path})
         return _error(500, "internal_error", "unexpected error; it has been logged")
+
+    # The handler of `Exception` runs in Starlette's outermost middleware, which re-raises after
+    # answering: uvicorn then logs every 503 of a database outage as an "Exception in ASGI
+    # application" traceback and may drop the keep-alive connection. Registered for the classes
+    # themselves, the 503 is an ordinary answer.
+    for unavailable in (*DatabaseUnavailable, asyncpg.PostgresConnectionError):
+        app.add_exception_handler(unavailable, _unexpected)
 
     @app.middleware("http")
     async def _observe(request: Request, call_next: Callable[[Request], Any]) -> Response:

@@ -171,10 +171,14 @@ def _failed(index: int, exc: Exception) -> BatchItemResult:
 
 
 @contextlib.contextmanager
-def fields_under(prefix: str) -> Iterator[None]:
+def fields_under(prefix: str, keep: Collection[str] = ()) -> Iterator[None]:
     """Handlers name fields of a request body; inside a batch item those fields sit under
-    ``body`` (as the fields that failed parsing do: ``body.participant.ref``)."""
+    ``body`` (as the fields that failed parsing do: ``body.participant.ref``). The fields in
+    ``keep`` are the item's own (an id that is a path parameter of the single endpoint, e.g. a
+    cancellation's ``registration_id``): they stay as they are."""
     try:
         yield
     except FieldError as exc:
-        raise FieldError([(f"{prefix}.{f}", m) for f, m in exc.details]) from None
+        raise FieldError(
+            [(f if f in keep else f"{prefix}.{f}", m) for f, m in exc.details]
+        ) from None

@@ -14,7 +14,7 @@ import secrets
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,18 +291,22 @@ async def topic_prefix(kafka: str) -> str:
 
 
 async def read_records(
-    topic: str,
+    topic: str | Sequence[str],
     *,
     bootstrap: str = KAFKA,
     expect: int | None = None,
+    until: Callable[[list[Any]], bool] | None = None,
     timeout: float = 15.0,
     settle: float = 1.0,
 ) -> list[Any]:
-    """All records of ``topic`` (the full name) on ``bootstrap`` from the beginning.
+    """All records of ``topic`` (full names; one or several) on ``bootstrap``, from the
+    beginning up to at least the end offsets at the time of the call.
 
-    With ``expect``: waits (bounded by ``timeout``) until at least that many arrived, then keeps
-    reading for ``settle`` seconds so that extra copies would show. Records come in partition
-    order; within a partition in offset order."""
+    With ``expect`` (a count) or ``until`` (a condition on the records read so far): also
+    waits, bounded by ``timeout``, for that; then keeps reading for ``settle`` seconds so that
+    extra copies would show. After ``timeout`` it returns what it has, for the test's
+    assertions to judge. Records are sorted by topic, partition and offset."""
+    topics = [topic] if isinstance(topic, str) else list(topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000
     )
@@ -311,39 +315,63 @@ async def read_records(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         partitions: list[TopicPartition] = []
-        while not partitions:
-            cluster = await consumer._client.fetch_all_metadata()
-            ids = cluster.partitions_for_topic(topic) or set()
-            partitions = [TopicPartition(topic, p) for p in sorted(ids)]
-            if not partitions:
-                assert loop.time() < deadline, f"topic {topic} does not exist on {bootstrap}"
+        for name in topics:
+            while True:
+                cluster = await consumer._client.fetch_all_metadata()
+                ids = cluster.partitions_for_topic(name) or set()
+                if ids:
+                    partitions.extend(TopicPartition(name, p) for p in sorted(ids))
+                    break
+                assert loop.time() < deadline, f"topic {name} does not exist on {bootstrap}"
                 await asyncio.sleep(0.1)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        waiting = expect is not None or until is not None
         records: list[Any] = []
         settle_until: float | None = None
-        while loop.time() < deadline:
+        while True:
             batch = await consumer.getmany(timeout_ms=200)
             for msgs in batch.values():
                 records.extend(msgs)
-            if expect is None or len(records) >= expect:
+            caught_up = True
+            for tp in partitions:
+                if await consumer.position(tp) < ends[tp]:
+                    caught_up = False
+                    break
+            satisfied = (
+                caught_up
+                and (expect is None or len(records) >= expect)
+                and (until is None or until(records))
+            )
+            if satisfied and not waiting:
+                break
+            if satisfied:
                 settle_until = settle_until or loop.time() + settle
                 if loop.time() >= settle_until:
                     break
-        return sorted(records, key=lambda r: (r.partition, r.offset))
+            elif loop.time() >= deadline:
+                break
+        return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
     finally:
         await consumer.stop()
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0, what: str = "condition"
+    check: Callable[[], Awaitable[bool]],
+    *,
+    timeout: float = 20.0,
+    what: str = "condition",
+    explain: Callable[[], Awaitable[str]] | None = None,
 ) -> None:
-    """Poll ``check`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+    """Poll ``check`` until it is true; fail with ``what`` (and what ``explain`` says about
+    the state of things) after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not await check():
         if loop.time() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            detail = f"\n{await explain()}" if explain is not None else ""
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         await asyncio.sleep(0.05)
 
 
@@ -430,6 +458,13 @@ class PrivateKafka:
 
     async def kill(self) -> None:
         await self._stack("kafka-kill")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = (self.state_dir / "kafka" / "broker.log").read_text(errors="replace")
+        except OSError as exc:
+            return f"(no broker log: {exc})"
+        return "\n".join(text.splitlines()[-lines:])
 
 
 @pytest.fixture

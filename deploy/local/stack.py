@@ -17,7 +17,9 @@ Settings (environment variables, defaults in brackets): VERBINDING_STATE_DIR [<r
 VERBINDING_KAFKA_PORT [9092], VERBINDING_KAFKA_CONTROLLER_PORT [9093], VERBINDING_PG_PORT [55432],
 VERBINDING_DATABASE_URL [unset: start a project-local PostgreSQL; set: use that server],
 VERBINDING_REGISTRATIONS_PORT [8001], VERBINDING_REFERRALS_PORT [8002],
-VERBINDING_METRICS_PORT [8003], VERBINDING_START_TIMEOUT [60 seconds].
+VERBINDING_METRICS_PORT [8003], VERBINDING_START_TIMEOUT [60 seconds],
+VERBINDING_KAFKA_LIB [unset: <state>/kafka/lib, filled by Maven; set: a folder that already
+holds the broker's jars, used as is, e.g. a test's private broker reusing the main checkout's].
 Everything listens on 127.0.0.1 only.
 """
 # ruff: noqa: S603  (a launcher: every subprocess is a fixed program with arguments we build)
@@ -109,6 +111,7 @@ class Config:
     external_dsn: str | None
     service_ports: dict[str, int]
     timeout: float
+    kafka_lib_override: Path | None = None
 
     @classmethod
     def from_env(cls) -> Config:
@@ -128,6 +131,11 @@ class Config:
                 for name, port in DEFAULT_SERVICE_PORTS.items()
             },
             timeout=float(os.environ.get("VERBINDING_START_TIMEOUT") or 60),
+            kafka_lib_override=(
+                Path(os.environ["VERBINDING_KAFKA_LIB"]).expanduser().resolve()
+                if os.environ.get("VERBINDING_KAFKA_LIB")
+                else None
+            ),
         )
 
     # paths
@@ -141,7 +149,7 @@ class Config:
 
     @property
     def kafka_lib(self) -> Path:
-        return self.kafka_dir / "lib"
+        return self.kafka_lib_override or self.kafka_dir / "lib"
 
     @property
     def kafka_data(self) -> Path:
@@ -378,6 +386,14 @@ def java_bin() -> str:
 
 def fetch_kafka(cfg: Config) -> None:
     """Copy the broker's jars into <state>/kafka/lib with Maven, unless the pom is unchanged."""
+    if cfg.kafka_lib_override is not None:
+        if not any(cfg.kafka_lib.glob("kafka_2.13-*.jar")):
+            raise StackError(
+                f"VERBINDING_KAFKA_LIB={cfg.kafka_lib} holds no kafka_2.13-*.jar; point it at "
+                "a folder `stack.py fetch-kafka` filled, or unset it"
+            )
+        say(f"kafka jars: using {cfg.kafka_lib} (VERBINDING_KAFKA_LIB)")
+        return
     stamp = cfg.kafka_dir / "lib.sha256"
     digest = sha256_file(POM)
     have_jars = cfg.kafka_lib.is_dir() and any(cfg.kafka_lib.glob("kafka_2.13-*.jar"))

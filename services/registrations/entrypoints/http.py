@@ -30,7 +30,7 @@ RegistrationWriter = Annotated[Principal, Depends(require_scope(Scope.REGISTRATI
 class ActivityItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["activity"]
-    activity_id: str = Field(min_length=1, max_length=128)
+    activity_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s/\x00]+$")
     body: ActivityCommand
 
 
@@ -43,7 +43,7 @@ class RegistrationItem(BaseModel):
 class CancellationItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["cancellation"]
-    registration_id: str = Field(min_length=1, max_length=128)
+    registration_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s/\x00]+$")
     body: CancellationCommand
 
 
@@ -200,7 +200,12 @@ def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRou
             item = parse_batch_item(_ITEM, raw, _KINDS)
             if isinstance(item, ActivityItem) and not principal.has(Scope.ACTIVITIES):
                 raise FieldError([("kind", "this key lacks the scope `activities`")])
-            with fields_under("body"):
+            # The ids that a single endpoint takes from its path sit beside `body` in an item.
+            own: dict[type[BaseModel], tuple[str, ...]] = {
+                ActivityItem: ("activity_id",),
+                CancellationItem: ("registration_id",),
+            }
+            with fields_under("body", keep=own.get(type(item), ())):
                 if isinstance(item, ActivityItem):
                     return await handlers.put_activity(conn, org, item.activity_id, item.body)
                 if isinstance(item, RegistrationItem):
