@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -479,3 +480,13 @@ async def private_kafka(tmp_path: Path) -> AsyncIterator[PrivateKafka]:
             await broker.stop()
         except BaseException:
             await broker.kill()
+
+
+def event_id_of(record: Any) -> str | None:
+    """The CloudEvent id of a Kafka record, or None for a record that is not an event (other
+    tests put poison messages on the session's topics on purpose)."""
+    try:
+        doc = orjson.loads(record.value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    return doc.get("id") if isinstance(doc, dict) else None

@@ -15,7 +15,7 @@ import pytest
 
 from shared.events import Topic, decode_event
 from shared.pseudonym import Pseudonymiser
-from tests.conftest import SECRET, read_topic
+from tests.conftest import SECRET, event_id_of, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -31,14 +31,14 @@ async def records_with(topic: str, event_ids: set[str], timeout: float = 20.0) -
     deadline = loop.time() + timeout
     while True:
         records = await read_topic(topic, expect=1, timeout=5)
-        seen = {orjson.loads(r.value)["id"] for r in records}
+        seen = {event_id_of(r) for r in records}
         if event_ids <= seen or loop.time() > deadline:
             return records
         await asyncio.sleep(0.2)
 
 
 def the_one(records: list[Any], event_id: str) -> tuple[Any, dict[str, Any]]:
-    mine = [r for r in records if orjson.loads(r.value)["id"] == event_id]
+    mine = [r for r in records if event_id_of(r) == event_id]
     assert len(mine) == 1, f"event {event_id} appears {len(mine)} times"
     return mine[0], orjson.loads(mine[0].value)
 

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from shared.events import Topic, topic_name
-from tests.conftest import SECRET, TOPIC_PREFIX, Partner, PartnerFactory, read_records
+from tests.conftest import SECRET, TOPIC_PREFIX, Partner, PartnerFactory, event_id_of, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -39,16 +39,6 @@ def distinctive(label: str) -> str:
 
 def recent(hours: float = 1) -> str:
     return (datetime.now(UTC) - timedelta(hours=hours)).astimezone(CEST).isoformat()
-
-
-def event_id_of(record: Any) -> str | None:
-    """The envelope id of a record; None for what is not an event at all (other tests of the
-    session put deliberate garbage on the shared topics)."""
-    try:
-        doc = orjson.loads(record.value)
-    except (orjson.JSONDecodeError, TypeError):  # garbage, or a tombstone (no value)
-        return None
-    return doc.get("id") if isinstance(doc, dict) else None
 
 
 async def published(*event_ids: str) -> dict[str, list[Any]]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import orjson
-
-from tests.conftest import read_topic
+from tests.conftest import event_id_of, read_topic
 
 
 async def test_registration_reaches_kafka_once(registrations, make_partner):
@@ -32,6 +30,6 @@ async def test_registration_reaches_kafka_once(registrations, make_partner):
     assert (first.status_code, again.status_code) == (201, 200)
     event_id = first.json()["event_id"]
     records = await read_topic("registrations", expect=1)
-    mine = [orjson.loads(r.value) for r in records if orjson.loads(r.value)["id"] == event_id]
+    mine = [r for r in records if event_id_of(r) == event_id]
     assert len(mine) == 1
     assert b"raw-ref-smoke-123" not in b"".join(r.value for r in records)
