@@ -12,7 +12,12 @@ async def test_attendance_counts_in_indicators(registrations, metrics, metrics_a
     r = await registrations.put(
         "/v1/activities/m-a",
         headers=h,
-        json={"title": "Wandelen", "category": "sport", "aimed_at_connection": True, "neighbourhood": "emerald"},
+        json={
+            "title": "Wandelen",
+            "category": "sport",
+            "aimed_at_connection": True,
+            "neighbourhood": "emerald",
+        },
     )
     assert r.status_code == 201
     items = [
