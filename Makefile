@@ -51,6 +51,13 @@ test-unit: bootstrap
 test-integration: up-infra
 	.venv/bin/pytest -q -p no:cacheprovider tests/integration
 
+# The fault suite (tests/faults/): its own Kafka, PostgreSQL and services on free ports (the
+# shared ones are never touched), a simulated load, faults injected mid-load, every figure
+# compared with the simulator's ledger; a green run rewrites docs/fault-report.md and .json.
+# About six minutes on two cores; VERBINDING_FAULT_RESIDENTS sizes the load.
+test-faults: bootstrap
+	.venv/bin/pytest -q -p no:cacheprovider tests/faults
+
 # Contract documents generated from the code: docs/openapi/<service>.json and docs/asyncapi.yaml.
 docs: bootstrap
 	$(PY) -m tools.docs

@@ -712,9 +712,12 @@ BY_NEIGHBOURHOOD_2014 = {
     },
     # S1: m11 (one total), social scores m11 (2) and m06 (3): social 1/2 shows.
     # S2: P5 x12 x13 x14, no-show x10: 3/4; new P5; registration g05.
+    #     Attendances 3 are hidden as the complement: delfgauw's 1 is the only hidden cell
+    #     that is not empty, so the total minus the visible cells would reveal it; emerald's 3
+    #     is the smallest visible cell.
     "emerald": {
         "s1": s1row(None, None, None, None, 0.5),
-        "s2": s2row(None, None, 3, None, 0.75, None, None, None, None),
+        "s2": s2row(None, None, None, None, 0.75, None, None, None, None),
     },
     # S1: m07 alone. S2: P7 ×3, P8 ×1 = 4/4; both new; g08, g09; retained P7.
     "nootdorp-oost": {
@@ -737,11 +740,14 @@ BY_AGE_BAND_2014 = {
         "s1": s1row(2, 1.0, 0.5, 0.5, 0.5),
         "s2": s2row(None, None, 3, None, 0.75, None, None, None, None),
     },
-    # S1: m05 (djg6 4 2 2), m11 (djg11 4 2 2): lonely both, nothing else.
-    # S2: P3 x08 y02 = 2/2; registrations g04 (P3), g07 (P6): 2, both cancelled: 2.
+    # S1: m05 (djg6 4 2 2), m11 (djg11 4 2 2): lonely both, nothing else. Measurements 2 are
+    #     hidden as the complement of 16-25's lone 1 (the smallest visible cell, tied with 75+
+    #     and first in the list).
+    # S2: P3 x08 y02 = 2/2; registrations g04 (P3), g07 (P6): 2, both cancelled: 2 — hidden
+    #     as the complement of 65-74's lone cancellation (1 < k).
     "26-64": {
-        "s1": s1row(2, 1.0, 0.0, 0.0, 0.0),
-        "s2": s2row(None, None, 2, None, 1.0, 2, 2, None, None),
+        "s1": s1row(None, 1.0, 0.0, 0.0, 0.0),
+        "s2": s2row(None, None, 2, None, 1.0, 2, None, None, None),
     },
     # S1: m04 alone. S2: P4 y01 y03 y05, no-show y04: 3/4; new and retained P4; g03.
     "16-25": {
@@ -751,8 +757,9 @@ BY_AGE_BAND_2014 = {
 }
 BY_CATEGORY_2014 = {
     # A1: P3 P1 P5; x08 x09 x12 x13 x14 = 5, no-shows x10 x11: 5/7; new P5; g05 g07 g11;
-    # cancelled g07 g11; growth 3 / 4 (2013 at A1: P9 P1 P2 P3) - 1.
-    "meeting": s2row(3, None, 5, 2, 0.7143, 3, 2, None, -0.25),
+    # cancelled g07 g11; growth 3 / 4 (2013 at A1: P9 P1 P2 P3) - 1. No-shows 2 and
+    # cancellations 2 are hidden as the complements of learning's lone 1 of each.
+    "meeting": s2row(3, None, 5, None, 0.7143, 3, None, None, -0.25),
     # A2 (version 2): P4 P3; y01 y02 y03 y05 = 4, no-show y04: 4/5; new P4; g03 g04; cancelled g04.
     "learning": s2row(2, None, 4, None, 0.8, 2, None, None, None),
     # A4: P7 P8; 4/4; both new; g08 g09; retained P7.
@@ -957,7 +964,8 @@ async def test_every_indicator_of_the_scenario_by_hand(
     # C runs no activity: its S2 cell is 0, i.e. hidden. One hidden cell would be "total minus
     # the others", so the smallest visible cell is hidden too; B and D tie (2 participants,
     # 4 attendances, 2 registrations each), so exactly one of them goes.
-    assert published(by[A]["s2"]) == s2row(3, None, 5, 2, 0.7143, 3, 2, None, -0.25)
+    # A's no-shows (2) and cancellations (2) are hidden as the complements of B's lone 1 each.
+    assert published(by[A]["s2"]) == s2row(3, None, 5, None, 0.7143, 3, None, None, -0.25)
     assert published(by[C]["s2"]) == NONE_S2
     tie = {"participants_unique": 2, "attendances": 4, "registrations": 2}
     b_rest = s2row(..., None, ..., None, 0.8, ..., None, None, None)  # new P4, no-show y04,
@@ -970,7 +978,8 @@ async def test_every_indicator_of_the_scenario_by_hand(
     assert {n: v for n, v in published(by[B]["s2"]).items() if n not in tie} == b_rest
     assert {n: v for n, v in published(by[D]["s2"]).items() if n not in tie} == d_rest
     # S3 by referring organisation; people trained by their own organisation (cumulative).
-    c_cell = s3row(3, 3, 2, 1.0, 0.6667, 14.5)  # R1, R2, R5: converted R1, R5
+    # R1, R2, R5: converted R1, R5; accepted 3 hidden as the complement of A's lone 1 (R6).
+    c_cell = s3row(3, None, 2, 1.0, 0.6667, 14.5)
     a_cell = s3row(3, None, None, 0.5, 0.0, None)  # R3 declined, R4 open, R6 accepted
     extra = {"people_trained": 2, "organisations_with_trained_staff": None}
     assert published(by[C]["s3"]) == {**c_cell, **extra}  # C/T3, C/T5

@@ -154,20 +154,38 @@ def s1_figures(
     return out
 
 
-def complementary_suppression(cells: list[dict[str, Any]], subgoal: str) -> None:
-    """Suppress the smallest visible cell where exactly one cell of an additive count is hidden."""
+def complementary_suppression(
+    cells: list[dict[str, Any]],
+    subgoal: str,
+    truth: list[dict[str, Any]] | None = None,
+) -> None:
+    """Suppress the smallest visible cell of an additive count where "total minus the visible
+    cells" would give a hidden cell away: where exactly one cell is hidden, and (with ``truth``,
+    the unsuppressed values per cell) where exactly one hidden cell is not zero. Empty cells are
+    hidden too (0 < k), but a small cell beside only empty hidden ones is no safer than alone:
+    the difference is its value."""
     names = {name for cell in cells for name in cell.get(subgoal, {}) if name in ADDITIVE}
     for name in names:
-        figures = [cell[subgoal][name] for cell in cells if name in cell.get(subgoal, {})]
-        hidden = [f for f in figures if f.get("suppressed")]
-        visible = sorted((f for f in figures if not f.get("suppressed")), key=lambda f: f["value"])
-        if len(hidden) == 1 and visible:
+        pairs = [
+            (cell[subgoal][name], ((truth[i] if truth else {}).get(subgoal) or {}).get(name))
+            for i, cell in enumerate(cells)
+            if name in cell.get(subgoal, {})
+        ]
+        hidden = [(f, true) for f, true in pairs if f.get("suppressed")]
+        hidden_not_empty = [true for _, true in hidden if true]
+        visible = sorted((f for f, _ in pairs if not f.get("suppressed")), key=lambda f: f["value"])
+        lone = len(hidden) == 1 or (truth is not None and len(hidden_not_empty) == 1)
+        if lone and visible:
             visible[0].update(value=None, suppressed=True)
 
 
-def breakdown_cells(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def breakdown_cells(
+    cells: list[dict[str, Any]], truth: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Complementary suppression over the cells of a breakdown. ``truth``, parallel to
+    ``cells``, holds each cell's raw numbers per subgoal (``{"s2": {"attendances": 4}}``)."""
     for subgoal in ("s1", "s2", "s3"):
-        complementary_suppression(cells, subgoal)
+        complementary_suppression(cells, subgoal, truth)
     return cells
 
 

@@ -29,12 +29,13 @@ async def _rebuild(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from services.metrics.bootstrap import MIGRATIONS, SCHEMA
-    from services.metrics.entrypoints.consumer import CONSUMED_TOPICS
+    from services.metrics.entrypoints.consumer import CONSUMED_TOPICS, tune_gc_for_batches
     from services.metrics.service_layer.rebuild import rebuild
     from services.metrics.settings import MetricsSettings
     from shared.db import create_pool, migrate_service
 
     settings = MetricsSettings()
+    tune_gc_for_batches()
     pool = await create_pool(settings.database_url, max_size=4)
     try:
         await migrate_service(pool, SCHEMA, MIGRATIONS)

@@ -185,7 +185,7 @@ class IndicatorService:
             if "s3" in applicable:
                 cell["s3"] = figures.s3_figures(raw.get("s3", {}), self.k, False)
             cells.append(cell)
-        return figures.breakdown_cells(cells)
+        return figures.breakdown_cells(cells, [cells_raw.get(c["key"], {}) for c in cells])
 
     async def trend(self, months: list[Period]) -> list[dict[str, Any]]:
         """Monthly unique and new participants (suppressed like everything else)."""

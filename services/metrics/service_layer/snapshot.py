@@ -25,6 +25,8 @@ __all__ = ["IndicatorSnapshot", "metric_name"]
 
 log = logging.getLogger(__name__)
 
+REFRESH_PAUSE_FACTOR = 4
+
 RATES = {
     "attendance_rate": "attendance_ratio",
     "referral_acceptance_rate": "referral_acceptance_ratio",
@@ -90,12 +92,17 @@ class IndicatorSnapshot(Collector):
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 await self.refresh()
             except Exception as exc:  # the next round retries; the last snapshot stays exposed
                 log.warning("indicator snapshot failed", extra={"error": repr(exc)})
+            # A refresh costs more as the tables grow; while the consumer catches up on a busy
+            # database it took most of PostgreSQL's time (docs/benchmarks.md). Pausing at least
+            # four times as long as it took keeps it to a fifth at most.
+            pause = max(self.interval, REFRESH_PAUSE_FACTOR * (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+                await asyncio.wait_for(stop.wait(), timeout=pause)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families: dict[str, GaugeMetricFamily] = {}

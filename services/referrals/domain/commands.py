@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
@@ -19,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from shared.text import StorableText
 
 __all__ = [
     "CONSENT_REQUIRED",
@@ -52,7 +53,7 @@ CONSENT_REQUIRED = (
 )
 
 
-class _Command(BaseModel):
+class _Command(StorableText):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 

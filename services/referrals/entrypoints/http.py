@@ -60,7 +60,7 @@ class ReferralItem(BaseModel):
 class ReferralStatusItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["referral_status"]
-    referral_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")
+    referral_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s/\x00]+$")
     body: StatusCommand
 
 

@@ -47,6 +47,14 @@ class Repository:
     async def activity(
         self, organisation_id: str, activity_id: str, *, lock: bool = False
     ) -> ActivityRow | None:
+        if lock:
+            # FOR UPDATE locks a row that exists; two first PUTs of a new activity find none and
+            # would both create version 1 (two events for one activity). The id is locked
+            # instead, until the end of the transaction.
+            await self.conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                f"{SCHEMA}\x1factivity\x1f{organisation_id}\x1f{activity_id}",
+            )
         row = await self.conn.fetchrow(
             "SELECT organisation_id, activity_id, version, title, category, aimed_at_connection, "
             "neighbourhood, capacity, target_age_bands, active, updated_at "

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
+
+from shared.text import StorableText
 
 __all__ = [
     "ActivityCommand",
@@ -25,7 +27,7 @@ Id = Annotated[
 ]
 
 
-class _Command(BaseModel):
+class _Command(StorableText):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 

@@ -1,0 +1,226 @@
+"""``python -m tools.bench`` (``make bench``): start the stack, run every case, print one table,
+write the figures as JSON. See docs/benchmarks.md for what each case measures and why."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tools.bench import cases
+from tools.bench.kafka_tools import KafkaTools
+from tools.bench.memory import MemoryWatch
+from tools.bench.prefill import prefill
+from tools.bench.report import render_table, targets
+from tools.bench.stack import REPO, Stack
+
+__all__ = ["main"]
+
+CASES = ("aggregation", "rebuild", "ingestion", "latency", "freshness")
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gib = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gib = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model or platform.processor(),
+        "memory_gib": round(memory_gib, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def load_average() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
+    p.add_argument("--events", type=int, default=1_000_000, help="pre-filled events (1,000,000)")
+    p.add_argument(
+        "--quick", action="store_true", help="~100k events and short cases, for trying it out"
+    )
+    p.add_argument("--ingest-writes", type=int, help="writes sent through HTTP (100,000)")
+    p.add_argument("--latency-seconds", type=float, help="length of the 200/s latency run (60)")
+    p.add_argument("--freshness-seconds", type=float, help="length of the 1,000/s run (30)")
+    p.add_argument("--repeat", type=int, help="runs of each cheap baseline; the median counts (3)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}"
+    )
+    p.add_argument(
+        "--output", type=Path, default=REPO / "docs" / "benchmarks.json", help="the JSON file"
+    )
+    p.add_argument("--work-dir", type=Path, help="logs, payloads, profiles (<state>/bench)")
+    p.add_argument("--refill", action="store_true", help="pre-fill again even if reusable")
+    p.add_argument("--profile", action="store_true", help="py-spy the aggregating service")
+    p.add_argument(
+        "--keep-stack", action="store_true", help="leave running what the benchmark started"
+    )
+    args = p.parse_args(argv)
+    quick = args.quick
+    if quick and args.events == 1_000_000:
+        args.events = 100_000
+    args.ingest_writes = args.ingest_writes or (20_000 if quick else 100_000)
+    args.latency_seconds = args.latency_seconds or (15.0 if quick else 60.0)
+    args.freshness_seconds = args.freshness_seconds or (10.0 if quick else 30.0)
+    args.repeat = args.repeat or (1 if quick else 3)
+    wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = sorted(set(wanted) - set(CASES))
+    if unknown:
+        p.error(f"unknown cases {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    args.cases = wanted
+    return args
+
+
+async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
+    from shared.settings import CommonSettings
+    from tools.simulator.partners import create_partners
+    from tools.simulator.scenario import default_scenario
+
+    work = args.work_dir or stack.state / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    memory = MemoryWatch()
+    memory.start()
+    for name, pid in stack.service_pids().items():
+        memory.watch(name, pid)
+    settings = CommonSettings()
+    keys = await create_partners(stack.dsn, default_scenario().organisations)
+    bench = cases.Bench(
+        stack=stack,
+        memory=memory,
+        kafka=KafkaTools(stack.kafka_lib, stack.bootstrap),
+        keys=keys,
+        work=work,
+        repeat=args.repeat,
+        seed=args.seed,
+        profile=args.profile,
+        say=say,
+    )
+    results: dict[str, Any] = {}
+    started = time.perf_counter()
+    load = {"start": load_average()}
+    filled = None
+    try:
+        if {"aggregation", "rebuild"} & set(args.cases):
+            say(f"pre-fill: {args.events:,} simulator events ...")
+            filled = await prefill(
+                stack.bootstrap,
+                stack.state,
+                events=args.events,
+                seed=args.seed,
+                secret=settings.pseudonym_secret.get_secret_value(),
+                refill=args.refill,
+            )
+            say(
+                f"pre-fill: {filled.events:,} events on {filled.prefix}* "
+                + ("(reused)" if filled.reused else f"in {filled.seconds:.0f}s")
+            )
+            results["prefill"] = {
+                "prefix": filled.prefix,
+                "events": filled.events,
+                "per_topic": filled.per_topic,
+                "seconds": filled.seconds,
+                "reused": filled.reused,
+                "mean_value_bytes": filled.mean_value_bytes,
+                "how": "simulator writes converted to the services' events (same validation, "
+                "pseudonymisation, scoring and models) and produced straight to Kafka",
+            }
+        bare_rate = 0.0
+        if "aggregation" in args.cases and filled is not None:
+            say("aggregation ...")
+            results["aggregation"] = await cases.aggregation(bench, filled)
+            bare_rate = results["aggregation"]["bare_decode"]["events_per_second"]
+        if "rebuild" in args.cases and filled is not None:
+            say("rebuild ...")
+            dsn = results.get("aggregation", {}).get("database") or await cases.fresh_database(
+                stack.dsn, "verbinding_bench"
+            )
+            results["rebuild"] = await cases.rebuild(bench, filled, dsn, bare_rate)
+            say(f"  rebuild: {results['rebuild']['events_per_second']:,.0f}/s")
+        if "ingestion" in args.cases:
+            say(f"ingestion: {args.ingest_writes:,} writes through POST /v1/batch ...")
+            results["ingestion"] = await cases.ingestion(bench, args.ingest_writes, filled)
+            say(f"  ingestion: {results['ingestion']['events_per_second']:,.0f}/s")
+        if "latency" in args.cases:
+            say(f"latency: single POSTs at 200/s for {args.latency_seconds:.0f}s ...")
+            results["latency"] = await cases.latency(bench, 200, args.latency_seconds)
+        if "freshness" in args.cases:
+            say(f"freshness: 1,000 events/s for {args.freshness_seconds:.0f}s ...")
+            results["freshness"] = await cases.freshness(bench, 1000, args.freshness_seconds)
+    finally:
+        memory.stop()
+        if "aggregation" in results or "rebuild" in results:
+            await cases.drop_database(stack.dsn, "verbinding_bench")
+    load["end"] = load_average()
+    results["memory"] = memory.peaks_mib()
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "load_average": load,
+        "options": {
+            "events": args.events,
+            "quick": args.quick,
+            "ingest_writes": args.ingest_writes,
+            "latency_seconds": args.latency_seconds,
+            "freshness_seconds": args.freshness_seconds,
+            "repeat": args.repeat,
+            "seed": args.seed,
+            "cases": args.cases,
+        },
+        "stack": {
+            "kafka": stack.bootstrap,
+            "database": stack.dsn,
+            "started_by_bench": stack.started,
+        },
+        "seconds": time.perf_counter() - started,
+        "results": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stack = Stack(keep=args.keep_stack)
+    say(f"stack: {stack.bootstrap}, {stack.dsn}, state {stack.state}")
+    stack.up()
+    try:
+        report = asyncio.run(run(args, stack))
+    finally:
+        stack.down()
+    report["targets"] = targets(report["results"])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_bytes(
+        orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    )
+    print()
+    print(render_table(report))
+    print(f"\nwritten: {args.output}")
+    return 0

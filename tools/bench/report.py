@@ -1,0 +1,178 @@
+"""The one table and the targets of issue 6, from the figures of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["render_table", "targets"]
+
+METRICS_RSS_MIB = 250
+
+
+def _rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f} ev/s"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else (f"{x:,.0f} ms" if x >= 100 else f"{x:.1f} ms")
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue with the measured figure and whether it is met."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, measured: float | None, limit: float, at_least: bool, unit: str) -> None:
+        met = None if measured is None else (measured >= limit if at_least else measured <= limit)
+        out.append(
+            {
+                "target": name,
+                "limit": limit,
+                "measured": measured,
+                "unit": unit,
+                "met": met,
+            }
+        )
+
+    agg = results.get("aggregation")
+    if agg:
+        rate = agg["metrics_service"]["events_per_second"]
+        add("aggregation events/s", rate, 20_000, True, "events/s")
+        add("aggregation / bare consumer", agg["ratio_to_bare"], 0.5, True, "ratio")
+    ing = results.get("ingestion")
+    if ing:
+        add("ingestion events/s", ing["events_per_second"], 5_000, True, "events/s")
+    lat = results.get("latency")
+    if lat:
+        add("single POST p99 at 200/s", lat.get("p99_ms"), 25, False, "ms")
+    fresh = results.get("freshness")
+    if fresh:
+        add("freshness p99 at 1,000/s", fresh["freshness"].get("p99_ms"), 2000, False, "ms")
+    memory = results.get("memory", {})
+    metrics = [v["high_water_mark_mib"] for k, v in memory.items() if k.startswith("metrics")]
+    if metrics:
+        add("metrics service peak RSS", max(metrics), METRICS_RSS_MIB, False, "MiB")
+    return out
+
+
+def render_table(report: dict[str, Any]) -> str:
+    r = report["results"]
+    rows: list[tuple[str, str, str, str, str]] = [
+        ("case", "measured", "baseline (same run)", "ratio", "target")
+    ]
+    met = {t["target"]: t["met"] for t in report.get("targets", [])}
+
+    def mark(name: str) -> str:
+        return {True: " ok", False: " MISSED", None: ""}[met.get(name)]
+
+    agg = r.get("aggregation")
+    if agg:
+        m = agg["metrics_service"]["events_per_second"]
+        rows.append(
+            (
+                f"aggregation: metrics service, {agg['events']:,} events",
+                _rate(m),
+                f"bare aiokafka+decode_event {_rate(agg['bare_decode']['events_per_second'])}",
+                _pct(agg["ratio_to_bare"]),
+                "≥20,000 ev/s"
+                + mark("aggregation events/s")
+                + "; ≥50%"
+                + mark("aggregation / bare consumer"),
+            )
+        )
+        rows.append(
+            (
+                "",
+                "",
+                f"kafka-consumer-perf-test {_rate(agg['kafka_consumer_perf_test']['events_per_second'])}",
+                _pct(agg["ratio_to_kafka"]),
+                "",
+            )
+        )
+        rows.append(
+            (
+                "",
+                "",
+                f"bare aiokafka, no decoding {_rate(agg['bare_no_decode']['events_per_second'])}",
+                _pct(m / agg["bare_no_decode"]["events_per_second"]),
+                "",
+            )
+        )
+        service = agg["metrics_service"]
+        if service.get("cpu_us_per_event") and agg["bare_decode"].get("cpu_us_per_event"):
+            rows.append(
+                (
+                    "  CPU per event (own process; + PostgreSQL)",
+                    f"{service['cpu_us_per_event']:.0f} µs + {service['postgres_cpu_us_per_event']:.0f} µs",
+                    f"bare aiokafka+decode_event {agg['bare_decode']['cpu_us_per_event']:.0f} µs",
+                    _pct(agg.get("cpu_ratio_to_bare")),
+                    "",
+                )
+            )
+    reb = r.get("rebuild")
+    if reb:
+        bare = agg["bare_decode"]["events_per_second"] if agg else None
+        rows.append(
+            (
+                f"rebuild: rebuild(), {reb['events']:,} events",
+                _rate(reb["events_per_second"]),
+                f"bare aiokafka+decode_event {_rate(bare)}",
+                _pct(reb.get("ratio_to_bare")),
+                "",
+            )
+        )
+    ing = r.get("ingestion")
+    if ing:
+        perf = ing["kafka_producer_perf_test"]
+        rows.append(
+            (
+                f"ingestion: POST /v1/batch → outbox → Kafka, {ing['events']:,} events",
+                _rate(ing["events_per_second"]),
+                f"kafka-producer-perf-test {_rate(perf['events_per_second'])}",
+                _pct(ing["ratio_to_kafka"]),
+                "≥5,000 ev/s" + mark("ingestion events/s"),
+            )
+        )
+    lat = r.get("latency")
+    if lat:
+        rows.append(
+            (
+                f"latency: single POST at {lat['rate_per_second']:.0f}/s, {lat.get('count', 0):,} requests",
+                f"p50 {_ms(lat.get('p50_ms'))}, p99 {_ms(lat.get('p99_ms'))}",
+                f"max {_ms(lat.get('max_ms'))}",
+                "",
+                "p99 ≤25 ms" + mark("single POST p99 at 200/s"),
+            )
+        )
+    fr = r.get("freshness")
+    if fr:
+        f = fr["freshness"]
+        rows.append(
+            (
+                f"freshness: 2xx → processed_events at {fr['rate_per_second']:,.0f} ev/s",
+                f"p50 {_ms(f.get('p50_ms'))}, p99 {_ms(f.get('p99_ms'))}",
+                f"{fr['events_seen']:,} of {fr['events_answered']:,} events seen",
+                "",
+                "p99 ≤2 s" + mark("freshness p99 at 1,000/s"),
+            )
+        )
+    for name, peak in sorted(r.get("memory", {}).items()):
+        limit = "≤250 MB" + mark("metrics service peak RSS") if name.startswith("metrics") else ""
+        rows.append((f"peak RSS: {name}", f"{peak['high_water_mark_mib']:,.0f} MiB", "", "", limit))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    m = report["machine"]
+    load = report.get("load_average", {})
+    lines.append("")
+    lines.append(
+        f"{report['date']}  {m['nproc']} cores ({m['cpu']}), {m['memory_gib']} GiB; "
+        f"load average at start {load.get('start', ['?'])[0]}, at end {load.get('end', ['?'])[0]}"
+    )
+    return "\n".join(lines)
