@@ -641,7 +641,7 @@ async def verify(deployment: Deployment, load: Load, periods: Sequence[str]) -> 
 
 
 async def converge(
-    deployment: Deployment, load: Load, periods: Sequence[str], timeout: float = 180
+    deployment: Deployment, load: Load, periods: Sequence[str], timeout: float = 120
 ) -> tuple[Verdict, float]:
     """Bounded wait until the figures equal the ledger's (the backlog drains); the verdict and
     how long it took from the end of the load."""
@@ -656,7 +656,7 @@ async def converge(
 
 
 async def recovery_time(
-    deployment: Deployment, cleared_at: datetime, cleared_mono: float, timeout: float = 300
+    deployment: Deployment, cleared_at: datetime, cleared_mono: float, timeout: float = 120
 ) -> float | None:
     """Seconds from the fault's removal until every event of a write accepted by then has been
     counted (None if that did not happen in time)."""

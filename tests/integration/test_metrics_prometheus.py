@@ -61,9 +61,12 @@ async def test_metrics_endpoint_shows_the_current_figures_above_k_and_omits_the_
 ):
     org = f"prom-{RUN_ID}"
     big = [person(hexid(f"prom-big-{RUN_ID}-{i}"), "s-gravenhout", "26-64") for i in range(12)]
+    # A second visible cell: klapwijk's 3 would otherwise be the only hidden non-empty cell,
+    # and complementary suppression would hide the smallest visible one with it.
+    more = [person(hexid(f"prom-more-{RUN_ID}-{i}"), "delfgauw", "26-64") for i in range(10)]
     small = [person(hexid(f"prom-small-{RUN_ID}-{i}"), "klapwijk", "26-64") for i in range(3)]
     events = [activity(org, "prom-act", "meeting", True)]
-    events += sessions_now(org, "prom-act", big + small, f"prom-{RUN_ID}")
+    events += sessions_now(org, "prom-act", big + more + small, f"prom-{RUN_ID}")
     await publish(events, TOPIC_PREFIX)
     await wait_applied(pool, "metrics", events)
 
@@ -100,6 +103,7 @@ async def test_metrics_endpoint_shows_the_current_figures_above_k_and_omits_the_
             assert (name, labels) not in series, key  # omitted, not 0
         else:
             assert series[(name, labels)] == fig["value"], key
+    # The larger of the two visible cells stays visible whatever else the session recorded.
     assert cells["s-gravenhout"]["s2"]["participants_unique"]["value"] >= 12
     assert cells["klapwijk"]["s2"]["participants_unique"]["suppressed"]  # our 3 < k
     # The service's own health: events applied per topic, the last event time per partner.
@@ -118,9 +122,12 @@ async def test_the_snapshot_renders_each_series_once_with_exact_values(pool):
         org = f"snap-{RUN_ID}"
         people = [person(hexid(f"snap-{i}"), "delfgauw", "65-74") for i in range(3)]
         lone = person(hexid("snap-lone"), "emerald", "75+")
+        # Two more in another cell: the lone hidden cell (emerald, 1) would otherwise be the
+        # total minus the visible cells, so the smallest visible one (klapwijk, 2) is hidden too.
+        pair = [person(hexid(f"snap-pair-{i}"), "klapwijk", "26-64") for i in range(2)]
         old = (datetime.now(AMSTERDAM) - timedelta(days=40)).isoformat()
         events = [activity(org, "snap-act", "meeting", True)]
-        events += sessions_now(org, "snap-act", [*people, lone], "snap")
+        events += sessions_now(org, "snap-act", [*people, lone, *pair], "snap")
         # Three referrals open and silent for 40 days: overdue, a live figure of no period.
         for i, who in enumerate(people):
             events.append(referral(org, f"snap-r{i}", who, "gp", ["social"], old, to_org=org))
@@ -148,15 +155,17 @@ async def test_the_snapshot_renders_each_series_once_with_exact_values(pool):
     assert duplicates == [], duplicates
     for kind in ("month", "quarter", "year"):
         period = (("period", kind),)
-        assert series[("verbinding_s2_participants_unique", period)] == 4
-        assert series[("verbinding_s2_attendances", period)] == 4
+        assert series[("verbinding_s2_participants_unique", period)] == 6
+        assert series[("verbinding_s2_attendances", period)] == 6
         assert series[("verbinding_s2_attendance_ratio", period)] == 1.0
         assert ("verbinding_s2_no_shows", period) not in series  # 0 < k: omitted
         by = "verbinding_s2_participants_unique_by_neighbourhood"
         assert series[(by, (("neighbourhood", "delfgauw"), ("period", kind)))] == 3
         assert (by, (("neighbourhood", "emerald"), ("period", kind))) not in series  # 1 < k
+        assert (by, (("neighbourhood", "klapwijk"), ("period", kind))) not in series  # complement
         by = "verbinding_s2_participants_unique_by_age_band"
         assert series[(by, (("age_band", "65-74"), ("period", kind)))] == 3
         assert (by, (("age_band", "75+"), ("period", kind))) not in series
+        assert (by, (("age_band", "26-64"), ("period", kind))) not in series  # complement
     assert series[("verbinding_s3_referrals_overdue", ())] == 3
     assert series[("verbinding_partner_last_event_timestamp_seconds", (("organisation", org),))] > 0
