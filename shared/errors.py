@@ -14,6 +14,12 @@ class FieldError(Exception):
         super().__init__("; ".join(f"{f}: {m}" for f, m in details))
         self.details = list(details)
 
+    @classmethod
+    def raise_if(cls, problems: Sequence[tuple[str, str]]) -> None:
+        """Raise for the problems a rule found, if it found any."""
+        if problems:
+            raise cls(problems)
+
 
 class ConflictError(Exception):
     """The write contradicts what is stored (409); ``allowed`` names what would be accepted."""

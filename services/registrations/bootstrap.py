@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
@@ -16,9 +12,8 @@ from services.registrations.entrypoints.http import (
 )
 from services.registrations.service_layer.handlers import RegistrationHandlers
 from services.registrations.settings import RegistrationsSettings
-from shared.db import create_pool, migrate_service
 from shared.http import create_app, document_schema
-from shared.outbox import run_service_relay
+from shared.lifespan import writing_service_lifespan
 from shared.pseudonym import Pseudonymiser
 from shared.reference import load_reference
 from shared.writes import WriteContext
@@ -27,7 +22,6 @@ __all__ = ["SCHEMA", "build_app"]
 
 SCHEMA = "registrations"
 MIGRATIONS = "services.registrations.adapters.migrations"
-log = logging.getLogger(__name__)
 
 
 def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
@@ -38,22 +32,6 @@ def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
         topic_prefix=settings.topic_prefix,
     )
     handlers = RegistrationHandlers(ctx, load_reference(settings.reference_file))
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.database_url, max_size=settings.db_pool_max)
-        await migrate_service(pool, SCHEMA, MIGRATIONS)
-        app.state.pool = pool
-        stop = asyncio.Event()
-        tasks = []
-        if settings.relay_in_process:
-            tasks.append(asyncio.create_task(run_service_relay(pool, SCHEMA, settings, stop)))
-        try:
-            yield
-        finally:
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await pool.close()
 
     app = create_app(
         service=SCHEMA,
@@ -66,7 +44,7 @@ def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
         version="1.0.0",
         max_body_bytes=settings.max_body_bytes,
         kafka_bootstrap=settings.kafka_bootstrap,
-        lifespan=lifespan,
+        lifespan=writing_service_lifespan(settings, SCHEMA, MIGRATIONS),
         routers=[build_router(handlers, settings.batch_max_items)],
     )
     document_schema(app, BATCH_ITEM_SCHEMA, batch_item_adapter())

@@ -41,11 +41,6 @@ from shared.writes import Outcome, WriteContext, WriteResult, idempotent_write
 __all__ = ["ReferralHandlers"]
 
 
-def _raise_if(problems: list[tuple[str, str]]) -> None:
-    if problems:
-        raise FieldError(problems)
-
-
 def _dotted(field: str) -> str:
     # The scorer names items like Python (`answers[3]`); every other field in an answer is a
     # dotted path (`signals.1`), and a partner's client should meet one style only.
@@ -64,7 +59,7 @@ class ReferralHandlers:
         self, conn: asyncpg.Connection, org: str, cmd: ReferralCommand
     ) -> WriteResult:
         """Record a referral (status `created`) made by ``org``, with the resident's consent."""
-        _raise_if(rules.check_referral(cmd, self.reference))
+        FieldError.raise_if(rules.check_referral(cmd, self.reference))
 
         async def perform() -> Outcome:
             to = cmd.referred_to
@@ -142,7 +137,7 @@ class ReferralHandlers:
     ) -> WriteResult:
         """Move a referral in its lifecycle. ``org`` is the referring organisation or the one
         the referral was sent to; to anyone else the referral does not exist (404)."""
-        _raise_if(rules.check_status(cmd))
+        FieldError.raise_if(rules.check_status(cmd))
 
         async def perform() -> Outcome:
             repo = Repository(conn)
@@ -247,7 +242,7 @@ class ReferralHandlers:
         self, conn: asyncpg.Connection, org: str, cmd: TrainingCommand
     ) -> WriteResult:
         """Record that a person of ``org`` completed a training; the person becomes a pseudonym."""
-        _raise_if(rules.check_training(cmd, self.reference))
+        FieldError.raise_if(rules.check_training(cmd, self.reference))
 
         async def perform() -> Outcome:
             row = TrainingRow(

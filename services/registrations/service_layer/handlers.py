@@ -33,11 +33,6 @@ from shared.writes import Outcome, WriteContext, WriteResult, idempotent_write
 __all__ = ["RegistrationHandlers"]
 
 
-def _raise_if(problems: list[tuple[str, str]]) -> None:
-    if problems:
-        raise FieldError(problems)
-
-
 class RegistrationHandlers:
     def __init__(self, ctx: WriteContext, reference: ReferenceData) -> None:
         self.ctx = ctx
@@ -47,7 +42,7 @@ class RegistrationHandlers:
         self, conn: asyncpg.Connection, org: str, activity_id: str, cmd: ActivityCommand
     ) -> WriteResult:
         """Create or change an activity. The same state again is a no-op (200, no event)."""
-        _raise_if(rules.check_activity(cmd, self.reference))
+        FieldError.raise_if(rules.check_activity(cmd, self.reference))
         if not activity_id or len(activity_id) > 128:
             raise FieldError([("activity_id", "must be 1 to 128 characters")])
         repo = Repository(conn)
@@ -93,7 +88,7 @@ class RegistrationHandlers:
     async def register(
         self, conn: asyncpg.Connection, org: str, cmd: RegistrationCommand
     ) -> WriteResult:
-        _raise_if(rules.check_registration(cmd, self.reference))
+        FieldError.raise_if(rules.check_registration(cmd, self.reference))
 
         async def perform() -> Outcome:
             repo = Repository(conn)
@@ -143,7 +138,7 @@ class RegistrationHandlers:
     async def cancel(
         self, conn: asyncpg.Connection, org: str, registration_id: str, cmd: CancellationCommand
     ) -> WriteResult:
-        _raise_if(check_moment("cancelled_at", cmd.cancelled_at))
+        FieldError.raise_if(check_moment("cancelled_at", cmd.cancelled_at))
 
         async def perform() -> Outcome:
             repo = Repository(conn)
@@ -193,7 +188,7 @@ class RegistrationHandlers:
     async def record_attendance(
         self, conn: asyncpg.Connection, org: str, cmd: AttendanceCommand
     ) -> WriteResult:
-        _raise_if(rules.check_attendance(cmd, self.reference))
+        FieldError.raise_if(rules.check_attendance(cmd, self.reference))
 
         async def perform() -> Outcome:
             repo = Repository(conn)
