@@ -67,13 +67,18 @@ _RACES = (
 
 
 async def ensure_roles(
-    conn: asyncpg.Connection, passwords: Mapping[str, str | None] | None = None
+    conn: asyncpg.Connection,
+    passwords: Mapping[str, str | None] | None = None,
+    *,
+    roles: Mapping[str, str] = SERVICE_ROLES,
+    reader: str = PLATFORM_READER,
 ) -> None:
     """Create the service roles and the platform reader if missing; set a service role's
-    password where ``passwords`` gives one (docker-compose), leave it alone otherwise."""
+    password where ``passwords`` gives one (docker-compose), leave it alone otherwise.
+    (``roles`` and ``reader`` differ from the defaults only in the test of the races.)"""
     for attempt in range(8):
         try:
-            await _ensure_roles_once(conn, passwords or {})
+            await _ensure_roles_once(conn, passwords or {}, roles, reader)
             return
         except _RACES:
             if attempt == 7:
@@ -81,26 +86,30 @@ async def ensure_roles(
             await asyncio.sleep(random.uniform(0.05, 0.3))  # noqa: S311 - jitter, not a secret
 
 
-async def _ensure_roles_once(conn: asyncpg.Connection, passwords: Mapping[str, str | None]) -> None:
+async def _ensure_roles_once(
+    conn: asyncpg.Connection,
+    passwords: Mapping[str, str | None],
+    roles: Mapping[str, str],
+    reader: str,
+) -> None:
     existing = {
         r["rolname"]
         for r in await conn.fetch(
             "SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])",
-            [PLATFORM_READER, *SERVICE_ROLES.values()],
+            [reader, *roles.values()],
         )
     }
-    if PLATFORM_READER not in existing:
-        await conn.execute(f"CREATE ROLE {PLATFORM_READER} NOLOGIN")
-    for service, role in SERVICE_ROLES.items():
+    if reader not in existing:
+        await conn.execute(f"CREATE ROLE {reader} NOLOGIN")
+    for service, role in roles.items():
         if role not in existing:
             # No superuser, no CREATEDB/CREATEROLE, no replication: a login that can use what
             # it is granted and nothing more.
             await conn.execute(
                 f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
             )
-        member = await conn.fetchval("SELECT pg_has_role($1, $2, 'MEMBER')", role, PLATFORM_READER)
-        if not member:
-            await conn.execute(f"GRANT {PLATFORM_READER} TO {role}")
+        if not await conn.fetchval("SELECT pg_has_role($1, $2, 'MEMBER')", role, reader):
+            await conn.execute(f"GRANT {reader} TO {role}")
         password = passwords.get(service)
         if password:
             # format() quotes the password as a literal: ALTER ROLE takes no bind parameters.
