@@ -919,6 +919,21 @@ def check_service(name: str) -> None:
         raise StackError(f"unknown service {name!r}; expected one of {', '.join(SERVICES)}")
 
 
+def service_env(cfg: Config, name: str) -> dict[str, str]:
+    """What a service process gets: this environment, the stack's addresses and, for a service
+    that pseudonymises, the stack's secret (unless the environment already sets one)."""
+    env = dict(os.environ)
+    env.update(cfg.env())
+    env.setdefault("VERBINDING_ENVIRONMENT", "development")
+    if name in PSEUDONYMISING:
+        if not env.get("VERBINDING_PSEUDONYM_SECRET"):
+            env["VERBINDING_PSEUDONYM_SECRET"] = pseudonym_secret(cfg)
+    else:
+        env.pop("VERBINDING_PSEUDONYM_SECRET", None)  # least privilege: it never needs it
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def service_start(cfg: Config, name: str, timeout: float) -> None:
     check_service(name)
     port = cfg.service_ports[name]
@@ -938,12 +953,7 @@ def service_start(cfg: Config, name: str, timeout: float) -> None:
     exe = REPO / ".venv" / "bin" / "verbinding"
     if not exe.exists():
         raise StackError(f"{exe} not found: run scripts/bootstrap first")
-    env = dict(os.environ)
-    env.update(cfg.env())
-    env.setdefault("VERBINDING_ENVIRONMENT", "development")
-    if name in PSEUDONYMISING and not env.get("VERBINDING_PSEUDONYM_SECRET"):
-        env["VERBINDING_PSEUDONYM_SECRET"] = pseudonym_secret(cfg)
-    env["PYTHONUNBUFFERED"] = "1"
+    env = service_env(cfg, name)
     log = cfg.service_log(name)
     log_from = log_offset(log)
     started = time.monotonic()

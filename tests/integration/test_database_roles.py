@@ -162,7 +162,17 @@ async def test_creating_roles_is_safe_from_parallel_sessions(pool):
     ]
     try:
         await asyncio.gather(*(ensure_roles(c, roles=roles, reader=reader) for c in conns))
-        await asyncio.gather(*(ensure_roles(c, roles=roles, reader=reader) for c in conns))
+        # docker-compose's migrate: the password of a service's DSN, set on its role.
+        password = "pw-" + uuid.uuid4().hex
+        await asyncio.gather(
+            *(ensure_roles(c, {"metrics": password}, roles=roles, reader=reader) for c in conns)
+        )
+        with_password = await pool.fetch(
+            "SELECT rolname FROM pg_authid WHERE rolname = ANY($1::text[]) "
+            "AND rolpassword IS NOT NULL",
+            list(roles.values()),
+        )
+        assert [r["rolname"] for r in with_password] == [roles["metrics"]]
         rows = await pool.fetch(
             "SELECT rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, "
             "pg_has_role(rolname, $2, 'MEMBER') AS reads_platform "
