@@ -35,6 +35,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_GRANT_LOCK = 0x6AA47  # advisory lock: one migration of a database grants at a time
+
 # Errors that mean "the database is not there right now" (the service answers 503, not 500),
 # and transient conflicts a retry resolves: neither may be mistaken for a bad event or request.
 DatabaseUnavailable: tuple[type[BaseException], ...] = (
@@ -133,9 +135,6 @@ async def migrate_service(
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _GRANT_LOCK)
                 await grant_platform(conn)
                 await grant_service(conn, schema, role)
-
-
-_GRANT_LOCK = 0x6AA47
 
 
 def _service_files(package: str) -> list[Traversable]:

@@ -11,8 +11,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from shared.db_roles import role_of
-
 __all__ = ["main"]
 
 # service name -> (composition root module, schema/migrations package)
@@ -79,6 +77,7 @@ async def _migrate(services: Sequence[str]) -> None:
     """As the admin role: a database role per service (docs/privacy.md), each service's schema
     with the grants of its role, and the topics."""
     from shared.db import create_pool, migrate_services
+    from shared.db_roles import role_of
     from shared.kafka import ensure_topics
     from shared.settings import AdminSettings
 
