@@ -74,19 +74,25 @@ async def _partner_revoke(key_id: str) -> bool:
 
 
 async def _migrate(services: Sequence[str]) -> None:
-    from shared.db import create_pool, migrate_service
+    """As the admin role: a database role per service (docs/privacy.md), each service's schema
+    with the grants of its role, and the topics."""
+    from shared.db import create_pool, migrate_services
+    from shared.db_roles import role_of
     from shared.kafka import ensure_topics
+    from shared.settings import AdminSettings
 
-    settings = _settings()
+    settings = AdminSettings()
     pool = await create_pool(settings.database_url, max_size=2)
     try:
+        await migrate_services(
+            pool, {name: SERVICES[name][1] for name in services}, settings.role_passwords()
+        )
         for name in services:
-            await migrate_service(pool, name, SERVICES[name][1])
-            print(f"schema {name} migrated")
+            print(f"schema {name} migrated; role {role_of(name)} granted")
     finally:
         await pool.close()
     await ensure_topics(
-        settings.kafka_bootstrap,
+        settings.kafka(),
         settings.topic_prefix,
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
@@ -123,16 +129,18 @@ async def _relay(name: str) -> None:
     from shared.db import create_pool
     from shared.logging import configure_logging
     from shared.outbox import OutboxRelay
+    from shared.settings import AdminSettings
 
-    settings = _settings()
+    settings = AdminSettings()
     configure_logging(settings.log_level, service=f"{name}-relay")
-    pool = await create_pool(settings.database_url, max_size=3)
+    # The relay is part of the service: it connects as the service's role.
+    pool = await create_pool(settings.service_database_url(name), max_size=3)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await OutboxRelay(pool, name, settings.kafka_bootstrap).run(stop)
+        await OutboxRelay(pool, name, settings.kafka()).run(stop)
     finally:
         await pool.close()
 

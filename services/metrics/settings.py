@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -13,7 +15,14 @@ __all__ = ["MetricsSettings"]
 class MetricsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VERBINDING_", extra="ignore")
 
+    service: ClassVar[str | None] = "metrics"
+
     port: int = 8003
+    metrics_database_url: str | None = Field(
+        None,
+        description="This service's own PostgreSQL DSN (role `verbinding_metrics`); default: "
+        "the server and database of VERBINDING_DATABASE_URL as that role, without password.",
+    )
     suppression_k: int = Field(10, ge=1, description="Small-cell suppression threshold k.")
     baseline_file: str | None = Field(
         None, description="Baselines and targets (JSON); default built in."

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import sys
 import time
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 STACK = REPO / "deploy" / "local" / "stack.py"
-SECRET = "fault-suite-secret-of-sufficient-length-0123456789"
+SECRET = secrets.token_hex(32)  # random per run: no pseudonym secret is ever a constant
 SERVICES = ("registrations", "referrals", "metrics")
 # What a simulator write becomes in the metrics service's facts, and how its key is read there.
 FACTS = {
@@ -177,11 +178,21 @@ class Stack:
         await self.run("pg-stop", state="pg")
 
     async def create_database(self, name: str) -> str:
+        """A new database, migrated as ``verbinding migrate`` does (a role per service, whose
+        grants the services need: they connect as their roles and only check the schema)."""
+        from shared.db import create_pool, migrate_services
+        from tools.cli import SERVICES as MIGRATIONS
+
         conn = await asyncpg.connect(self.dsn(), timeout=10)
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
+        pool = await create_pool(self.dsn(name), max_size=2)
+        try:
+            await migrate_services(pool, {s: package for s, (_, package) in MIGRATIONS.items()})
+        finally:
+            await pool.close()
         return self.dsn(name)
 
     async def service_start(

@@ -21,16 +21,20 @@ from hypothesis import HealthCheck, settings
 
 from services.metrics.bootstrap import build_app as metrics_app
 from services.referrals.bootstrap import build_app as referrals_app
+from services.referrals.settings import ReferralsSettings
 from services.registrations.bootstrap import build_app as registrations_app
+from services.registrations.settings import RegistrationsSettings
 from shared.auth import Scope
+from tests.conftest import SECRET
 from tests.faults.live import LiveServices, live_services
 
 pytestmark = pytest.mark.integration
 
 # The documents the services serve at /openapi.json (and that docs/openapi/ commits). Building an
-# app reads settings and reference data only; nothing connects at import time.
-REGISTRATIONS_DOC = registrations_app().openapi()
-REFERRALS_DOC = referrals_app().openapi()
+# app reads settings and reference data only; nothing connects at import time. (The session's
+# random secret is exported only once the session starts: hand it over here.)
+REGISTRATIONS_DOC = registrations_app(RegistrationsSettings(pseudonym_secret=SECRET)).openapi()
+REFERRALS_DOC = referrals_app(ReferralsSettings(pseudonym_secret=SECRET)).openapi()
 REGISTRATIONS = schemathesis.openapi.from_dict(REGISTRATIONS_DOC)
 REFERRALS = schemathesis.openapi.from_dict(REFERRALS_DOC)
 METRICS = schemathesis.openapi.from_dict(metrics_app().openapi())

@@ -29,7 +29,12 @@ CEST = timezone(timedelta(hours=2))
 
 
 def pseudonym(message: str) -> str:
-    return hmac.new(SECRET.encode(), message.encode(), hashlib.sha256).hexdigest()
+    """Computed independently of shared/pseudonym.py: HMAC-SHA256 under the purpose's key,
+    HKDF-SHA256 (RFC 5869, no salt) of the session's secret (docs/privacy.md)."""
+    purpose = b"resident" if message.startswith("resident:") else b"participant"
+    prk = hmac.new(b"\0" * 32, SECRET.encode(), hashlib.sha256).digest()
+    key = hmac.new(prk, b"verbinding/v1/pseudonym/" + purpose + b"\x01", hashlib.sha256).digest()
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
 def distinctive(label: str) -> str:

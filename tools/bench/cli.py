@@ -102,7 +102,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
-    from shared.settings import CommonSettings
     from tools.simulator.partners import create_partners
     from tools.simulator.scenario import default_scenario
 
@@ -112,7 +111,6 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     memory.start()
     for name, pid in stack.service_pids().items():
         memory.watch(name, pid)
-    settings = CommonSettings()
     keys = await create_partners(stack.dsn, default_scenario().organisations)
     bench = cases.Bench(
         stack=stack,
@@ -137,7 +135,7 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
                 stack.state,
                 events=args.events,
                 seed=args.seed,
-                secret=settings.pseudonym_secret.get_secret_value(),
+                secret=stack.pseudonym_secret,
                 refill=args.refill,
             )
             say(
