@@ -17,6 +17,7 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.events.topics import Topic
+from shared.identifiers import ORGANISATION_ID
 
 __all__ = [
     "EVENT_TYPES",
@@ -65,7 +66,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
     specversion: str = Field("1.0", pattern=r"^1\.0$", description="CloudEvents version.")
     id: uuid.UUID = Field(description="Unique event id; consumers deduplicate on it.")
     source: str = Field(
-        pattern=r"^/organisations/[A-Za-z0-9._-]+$|^/platform$",
+        pattern=rf"^/organisations/{ORGANISATION_ID}$|^/platform$",
         description="`/organisations/{organisation_id}` of the organisation that caused it.",
     )
     type: str = Field(pattern=TYPE_PATTERN.pattern, description="`nl.verbinding.<name>.v<major>`.")

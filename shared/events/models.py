@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.events.envelope import EventData, register
 from shared.events.topics import Topic
+from shared.identifiers import ORGANISATION_ID_PATTERN
 
 __all__ = [
     "ActivityUpserted",
@@ -30,7 +31,7 @@ __all__ = [
 
 Pseudonym = str
 PSEUDONYM = Field(pattern=r"^[0-9a-f]{64}$", description="HMAC-SHA256 pseudonym (hex).")
-ORG = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Organisation id.")
+ORG = Field(pattern=ORGANISATION_ID_PATTERN, description="Organisation id.")
 ID = Field(
     min_length=1, max_length=128, description="The partner's id, unique in its organisation."
 )
@@ -147,7 +148,7 @@ class ReferredTo(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    organisation_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    organisation_id: str | None = Field(None, pattern=ORGANISATION_ID_PATTERN)
     activity_id: str | None = Field(None, max_length=128)
     service: str | None = Field(None, max_length=200)
 
@@ -185,12 +186,12 @@ class ReferralStatusChanged(EventData):
     topic: ClassVar[Topic] = Topic.REFERRALS
 
     organisation_id: str = Field(
-        pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The referring organisation."
+        pattern=ORGANISATION_ID_PATTERN, description="The referring organisation."
     )
     referral_id: str = ID
     participant_id: Pseudonym = PSEUDONYM
     changed_by: str = Field(
-        pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Organisation that made the change."
+        pattern=ORGANISATION_ID_PATTERN, description="Organisation that made the change."
     )
     previous_status: ReferralStatus
     status: ReferralStatus
