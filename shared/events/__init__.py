@@ -2,6 +2,7 @@
 
 from shared.events.envelope import (
     EVENT_TYPES,
+    KAFKA_HEADERS,
     CloudEvent,
     EventData,
     EventDecodeError,
@@ -28,6 +29,7 @@ from shared.events.topics import Topic, topic_name
 
 __all__ = [
     "EVENT_TYPES",
+    "KAFKA_HEADERS",
     "ActivityUpserted",
     "AttendanceRecorded",
     "CloudEvent",

@@ -1,7 +1,10 @@
 """The CloudEvents 1.0 envelope (structured JSON mode) and strict decoding.
 
 Every event on Kafka is ``{"specversion": "1.0", "id", "source", "type", "time", "subject",
-"datacontenttype", "data"}``. ``type`` is ``nl.verbinding.<name>.v<major>``; a decoder that meets
+"datacontenttype", "data"}``; an optional attribute without a value (``subject`` of an event about
+no participant) is left out, never ``null``, and every record carries the Kafka protocol binding's
+header ``content-type: application/cloudevents+json`` (structured mode), so that the official
+CloudEvents SDKs read every event. ``type`` is ``nl.verbinding.<name>.v<major>``; a decoder that meets
 a major version it does not know raises :class:`UnknownEventVersion`, so that consumers
 dead-letter it instead of guessing.
 """
@@ -21,6 +24,7 @@ from shared.identifiers import ORGANISATION_ID
 
 __all__ = [
     "EVENT_TYPES",
+    "KAFKA_HEADERS",
     "CloudEvent",
     "EventData",
     "EventDecodeError",
@@ -30,6 +34,10 @@ __all__ = [
     "encode_event",
     "new_event",
 ]
+
+# The CloudEvents Kafka protocol binding, structured content mode: the whole event is the value.
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+KAFKA_HEADERS: list[tuple[str, bytes]] = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
 
 TYPE_PATTERN = re.compile(r"^nl\.verbinding\.(?P<name>[a-z_.]+)\.v(?P<major>[0-9]+)$")
 
@@ -126,7 +134,9 @@ def new_event(
 
 
 def encode_event(event: CloudEvent[Any]) -> bytes:
-    return orjson.dumps(event.model_dump(mode="json"))
+    # CloudEvents has no null attribute values: an attribute without a value is absent.
+    absent = {"subject"} if event.subject is None else None
+    return orjson.dumps(event.model_dump(mode="json", exclude=absent))
 
 
 def decode_event(raw: bytes | str) -> CloudEvent[Any]:

@@ -48,6 +48,7 @@ from services.metrics.settings import MetricsSettings
 from shared.consumer import BatchConsumer, BatchResult, RawRecord
 from shared.db import migrate_service
 from shared.events import (
+    KAFKA_HEADERS,
     ActivityUpserted,
     AttendanceRecorded,
     CloudEvent,
@@ -254,7 +255,9 @@ async def publish(events: Sequence[CloudEvent[Any]], prefix: str) -> None:
     await producer.start()
     try:
         futures = [
-            await producer.send(topic_name(e.data.topic, prefix), encode_event(e), key=e.key)
+            await producer.send(
+                topic_name(e.data.topic, prefix), encode_event(e), key=e.key, headers=KAFKA_HEADERS
+            )
             for e in events
         ]
         await asyncio.gather(*futures)
