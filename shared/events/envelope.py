@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
 from shared.events.topics import Topic
 from shared.identifiers import ORGANISATION_ID
@@ -66,6 +67,11 @@ class EventData(BaseModel):
 DataT = TypeVar("DataT", bound=EventData)
 
 
+def _without_default(schema: dict[str, Any]) -> None:
+    """An attribute without a value is absent: the schema must not suggest a null default."""
+    schema.pop("default", None)
+
+
 class CloudEvent(BaseModel, Generic[DataT]):
     """A CloudEvents 1.0 envelope around one Verbinding event."""
 
@@ -79,7 +85,13 @@ class CloudEvent(BaseModel, Generic[DataT]):
     )
     type: str = Field(pattern=TYPE_PATTERN.pattern, description="`nl.verbinding.<name>.v<major>`.")
     time: AwareDatetime = Field(description="When the platform accepted the event.")
-    subject: str | None = Field(None, description="Participant pseudonym, where there is one.")
+    # Absent, never null, when there is none; events written before that rule carry a null,
+    # which still decodes (SkipJsonSchema only keeps it out of the published schema).
+    subject: str | SkipJsonSchema[None] = Field(
+        None,
+        description="Participant pseudonym, where there is one; absent otherwise.",
+        json_schema_extra=_without_default,
+    )
     datacontenttype: str = Field("application/json", pattern=r"^application/json$")
     data: DataT
 
