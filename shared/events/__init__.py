@@ -27,6 +27,9 @@ from shared.events.models import (
 )
 from shared.events.topics import Topic, topic_name
 
+# Earlier major versions still on the topics: importing registers their decoders and upcasters.
+from shared.events import legacy  # noqa: F401  isort: skip
+
 __all__ = [
     "EVENT_TYPES",
     "KAFKA_HEADERS",

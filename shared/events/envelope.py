@@ -121,6 +121,8 @@ _NAMES: set[str] = set()
 # The parametrised envelope per type, built once: looking up CloudEvent[cls] per message is a
 # measurable share of a consumer's time.
 _ENVELOPES: dict[str, Any] = {}
+# Earlier major versions still on the topics (shared/events/legacy.py): decoded, then upcast.
+_LEGACY: set[str] = set()
 
 
 def register(cls: type[DataT]) -> type[DataT]:
@@ -131,12 +133,27 @@ def register(cls: type[DataT]) -> type[DataT]:
     return cls
 
 
+def register_legacy(cls: type[DataT]) -> type[DataT]:
+    """Class decorator for an earlier major version: it decodes, and its ``upcast()`` gives the
+    current version's data. Not published, not in :data:`EVENT_TYPES`."""
+    if not callable(getattr(cls, "upcast", None)):
+        raise TypeError(f"{cls.__name__} must say how it becomes the current version (upcast)")
+    _ENVELOPES[cls.event_type()] = CloudEvent[cls]  # type: ignore[valid-type]
+    _LEGACY.add(cls.event_type())
+    return cls
+
+
 def new_event(
-    data: DataT, organisation_id: str | None, *, time: datetime | None = None
+    data: DataT,
+    organisation_id: str | None,
+    *,
+    time: datetime | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> CloudEvent[DataT]:
-    """Wrap ``data`` in an envelope; ``organisation_id`` None means the platform itself."""
+    """Wrap ``data`` in an envelope; ``organisation_id`` None means the platform itself.
+    ``event_id``: an id chosen beforehand (a record that names its event is written first)."""
     return CloudEvent[type(data)](  # type: ignore[misc,operator]
-        id=uuid.uuid4(),
+        id=event_id or uuid.uuid4(),
         source=f"/organisations/{organisation_id}" if organisation_id else "/platform",
         type=type(data).event_type(),
         time=time or datetime.now(UTC),
@@ -173,9 +190,26 @@ def decode_event(raw: bytes | str) -> CloudEvent[Any]:
             raise UnknownEventVersion(f"unknown major version v{match['major']} of {match['name']}")
         raise UnknownEventType(f"unknown event type {event_type!r}")
     try:
-        return envelope.model_validate(doc)  # type: ignore[no-any-return]
+        event = envelope.model_validate(doc)
+        if event_type in _LEGACY:
+            event = _upcast(event)
+        return event  # type: ignore[no-any-return]
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise EventDecodeError(f"{event_type} does not match its schema: {problems}") from None
+
+
+def _upcast(event: CloudEvent[Any]) -> CloudEvent[Any]:
+    """An earlier major version as the current one: same id (deduplication), source, time and
+    subject; the current type and data."""
+    data = event.data.upcast()
+    return CloudEvent[type(data)](  # type: ignore[misc,operator]
+        id=event.id,
+        source=event.source,
+        type=type(data).event_type(),
+        time=event.time,
+        subject=event.subject,
+        data=data,
+    )

@@ -36,6 +36,7 @@ from shared.events import (
     topic_name,
 )
 from shared.pseudonym import Pseudonymiser, participant_of
+from shared.reference import load_reference
 from shared.timerules import local_date
 from tools.simulator.generate import Write
 
@@ -53,7 +54,7 @@ class EncodedEvent:
 class _Referral:
     organisation_id: str
     participant_id: str
-    referred_to: str | None
+    receiver: str
     status: str
 
 
@@ -69,6 +70,8 @@ class EventFactory:
         self.registered: dict[tuple[str, str], tuple[str, str]] = {}  # -> activity, participant
         self.referral_state: dict[tuple[str, str], _Referral] = {}
         self.sent_to: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self.services = load_reference().services
+        self.sequence = 0  # the referrals service's arrival order of status changes
         self._at = datetime.now(UTC)  # the moment of the write being converted
 
     def event(self, w: Write) -> CloudEvent[Any] | None:
@@ -117,6 +120,7 @@ class EventFactory:
             participant=participant,
             registered_at=cmd.registered_at,
             referral_id=cmd.referral_id,
+            referring_organisation_id=cmd.referring_organisation_id,
         )
 
     def _cancellation(self, org: str, item: Any) -> EventData | None:
@@ -152,9 +156,10 @@ class EventFactory:
         participant = participant_of(cmd.participant, org, self.p)
         to = cmd.referred_to
         key = (org, cmd.referral_id)
-        self.referral_state[key] = _Referral(org, participant.id, to.organisation_id, "created")
-        if to.organisation_id is not None:
-            self.sent_to.setdefault((to.organisation_id, cmd.referral_id), []).append(key)
+        receiver = to.organisation_id or self.services[to.service or ""]
+        self.referral_state[key] = _Referral(org, participant.id, receiver, "created")
+        if receiver != org:
+            self.sent_to.setdefault((receiver, cmd.referral_id), []).append(key)
         return ReferralCreated(
             organisation_id=org,
             referral_id=cmd.referral_id,
@@ -164,17 +169,19 @@ class EventFactory:
             referred_to=ReferredTo(
                 organisation_id=to.organisation_id, activity_id=to.activity_id, service=to.service
             ),
+            receiving_organisation_id=receiver,
             created_at=cmd.created_at,
         )
 
     def _referral_status(self, org: str, item: Any) -> EventData | None:
-        key = (org, item.referral_id)
+        key = (item.referring_organisation_id or org, item.referral_id)
         if key not in self.referral_state:
             sent = self.sent_to.get(key, [])
             if len(sent) != 1:  # 404 or 409 at the service
                 return None
             key = sent[0]
         referral = self.referral_state[key]
+        self.sequence += 1
         previous, referral.status = referral.status, item.body.status
         return ReferralStatusChanged(
             organisation_id=referral.organisation_id,
@@ -184,6 +191,7 @@ class EventFactory:
             previous_status=previous,  # type: ignore[arg-type]
             status=item.body.status,
             at=item.body.at,
+            sequence=self.sequence,
             outcome=item.body.outcome,
         )
 
