@@ -263,7 +263,9 @@ class Deployment:
         dsn = await stack.create_database(name)
         ports = {s: free_port() for s in (*SERVICES, "metrics2")}
         deployment = cls(stack, name, dsn, ports, relay_in_process=relay_in_process)
-        deployment.keys = await create_partners(dsn, default_scenario().organisations)
+        deployment.keys = await create_partners(
+            dsn, default_scenario().organisations, joined=date(2000, 1, 1)
+        )
         from shared.auth import create_organisation, issue_key
 
         conn = await asyncpg.connect(dsn)
@@ -383,7 +385,8 @@ class Deployment:
                                (SELECT event_id FROM metrics.processed_events))
                          + greatest(0, (SELECT count(*) FROM registrations.activities
                                         WHERE updated_at <= $1)
-                                     - (SELECT count(*) FROM metrics.activities))
+                                     - (SELECT count(DISTINCT (organisation_id, activity_id))
+                                        FROM metrics.activity_versions))
                     """,
                     accepted_until,
                 )

@@ -712,6 +712,23 @@ async def test_the_subscale_thresholds_come_from_settings(referrals, make_partne
     assert (r.json()["emotional"], r.json()["emotionally_lonely"]) == (3, False)
 
 
+async def test_the_djg6_subscales_have_their_own_cut_off(referrals, make_partner):
+    """The 6-item subscales run 0-3; they used to get the 11-item cut-off 3, so hardly anyone
+    could count as emotionally or socially lonely on the short scale."""
+    m = await make_partner(scopes="measurements")
+    # Items 3 (-) yes, 4 (+) no, 7 (+) more_or_less, 8 (+) yes, 9 (-) more_or_less, 10 (-) no:
+    # emotional 3 + 9 = 2, social 4 + 7 = 2.
+    body = measurement_body(
+        instrument="djg6", answers=["yes", "no", "more_or_less", "yes", "more_or_less", "no"]
+    )
+
+    r = await referrals.post("/v1/measurements", headers=m.headers, json=body)
+
+    assert r.status_code == 201, r.text
+    assert (r.json()["emotional"], r.json()["emotionally_lonely"]) == (2, True)
+    assert (r.json()["social"], r.json()["socially_lonely"]) == (2, True)
+
+
 async def test_a_djg6_measurement_with_one_item_unanswered(referrals, make_partner):
     m = await make_partner(scopes="measurements")
     # djg6 items 3 (-), 4 (+), 7 (+), 8 (+), 9 (-), 10 (-): yes 1, no 1, more_or_less 1, yes 0,

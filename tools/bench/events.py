@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.referrals.domain.commands import ParticipantIn as ReferralParticipantIn
-from services.referrals.domain.scoring import Thresholds, score
+from services.referrals.domain.scoring import score
 from services.referrals.entrypoints.http import batch_item_adapter as referral_items
 from services.registrations.entrypoints.http import batch_item_adapter as registration_items
 from shared.events import (
@@ -61,9 +61,8 @@ class _Referral:
 class EventFactory:
     """Stateful, like the services' databases: feed it one simulation's writes in time order."""
 
-    def __init__(self, pseudonymiser: Pseudonymiser, thresholds: Thresholds | None = None) -> None:
+    def __init__(self, pseudonymiser: Pseudonymiser) -> None:
         self.p = pseudonymiser
-        self.thresholds = thresholds or Thresholds()
         self._registrations = registration_items()
         self._referrals = referral_items()
         self.activity_versions: dict[tuple[str, str], int] = {}
@@ -208,7 +207,7 @@ class EventFactory:
 
     def _measurement(self, org: str, item: Any) -> EventData:
         cmd = item.body
-        scored = score(cmd.instrument, cmd.answers, self.thresholds)
+        scored = score(cmd.instrument, cmd.answers)
         p = cmd.participant
         participant_id = (
             None

@@ -33,6 +33,7 @@ async def _rebuild(args: argparse.Namespace) -> int:
     from services.metrics.service_layer.rebuild import rebuild
     from services.metrics.settings import MetricsSettings
     from shared.db import create_pool, migrate_service
+    from shared.reference import load_reference
 
     settings = MetricsSettings()
     tune_gc_for_batches()
@@ -55,6 +56,7 @@ async def _rebuild(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 swap=not args.no_swap,
                 progress=progress,
+                services=load_reference(settings.reference_file).services,
             )
     finally:
         await pool.close()

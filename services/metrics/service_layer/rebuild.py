@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -64,8 +64,10 @@ async def rebuild(
     batch_size: int = 5000,
     swap: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    services: Mapping[str, str] | None = None,
 ) -> RebuildReport:
-    """Replay ``topics`` into a fresh schema and (with ``swap``) put it in place of ``schema``."""
+    """Replay ``topics`` into a fresh schema and (with ``swap``) put it in place of ``schema``.
+    ``services``: the service list (v1 referrals to a service are resolved with it)."""
     started = time.perf_counter()
     async with pool.acquire() as conn:
         await conn.execute(f"DROP SCHEMA IF EXISTS {NEW_SCHEMA} CASCADE")
@@ -75,7 +77,7 @@ async def rebuild(
             [*migration_files("shared.migrations.service"), *migration_files(MIGRATIONS)],
         )
     sink = _CountingSink()
-    target = BatchConsumer(pool, NEW_SCHEMA, FactWriter(NEW_SCHEMA), sink)
+    target = BatchConsumer(pool, NEW_SCHEMA, FactWriter(NEW_SCHEMA, services), sink)
     physical = [topic_name(t, prefix) for t in topics]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,

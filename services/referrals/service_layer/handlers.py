@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -49,7 +50,9 @@ def _dotted(field: str) -> str:
 
 
 class ReferralHandlers:
-    def __init__(self, ctx: WriteContext, reference: ReferenceData, thresholds: Thresholds) -> None:
+    def __init__(
+        self, ctx: WriteContext, reference: ReferenceData, thresholds: Mapping[str, Thresholds]
+    ) -> None:
         self.ctx = ctx
         self.reference = reference
         self.thresholds = thresholds
@@ -351,7 +354,7 @@ class ReferralHandlers:
         problems = rules.check_measurement(cmd, self.reference)
         scored: Score | None = None
         try:
-            scored = score(cmd.instrument, cmd.answers, self.thresholds)
+            scored = score(cmd.instrument, cmd.answers, self.thresholds.get(cmd.instrument))
         except ScoringError as exc:
             problems.append((_dotted(exc.field), exc.message))
         if scored is None or problems:
