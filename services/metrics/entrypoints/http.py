@@ -41,7 +41,17 @@ def build_router() -> APIRouter:
     router = APIRouter()
     api = APIRouter(prefix="/v1", responses=COMMON_RESPONSES, tags=["indicators"])  # type: ignore[arg-type]
 
-    @api.get("/indicators", summary="The indicators of domain.md §6 for a period")
+    @api.get(
+        "/indicators",
+        summary="The indicators of domain.md §6 for a period",
+        description="Per subgoal (`s1`, `s2`, `s3`), every figure is `{value, suppressed}` (with "
+        "`baseline` where there is one). Figures that look ahead of their period (`retained`: "
+        "90 days; `converted`, `referral_conversion`, `days_to_first_attendance`: 60 days) "
+        "also carry `provisional`: true while that window has not closed for the period. "
+        "Sessions, registrations and cancellations count with the activity version in force "
+        "at their moment; the share of partners with trained staff divides by the partner "
+        "registry at the period's end.",
+    )
     async def indicators(
         request: Request,
         _: Reader,
