@@ -1188,3 +1188,31 @@ async def test_every_indicator_of_the_scenario_by_hand(
                     assert section["s3"][name]["provisional"] is conversion_open, (today, name)
                 assert "provisional" not in section["s2"]["attendances"]
     assert result["s2"]["retained"]["provisional"] is False  # 2015 is long over
+
+
+async def test_activity_versions_tile_time_even_when_a_clock_went_back(pool: asyncpg.Pool) -> None:
+    """Version 3 stamped before version 2 (a clock that went back): every session still has
+    exactly one version in force, so none counts twice."""
+    schema = await create_metrics_schema(pool)
+    try:
+        org = f"clk{RUN_ID}"
+        who = person(hexid("clock"), "delfgauw", "75+")
+        events = [
+            activity(org, "koor", "culture", True, version=1, updated="2016-01-01T09:00:00+01:00"),
+            activity(org, "koor", "learning", True, version=2, updated="2016-05-01T09:00:00+02:00"),
+            activity(org, "koor", "meeting", True, version=3, updated="2016-03-01T09:00:00+01:00"),
+            attendance(org, "k1", "koor", who, "2016-04-05T10:00:00+02:00", date(2016, 4, 5)),
+            attendance(org, "k2", "koor", who, "2016-06-07T10:00:00+02:00", date(2016, 6, 7)),
+        ]
+        async with pool.acquire() as conn, conn.transaction():
+            await FactWriter(schema)(conn, events)
+
+        result = await service(pool, schema, k=1).compute(parse_period("2016"), "category")
+
+        by = {c["key"]: c["s2"]["attendances"]["value"] for c in result["breakdown"]}
+        assert result["s2"]["attendances"]["value"] == 2
+        # April: version 1 (version 2 came on 1 May); June: version 3, which replaced version 2
+        # from 1 May (its own stamp, 1 March, lies before version 2's).
+        assert (by["culture"], by["meeting"], by["learning"]) == (1, 1, None)
+    finally:
+        await drop_schema(pool, schema)

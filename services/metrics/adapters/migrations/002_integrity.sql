@@ -30,13 +30,18 @@ DROP TABLE activities;
 
 -- Each version with the interval [valid_from, valid_to) in which it is in force. Versions are
 -- ordered by their number (the registrations service's order), and the first reaches back to
--- -infinity.
+-- -infinity. A version's start is never before an earlier version's (a clock that went back
+-- would otherwise make two versions overlap and a session count twice): the intervals tile time.
 CREATE VIEW activity_validity AS
     SELECT organisation_id, activity_id, version, category, aimed_at_connection, neighbourhood,
-           CASE WHEN row_number() OVER w = 1 THEN '-infinity'::timestamptz ELSE valid_from END
+           CASE WHEN row_number() OVER w = 1 THEN '-infinity'::timestamptz ELSE starts END
                AS valid_from,
-           coalesce(lead(valid_from) OVER w, 'infinity'::timestamptz) AS valid_to
-    FROM activity_versions
+           coalesce(lead(starts) OVER w, 'infinity'::timestamptz) AS valid_to
+    FROM (
+        SELECT *, max(valid_from) OVER (PARTITION BY organisation_id, activity_id ORDER BY version
+                                        ROWS UNBOUNDED PRECEDING) AS starts
+        FROM activity_versions
+    ) v
     WINDOW w AS (PARTITION BY organisation_id, activity_id ORDER BY version);
 
 -- Moments, to find the version in force.
