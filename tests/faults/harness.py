@@ -62,16 +62,18 @@ __all__ = [
 STACK = REPO / "deploy" / "local" / "stack.py"
 SECRET = "fault-suite-secret-of-sufficient-length-0123456789"
 SERVICES = ("registrations", "referrals", "metrics")
-# What a simulator write becomes in the metrics service's facts, and how its key is read there.
+# What a simulator write becomes in the metrics service's facts, and how its key is read there:
+# write kind -> (fact table, the writing organisation, the write's id).
 FACTS = {
-    "activity": ("activities", "activity_id"),
-    "registration": ("registrations", "registration_id"),
-    "cancellation": ("cancellations", "registration_id"),
-    "attendance": ("attendance", "attendance_id"),
-    "referral": ("referrals", "referral_id"),
-    "referral_status": ("referral_status", "referral_id || ':' || status"),
-    "training": ("trainings", "training_id"),
-    "measurement": ("measurements", "measurement_id"),
+    "activity": ("activity_versions", "organisation_id", "activity_id"),
+    "registration": ("registrations", "organisation_id", "registration_id"),
+    "cancellation": ("cancellations", "organisation_id", "registration_id"),
+    "attendance": ("attendance", "organisation_id", "attendance_id"),
+    "referral": ("referrals", "organisation_id", "referral_id"),
+    # Written by the side that made the change (the receiving side, or the referrer).
+    "referral_status": ("referral_status", "changed_by", "referral_id || ':' || status"),
+    "training": ("trainings", "organisation_id", "training_id"),
+    "measurement": ("measurements", "organisation_id", "measurement_id"),
 }
 
 
@@ -602,9 +604,9 @@ class Verdict:
 async def _facts(deployment: Deployment) -> dict[str, set[tuple[str, str]]]:
     out = {}
     async with deployment.connection() as conn:
-        for kind, (table, key) in FACTS.items():
-            rows = await conn.fetch(f"SELECT organisation_id, {key} AS id FROM metrics.{table}")
-            out[kind] = {(r["organisation_id"], r["id"]) for r in rows}
+        for kind, (table, org, key) in FACTS.items():
+            rows = await conn.fetch(f"SELECT {org} AS org, {key} AS id FROM metrics.{table}")
+            out[kind] = {(r["org"], r["id"]) for r in rows}
     return out
 
 
