@@ -15,6 +15,8 @@ from enum import StrEnum
 
 import asyncpg
 
+from shared.identifiers import organisation_id_problem
+
 __all__ = [
     "ApiKey",
     "Principal",
@@ -61,7 +63,11 @@ def _hash(key: str) -> bytes:
 
 
 async def create_organisation(conn: asyncpg.Connection, organisation_id: str, name: str) -> bool:
-    """Register a partner organisation; False if it already existed (then the name is updated)."""
+    """Create an organisation that can hold API keys; False if it already existed (then the name
+    is updated). Raises ValueError, creating nothing, for an id the event contracts would refuse."""
+    problem = organisation_id_problem(organisation_id)
+    if problem:
+        raise ValueError(problem)
     row = await conn.fetchrow(
         "INSERT INTO platform.organisations (id, name) VALUES ($1, $2) "
         "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name RETURNING (xmax = 0) AS inserted",

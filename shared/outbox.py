@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
 
 from shared.db import DatabaseUnavailable
-from shared.events import CloudEvent, encode_event, topic_name
+from shared.events import KAFKA_HEADERS, CloudEvent, encode_event, topic_name
 from shared.kafka import KafkaConnection, KafkaTarget, ensure_topics
 
 if TYPE_CHECKING:
@@ -132,7 +132,10 @@ class OutboxRelay:
             try:
                 producer = await self._get_producer()
                 futures = [
-                    await producer.send(r["topic"], value=r["value"], key=r["key"]) for r in rows
+                    await producer.send(
+                        r["topic"], value=r["value"], key=r["key"], headers=KAFKA_HEADERS
+                    )
+                    for r in rows
                 ]
                 await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
             except (TimeoutError, OSError) as exc:

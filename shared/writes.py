@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from shared import idempotency, outbox
 from shared.db import DatabaseUnavailable
-from shared.errors import ConflictError, FieldError, NotFoundError
+from shared.errors import ConflictError, FieldError, ForbiddenError, NotFoundError
 from shared.events import CloudEvent
 from shared.pseudonym import Pseudonymiser
 
@@ -152,7 +152,7 @@ async def run_batch(
                 raise
             except ValidationError as exc:
                 results.append(_failed(index, FieldError(validation_details(exc))))
-            except (FieldError, ConflictError, NotFoundError) as exc:
+            except (FieldError, ConflictError, ForbiddenError, NotFoundError) as exc:
                 results.append(_failed(index, exc))
     return results
 
@@ -167,6 +167,8 @@ def _failed(index: int, exc: Exception) -> BatchItemResult:
         )
     if isinstance(exc, ConflictError):
         return BatchItemResult(index=index, status=409, error="conflict", message=exc.message)
+    if isinstance(exc, ForbiddenError):
+        return BatchItemResult(index=index, status=403, error="forbidden", message=exc.message)
     return BatchItemResult(index=index, status=404, error="not_found", message=str(exc))
 
 

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 __all__ = ["main"]
@@ -33,7 +34,12 @@ def _settings() -> Any:
 async def _partner_create(org_id: str, name: str | None, scopes: list[str]) -> str:
     from shared.auth import create_organisation, issue_key
     from shared.db import apply_migrations, create_pool, migration_files
+    from shared.identifiers import organisation_id_problem
 
+    # Before anything is written: an id the events refuse would make every write of it fail.
+    problem = organisation_id_problem(org_id)
+    if problem:
+        raise SystemExit(f"error: {problem}; nothing was created")
     pool = await create_pool(_settings().database_url, max_size=2)
     try:
         async with pool.acquire() as conn:
@@ -57,6 +63,65 @@ async def _partner_create(org_id: str, name: str | None, scopes: list[str]) -> s
     print("the key below is shown once; store it in the partner system's secrets")
     print(key.secret)
     return key.secret
+
+
+async def _platform_pool() -> Any:
+    from shared.db import apply_migrations, create_pool, migration_files
+
+    pool = await create_pool(_settings().database_url, max_size=1)
+    async with pool.acquire() as conn:
+        await apply_migrations(conn, "platform", migration_files("shared.migrations"))
+    return pool
+
+
+async def _partner_register(org_id: str, name: str, joined: date) -> None:
+    from shared.partners import PartnerError, register
+
+    pool = await _platform_pool()
+    try:
+        async with pool.acquire() as conn:
+            created = await register(conn, org_id, name, joined)
+    except PartnerError as exc:
+        raise SystemExit(f"error: {exc}; nothing was changed") from None
+    finally:
+        await pool.close()
+    print(f"partner {org_id} {'registered' if created else 'updated'}; joined {joined}")
+
+
+async def _partner_leave(org_id: str, on: date) -> None:
+    from shared.partners import PartnerError, leave
+
+    pool = await _platform_pool()
+    try:
+        async with pool.acquire() as conn:
+            await leave(conn, org_id, on)
+    except PartnerError as exc:
+        raise SystemExit(f"error: {exc}; nothing was changed") from None
+    finally:
+        await pool.close()
+    print(f"partner {org_id} left on {on}; it no longer counts from that day")
+
+
+async def _partner_list() -> None:
+    from shared.partners import partners
+
+    pool = await _platform_pool()
+    try:
+        async with pool.acquire() as conn:
+            found = await partners(conn)
+    finally:
+        await pool.close()
+    for p in found:
+        left = f"left {p.left_on}" if p.left_on else "current"
+        print(f"{p.organisation_id}\t{p.name}\tjoined {p.joined}\t{left}")
+    print(f"{len(found)} partners registered, {sum(p.left_on is None for p in found)} current")
+
+
+def _iso_date(raw: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a date YYYY-MM-DD") from None
 
 
 async def _partner_revoke(key_id: str) -> bool:
@@ -149,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verbinding", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    partner = sub.add_parser("partner", help="partner organisations and their API keys")
+    partner = sub.add_parser(
+        "partner", help="organisations and their API keys; the coalition's partner registry"
+    )
     psub = partner.add_subparsers(dest="partner_command", required=True)
     create = psub.add_parser(
         "create", help="create (or update) an organisation and print a new key"
@@ -164,6 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--scopes", required=True)
     revoke = psub.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
+    register = psub.add_parser(
+        "register",
+        help="register a coalition partner (counts in the share of partners with trained staff)",
+    )
+    register.add_argument("org_id")
+    register.add_argument("--name", required=True)
+    register.add_argument("--joined", required=True, type=_iso_date, help="YYYY-MM-DD")
+    leave = psub.add_parser("leave", help="record that a partner left the coalition")
+    leave.add_argument("org_id")
+    leave.add_argument(
+        "--on", required=True, type=_iso_date, help="YYYY-MM-DD, the first day it is no partner"
+    )
+    psub.add_parser("list", help="the partner registry")
 
     migrate = sub.add_parser("migrate", help="create/upgrade the database schemas and Kafka topics")
     migrate.add_argument("services", nargs="*", default=list(SERVICES))
@@ -200,6 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_partner_create(args.org_id, args.name, _scopes(args.scopes)))
         elif args.partner_command == "key":
             asyncio.run(_partner_create(args.org_id, None, _scopes(args.scopes)))
+        elif args.partner_command == "register":
+            asyncio.run(_partner_register(args.org_id, args.name, args.joined))
+        elif args.partner_command == "leave":
+            asyncio.run(_partner_leave(args.org_id, args.on))
+        elif args.partner_command == "list":
+            asyncio.run(_partner_list())
         else:
             return 0 if asyncio.run(_partner_revoke(args.key_id)) else 1
         return 0

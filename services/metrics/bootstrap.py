@@ -50,6 +50,8 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
             reference,
             k=settings.suppression_k,
             cache_seconds=settings.indicator_cache_seconds,
+            thresholds=settings.thresholds(),
+            signal_trainings=settings.signal_training_codes,
         )
         app.state.indicators = service
         snapshot = IndicatorSnapshot(service, settings.snapshot_interval_seconds)
@@ -68,7 +70,11 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
             )
             consumer = MetricsConsumer(
                 lambda sink: BatchConsumer(
-                    pool, SCHEMA, FactWriter(SCHEMA), sink, shared_lock=REBUILD_LOCK
+                    pool,
+                    SCHEMA,
+                    FactWriter(SCHEMA, reference.services),
+                    sink,
+                    shared_lock=REBUILD_LOCK,
                 ),
                 bootstrap=settings.kafka(),
                 group_id=settings.consumer_group,

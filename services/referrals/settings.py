@@ -7,12 +7,15 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from shared.scale import ScaleSettings
 from shared.settings import PseudonymSettings, ServiceSettings
 
 __all__ = ["ReferralsSettings"]
 
 
-class ReferralsSettings(ServiceSettings, PseudonymSettings):
+class ReferralsSettings(ServiceSettings, PseudonymSettings, ScaleSettings):
+    """The De Jong Gierveld cut-offs (``ScaleSettings``) are shared with the metrics service."""
+
     model_config = SettingsConfigDict(env_prefix="VERBINDING_", extra="ignore")
 
     service: ClassVar[str | None] = "referrals"
@@ -22,15 +25,4 @@ class ReferralsSettings(ServiceSettings, PseudonymSettings):
         None,
         description="This service's own PostgreSQL DSN (role `verbinding_referrals`); default: "
         "the server and database of VERBINDING_DATABASE_URL as that role, without password.",
-    )
-    djg_emotional_threshold: int = Field(
-        3,
-        ge=1,
-        description="Emotional subscale score from which a resident counts as emotionally lonely "
-        "(domain.md §5 uses 3; some sources use 2).",
-    )
-    djg_social_threshold: int = Field(
-        3,
-        ge=1,
-        description="Social subscale score from which a resident counts as socially lonely.",
     )

@@ -102,7 +102,7 @@ ENDPOINTS = [
     Endpoint("registrations", "POST", "/v1/batch", (Scope.REGISTRATIONS,), lambda o: "/v1/batch", lambda o: {"items": [{"kind": "attendance", "body": attendance_body(o)}, {"kind": "activity", "activity_id": new_id("act"), "body": activity_body()}]}),
     Endpoint("referrals", "POST", "/v1/referrals", (Scope.REFERRALS,), lambda o: "/v1/referrals", referral_body),
     Endpoint("referrals", "GET", "/v1/referrals/{referral_id}", (Scope.REFERRALS,), lambda o: f"/v1/referrals/{o.referral_id}"),
-    Endpoint("referrals", "POST", "/v1/referrals/{referral_id}/status", (Scope.REFERRALS,), lambda o: f"/v1/referrals/{o.referral_id}/status", lambda o: {"status": "accepted", "at": "2025-03-04T09:00:00+01:00"}),
+    Endpoint("referrals", "POST", "/v1/referrals/{referral_id}/status", (Scope.REFERRALS,), lambda o: f"/v1/referrals/{o.referral_id}/status", lambda o: {"status": "withdrawn", "at": "2025-03-04T09:00:00+01:00"}),
     Endpoint("referrals", "POST", "/v1/trainings", (Scope.TRAININGS,), lambda o: "/v1/trainings", training_body),
     Endpoint("referrals", "GET", "/v1/trainings/{training_id}", (Scope.TRAININGS,), lambda o: f"/v1/trainings/{o.training_id}"),
     Endpoint("referrals", "POST", "/v1/measurements", (Scope.MEASUREMENTS,), lambda o: "/v1/measurements", measurement_body),

@@ -159,7 +159,7 @@ async def test_registration_and_attendance_reach_kafka_once_keyed_by_pseudonym(
     assert reg_record.partition == att_record.partition, "one person's history, one partition"
     reg_doc, att_doc = orjson.loads(reg_record.value), orjson.loads(att_record.value)
     assert_envelope(
-        reg_doc, org=org, event_type="nl.verbinding.registration.created.v1", subject=expected
+        reg_doc, org=org, event_type="nl.verbinding.registration.created.v2", subject=expected
     )
     assert_envelope(
         att_doc, org=org, event_type="nl.verbinding.attendance.recorded.v1", subject=expected

@@ -8,7 +8,7 @@ import asyncio
 import os
 import platform
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,9 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     memory.start()
     for name, pid in stack.service_pids().items():
         memory.watch(name, pid)
-    keys = await create_partners(stack.dsn, default_scenario().organisations)
+    keys = await create_partners(
+        stack.dsn, default_scenario().organisations, joined=date(2000, 1, 1)
+    )
     bench = cases.Bench(
         stack=stack,
         memory=memory,

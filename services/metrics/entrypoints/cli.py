@@ -35,6 +35,7 @@ async def _rebuild(args: argparse.Namespace) -> int:
     from shared.db import create_pool, migrate_service
     from shared.db_roles import role_of
     from shared.settings import CommonSettings
+    from shared.reference import load_reference
 
     settings = MetricsSettings()
     tune_gc_for_batches()
@@ -60,6 +61,7 @@ async def _rebuild(args: argparse.Namespace) -> int:
                 swap=not args.no_swap,
                 progress=progress,
                 grant_to=role_of(SCHEMA),
+                services=load_reference(settings.reference_file).services,
             )
     finally:
         await pool.close()

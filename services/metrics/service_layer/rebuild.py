@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -67,11 +67,13 @@ async def rebuild(
     swap: bool = True,
     progress: Callable[[int, int], None] | None = None,
     grant_to: str | None = None,
+    services: Mapping[str, str] | None = None,
 ) -> RebuildReport:
     """Replay ``topics`` into a fresh schema and (with ``swap``) put it in place of ``schema``.
 
     Runs as the admin role (it creates and renames schemas); ``grant_to`` is the service role
-    that gets its rights on the fresh schema before it is swapped in (shared/db_roles.py)."""
+    that gets its rights on the fresh schema before it is swapped in (shared/db_roles.py).
+    ``services``: the service list (v1 referrals to a service are resolved with it)."""
     started = time.perf_counter()
     async with pool.acquire() as conn:
         await conn.execute(f"DROP SCHEMA IF EXISTS {NEW_SCHEMA} CASCADE")
@@ -83,7 +85,7 @@ async def rebuild(
         if grant_to is not None:
             await grant_service(conn, NEW_SCHEMA, grant_to)
     sink = _CountingSink()
-    target = BatchConsumer(pool, NEW_SCHEMA, FactWriter(NEW_SCHEMA), sink)
+    target = BatchConsumer(pool, NEW_SCHEMA, FactWriter(NEW_SCHEMA, services), sink)
     physical = [topic_name(t, prefix) for t in topics]
     consumer = AIOKafkaConsumer(
         **KafkaConnection.of(bootstrap).client_options(),

@@ -35,6 +35,7 @@ class RegistrationRow:
     participant_id: str
     registered_at: datetime
     referral_id: str | None
+    referring_organisation_id: str | None
     cancelled_at: datetime | None
 
 
@@ -98,7 +99,7 @@ class Repository:
     ) -> RegistrationRow | None:
         row = await self.conn.fetchrow(
             "SELECT organisation_id, registration_id, activity_id, participant_id, registered_at, "
-            f"referral_id, cancelled_at FROM {SCHEMA}.registrations "
+            f"referral_id, referring_organisation_id, cancelled_at FROM {SCHEMA}.registrations "
             "WHERE organisation_id = $1 AND registration_id = $2",
             organisation_id,
             registration_id,
@@ -108,13 +109,15 @@ class Repository:
     async def add_registration(self, r: RegistrationRow) -> None:
         await self.conn.execute(
             f"INSERT INTO {SCHEMA}.registrations (organisation_id, registration_id, activity_id, "
-            "participant_id, registered_at, referral_id) VALUES ($1,$2,$3,$4,$5,$6)",
+            "participant_id, registered_at, referral_id, referring_organisation_id) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$7)",
             r.organisation_id,
             r.registration_id,
             r.activity_id,
             r.participant_id,
             r.registered_at,
             r.referral_id,
+            r.referring_organisation_id,
         )
 
     async def cancel_registration(

@@ -153,6 +153,7 @@ def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRou
             "activity_id": row.activity_id,
             "registered_at": row.registered_at.isoformat(),
             "referral_id": row.referral_id,
+            "referring_organisation_id": row.referring_organisation_id,
             "cancelled_at": row.cancelled_at.isoformat() if row.cancelled_at else None,
         }
 

@@ -103,6 +103,7 @@ class RegistrationHandlers:
                     participant_id=participant.id,
                     registered_at=cmd.registered_at,
                     referral_id=cmd.referral_id,
+                    referring_organisation_id=cmd.referring_organisation_id,
                     cancelled_at=None,
                 )
             )
@@ -114,6 +115,7 @@ class RegistrationHandlers:
                     participant=participant,
                     registered_at=cmd.registered_at,
                     referral_id=cmd.referral_id,
+                    referring_organisation_id=cmd.referring_organisation_id,
                 ),
                 org,
             )
