@@ -34,8 +34,8 @@ async def _rebuild(args: argparse.Namespace) -> int:
     from services.metrics.settings import MetricsSettings
     from shared.db import create_pool, migrate_service
     from shared.db_roles import role_of
-    from shared.settings import CommonSettings
     from shared.reference import load_reference
+    from shared.settings import CommonSettings
 
     settings = MetricsSettings()
     tune_gc_for_batches()
