@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.registrations.entrypoints.http import (
+from services.registrations.entrypoints.http import build_router
+from services.registrations.service_layer.batch import (
     BATCH_ITEM_SCHEMA,
+    BatchWriter,
     batch_item_adapter,
-    build_router,
 )
 from services.registrations.service_layer.handlers import RegistrationHandlers
 from services.registrations.settings import RegistrationsSettings
@@ -31,6 +32,7 @@ def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
         topic_prefix=settings.topic_prefix,
     )
     handlers = RegistrationHandlers(ctx, load_reference(settings.reference_file))
+    writer = BatchWriter(handlers)
 
     app = create_app(
         service=SCHEMA,
@@ -44,7 +46,7 @@ def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         kafka_bootstrap=settings.kafka_bootstrap,
         lifespan=writing_service_lifespan(settings, SCHEMA, MIGRATIONS),
-        routers=[build_router(handlers, settings.batch_max_items)],
+        routers=[build_router(handlers, writer, settings.batch_max_items)],
     )
     document_schema(app, BATCH_ITEM_SCHEMA, batch_item_adapter())
     return app
