@@ -130,6 +130,22 @@ def _header_map(
     return positions, headers, problems
 
 
+def _refused_cells(
+    table: Table, positions: Mapping[str, int]
+) -> tuple[list[Problem], dict[int, set[str]]]:
+    """The problems of cells refused while reading, named on their column; and per row the
+    columns refused."""
+    by_position = {index: key for key, index in positions.items()}
+    problems: list[Problem] = []
+    refused: dict[int, set[str]] = {}
+    for problem in table.problems:
+        key = by_position.get(int(problem.params.get("position", 0)))
+        problems.append(Problem(problem.row, key, problem.code, problem.params))
+        if problem.row is not None:
+            refused.setdefault(problem.row, set()).add(key or "")
+    return problems, refused
+
+
 def _body(
     sheet: Sheet, table: Table
 ) -> tuple[dict[str, int], dict[str, str], list[Problem], list[tuple[int, dict[str, Cell]]]]:
@@ -235,6 +251,7 @@ def _date(value: Cell, table: Table) -> date:
     raise _Bad("date_invalid", value=_shown(value))
 
 
+EPOCH_DAYS = {date(1899, 12, 30), date(1899, 12, 31), date(1900, 1, 1), date(1904, 1, 1)}
 _HM = re.compile(r"^(\d{1,2})[:.u](\d{2})(?::(\d{2}))?\s*(?:u|uur)?$", re.IGNORECASE)
 _HOUR = re.compile(r"^(\d{1,2})\s*(?:u|uur|h)?$", re.IGNORECASE)
 
@@ -243,7 +260,10 @@ def _time(value: Cell) -> time:
     if isinstance(value, time):
         return value.replace(microsecond=0, tzinfo=None)
     if isinstance(value, datetime):
-        # A time typed into a cell with a date format: Excel keeps it on its epoch's first day.
+        # Excel keeps a time as a fraction of a day: with a date format, it shows on the date
+        # system's first day. Any other date in this column is a date, not a time.
+        if value.date() not in EPOCH_DAYS:
+            raise _Bad("time_invalid", value=_shown(value))
         return value.time().replace(microsecond=0)
     if isinstance(value, bool | date):
         raise _Bad("time_invalid", value=_shown(value))
@@ -365,14 +385,18 @@ def _int(value: Cell, low: int, high: int) -> int:
 
 
 class _Row:
-    """Reads the cells of one row, collecting a problem per bad cell."""
+    """Reads the cells of one row, collecting a problem per bad cell. A cell refused while the
+    file was read (a formula) already has its problem: it is not checked again."""
 
-    def __init__(self, number: int, cells: Mapping[str, Cell]) -> None:
+    def __init__(self, number: int, cells: Mapping[str, Cell], refused: Collection[str]) -> None:
         self.number = number
         self.cells = cells
+        self.refused = refused
         self.problems: list[Problem] = []
 
     def get(self, column: Column, read: Callable[[Cell], T]) -> T | None:
+        if column.key in self.refused:
+            return None
         value = self.cells.get(column.key)
         if isinstance(value, str) and len(value) > MAX_CELL:
             self.problems.append(Problem(self.number, column.key, "too_long", {"max": MAX_CELL}))
@@ -419,14 +443,14 @@ def parse_attendance(
     sheet = ATTENDANCE
     now = now or datetime.now(UTC)
     positions, headers, problems, body = _body(sheet, table)
-    problems = [*table.problems, *problems]
+    read_problems, refused = _refused_cells(table, positions)
+    problems = [*read_problems, *problems]
     neighbourhoods = list_values(reference, "neighbourhoods")
     age_bands = list_values(reference, "age_bands")
     good: list[AttendanceSheetRow] = []
     seen: dict[tuple[str, str, str], AttendanceSheetRow] = {}
-    formula_rows = {p.row for p in table.problems}
     for number, cells in body:
-        row = _Row(number, cells)
+        row = _Row(number, cells, refused.get(number, set()))
         day = row.get(sheet.column("date"), lambda v: _date(v, table))
         at = row.get(sheet.column("start_time"), _time)
         activity_id = row.get(sheet.column("activity"), _id)
@@ -453,7 +477,7 @@ def parse_attendance(
                 if moment > now + FUTURE_SLACK:
                     row.fail("date", "date_future")
         problems += row.problems
-        if row.problems or number in formula_rows:
+        if row.problems or number in refused:
             continue
         if not (activity_id and participant and neighbourhood and age_band and status and moment):
             continue  # unreachable: a missing value is a problem of the row
@@ -472,14 +496,14 @@ def parse_attendance(
 def parse_activities(table: Table, reference: ReferenceData) -> Parsed[ActivitySheetRow]:
     sheet = ACTIVITIES
     positions, headers, problems, body = _body(sheet, table)
-    problems = [*table.problems, *problems]
+    read_problems, refused = _refused_cells(table, positions)
+    problems = [*read_problems, *problems]
     neighbourhoods = list_values(reference, "neighbourhoods")
     categories = list_values(reference, "activity_categories")
     good: list[ActivitySheetRow] = []
     seen: dict[str, ActivitySheetRow] = {}
-    formula_rows = {p.row for p in table.problems}
     for number, cells in body:
-        row = _Row(number, cells)
+        row = _Row(number, cells, refused.get(number, set()))
         activity_id = row.get(sheet.column("activity_id"), _id)
         title = row.get(sheet.column("title"), _text)
         category = row.get(
@@ -496,7 +520,7 @@ def parse_activities(table: Table, reference: ReferenceData) -> Parsed[ActivityS
         if title is not None and not title:
             row.fail("title", "required")
         problems += row.problems
-        if row.problems or number in formula_rows:
+        if row.problems or number in refused:
             continue
         if not (activity_id and title and category and neighbourhood) or aimed is None:
             continue  # unreachable: a missing value is a problem of the row

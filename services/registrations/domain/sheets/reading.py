@@ -163,7 +163,8 @@ def _read_xlsx(data: bytes, limits: Limits) -> Table:
                                 number,
                                 None,
                                 "formula_external" if _is_external(formula) else "formula",
-                                {"cell": f"{get_column_letter(index)}{number}"},
+                                # `position`: the parser names the column it falls in.
+                                {"cell": f"{get_column_letter(index)}{number}", "position": index},
                             )
                         )
                         value = None
@@ -239,7 +240,9 @@ def _read_csv(data: bytes, limits: Limits) -> Table:
         for lang in ("nl", "en")
     }
     first_line = text.split("\n", 1)[0]
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line, known))
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=_delimiter(first_line, known), strict=True
+    )
     rows: list[tuple[int, list[Cell]]] = []
     try:
         # Numbered by record, as a spreadsheet program shows the file (a quoted cell may span
@@ -251,7 +254,7 @@ def _read_csv(data: bytes, limits: Limits) -> Table:
             if values:
                 rows.append((number, values))
     except csv.Error:
-        raise _refuse("csv_malformed", line=reader.line_num + 1) from None
+        raise _refuse("csv_malformed", line=max(reader.line_num, 1)) from None
     return Table("csv", rows)
 
 
