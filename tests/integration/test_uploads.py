@@ -433,3 +433,26 @@ async def test_only_the_registrations_role_may_issue_volunteer_keys_and_only_tho
                 await other.execute("SELECT platform.issue_volunteer_key($1, 'k-x', 'hx'::bytea, NULL, NULL)", org)  # fmt: skip
         finally:
             await other.close()
+
+
+async def test_the_cli_issues_lists_and_revokes_volunteer_keys(
+    registrations, make_partner, test_env
+):
+    from tests.integration.test_access_key_rotation import cli
+
+    partner = await make_partner(scopes="activities,registrations")
+    issued = await cli(
+        test_env, "partner", "volunteer-key", partner.organisation_id, "--label", "tablet"
+    )
+    key = issued[-1]  # the key is the last line, as for `partner create`
+    headers = {"Authorization": f"Bearer {key}"}
+    assert (await registrations.get("/v1/activities", headers=headers)).status_code == 200
+    assert (await registrations.get("/v1/registrations/x", headers=headers)).status_code == 403
+    key_id = key.split("_")[1]
+    listed = await cli(test_env, "partner", "keys", partner.organisation_id)
+    assert any(line.startswith(key_id) and "active" in line and "tablet" in line for line in listed)
+
+    await cli(test_env, "partner", "revoke", key_id)
+
+    assert (await registrations.get("/v1/activities", headers=headers)).status_code == 401
+    assert "revoked" in " ".join(await cli(test_env, "partner", "keys", partner.organisation_id))
