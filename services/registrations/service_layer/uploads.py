@@ -255,7 +255,8 @@ class Uploads:
         elif saved:
             code, status = "summary_partly_saved", 200
         else:
-            code, status = "summary_nothing_saved", 422
+            code = "summary_nothing_saved_one" if len(problems) == 1 else "summary_nothing_saved"
+            status = 422
         counts = {
             "rows": parsed.read,
             "created": created,

@@ -208,6 +208,10 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "nl": "{count} problemen gevonden in {rows} regels. Er is niets opgeslagen. Verbeter het bestand en upload het opnieuw, of kies om alleen de goede regels op te slaan.",
         "en": "{count} problems found in {rows} rows. Nothing was saved. Correct the file and upload it again, or choose to save only the good rows.",
     },
+    "summary_nothing_saved_one": {
+        "nl": "1 probleem gevonden in {rows} regels. Er is niets opgeslagen. Verbeter het bestand en upload het opnieuw, of kies om alleen de goede regels op te slaan.",
+        "en": "1 problem found in {rows} rows. Nothing was saved. Correct the file and upload it again, or choose to save only the good rows.",
+    },
     "summary_partly_saved": {
         "nl": "{rows} regels gelezen: {created} nieuw opgeslagen, {unchanged} waren al opgeslagen, {rejected} niet opgeslagen door de problemen hieronder.",
         "en": "{rows} rows read: {created} newly saved, {unchanged} were saved before, {rejected} not saved because of the problems below.",
