@@ -225,7 +225,7 @@ def test_wrong_types_in_an_xlsx_are_named_on_their_cell() -> None:
         (2, "date", "date_invalid"),
         (3, "start_time", "time_invalid"),
         (4, "activity", "not_text"),
-        (5, "participant_number", "not_text"),
+        (5, "participant_number", "number_invalid"),  # never echoed: it may be a reference
         (6, "participant_number", "number_invalid"),
         (7, "neighbourhood", "list_invalid"),
         (7, "status", "status_invalid"),

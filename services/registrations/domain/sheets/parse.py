@@ -361,7 +361,14 @@ def _id(value: Cell) -> str:
 
 
 def _number(value: Cell) -> str:
-    text = _text(value, MAX_CELL)
+    # Never echoed in the report: whatever is in this column may be a person's reference.
+    try:
+        text = _text(value, MAX_CELL)
+    except _Bad as bad:
+        raise _Bad(
+            "too_long" if bad.code == "too_long" else "number_invalid",
+            **({"max": MAX_CELL} if bad.code == "too_long" else {}),
+        ) from None
     if not NUMBER_PATTERN.match(text):
         raise _Bad("number_invalid")
     return text
