@@ -21,7 +21,13 @@ from typing import Any
 import asyncpg
 import orjson
 
-from shared.db_roles import ensure_roles, grant_platform, grant_service, role_of
+from shared.db_roles import (
+    ensure_roles,
+    grant_platform,
+    grant_platform_functions,
+    grant_service,
+    role_of,
+)
 
 __all__ = [
     "DatabaseUnavailable",
@@ -135,6 +141,7 @@ async def migrate_service(
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _GRANT_LOCK)
                 await grant_platform(conn)
                 await grant_service(conn, schema, role)
+                await grant_platform_functions(conn, schema, role)
 
 
 def _service_files(package: str) -> list[Traversable]:

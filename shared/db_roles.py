@@ -7,6 +7,8 @@
 * ``verbinding_platform_reader`` (no login): read access to the ``platform`` schema, which every
   service needs to authenticate (organisations, API keys, the partner registry). Every service
   role is a member.
+* ``verbinding_registrations`` may also call the two functions of :data:`PLATFORM_FUNCTIONS`,
+  which issue and revoke volunteer keys (scope ``attendance`` only) and can do nothing else.
 * The admin role (``VERBINDING_DATABASE_URL``: ``postgres`` locally, ``verbinding`` in
   docker-compose) owns every table, runs the migrations and grants; ``verbinding migrate`` does
   both.
@@ -26,10 +28,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 __all__ = [
+    "PLATFORM_FUNCTIONS",
     "PLATFORM_READER",
     "SERVICE_ROLES",
     "ensure_roles",
     "grant_platform",
+    "grant_platform_functions",
     "grant_service",
     "role_of",
     "service_dsn",
@@ -41,6 +45,14 @@ SERVICE_ROLES: dict[str, str] = {
     "metrics": "verbinding_metrics",
 }
 PLATFORM_READER = "verbinding_platform_reader"
+# What a service may do in ``platform`` besides reading it: call these SECURITY DEFINER functions
+# (shared/migrations/002_volunteer_keys.sql), never write a table.
+PLATFORM_FUNCTIONS: dict[str, tuple[str, ...]] = {
+    "registrations": (
+        "platform.issue_volunteer_key(text, text, bytea, text, text)",
+        "platform.revoke_volunteer_key(text, text)",
+    ),
+}
 
 
 def role_of(service: str) -> str:
@@ -126,6 +138,13 @@ async def grant_platform(conn: asyncpg.Connection) -> None:
     API keys, the partner registry). Nothing there is personal data; only the admin writes it."""
     await conn.execute(f"GRANT USAGE ON SCHEMA platform TO {PLATFORM_READER}")
     await conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA platform TO {PLATFORM_READER}")
+
+
+async def grant_platform_functions(conn: asyncpg.Connection, service: str, role: str) -> None:
+    """Let ``role`` call the ``platform`` functions of its service (:data:`PLATFORM_FUNCTIONS`)."""
+    await conn.execute(f"GRANT USAGE ON SCHEMA platform TO {role}")
+    for function in PLATFORM_FUNCTIONS.get(service, ()):
+        await conn.execute(f"GRANT EXECUTE ON FUNCTION {function} TO {role}")
 
 
 async def grant_service(conn: asyncpg.Connection, schema: str, role: str) -> None:

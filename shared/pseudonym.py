@@ -32,6 +32,7 @@ PURPOSES: dict[str, bytes] = {
     "person": b"verbinding/v1/pseudonym/person",
     "resident": b"verbinding/v1/pseudonym/resident",
     "idempotency": b"verbinding/v1/digest/idempotency",
+    "attendance": b"verbinding/v1/id/attendance",
 }
 
 
@@ -71,6 +72,17 @@ class Pseudonymiser:
         could be reversed by trying every candidate.
         """
         return self._mac("idempotency", payload)
+
+    def attendance(
+        self, organisation_id: str, activity_id: str, session_start: str, ref: str
+    ) -> str:
+        """The identity of one person at one session, for attendance that arrives without an id
+        of its own (a spreadsheet row, a ticked list): the same row gives the same id, so sending
+        it again is a replay. Keyed, because the id is stored and published while the partner's
+        reference in it must not be recoverable (a plain hash of a short number is reversed by
+        trying every number)."""
+        parts = (organisation_id, activity_id, session_start, ref)
+        return self._mac("attendance", "\x1f".join(parts).encode())
 
     def __repr__(self) -> str:  # never show a key, not even in a traceback
         return "Pseudonymiser(<secret>)"

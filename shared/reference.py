@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -31,6 +31,25 @@ class ReferenceData:
     # Ordered copies for display and for documentation (sets lose the order of the file).
     neighbourhood_order: tuple[str, ...]
     age_band_order: tuple[str, ...]
+    category_order: tuple[str, ...] = ()
+    # Readable names per language and list (``labels["nl"]["neighbourhoods"]["oude-leede"]``),
+    # for people who fill in a form or a spreadsheet. Optional in a municipality's own file: a
+    # value without a label is shown as it is.
+    labels: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
+
+    def ordered(self, name: str) -> tuple[str, ...]:
+        """The values of a list (``neighbourhoods``, ``age_bands``, ``activity_categories``) in
+        the order of the file."""
+        return {
+            "neighbourhoods": self.neighbourhood_order,
+            "age_bands": self.age_band_order,
+            "activity_categories": self.category_order,
+        }[name]
+
+    def label(self, name: str, value: str, lang: str) -> str:
+        """The readable name of ``value`` on list ``name`` in ``lang``; the value itself if the
+        reference file gives none."""
+        return self.labels.get(lang, {}).get(name, {}).get(value, value)
 
 
 @cache
@@ -51,6 +70,8 @@ def load_reference(path: str | None = None) -> ReferenceData:
         services=MappingProxyType(dict(data.get("services", {}))),
         neighbourhood_order=tuple(data["neighbourhoods"]),
         age_band_order=tuple(data["age_bands"]),
+        category_order=tuple(data["activity_categories"]),
+        labels=data.get("labels", {}),
     )
 
 

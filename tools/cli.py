@@ -138,6 +138,45 @@ async def _partner_revoke(key_id: str) -> bool:
     return revoked
 
 
+async def _volunteer_key(org_id: str, label: str | None) -> str:
+    """A key with the scope `attendance` only, through the same platform function the API's
+    `POST /v1/keys` uses."""
+    from shared.auth import issue_volunteer_key, organisation_exists
+    from shared.db import apply_migrations, create_pool, migration_files
+
+    pool = await create_pool(_settings().database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await apply_migrations(conn, "platform", migration_files("shared.migrations"))
+            async with conn.transaction():
+                if not await organisation_exists(conn, org_id):
+                    raise SystemExit(f"no organisation {org_id!r}; create it first")
+                key = await issue_volunteer_key(conn, org_id, label, None)
+    finally:
+        await pool.close()
+    print(f"volunteer key for {org_id}; key id {key.key_id}; scopes attendance")
+    print("the key below is shown once; give it to the volunteer (revoke: partner revoke <id>)")
+    print(key.secret)
+    return key.secret
+
+
+async def _keys(org_id: str) -> None:
+    from shared.auth import volunteer_keys
+    from shared.db import create_pool
+
+    pool = await create_pool(_settings().database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            keys = await volunteer_keys(conn, org_id)
+    finally:
+        await pool.close()
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        print(f"{k.key_id}  {state:<24}  created {k.created_at:%Y-%m-%d}  {k.label or ''}")
+    if not keys:
+        print(f"no volunteer keys for {org_id}")
+
+
 async def _migrate(services: Sequence[str]) -> None:
     """As the admin role: a database role per service (docs/privacy.md), each service's schema
     with the grants of its role, and the topics."""
@@ -244,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--on", required=True, type=_iso_date, help="YYYY-MM-DD, the first day it is no partner"
     )
     psub.add_parser("list", help="the partner registry")
+    volunteer = psub.add_parser(
+        "volunteer-key",
+        help="issue a key for a volunteer: scope `attendance` only (activities and attendance)",
+    )
+    volunteer.add_argument("org_id")
+    volunteer.add_argument("--label", help="to recognise the key by, e.g. 'tablet buurthuis'")
+    keys = psub.add_parser("keys", help="list an organisation's volunteer keys")
+    keys.add_argument("org_id")
 
     migrate = sub.add_parser("migrate", help="create/upgrade the database schemas and Kafka topics")
     migrate.add_argument("services", nargs="*", default=list(SERVICES))
@@ -286,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_partner_leave(args.org_id, args.on))
         elif args.partner_command == "list":
             asyncio.run(_partner_list())
+        elif args.partner_command == "volunteer-key":
+            asyncio.run(_volunteer_key(args.org_id, args.label))
+        elif args.partner_command == "keys":
+            asyncio.run(_keys(args.org_id))
         else:
             return 0 if asyncio.run(_partner_revoke(args.key_id)) else 1
         return 0

@@ -58,7 +58,7 @@ def bounded(examples: int) -> Any:
     )
 
 
-# 27 operations: ~20 random examples each besides the coverage phase's boundary cases.
+# 36 operations: ~20 random examples each besides the coverage phase's boundary cases.
 FUZZ = bounded(20)
 FUZZ_BATCH = bounded(25)
 # The metrics service's two operations take only query parameters, whose documented patterns
@@ -88,7 +88,9 @@ async def target(
 
 
 def assert_contract(case: Any, response: Any) -> None:
-    where = f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}"
+    # A template download is a binary spreadsheet: shown, not decoded.
+    preview = response.content[:500].decode("utf-8", errors="replace")
+    where = f"{case.method} {case.formatted_path} -> {response.status_code}: {preview}"
     assert response.status_code < 500, where
     if 400 <= response.status_code < 500:
         body = response.json()

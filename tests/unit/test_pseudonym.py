@@ -37,6 +37,7 @@ def test_known_vector_pins_the_derivation() -> None:
         "person": b"verbinding/v1/pseudonym/person",
         "resident": b"verbinding/v1/pseudonym/resident",
         "idempotency": b"verbinding/v1/digest/idempotency",
+        "attendance": b"verbinding/v1/id/attendance",
     }
     assert p.participant("buurtwerk", "client-0042") == (
         "d0d34e61d068c28742a6b838d9d47b624cda87c0398c002c5f0f63f6bfec9f62"
@@ -49,6 +50,10 @@ def test_known_vector_pins_the_derivation() -> None:
     )
     assert p.digest(b'{"ref": "client-0042"}') == (
         "08d611eeaf3a02ed4f2fd070a3f7a6129cdaed2fc60de43841ad84e6d5f7f24b"
+    )
+    # The ids of uploaded attendance rows: a changed vector makes every re-upload a new row.
+    assert p.attendance("buurtwerk", "koffie", "2025-03-04T09:00:00+00:00", "0042") == (
+        "d9d02fedbde34b4e53c2161f8b07ad068c880282ebc1444bcac21ff4546ac372"
     )
 
 
@@ -82,9 +87,21 @@ def test_every_purpose_has_its_own_key() -> None:
         p.person("org", "x"),
         p.digest(b"org:x"),
         independent(SECRET, "resident", "org:x"),
+        independent(SECRET, "attendance", "org:x"),
     }
-    assert len(values) == 4
+    assert len(values) == 5
     assert p.participant("org", "x") != hmac.new(SECRET.encode(), b"org:x", "sha256").hexdigest()
+
+
+def test_attendance_identity_is_hmac_of_its_parts_under_its_own_key() -> None:
+    p = Pseudonymiser(SECRET)
+
+    assert p.attendance("org", "act", "2025-03-04T09:00:00+00:00", "7") == independent(
+        SECRET, "attendance", "org\x1fact\x1f2025-03-04T09:00:00+00:00\x1f7"
+    )
+    assert p.attendance("org", "act", "2025-03-04T09:00:00+00:00", "7") != p.attendance(
+        "org", "act", "2025-03-04T09:00:00+00:00", "8"
+    )
 
 
 def test_non_ascii_refs_are_utf8_encoded() -> None:

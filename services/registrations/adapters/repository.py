@@ -70,6 +70,32 @@ class Repository:
         values["target_age_bands"] = tuple(values["target_age_bands"])
         return ActivityRow(**values)
 
+    async def activities(self, organisation_id: str) -> list[ActivityRow]:
+        """Every activity of the organisation, active ones first, then by title and id."""
+        rows = await self.conn.fetch(
+            "SELECT organisation_id, activity_id, version, title, category, aimed_at_connection, "
+            "neighbourhood, capacity, target_age_bands, active, updated_at "
+            f"FROM {SCHEMA}.activities WHERE organisation_id = $1 "
+            "ORDER BY active DESC, lower(title), activity_id",
+            organisation_id,
+        )
+        return [
+            ActivityRow(**{**dict(r), "target_age_bands": tuple(r["target_age_bands"])})
+            for r in rows
+        ]
+
+    async def attendance_status(
+        self, organisation_id: str, attendance_ids: list[str]
+    ) -> dict[str, str]:
+        """The recorded status (`attended`, `no_show`) of these attendance ids, where recorded."""
+        rows = await self.conn.fetch(
+            f"SELECT attendance_id, status FROM {SCHEMA}.attendance "
+            "WHERE organisation_id = $1 AND attendance_id = ANY($2::text[])",
+            organisation_id,
+            attendance_ids,
+        )
+        return {r["attendance_id"]: r["status"] for r in rows}
+
     async def save_activity(self, a: ActivityRow) -> None:
         await self.conn.execute(
             f"INSERT INTO {SCHEMA}.activities (organisation_id, activity_id, version, title, category, "
