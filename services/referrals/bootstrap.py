@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.referrals.entrypoints.http import (
-    BATCH_ITEM_SCHEMA,
-    batch_item_adapter,
-    build_router,
-)
+from services.referrals.domain.items import BATCH_ITEM_SCHEMA, batch_item_adapter
+from services.referrals.entrypoints.http import build_router
 from services.referrals.service_layer.handlers import ReferralHandlers
 from services.referrals.settings import ReferralsSettings
 from shared.http import create_app, document_schema

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.registrations.domain.items import BATCH_ITEM_SCHEMA, batch_item_adapter
 from services.registrations.domain.sheets import Limits
 from services.registrations.entrypoints.http import build_router
 from services.registrations.entrypoints.keys import build_keys_router
 from services.registrations.entrypoints.page import build_page_router
 from services.registrations.entrypoints.uploads import build_uploads_router
-from services.registrations.service_layer.batch import (
-    BATCH_ITEM_SCHEMA,
-    BatchWriter,
-    batch_item_adapter,
-)
+from services.registrations.service_layer.batch import BatchWriter
 from services.registrations.service_layer.handlers import RegistrationHandlers
 from services.registrations.service_layer.uploads import Uploads
 from services.registrations.settings import RegistrationsSettings

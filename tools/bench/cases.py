@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import math
 import os
+import re
+import resource
 import signal
 import socket
 import statistics
@@ -114,25 +116,41 @@ def _dsn_for(dsn: str, database: str) -> str:
     return f"{base}/{database}"
 
 
-async def fresh_database(dsn: str, name: str) -> str:
-    """A new database, migrated like ``verbinding migrate`` does (the services connect to it
-    as their own roles and only check that it is migrated)."""
-    from shared.db import create_pool, migrate_services
-    from tools.cli import SERVICES
-
-    admin = await asyncpg.connect(dsn, timeout=10)
+async def fresh_database(bench: Bench, name: str) -> str:
+    """A new database, migrated by ``verbinding migrate`` (the services connect to it as their
+    own roles and only check that it is migrated)."""
+    admin = await asyncpg.connect(bench.stack.dsn, timeout=10)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    fresh = _dsn_for(dsn, name)
-    pool = await create_pool(fresh, max_size=2)
-    try:
-        await migrate_services(pool, {service: p for service, (_, p) in SERVICES.items()})
-    finally:
-        await pool.close()
+    fresh = _dsn_for(bench.stack.dsn, name)
+    await _verbinding(bench, "migrate", VERBINDING_DATABASE_URL=fresh)
     return fresh
+
+
+async def _verbinding(bench: Bench, *args: str, **env: str) -> tuple[str, float]:
+    """``verbinding ARGS`` against the stack (``env`` on top of its environment): its output
+    and the CPU seconds it used (its own and its children's, from the kernel's accounting of
+    the children this process waited for)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = await asyncio.create_subprocess_exec(
+        str(VENV_BIN / "verbinding"),
+        *args,
+        cwd=REPO,
+        env=bench.child_env(**env),
+        stdin=subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    bench.memory.watch(f"verbinding {args[0]}", proc.pid)
+    out, err = await proc.communicate()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"verbinding {' '.join(args)} failed:\n{err.decode()[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out.decode(), cpu
 
 
 async def drop_database(dsn: str, name: str) -> None:
@@ -280,7 +298,7 @@ async def aggregation(bench: Bench, prefill: Prefill) -> dict[str, Any]:
         )
 
     await baselines()
-    dsn = await fresh_database(bench.stack.dsn, "verbinding_bench")
+    dsn = await fresh_database(bench, "verbinding_bench")
     service = await _metrics_instance(bench, prefill, dsn)
     bench.say(f"  metrics service: {service['events_per_second']:,.0f}/s")
     for _ in range(max(0, bench.repeat - 1)):
@@ -308,20 +326,28 @@ async def aggregation(bench: Bench, prefill: Prefill) -> dict[str, Any]:
 
 
 async def rebuild(bench: Bench, prefill: Prefill, dsn: str, bare_rate: float) -> dict[str, Any]:
-    """``rebuild()`` (``verbinding metrics rebuild``) replaying the pre-filled topics."""
-    result = await _worker(
+    """``verbinding metrics rebuild`` replaying the pre-filled topics into ``dsn``."""
+    out, cpu = await _verbinding(
         bench,
+        "metrics",
         "rebuild",
-        "--bootstrap",
-        bench.stack.bootstrap,
-        "--prefix",
-        prefill.prefix,
-        "--database-url",
-        dsn,
-        name="rebuild",
+        VERBINDING_DATABASE_URL=dsn,
+        VERBINDING_TOPIC_PREFIX=prefill.prefix,
     )
-    result["ratio_to_bare"] = result["events_per_second"] / bare_rate if bare_rate else None
-    return result
+    # "replayed N events (A applied, S dead letters skipped) in X s = R events/s; ..."
+    found = re.search(r"replayed (\d+) events \((\d+) applied.* in ([\d.]+) s", out)
+    if found is None:
+        raise RuntimeError(f"verbinding metrics rebuild said: {out[-500:]}")
+    events, applied, seconds = int(found[1]), int(found[2]), float(found[3])
+    rate = events / seconds if seconds else 0.0
+    return {
+        "cpu_us_per_event": cpu / max(events, 1) * 1e6,
+        "events": events,
+        "applied": applied,
+        "seconds": seconds,
+        "events_per_second": rate,
+        "ratio_to_bare": rate / bare_rate if bare_rate else None,
+    }
 
 
 # -------------------------------------------------------------------------------- ingestion
@@ -555,12 +581,15 @@ async def latency(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
 
 async def _metrics_caught_up(bench: Bench, within: float = 600) -> None:
     """Wait until the stack's metrics consumer has committed everything on the live topics."""
-    from services.metrics.entrypoints.consumer import CONSUMED_TOPICS
-    from services.metrics.settings import MetricsSettings
-    from shared.events import topic_name
+    from shared.events import Topic, topic_name
+    from tools.docs import described
 
-    settings = MetricsSettings()  # what the stack's metrics service reads from the same env
-    topics = [topic_name(t, settings.topic_prefix) for t in CONSUMED_TOPICS]
+    # The topics and group the code gives the metrics service, under the stack's settings.
+    metrics = described()["services"]["metrics"]
+    env = bench.child_env()
+    group = env.get("VERBINDING_CONSUMER_GROUP") or metrics["consumer_group"]
+    prefix = env.get("VERBINDING_TOPIC_PREFIX", "")
+    topics = [topic_name(Topic(t), prefix) for t in metrics["consumes"]]
     admin = AIOKafkaAdminClient(bootstrap_servers=bench.stack.bootstrap)
     await admin.start()
     deadline = time.perf_counter() + within
@@ -568,7 +597,7 @@ async def _metrics_caught_up(bench: Bench, within: float = 600) -> None:
         while time.perf_counter() < deadline:
             total = sum((await end_offsets(bench.stack.bootstrap, topics)).values())
             with contextlib.suppress(Exception):
-                if await _committed(admin, settings.consumer_group, set(topics)) >= total:
+                if await _committed(admin, group, set(topics)) >= total:
                     return
             await asyncio.sleep(0.5)
     finally:

@@ -162,7 +162,7 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         if "rebuild" in args.cases and filled is not None:
             say("rebuild ...")
             dsn = results.get("aggregation", {}).get("database") or await cases.fresh_database(
-                stack.dsn, "verbinding_bench"
+                bench, "verbinding_bench"
             )
             results["rebuild"] = await cases.rebuild(bench, filled, dsn, bare_rate)
             say(f"  rebuild: {results['rebuild']['events_per_second']:,.0f}/s")

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.referrals.domain.commands import ParticipantIn as ReferralParticipantIn
+from services.referrals.domain.items import batch_item_adapter as referral_items
 from services.referrals.domain.scoring import score
-from services.referrals.entrypoints.http import batch_item_adapter as referral_items
-from services.registrations.entrypoints.http import batch_item_adapter as registration_items
+from services.registrations.domain.items import batch_item_adapter as registration_items
 from shared.events import (
     ActivityUpserted,
     AttendanceRecorded,

@@ -18,12 +18,12 @@ from datetime import date
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from tqdm import tqdm
 
 from shared.events import KAFKA_HEADERS, Topic, topic_name
-from shared.kafka import ensure_topics
+from shared.kafka import ensure_topics, topic_partitions
 
 __all__ = ["CONSUMED", "Prefill", "end_offsets", "prefill", "sample_values"]
 
@@ -102,12 +102,7 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(cluster.partitions_for_topic(t) or ())
-        ]
+        parts = await topic_partitions(bootstrap, topics)
         if not parts:
             return dict.fromkeys(topics, 0)
         ends = await consumer.end_offsets(parts)
@@ -212,12 +207,7 @@ async def sample_values(bootstrap: str, topics: list[str], n: int) -> list[bytes
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(cluster.partitions_for_topic(t) or ())
-        ]
+        parts = await topic_partitions(bootstrap, topics)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         out: list[bytes] = []

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.referrals.domain.commands import (
     MeasurementCommand,
     ReferralCommand,
     StatusCommand,
     TrainingCommand,
+)
+from services.referrals.domain.items import (
+    BATCH_ITEM_SCHEMA,
+    KINDS,
+    MeasurementItem,
+    ReferralItem,
+    ReferralStatusItem,
+    TrainingItem,
+    batch_item_adapter,
 )
 from services.referrals.service_layer.handlers import ReferralHandlers
 from shared.auth import Principal, Scope
@@ -21,7 +30,7 @@ from shared.http import COMMON_RESPONSES, ErrorBody, path_id, require_any_scope,
 from shared.identifiers import ORGANISATION_ID_PATTERN
 from shared.writes import BatchItemResult, WriteResult, fields_under, parse_batch_item, run_batch
 
-__all__ = ["BATCH_ITEM_SCHEMA", "batch_item_adapter", "build_router"]
+__all__ = ["build_router"]
 
 ReferralWriter = Annotated[Principal, Depends(require_scope(Scope.REFERRALS))]
 TrainingWriter = Annotated[Principal, Depends(require_scope(Scope.TRAININGS))]
@@ -62,43 +71,6 @@ Referrer = Annotated[
 ]
 
 
-class ReferralItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["referral"]
-    body: ReferralCommand
-
-
-class ReferralStatusItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["referral_status"]
-    referral_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s/\x00]+$")
-    referring_organisation_id: str | None = Field(
-        None,
-        pattern=ORGANISATION_ID_PATTERN,
-        description="As `?referring_organisation_id=` of the single endpoint.",
-    )
-    body: StatusCommand
-
-
-class TrainingItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["training"]
-    body: TrainingCommand
-
-
-class MeasurementItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["measurement"]
-    body: MeasurementCommand
-
-
-BatchItem = Annotated[
-    ReferralItem | ReferralStatusItem | TrainingItem | MeasurementItem,
-    Field(discriminator="kind"),
-]
-_ITEM: TypeAdapter[Any] = TypeAdapter(BatchItem)
-_KINDS = frozenset({"referral", "referral_status", "training", "measurement"})
-BATCH_ITEM_SCHEMA = "ReferralsBatchItem"
 # The scope each kind of item needs; the batch itself needs any one of them.
 _ITEM_SCOPE: dict[type[BaseModel], Scope] = {
     ReferralItem: Scope.REFERRALS,
@@ -131,10 +103,6 @@ class BatchResponse(BaseModel):
 
 def _answer(result: WriteResult) -> JSONResponse:
     return JSONResponse(result.body, status_code=result.status_code)
-
-
-def batch_item_adapter() -> TypeAdapter[Any]:
-    return _ITEM
 
 
 def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
@@ -267,7 +235,7 @@ def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
             raise FieldError([("items", f"at most {batch_max_items} items per batch")])
 
         async def dispatch(conn: Any, raw: Any) -> WriteResult:
-            item = parse_batch_item(_ITEM, raw, _KINDS)
+            item = parse_batch_item(batch_item_adapter(), raw, KINDS)
             needed = _ITEM_SCOPE[type(item)]
             if not principal.has(needed):
                 raise FieldError([("kind", f"this key lacks the scope `{needed.value}`")])

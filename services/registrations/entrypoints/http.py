@@ -15,20 +15,15 @@ from services.registrations.domain.commands import (
     CancellationCommand,
     RegistrationCommand,
 )
-from services.registrations.service_layer.batch import (
-    BATCH_ITEM_SCHEMA,
-    KIND_SCOPES,
-    BatchWriter,
-    batch_item_adapter,
-)
+from services.registrations.domain.items import BATCH_ITEM_SCHEMA
+from services.registrations.service_layer.batch import KIND_SCOPES, BatchWriter
 from services.registrations.service_layer.handlers import RegistrationHandlers, activity_body
 from shared.auth import Principal, Scope
 from shared.errors import FieldError, NotFoundError
 from shared.http import COMMON_RESPONSES, path_id, require_any_scope, require_scope
 from shared.writes import BatchItemResult, WriteResult
 
-# batch_item_adapter: the item schema, where the tools and tests have always found it.
-__all__ = ["BATCH_ITEM_SCHEMA", "batch_item_adapter", "build_router"]
+__all__ = ["build_router"]
 
 # A volunteer's key (`attendance`) keeps activities and records attendance: the scopes of each
 # kind of write are those of its batch items (service_layer/batch.py), written once.

@@ -9,16 +9,17 @@ set of handlers, the same events.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from services.registrations.domain.commands import (
-    ActivityCommand,
-    AttendanceCommand,
-    CancellationCommand,
-    RegistrationCommand,
+from services.registrations.domain.items import (
+    BATCH_ITEM_SCHEMA,
+    OWN_FIELDS,
+    ActivityItem,
+    CancellationItem,
+    RegistrationItem,
+    batch_item_adapter,
 )
 from services.registrations.service_layer.handlers import RegistrationHandlers
 from shared.auth import Principal, Scope
@@ -32,41 +33,6 @@ __all__ = [
     "batch_item_adapter",
 ]
 
-ItemId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s/\x00]+$")]
-
-
-class ActivityItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["activity"]
-    activity_id: ItemId
-    body: ActivityCommand
-
-
-class RegistrationItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["registration"]
-    body: RegistrationCommand
-
-
-class CancellationItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["cancellation"]
-    registration_id: ItemId
-    body: CancellationCommand
-
-
-class AttendanceItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["attendance"]
-    body: AttendanceCommand
-
-
-BatchItem = Annotated[
-    ActivityItem | RegistrationItem | CancellationItem | AttendanceItem, Field(discriminator="kind")
-]
-_ITEM: TypeAdapter[Any] = TypeAdapter(BatchItem)
-BATCH_ITEM_SCHEMA = "RegistrationsBatchItem"
-
 # Which scopes let a key write an item of each kind (any one of them; admin opens all). A
 # volunteer's key (`attendance`) keeps activities and records attendance, nothing else.
 KIND_SCOPES: dict[str, tuple[Scope, ...]] = {
@@ -75,15 +41,6 @@ KIND_SCOPES: dict[str, tuple[Scope, ...]] = {
     "cancellation": (Scope.REGISTRATIONS,),
     "attendance": (Scope.REGISTRATIONS, Scope.ATTENDANCE),
 }
-# The ids that a single endpoint takes from its path sit beside `body` in an item.
-_OWN_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {
-    ActivityItem: ("activity_id",),
-    CancellationItem: ("registration_id",),
-}
-
-
-def batch_item_adapter() -> TypeAdapter[Any]:
-    return _ITEM
 
 
 def _scope_problem(principal: Principal, kind: str) -> str | None:
@@ -116,11 +73,11 @@ class BatchWriter:
         handlers = self.handlers
 
         async def dispatch(conn: asyncpg.Connection, raw: Any) -> WriteResult:
-            item = parse_batch_item(_ITEM, raw, KIND_SCOPES)
+            item = parse_batch_item(batch_item_adapter(), raw, KIND_SCOPES)
             lacking = _scope_problem(principal, item.kind)
             if lacking:
                 raise FieldError([("kind", lacking)])
-            with fields_under("body", keep=_OWN_FIELDS.get(type(item), ())):
+            with fields_under("body", keep=OWN_FIELDS.get(item.kind, ())):
                 if isinstance(item, ActivityItem):
                     return await handlers.put_activity(conn, org, item.activity_id, item.body)
                 if isinstance(item, RegistrationItem):
