@@ -317,13 +317,13 @@ def _acl_table() -> set[tuple[str, str, str, str]]:
 
 
 def _written_topics(service: str) -> set[str]:
-    """The topics of the events a writing service's handlers build (what its relay publishes)."""
+    """The topics of the events a writing service's decisions build (what its relay publishes)."""
     import importlib
 
-    handlers = importlib.import_module(f"services.{service}.service_layer.handlers")
+    decisions = importlib.import_module(f"services.{service}.domain.decide")
     return {
         obj.topic.value
-        for obj in vars(handlers).values()
+        for obj in vars(decisions).values()
         if isinstance(obj, type) and issubclass(obj, EventData) and obj is not EventData
     }
 

@@ -58,11 +58,14 @@ def _chunk(seed: int, index: int, today: date, secret: str) -> list[tuple[str, b
     from shared.pseudonym import Pseudonymiser
     from tools.bench.events import EventFactory, encoded
     from tools.simulator.generate import generate
+    from tools.simulator.scenario import default_scenario
 
     writes = generate(
         seed * 1000 + index, RESIDENTS_PER_CHUNK, 12, today, run_id=f"b{seed}c{index:03d}"
     )
-    factory = EventFactory(Pseudonymiser(secret))
+    # The benchmark registers every organisation of the scenario as a partner.
+    partners = [o.id for o in default_scenario().organisations]
+    factory = EventFactory(Pseudonymiser(secret), partners)
     return [(e.topic, e.key, e.value) for e in encoded(factory.events(writes), "")]
 
 

@@ -1,178 +1,213 @@
-"""SQL for the registrations service's own state (schema ``registrations``)."""
+"""SQL for the registrations service's own records (schema ``registrations``): loaded set-wise
+for a batch, written set-based (one statement per table, joined into the batch's one statement
+by the unit of work)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Collection, Sequence
 
 import asyncpg
+import orjson
 
-__all__ = ["ActivityRow", "RegistrationRow", "Repository"]
+from services.registrations.domain.decide import Activity, Attendance, Key, Registration
+from shared.pipeline.postgres import Write
+
+__all__ = ["SCHEMA", "PostgresActivities", "PostgresAttendance", "PostgresRegistrations"]
 
 SCHEMA = "registrations"
 
-
-@dataclass(frozen=True)
-class ActivityRow:
-    organisation_id: str
-    activity_id: str
-    version: int
-    title: str
-    category: str
-    aimed_at_connection: bool
-    neighbourhood: str
-    capacity: int | None
-    target_age_bands: tuple[str, ...]
-    active: bool
-    updated_at: datetime
+_ACTIVITY_COLUMNS = (
+    "organisation_id, activity_id, version, title, category, aimed_at_connection, "
+    "neighbourhood, capacity, target_age_bands, active, updated_at"
+)
+_REGISTRATION_COLUMNS = (
+    "organisation_id, registration_id, activity_id, participant_id, registered_at, "
+    "referral_id, referring_organisation_id, cancelled_at"
+)
 
 
-@dataclass(frozen=True)
-class RegistrationRow:
-    organisation_id: str
-    registration_id: str
-    activity_id: str
-    participant_id: str
-    registered_at: datetime
-    referral_id: str | None
-    referring_organisation_id: str | None
-    cancelled_at: datetime | None
+def _activity(row: asyncpg.Record) -> Activity:
+    values = dict(row)
+    values["target_age_bands"] = tuple(values["target_age_bands"])
+    return Activity(**values)
 
 
-class Repository:
-    """Role: read and save the service's records, scoped to one organisation by every query."""
+def _keys(keys: Collection[Key]) -> tuple[list[str], list[str]]:
+    ordered = sorted(set(keys))  # locks are taken in key order: two batches never cross
+    return [k[0] for k in ordered], [k[1] for k in ordered]
 
+
+class PostgresActivities:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def activity(
-        self, organisation_id: str, activity_id: str, *, lock: bool = False
-    ) -> ActivityRow | None:
-        if lock:
-            # FOR UPDATE locks a row that exists; two first PUTs of a new activity find none and
-            # would both create version 1 (two events for one activity). The id is locked
-            # instead, until the end of the transaction.
-            await self.conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                f"{SCHEMA}\x1factivity\x1f{organisation_id}\x1f{activity_id}",
-            )
-        row = await self.conn.fetchrow(
-            "SELECT organisation_id, activity_id, version, title, category, aimed_at_connection, "
-            "neighbourhood, capacity, target_age_bands, active, updated_at "
-            f"FROM {SCHEMA}.activities WHERE organisation_id = $1 AND activity_id = $2"
-            + (" FOR UPDATE" if lock else ""),
-            organisation_id,
-            activity_id,
-        )
-        if row is None:
-            return None
-        values = dict(row)
-        values["target_age_bands"] = tuple(values["target_age_bands"])
-        return ActivityRow(**values)
-
-    async def activities(self, organisation_id: str) -> list[ActivityRow]:
-        """Every activity of the organisation, active ones first, then by title and id."""
+    async def load(self, keys: Collection[Key], *, lock: bool = False) -> dict[Key, Activity]:
+        if not keys:
+            return {}
+        orgs, ids = _keys(keys)
         rows = await self.conn.fetch(
-            "SELECT organisation_id, activity_id, version, title, category, aimed_at_connection, "
-            "neighbourhood, capacity, target_age_bands, active, updated_at "
-            f"FROM {SCHEMA}.activities WHERE organisation_id = $1 "
+            f"SELECT {', '.join('a.' + c.strip() for c in _ACTIVITY_COLUMNS.split(','))} "
+            f"FROM {SCHEMA}.activities a "
+            "JOIN unnest($1::text[], $2::text[]) AS k(o, id) "
+            "ON a.organisation_id = k.o AND a.activity_id = k.id "
+            "ORDER BY a.organisation_id, a.activity_id" + (" FOR UPDATE OF a" if lock else ""),
+            orgs,
+            ids,
+        )
+        return {(r["organisation_id"], r["activity_id"]): _activity(r) for r in rows}
+
+    async def of_organisation(self, organisation_id: str) -> list[Activity]:
+        rows = await self.conn.fetch(
+            f"SELECT {_ACTIVITY_COLUMNS} FROM {SCHEMA}.activities WHERE organisation_id = $1 "
             "ORDER BY active DESC, lower(title), activity_id",
             organisation_id,
         )
-        return [
-            ActivityRow(**{**dict(r), "target_age_bands": tuple(r["target_age_bands"])})
-            for r in rows
-        ]
+        return [_activity(r) for r in rows]
 
-    async def attendance_status(
-        self, organisation_id: str, attendance_ids: list[str]
+    @staticmethod
+    def writes(added: Sequence[Activity], changed: Sequence[Activity]) -> list[Write]:
+        out = []
+        # target_age_bands travel as one JSON array (text) per row: unnest cannot take an
+        # array of arrays of different lengths.
+        columns = (
+            "$1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::bool[], $7::text[], "
+            "$8::int[], $9::text[], $10::bool[], $11::timestamptz[]"
+        )
+        names = "o, a, v, t, c, ac, n, cap, bands, act, u"
+        if added:
+            out.append(
+                Write(
+                    f"INSERT INTO {SCHEMA}.activities ({_ACTIVITY_COLUMNS}) "
+                    "SELECT o, a, v, t, c, ac, n, cap, "
+                    "ARRAY(SELECT jsonb_array_elements_text(bands::jsonb)), act, u "
+                    f"FROM unnest({columns}) AS x({names})",
+                    _activity_columns(added),
+                )
+            )
+        if changed:
+            out.append(
+                Write(
+                    f"UPDATE {SCHEMA}.activities AS t SET version = x.v, title = x.t, "
+                    "category = x.c, aimed_at_connection = x.ac, neighbourhood = x.n, "
+                    "capacity = x.cap, "
+                    "target_age_bands = ARRAY(SELECT jsonb_array_elements_text(x.bands::jsonb)), "
+                    "active = x.act, updated_at = x.u "
+                    f"FROM unnest({columns}) AS x({names}) "
+                    "WHERE t.organisation_id = x.o AND t.activity_id = x.a",
+                    _activity_columns(changed),
+                )
+            )
+        return out
+
+
+def _activity_columns(rows: Sequence[Activity]) -> tuple[list[object], ...]:
+    rows = sorted(rows, key=lambda a: (a.organisation_id, a.activity_id))
+    return (
+        [a.organisation_id for a in rows],
+        [a.activity_id for a in rows],
+        [a.version for a in rows],
+        [a.title for a in rows],
+        [a.category for a in rows],
+        [a.aimed_at_connection for a in rows],
+        [a.neighbourhood for a in rows],
+        [a.capacity for a in rows],
+        [orjson.dumps(a.target_age_bands).decode() for a in rows],
+        [a.active for a in rows],
+        [a.updated_at for a in rows],
+    )
+
+
+class PostgresRegistrations:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def load(self, keys: Collection[Key], *, lock: bool = False) -> dict[Key, Registration]:
+        if not keys:
+            return {}
+        orgs, ids = _keys(keys)
+        rows = await self.conn.fetch(
+            f"SELECT {', '.join('r.' + c.strip() for c in _REGISTRATION_COLUMNS.split(','))} "
+            f"FROM {SCHEMA}.registrations r "
+            "JOIN unnest($1::text[], $2::text[]) AS k(o, id) "
+            "ON r.organisation_id = k.o AND r.registration_id = k.id "
+            "ORDER BY r.organisation_id, r.registration_id" + (" FOR UPDATE OF r" if lock else ""),
+            orgs,
+            ids,
+        )
+        return {(r["organisation_id"], r["registration_id"]): Registration(**dict(r)) for r in rows}
+
+    @staticmethod
+    def writes(added: Sequence[Registration], changed: Sequence[Registration]) -> list[Write]:
+        out = []
+        if added:
+            rows = sorted(added, key=lambda r: (r.organisation_id, r.registration_id))
+            out.append(
+                Write(
+                    f"INSERT INTO {SCHEMA}.registrations ({_REGISTRATION_COLUMNS}) "
+                    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+                    "$5::timestamptz[], $6::text[], $7::text[], $8::timestamptz[])",
+                    (
+                        [r.organisation_id for r in rows],
+                        [r.registration_id for r in rows],
+                        [r.activity_id for r in rows],
+                        [r.participant_id for r in rows],
+                        [r.registered_at for r in rows],
+                        [r.referral_id for r in rows],
+                        [r.referring_organisation_id for r in rows],
+                        [r.cancelled_at for r in rows],
+                    ),
+                )
+            )
+        if changed:  # a registration changes only by its cancellation
+            rows = sorted(changed, key=lambda r: (r.organisation_id, r.registration_id))
+            out.append(
+                Write(
+                    f"UPDATE {SCHEMA}.registrations AS t SET cancelled_at = x.at "
+                    "FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS x(o, id, at) "
+                    "WHERE t.organisation_id = x.o AND t.registration_id = x.id",
+                    (
+                        [r.organisation_id for r in rows],
+                        [r.registration_id for r in rows],
+                        [r.cancelled_at for r in rows],
+                    ),
+                )
+            )
+        return out
+
+
+class PostgresAttendance:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def statuses(
+        self, organisation_id: str, attendance_ids: Collection[str]
     ) -> dict[str, str]:
-        """The recorded status (`attended`, `no_show`) of these attendance ids, where recorded."""
         rows = await self.conn.fetch(
             f"SELECT attendance_id, status FROM {SCHEMA}.attendance "
             "WHERE organisation_id = $1 AND attendance_id = ANY($2::text[])",
             organisation_id,
-            attendance_ids,
+            list(attendance_ids),
         )
         return {r["attendance_id"]: r["status"] for r in rows}
 
-    async def save_activity(self, a: ActivityRow) -> None:
-        await self.conn.execute(
-            f"INSERT INTO {SCHEMA}.activities (organisation_id, activity_id, version, title, category, "
-            "aimed_at_connection, neighbourhood, capacity, target_age_bands, active, updated_at) "
-            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) "
-            "ON CONFLICT (organisation_id, activity_id) DO UPDATE SET version = EXCLUDED.version, "
-            "title = EXCLUDED.title, category = EXCLUDED.category, "
-            "aimed_at_connection = EXCLUDED.aimed_at_connection, "
-            "neighbourhood = EXCLUDED.neighbourhood, capacity = EXCLUDED.capacity, "
-            "target_age_bands = EXCLUDED.target_age_bands, active = EXCLUDED.active, "
-            "updated_at = EXCLUDED.updated_at",
-            a.organisation_id,
-            a.activity_id,
-            a.version,
-            a.title,
-            a.category,
-            a.aimed_at_connection,
-            a.neighbourhood,
-            a.capacity,
-            list(a.target_age_bands),
-            a.active,
-            a.updated_at,
-        )
-
-    async def registration(
-        self, organisation_id: str, registration_id: str
-    ) -> RegistrationRow | None:
-        row = await self.conn.fetchrow(
-            "SELECT organisation_id, registration_id, activity_id, participant_id, registered_at, "
-            f"referral_id, referring_organisation_id, cancelled_at FROM {SCHEMA}.registrations "
-            "WHERE organisation_id = $1 AND registration_id = $2",
-            organisation_id,
-            registration_id,
-        )
-        return RegistrationRow(**dict(row)) if row else None
-
-    async def add_registration(self, r: RegistrationRow) -> None:
-        await self.conn.execute(
-            f"INSERT INTO {SCHEMA}.registrations (organisation_id, registration_id, activity_id, "
-            "participant_id, registered_at, referral_id, referring_organisation_id) "
-            "VALUES ($1,$2,$3,$4,$5,$6,$7)",
-            r.organisation_id,
-            r.registration_id,
-            r.activity_id,
-            r.participant_id,
-            r.registered_at,
-            r.referral_id,
-            r.referring_organisation_id,
-        )
-
-    async def cancel_registration(
-        self, organisation_id: str, registration_id: str, at: datetime
-    ) -> None:
-        await self.conn.execute(
-            f"UPDATE {SCHEMA}.registrations SET cancelled_at = $3 "
-            "WHERE organisation_id = $1 AND registration_id = $2",
-            organisation_id,
-            registration_id,
-            at,
-        )
-
-    async def add_attendance(
-        self,
-        organisation_id: str,
-        attendance_id: str,
-        activity_id: str,
-        participant_id: str,
-        session_start: datetime,
-        status: str,
-    ) -> None:
-        await self.conn.execute(
-            f"INSERT INTO {SCHEMA}.attendance (organisation_id, attendance_id, activity_id, "
-            "participant_id, session_start, status) VALUES ($1,$2,$3,$4,$5,$6)",
-            organisation_id,
-            attendance_id,
-            activity_id,
-            participant_id,
-            session_start,
-            status,
-        )
+    @staticmethod
+    def writes(added: Sequence[Attendance]) -> list[Write]:
+        if not added:
+            return []
+        rows = sorted(added, key=lambda a: (a.organisation_id, a.attendance_id))
+        return [
+            Write(
+                f"INSERT INTO {SCHEMA}.attendance (organisation_id, attendance_id, activity_id, "
+                "participant_id, session_start, status) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+                "$5::timestamptz[], $6::text[])",
+                (
+                    [a.organisation_id for a in rows],
+                    [a.attendance_id for a in rows],
+                    [a.activity_id for a in rows],
+                    [a.participant_id for a in rows],
+                    [a.session_start for a in rows],
+                    [a.status for a in rows],
+                ),
+            )
+        ]
