@@ -27,14 +27,17 @@ from shared.auth import Scope as KeyScope
 from shared.db import DatabaseUnavailable
 from shared.errors import ConflictError, FieldError, ForbiddenError, NotFoundError
 from shared.kafka import kafka_reachable
-from shared.pipeline.pipeline import WriteContention
+from shared.pipeline.items import BatchItemResult, WriteResult
+from shared.pipeline.pipeline import Pipeline, WriteContention
 
 __all__ = [
     "COMMON_RESPONSES",
     "ApiError",
+    "BatchResponse",
     "Caller",
     "ErrorBody",
     "ErrorDetail",
+    "answer",
     "caller",
     "create_app",
     "document_schema",
@@ -42,6 +45,7 @@ __all__ = [
     "path_id",
     "require_any_scope",
     "require_scope",
+    "write_batch",
 ]
 
 log = logging.getLogger(__name__)
@@ -288,6 +292,29 @@ def _key_check(
         return principal
 
     return check
+
+
+def answer(result: WriteResult) -> JSONResponse:
+    """A single write's answer: 201 the first time, 200 for a replay or a no-op."""
+    return JSONResponse(result.body, status_code=result.status_code)
+
+
+class BatchResponse(BaseModel):
+    accepted: int
+    rejected: int
+    results: list[BatchItemResult]
+
+
+async def write_batch(
+    writes: Pipeline[Any, Any, Any], caller: Caller[Any], items: list[Any], max_items: int
+) -> BatchResponse:
+    """``POST /v1/batch``: one result per item. The route's key needs one of the batch's
+    scopes; each item needs the scope of its kind as well (checked per item)."""
+    if len(items) > max_items:
+        raise FieldError([("items", f"at most {max_items} items per batch")])
+    results = await writes.batch(caller.uow, caller.principal, items)
+    accepted = sum(1 for r in results if r.status < 300)
+    return BatchResponse(accepted=accepted, rejected=len(results) - accepted, results=results)
 
 
 def create_app(

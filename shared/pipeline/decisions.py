@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel
@@ -25,11 +25,13 @@ __all__ = [
     "DOMAIN_ERRORS",
     "BatchState",
     "Context",
+    "Decider",
     "Decision",
     "IdempotencyConflict",
     "IdempotencyKey",
     "Records",
     "Remembered",
+    "decide_and_apply",
     "replayed",
     "request_digest",
 ]
@@ -161,3 +163,30 @@ class BatchState:
         if decision.remember is not None:
             key, digest = decision.remember
             self.remembered.put(key, Remembered(digest, decision.status_code, decision.body))
+
+
+ItemT = TypeVar("ItemT")
+ItemT_contra = TypeVar("ItemT_contra", contravariant=True)
+StateT = TypeVar("StateT", bound=BatchState)
+StateT_contra = TypeVar("StateT_contra", bound=BatchState, contravariant=True)
+
+
+class Decider(Protocol[ItemT_contra, StateT_contra]):
+    """A service's decisions: what a command decides against a state, what an event changes."""
+
+    def decide(self, item: ItemT_contra, state: StateT_contra, context: Context) -> Decision: ...
+
+    def evolve(self, state: StateT_contra, event: CloudEvent[Any]) -> None: ...
+
+
+def decide_and_apply(
+    decider: Decider[ItemT, StateT], item: ItemT, state: StateT, context: Context
+) -> Decision:
+    """Decide ``item`` and apply the decision to ``state``: its answer is remembered and its
+    events evolve the state, so that the next item is decided against them. A refusal (a domain
+    error) changes nothing."""
+    decision = decider.decide(item, state, context)
+    state.remember(decision)
+    for event in decision.events:
+        decider.evolve(state, event)
+    return decision

@@ -25,7 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from shared.auth import Principal
 from shared.errors import DOMAIN_ERRORS, FieldError
 from shared.events import CloudEvent
-from shared.pipeline.decisions import BatchState, Context, Decision
+from shared.pipeline.decisions import BatchState, Context, Decision, decide_and_apply
 from shared.pipeline.items import (
     BatchItemResult,
     WriteResult,
@@ -127,6 +127,8 @@ class Pipeline(Generic[ItemT, StateT, UowT]):
                 results[index] = failed(index, exc)
                 continue
             valid.append((index, item))
+        # With all-or-nothing an invalid item means nothing is written; the valid ones are
+        # still decided, to say what each would have done.
         doomed = all_or_nothing and len(valid) < len(raw_items)
         outcomes = await self._apply(
             uow, principal.organisation_id, [item for _, item in valid], all_or_nothing, doomed
@@ -164,11 +166,10 @@ class Pipeline(Generic[ItemT, StateT, UowT]):
             async with uow:
                 state = await self.model.load(uow, organisation_id, items)
                 decided = self._decide(organisation_id, items, state)
-                if doomed or (all_or_nothing and decided.refused):
-                    return decided.outcomes  # leaving without a commit writes nothing
-                await uow.save(state, decided.events)
-                await uow.commit()
-                return decided.outcomes
+                if _stands(decided.outcomes, all_or_nothing, doomed):
+                    await uow.save(state, decided.events)
+                    await uow.commit()
+                return decided.outcomes  # leaving without a commit writes nothing
         except ConcurrentWrite:
             return await self._one_by_one(uow, organisation_id, items, all_or_nothing, doomed)
 
@@ -177,13 +178,10 @@ class Pipeline(Generic[ItemT, StateT, UowT]):
         for item in items:
             context = Context(organisation_id, self.clock(), self.pseudonymiser)
             try:
-                decision = self.model.decide(item, state, context)
+                decision = decide_and_apply(self.model, item, state, context)
             except DOMAIN_ERRORS as exc:
                 decided.outcomes.append(exc)
                 continue
-            state.remember(decision)
-            for event in decision.events:
-                self.model.evolve(state, event)
             decided.events.extend(decision.events)
             decided.outcomes.append(WriteResult(decision.status_code, decision.body))
         return decided
@@ -214,7 +212,15 @@ class Pipeline(Generic[ItemT, StateT, UowT]):
                         "the same records were written concurrently on every attempt"
                     )
                 outcomes.extend(decided.outcomes)
-            refused = any(isinstance(o, Exception) for o in outcomes)
-            if not (doomed or (all_or_nothing and refused)):
+            if _stands(outcomes, all_or_nothing, doomed):
                 await uow.commit()
         return outcomes
+
+
+def _stands(
+    outcomes: Sequence[WriteResult | Exception], all_or_nothing: bool, doomed: bool
+) -> bool:
+    """Whether a batch's writes are committed: with all-or-nothing, not when an item was refused
+    (``doomed``: one was refused before any was decided)."""
+    refused = any(isinstance(o, Exception) for o in outcomes)
+    return not (doomed or (all_or_nothing and refused))

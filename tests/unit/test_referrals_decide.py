@@ -13,7 +13,7 @@ from services.referrals.domain.items import batch_item_adapter
 from services.referrals.domain.lifecycle import IllegalTransition
 from shared.errors import ConflictError, FieldError, ForbiddenError, NotFoundError
 from shared.events import MeasurementRecorded, ReferralStatusChanged
-from shared.pipeline.decisions import Context, Decision, IdempotencyConflict
+from shared.pipeline.decisions import Context, Decision, IdempotencyConflict, decide_and_apply
 from shared.pseudonym import Pseudonymiser
 from shared.reference import load_reference
 
@@ -65,11 +65,7 @@ def decide(state: State, org: str, *items: Any) -> list[Decision]:
     out = []
     for i in items:
         DECISIONS.check(i)
-        decision = DECISIONS.decide(i, state, Context(org, NOW, PSEUDONYMS))
-        state.remember(decision)
-        for event in decision.events:
-            DECISIONS.evolve(state, event)
-        out.append(decision)
+        out.append(decide_and_apply(DECISIONS, i, state, Context(org, NOW, PSEUDONYMS)))
     return out
 
 

@@ -12,7 +12,13 @@ from services.registrations.domain.decide import Registrations, State
 from services.registrations.domain.items import batch_item_adapter
 from shared.errors import ConflictError, FieldError
 from shared.events import ActivityUpserted, RegistrationCancelled, RegistrationCreated
-from shared.pipeline.decisions import Context, Decision, IdempotencyConflict, Records
+from shared.pipeline.decisions import (
+    Context,
+    Decision,
+    IdempotencyConflict,
+    Records,
+    decide_and_apply,
+)
 from shared.pseudonym import Pseudonymiser
 from shared.reference import load_reference
 
@@ -56,14 +62,7 @@ def cancellation(registration_id: str = "r1", at: str = "2026-03-01T12:00:00+01:
 
 def decide(state: State, *items: Any, org: str = ORG) -> list[Decision]:
     """Decide the items in turn, each seeing the effects of those before (as a batch does)."""
-    out = []
-    for i in items:
-        decision = DECISIONS.decide(i, state, Context(org, NOW, PSEUDONYMS))
-        state.remember(decision)
-        for event in decision.events:
-            DECISIONS.evolve(state, event)
-        out.append(decision)
-    return out
+    return [decide_and_apply(DECISIONS, i, state, Context(org, NOW, PSEUDONYMS)) for i in items]
 
 
 def test_a_new_activity_is_version_1_and_the_same_state_again_changes_nothing() -> None:

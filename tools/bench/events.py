@@ -20,7 +20,7 @@ from services.registrations.domain import decide as registrations
 from services.registrations.domain.items import batch_item_adapter as registration_items
 from shared.errors import DOMAIN_ERRORS
 from shared.events import CloudEvent, encode_event, topic_name
-from shared.pipeline.decisions import Context
+from shared.pipeline.decisions import Context, decide_and_apply
 from shared.pseudonym import Pseudonymiser
 from shared.reference import load_reference
 from tools.simulator.generate import Write
@@ -62,12 +62,11 @@ class EventFactory:
         item = adapter.validate_python(w.item)
         try:
             decisions.check(item)
-            decision = decisions.decide(item, state, Context(w.organisation, w.at, self.p))
+            decision = decide_and_apply(
+                decisions, item, state, Context(w.organisation, w.at, self.p)
+            )
         except DOMAIN_ERRORS:
             return ()
-        state.remember(decision)
-        for event in decision.events:
-            decisions.evolve(state, event)
         return decision.events
 
     def events(self, writes: Iterable[Write]) -> Iterator[CloudEvent[Any]]:

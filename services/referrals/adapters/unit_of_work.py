@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from services.referrals.adapters.repository import (
@@ -14,7 +16,7 @@ from services.referrals.adapters.repository import (
 from services.referrals.domain.decide import State
 from services.referrals.service_layer.unit_of_work import ReferralsUnitOfWork
 from shared.pipeline.decisions import BatchState
-from shared.pipeline.postgres import AfterCommit, PostgresUnitOfWork, Write
+from shared.pipeline.postgres import PostgresUnitOfWork, Write
 
 __all__ = ["PostgresReferralsUnitOfWork"]
 
@@ -25,14 +27,9 @@ class PostgresReferralsUnitOfWork(PostgresUnitOfWork, ReferralsUnitOfWork):
     trainings: PostgresTrainings
     measurements: PostgresMeasurements
 
-    def __init__(
-        self,
-        conn: asyncpg.Connection,
-        *,
-        topic_prefix: str = "",
-        after_commit: AfterCommit | None = None,
-    ) -> None:
-        super().__init__(conn, SCHEMA, topic_prefix=topic_prefix, after_commit=after_commit)
+    def __init__(self, conn: asyncpg.Connection, **options: Any) -> None:
+        """``options``: those of :class:`PostgresUnitOfWork` (topic prefix, after commit)."""
+        super().__init__(conn, SCHEMA, **options)
         self.referrals = PostgresReferrals(conn)
         self.organisations = PostgresOrganisations(conn)
         self.trainings = PostgresTrainings(conn)

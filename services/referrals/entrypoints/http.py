@@ -27,10 +27,17 @@ from services.referrals.domain.items import (
 from services.referrals.service_layer.unit_of_work import ReferralsUnitOfWork
 from services.referrals.service_layer.views import ReferralViews
 from shared.auth import Scope
-from shared.errors import FieldError
-from shared.http import COMMON_RESPONSES, Caller, ErrorBody, caller, path_id
+from shared.http import (
+    COMMON_RESPONSES,
+    BatchResponse,
+    Caller,
+    ErrorBody,
+    answer,
+    caller,
+    path_id,
+    write_batch,
+)
 from shared.identifiers import ORGANISATION_ID_PATTERN
-from shared.pipeline.items import BatchItemResult, WriteResult
 from shared.pipeline.pipeline import Pipeline
 
 __all__ = ["build_router"]
@@ -91,16 +98,6 @@ class BatchRequest(BaseModel):
     )
 
 
-class BatchResponse(BaseModel):
-    accepted: int
-    rejected: int
-    results: list[BatchItemResult]
-
-
-def _answer(result: WriteResult) -> JSONResponse:
-    return JSONResponse(result.body, status_code=result.status_code)
-
-
 def build_router(writes: Writes, views: ReferralViews, batch_max_items: int) -> APIRouter:
     router = APIRouter(prefix="/v1", responses=COMMON_RESPONSES)  # type: ignore[arg-type]
 
@@ -113,7 +110,7 @@ def build_router(writes: Writes, views: ReferralViews, batch_max_items: int) -> 
     )
     async def create_referral(c: ReferralWriter, cmd: ReferralCommand) -> JSONResponse:
         item = ReferralItem(kind="referral", body=cmd)
-        return _answer(await writes.one(c.uow, c.principal, item))
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.get(
         "/referrals/{referral_id}",
@@ -168,7 +165,7 @@ def build_router(writes: Writes, views: ReferralViews, batch_max_items: int) -> 
             referring_organisation_id=referring_organisation_id,
             body=cmd,
         )
-        return _answer(await writes.one(c.uow, c.principal, item))
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.post(
         "/trainings",
@@ -179,7 +176,7 @@ def build_router(writes: Writes, views: ReferralViews, batch_max_items: int) -> 
     )
     async def record_training(c: TrainingWriter, cmd: TrainingCommand) -> JSONResponse:
         item = TrainingItem(kind="training", body=cmd)
-        return _answer(await writes.one(c.uow, c.principal, item))
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.get(
         "/trainings/{training_id}",
@@ -199,7 +196,7 @@ def build_router(writes: Writes, views: ReferralViews, batch_max_items: int) -> 
     )
     async def record_measurement(c: MeasurementWriter, cmd: MeasurementCommand) -> JSONResponse:
         item = MeasurementItem(kind="measurement", body=cmd)
-        return _answer(await writes.one(c.uow, c.principal, item))
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.get(
         "/measurements/{measurement_id}",
@@ -214,11 +211,6 @@ def build_router(writes: Writes, views: ReferralViews, batch_max_items: int) -> 
 
     @router.post("/batch", tags=["batch"], summary="Up to 1,000 mixed writes, one result per item")
     async def batch(c: BatchWriter, body: BatchRequest) -> BatchResponse:
-        # Each item needs the scope of its kind as well (service_layer/writes.py KIND_SCOPES).
-        if len(body.items) > batch_max_items:
-            raise FieldError([("items", f"at most {batch_max_items} items per batch")])
-        results = await writes.batch(c.uow, c.principal, body.items)
-        accepted = sum(1 for r in results if r.status < 300)
-        return BatchResponse(accepted=accepted, rejected=len(results) - accepted, results=results)
+        return await write_batch(writes, c, body.items, batch_max_items)
 
     return router

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from services.registrations.adapters.repository import (
@@ -14,7 +16,7 @@ from services.registrations.domain.decide import State
 from services.registrations.service_layer.unit_of_work import RegistrationsUnitOfWork
 from shared.auth import ApiKey, KeyInfo, issue_volunteer_key, revoke_volunteer_key, volunteer_keys
 from shared.pipeline.decisions import BatchState
-from shared.pipeline.postgres import AfterCommit, PostgresUnitOfWork, Write
+from shared.pipeline.postgres import PostgresUnitOfWork, Write
 
 __all__ = ["PostgresRegistrationsUnitOfWork", "PostgresVolunteerKeys"]
 
@@ -50,14 +52,9 @@ class PostgresRegistrationsUnitOfWork(PostgresUnitOfWork, RegistrationsUnitOfWor
     attendance: PostgresAttendance
     keys: PostgresVolunteerKeys
 
-    def __init__(
-        self,
-        conn: asyncpg.Connection,
-        *,
-        topic_prefix: str = "",
-        after_commit: AfterCommit | None = None,
-    ) -> None:
-        super().__init__(conn, SCHEMA, topic_prefix=topic_prefix, after_commit=after_commit)
+    def __init__(self, conn: asyncpg.Connection, **options: Any) -> None:
+        """``options``: those of :class:`PostgresUnitOfWork` (topic prefix, after commit)."""
+        super().__init__(conn, SCHEMA, **options)
         self.activities = PostgresActivities(conn)
         self.registrations = PostgresRegistrations(conn)
         self.attendance = PostgresAttendance(conn)

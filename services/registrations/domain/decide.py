@@ -173,27 +173,17 @@ def answer_key(organisation_id: str, item: BatchItem) -> IdempotencyKey | None:
     return None
 
 
-def _first_time(
-    item: BatchItem, state: State, context: Context
-) -> tuple[Decision | None, tuple[IdempotencyKey, str]]:
-    """The replay of an earlier identical write (or a conflict with one); else None and what
-    to remember this write's answer under."""
-    key = answer_key(context.organisation_id, item)
-    assert key is not None
-    digest = context.digest(key, item.body)
-    return replayed(state.remembered, key, digest), (key, digest)
-
-
-def _unknown_activity(activity_id: str) -> FieldError:
-    return FieldError(
-        [
-            (
-                "activity_id",
-                f"no activity {activity_id!r} of your organisation; PUT /v1/activities/{{id}} "
-                "first",
-            )
-        ]
-    )
+def _require_activity(state: State, organisation_id: str, activity_id: str) -> None:
+    if (organisation_id, activity_id) not in state.activities:
+        raise FieldError(
+            [
+                (
+                    "activity_id",
+                    f"no activity {activity_id!r} of your organisation; "
+                    "PUT /v1/activities/{id} first",
+                )
+            ]
+        )
 
 
 class Registrations:
@@ -216,11 +206,18 @@ class Registrations:
     def decide(self, item: BatchItem, state: State, context: Context) -> Decision:
         if isinstance(item, ActivityItem):
             return self._activity(item, state, context)
+        key = answer_key(context.organisation_id, item)
+        assert key is not None
+        digest = context.digest(key, item.body)
+        if (replay := replayed(state.remembered, key, digest)) is not None:
+            return replay
         if isinstance(item, RegistrationItem):
-            return self._registration(item, state, context)
-        if isinstance(item, CancellationItem):
-            return self._cancellation(item, state, context)
-        return self._attendance(item, state, context)
+            decision = self._registration(item, state, context)
+        elif isinstance(item, CancellationItem):
+            decision = self._cancellation(item, state, context)
+        else:
+            decision = self._attendance(item, state, context)
+        return replace(decision, remember=(key, digest))
 
     def evolve(self, state: State, event: CloudEvent[Any]) -> None:
         e = event.data
@@ -288,11 +285,7 @@ class Registrations:
 
     def _registration(self, item: RegistrationItem, state: State, context: Context) -> Decision:
         org, cmd = context.organisation_id, item.body
-        replay, remember = _first_time(item, state, context)
-        if replay is not None:
-            return replay
-        if (org, cmd.activity_id) not in state.activities:
-            raise _unknown_activity(cmd.activity_id)
+        _require_activity(state, org, cmd.activity_id)
         event = context.event(
             RegistrationCreated(
                 organisation_id=org,
@@ -310,13 +303,10 @@ class Registrations:
             "status": "registered",
             "event_id": str(event.id),
         }
-        return Decision(201, body, (event,), remember=remember)
+        return Decision(201, body, (event,))
 
     def _cancellation(self, item: CancellationItem, state: State, context: Context) -> Decision:
         org, cmd, registration_id = context.organisation_id, item.body, item.registration_id
-        replay, remember = _first_time(item, state, context)
-        if replay is not None:
-            return replay
         registration = state.registrations.get((org, registration_id))
         if registration is None:
             raise FieldError(
@@ -341,15 +331,11 @@ class Registrations:
             "status": "cancelled",
             "event_id": str(event.id),
         }
-        return Decision(201, body, (event,), remember=remember)
+        return Decision(201, body, (event,))
 
     def _attendance(self, item: AttendanceItem, state: State, context: Context) -> Decision:
         org, cmd = context.organisation_id, item.body
-        replay, remember = _first_time(item, state, context)
-        if replay is not None:
-            return replay
-        if (org, cmd.activity_id) not in state.activities:
-            raise _unknown_activity(cmd.activity_id)
+        _require_activity(state, org, cmd.activity_id)
         event = context.event(
             AttendanceRecorded(
                 organisation_id=org,
@@ -367,4 +353,4 @@ class Registrations:
             "status": cmd.status,
             "event_id": str(event.id),
         }
-        return Decision(201, body, (event,), remember=remember)
+        return Decision(201, body, (event,))

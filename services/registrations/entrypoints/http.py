@@ -28,9 +28,15 @@ from services.registrations.service_layer import views
 from services.registrations.service_layer.unit_of_work import RegistrationsUnitOfWork
 from services.registrations.service_layer.writes import KIND_SCOPES
 from shared.auth import Scope
-from shared.errors import FieldError
-from shared.http import COMMON_RESPONSES, Caller, caller, path_id
-from shared.pipeline.items import BatchItemResult, WriteResult
+from shared.http import (
+    COMMON_RESPONSES,
+    BatchResponse,
+    Caller,
+    answer,
+    caller,
+    path_id,
+    write_batch,
+)
 from shared.pipeline.pipeline import Pipeline
 
 __all__ = ["build_router"]
@@ -43,7 +49,7 @@ Uow = Caller[RegistrationsUnitOfWork]
 ActivityWriter = Annotated[Uow, Depends(caller(*KIND_SCOPES["activity"]), scope="function")]
 AttendanceWriter = Annotated[Uow, Depends(caller(*KIND_SCOPES["attendance"]), scope="function")]
 RegistrationWriter = Annotated[Uow, Depends(caller(Scope.REGISTRATIONS), scope="function")]
-BatchWriterKey = Annotated[
+BatchWriter = Annotated[
     Uow, Depends(caller(Scope.REGISTRATIONS, Scope.ATTENDANCE), scope="function")
 ]
 
@@ -59,16 +65,6 @@ class BatchRequest(BaseModel):
         max_length=1000,
         json_schema_extra={"items": {"$ref": f"#/components/schemas/{BATCH_ITEM_SCHEMA}"}},
     )
-
-
-class BatchResponse(BaseModel):
-    accepted: int
-    rejected: int
-    results: list[BatchItemResult]
-
-
-def _answer(result: WriteResult) -> JSONResponse:
-    return JSONResponse(result.body, status_code=result.status_code)
 
 
 class ActivityList(BaseModel):
@@ -89,7 +85,7 @@ def build_router(writes: Writes, batch_max_items: int) -> APIRouter:
         c: ActivityWriter, cmd: ActivityCommand, activity_id: str = path_id()
     ) -> JSONResponse:
         item = ActivityItem(kind="activity", activity_id=activity_id, body=cmd)
-        return _answer(await writes.one(c.uow, c.principal, item))
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.get("/activities/{activity_id}", tags=["activities"], summary="One of your activities")
     async def get_activity(c: ActivityWriter, activity_id: str = path_id()) -> dict[str, Any]:
@@ -109,7 +105,7 @@ def build_router(writes: Writes, batch_max_items: int) -> APIRouter:
     )
     async def register(c: RegistrationWriter, cmd: RegistrationCommand) -> JSONResponse:
         item = RegistrationItem(kind="registration", body=cmd)
-        return _answer(await writes.one(c.uow, c.principal, item))
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.get(
         "/registrations/{registration_id}",
@@ -132,7 +128,7 @@ def build_router(writes: Writes, batch_max_items: int) -> APIRouter:
         c: RegistrationWriter, cmd: CancellationCommand, registration_id: str = path_id()
     ) -> JSONResponse:
         item = CancellationItem(kind="cancellation", registration_id=registration_id, body=cmd)
-        return _answer(await writes.one(c.uow, c.principal, item))
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.post(
         "/attendance",
@@ -143,15 +139,10 @@ def build_router(writes: Writes, batch_max_items: int) -> APIRouter:
     )
     async def attendance(c: AttendanceWriter, cmd: AttendanceCommand) -> JSONResponse:
         item = AttendanceItem(kind="attendance", body=cmd)
-        return _answer(await writes.one(c.uow, c.principal, item))
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.post("/batch", tags=["batch"], summary="Up to 1,000 mixed writes, one result per item")
-    async def batch(c: BatchWriterKey, body: BatchRequest) -> BatchResponse:
-        # Each item needs the scope of its kind as well (service_layer/writes.py KIND_SCOPES).
-        if len(body.items) > batch_max_items:
-            raise FieldError([("items", f"at most {batch_max_items} items per batch")])
-        results = await writes.batch(c.uow, c.principal, body.items)
-        accepted = sum(1 for r in results if r.status < 300)
-        return BatchResponse(accepted=accepted, rejected=len(results) - accepted, results=results)
+    async def batch(c: BatchWriter, body: BatchRequest) -> BatchResponse:
+        return await write_batch(writes, c, body.items, batch_max_items)
 
     return router
