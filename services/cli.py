@@ -230,7 +230,7 @@ async def _relay(name: str) -> None:
     settings = AdminSettings()
     configure_logging(settings.log_level, service=f"{name}-relay")
     # The relay is part of the service: it connects as the service's role.
-    pool = await create_pool(settings.service_database_url(name), max_size=3)
+    pool = await create_pool(settings.service_database_url(name), max_size=1)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -198,6 +198,36 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
+class ObserveMiddleware:
+    """Counts requests and times them by route template and status, as pure ASGI: a
+    ``@app.middleware("http")`` wraps every request and answer in objects of its own, which
+    cost about as much CPU as a whole single write's decisions."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, sending)
+        # The router has put the matched route into the scope by now.
+        template = getattr(scope.get("route"), "path", "unmatched")
+        method = scope["method"]
+        REQUESTS.labels(self.service, method, template, str(status)).inc()
+        LATENCY.labels(self.service, method, template).observe(time.perf_counter() - started)
+
+
 def path_id() -> Any:
     """A fresh ``Path()`` for an id in a route: FastAPI binds a Path object to the first
     parameter it is used for, so one shared instance would break every later route."""
@@ -404,16 +434,7 @@ def create_app(
     for unavailable in _RETRY_LATER:
         app.add_exception_handler(unavailable, _unexpected)
 
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        REQUESTS.labels(service, request.method, template, str(response.status_code)).inc()
-        LATENCY.labels(service, request.method, template).observe(time.perf_counter() - started)
-        return response
-
+    app.add_middleware(ObserveMiddleware, service=service)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
 
     ops = APIRouter(tags=["operations"])

@@ -15,8 +15,8 @@ from services.referrals.service_layer.writes import ReferralWrites
 from services.referrals.settings import ReferralsSettings
 from shared.http import create_app, document_schema
 from shared.lifespan import writing_service_lifespan
+from shared.outbox import AfterCommit
 from shared.pipeline.pipeline import Pipeline
-from shared.pipeline.postgres import AfterCommit
 from shared.pseudonym import Pseudonymiser
 from shared.reference import load_reference
 

@@ -19,8 +19,8 @@ from services.registrations.service_layer.writes import RegistrationWrites
 from services.registrations.settings import RegistrationsSettings
 from shared.http import create_app, document_schema
 from shared.lifespan import writing_service_lifespan
+from shared.outbox import AfterCommit
 from shared.pipeline.pipeline import Pipeline
-from shared.pipeline.postgres import AfterCommit
 from shared.pseudonym import Pseudonymiser
 from shared.reference import load_reference
 

@@ -12,53 +12,22 @@ so that two batches that write the same new keys meet in the same order.
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 import asyncpg
 
-from shared.events import CloudEvent, encode_event, topic_name
+from shared.events import CloudEvent
+from shared.outbox import AfterCommit, outbox_write
 from shared.pipeline.decisions import BatchState, IdempotencyKey, Remembered
+from shared.pipeline.statements import Write, together
 from shared.pipeline.unit_of_work import AbstractUnitOfWork, ConcurrentWrite
 
-__all__ = ["AfterCommit", "PostgresRememberedAnswers", "PostgresUnitOfWork", "Write", "together"]
-
-# What the bootstrap runs after a commit that wrote outbox rows: wake the relay.
-AfterCommit = Callable[[asyncpg.Connection], Awaitable[None]]
+__all__ = ["AfterCommit", "PostgresRememberedAnswers", "PostgresUnitOfWork"]
 
 # Errors of a set statement that mean "another transaction got there first", never "bad input":
 # the items are decided again one by one against what that transaction wrote.
 _CONCURRENT = (asyncpg.exceptions.UniqueViolationError, asyncpg.exceptions.DeadlockDetectedError)
-
-_PLACEHOLDER = re.compile(r"\$(\d+)")
-
-
-@dataclass(frozen=True)
-class Write:
-    """One data-modifying statement (no RETURNING) with its own ``$1..$n`` parameters."""
-
-    sql: str
-    args: tuple[Any, ...]
-
-
-def _shifted(sql: str, offset: int) -> str:
-    return _PLACEHOLDER.sub(lambda m: f"${int(m[1]) + offset}", sql)
-
-
-def together(writes: Sequence[Write]) -> tuple[str, list[Any]]:
-    """The writes as one statement: all but the last as CTEs, parameters renumbered."""
-    parts: list[str] = []
-    args: list[Any] = []
-    for write in writes:
-        offset = len(args)
-        parts.append(_shifted(write.sql, offset))
-        args.extend(write.args)
-    if len(parts) == 1:
-        return parts[0], args
-    ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(parts[:-1]))
-    return f"WITH {ctes} {parts[-1]}", args
 
 
 class PostgresRememberedAnswers:
@@ -106,26 +75,6 @@ class PostgresRememberedAnswers:
                 ),
             )
         ]
-
-
-def outbox_writes(schema: str, events: Sequence[CloudEvent[Any]], prefix: str) -> list[Write]:
-    """The events as outbox rows, in the order they were decided: the relay publishes by row id,
-    which keeps each participant's events in order."""
-    if not events:
-        return []
-    return [
-        Write(
-            f'INSERT INTO "{schema}".outbox (event_id, topic, key, value) '
-            "SELECT e, t, k, v FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[]) "
-            "WITH ORDINALITY AS u(e, t, k, v, n) ORDER BY n",
-            (
-                [e.id for e in events],
-                [topic_name(e.data.topic, prefix) for e in events],
-                [e.key for e in events],
-                [encode_event(e) for e in events],
-            ),
-        )
-    ]
 
 
 class PostgresUnitOfWork(AbstractUnitOfWork):
@@ -178,7 +127,7 @@ class PostgresUnitOfWork(AbstractUnitOfWork):
     async def save(self, state: BatchState, events: Sequence[CloudEvent[Any]]) -> None:
         writes = [
             *self.record_writes(state),
-            *outbox_writes(self.schema, events, self.topic_prefix),
+            *outbox_write(self.schema, events, self.topic_prefix),
             *self.remembered.writes(state.remembered.added_items()),
         ]
         if not writes:

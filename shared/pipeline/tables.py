@@ -21,7 +21,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from shared.pipeline.postgres import Write
+from shared.pipeline.statements import Write
 
 __all__ = ["Table"]
 

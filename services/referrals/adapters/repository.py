@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 import asyncpg
 
 from services.referrals.domain.decide import Key, Measurement, Referral, StatusChange, Training
-from shared.pipeline.postgres import Write
+from shared.pipeline.statements import Write
 from shared.pipeline.tables import Table
 
 __all__ = [

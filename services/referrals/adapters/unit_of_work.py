@@ -16,7 +16,8 @@ from services.referrals.adapters.repository import (
 from services.referrals.domain.decide import State
 from services.referrals.service_layer.unit_of_work import ReferralsUnitOfWork
 from shared.pipeline.decisions import BatchState
-from shared.pipeline.postgres import PostgresUnitOfWork, Write
+from shared.pipeline.postgres import PostgresUnitOfWork
+from shared.pipeline.statements import Write
 
 __all__ = ["PostgresReferralsUnitOfWork"]
 

@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 import asyncpg
 
 from services.registrations.domain.decide import Activity, Attendance, Key, Registration
-from shared.pipeline.postgres import Write
+from shared.pipeline.statements import Write
 from shared.pipeline.tables import Table
 
 __all__ = ["SCHEMA", "PostgresActivities", "PostgresAttendance", "PostgresRegistrations"]

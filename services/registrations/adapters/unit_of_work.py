@@ -16,7 +16,8 @@ from services.registrations.domain.decide import State
 from services.registrations.service_layer.unit_of_work import RegistrationsUnitOfWork
 from shared.auth import ApiKey, KeyInfo, issue_volunteer_key, revoke_volunteer_key, volunteer_keys
 from shared.pipeline.decisions import BatchState
-from shared.pipeline.postgres import PostgresUnitOfWork, Write
+from shared.pipeline.postgres import PostgresUnitOfWork
+from shared.pipeline.statements import Write
 
 __all__ = ["PostgresRegistrationsUnitOfWork", "PostgresVolunteerKeys"]
 
