@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from pydantic import ValidationError
+
 from shared.auth import Principal
 from shared.errors import DOMAIN_ERRORS, FieldError
 from shared.events import CloudEvent
@@ -31,6 +33,7 @@ from shared.pipeline.items import (
     WriteResult,
     failed,
     under,
+    validation_details,
 )
 from shared.pipeline.unit_of_work import AbstractUnitOfWork, ConcurrentWrite
 from shared.pseudonym import Pseudonymiser
@@ -181,6 +184,9 @@ class Pipeline(Generic[ItemT, StateT, UowT]):
                 decision = decide_and_apply(self.model, item, state, context)
             except DOMAIN_ERRORS as exc:
                 decided.outcomes.append(exc)
+                continue
+            except ValidationError as exc:  # a value the event refuses: still the input's fault
+                decided.outcomes.append(FieldError(validation_details(exc)))
                 continue
             decided.events.extend(decision.events)
             decided.outcomes.append(WriteResult(decision.status_code, decision.body))

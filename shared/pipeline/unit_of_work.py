@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol, Self
 
 from shared.events import CloudEvent
@@ -64,8 +64,3 @@ class AbstractUnitOfWork(abc.ABC):
     async def save(self, state: BatchState, events: Sequence[CloudEvent[Any]]) -> None:
         """Write what the decisions changed in ``state`` (records added and changed, answers to
         remember) and their events (the outbox), set-based. Raises :class:`ConcurrentWrite`."""
-
-
-@contextlib.asynccontextmanager
-async def nothing() -> AsyncIterator[None]:
-    yield
