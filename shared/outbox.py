@@ -141,7 +141,7 @@ class OutboxRelay:
         schema: str,
         kafka: KafkaTarget,
         *,
-        batch_size: int = 500,
+        batch_size: int = 2000,
         poll_interval: float = 1.0,
         max_backoff: float = 5.0,
     ) -> None:

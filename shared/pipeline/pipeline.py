@@ -133,7 +133,7 @@ class Pipeline(Generic[ItemT, StateT, UowT]):
         # With all-or-nothing an invalid item means nothing is written; the valid ones are
         # still decided, to say what each would have done.
         doomed = all_or_nothing and len(valid) < len(raw_items)
-        outcomes = await self._apply(
+        outcomes = await self.apply(
             uow, principal.organisation_id, [item for _, item in valid], all_or_nothing, doomed
         )
         for (index, item), outcome in zip(valid, outcomes, strict=True):
@@ -148,21 +148,23 @@ class Pipeline(Generic[ItemT, StateT, UowT]):
     async def one(self, uow: UowT, principal: Principal, item: ItemT) -> WriteResult:
         """A single write: a batch of one, whose refusal is raised as the domain error."""
         self.model.check(item)
-        (outcome,) = await self._apply(uow, principal.organisation_id, [item], False, False)
+        (outcome,) = await self.apply(uow, principal.organisation_id, [item])
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    # ------------------------------------------------------------------------------------------
-
-    async def _apply(
+    async def apply(
         self,
         uow: UowT,
         organisation_id: str,
         items: Sequence[ItemT],
-        all_or_nothing: bool,
-        doomed: bool,
+        all_or_nothing: bool = False,
+        doomed: bool = False,
     ) -> list[WriteResult | Exception]:
+        """Steps 2 to 4 for items that are valid and authorised already (a Kafka consumer's,
+        mapped from the events it reads; the partners' come through :meth:`batch` and
+        :meth:`one`): one answer or refusal per item. An item whose id is its event's id is
+        idempotent like a partner's write: a redelivered event replays."""
         if not items:
             return []
         try:
