@@ -127,7 +127,7 @@ def render_table(report: dict[str, Any]) -> str:
         bare = agg["bare_decode"]["events_per_second"] if agg else None
         rows.append(
             (
-                f"rebuild: rebuild(), {reb['events']:,} events",
+                f"rebuild: verbinding metrics rebuild, {reb['events']:,} events",
                 _rate(reb["events_per_second"]),
                 f"bare aiokafka+decode_event {_rate(bare)}",
                 _pct(reb.get("ratio_to_bare")),
