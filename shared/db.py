@@ -68,17 +68,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """A released connection keeps its session as it is (asyncpg still rolls back an open
-    transaction)."""
-
-
-async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, reset_session: bool = True
-) -> asyncpg.Pool:
-    """``reset_session``: reset a released connection's session (LISTENs, session locks,
-    settings): one more statement per use. Off only for pools whose users leave no session
-    state behind."""
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -86,7 +76,6 @@ async def create_pool(
         init=_init_connection,
         command_timeout=30,
         timeout=5,
-        reset=None if reset_session else _keep_session,
     )
     assert pool is not None
     return pool

@@ -32,11 +32,7 @@ def writing_service_lifespan(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The requests' connections keep no session state (no LISTEN, no session locks, no
-        # SET): giving one back to the pool needs no reset statement, a round trip per request.
-        pool = await create_pool(
-            settings.database_url, max_size=settings.db_pool_max, reset_session=False
-        )
+        pool = await create_pool(settings.database_url, max_size=settings.db_pool_max)
         pools = [pool]
         try:
             await require_migrated(pool, schema, migrations)
