@@ -352,9 +352,18 @@ async def test_a_receiver_down_for_30_s_gets_its_deliveries_and_one_that_always_
     # The next delivery of that referral waited for the dead one (in order per referral), and
     # goes next; the receiver saw only the first, 14 times.
     assert {h["webhook-id"] for h, _ in failing.requests} == {failure["webhook_message_id"]}
-    # Another organisation neither sees nor redelivers them.
+    # Another organisation neither sees nor redelivers them (its own `main` has none; an id
+    # only the failing one used is not found).
     r = await referrals.get("/v1/webhooks/main/failures", headers=late_gp.headers)
     assert r.json()["failures"] == []
+    await referrals.post(
+        "/v1/webhooks",
+        headers=failing_gp.headers,
+        json={"webhook_id": "spare", "url": "http://127.0.0.1:9/x"},
+    )
+    for method, path in [("GET", "failures"), ("POST", "redeliver"), ("POST", "rotate")]:
+        r = await referrals.request(method, f"/v1/webhooks/spare/{path}", headers=late_gp.headers)
+        assert r.status_code == 404, r.text
     # Once the receiver is fixed, its organisation redelivers: everything arrives, in order.
     failing.mode = "ok"
     r = await referrals.post("/v1/webhooks/main/redeliver", headers=failing_gp.headers)
