@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import textwrap
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -236,3 +238,24 @@ def test_sealed_secrets_open_only_with_the_same_master_secret() -> None:
     assert box.open(sealed) == "whsec_abc"
     with pytest.raises(InvalidTag):
         SecretBox("another-master-secret-000000000000").open(sealed)
+
+
+def test_the_readme_receiver_verifies_a_delivery_and_refuses_a_forged_one() -> None:
+    """The receiver example of README's "for referrers" works as printed."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### For referrers", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    code = textwrap.dedent(block.split("HTTPServer((", 1)[0])  # all but serving forever
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    secret = new_secret()
+    namespace["SECRET"] = base64.b64decode(secret.removeprefix("whsec_"))
+    body = body_of(_status(), GP, WELFARE, OUTCOMES)
+    now = datetime.now(UTC).replace(microsecond=0)
+    headers = {
+        "webhook-id": "msg-9",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature([new_secret(), secret], "msg-9", now, body),
+    }
+    assert namespace["verified"](headers, body)
+    assert not namespace["verified"](headers, body.replace(b"accepted", b"declined"))
+    assert not namespace["verified"]({**headers, "webhook-id": "msg-10"}, body)
