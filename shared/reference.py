@@ -36,6 +36,9 @@ class ReferenceData:
     # for people who fill in a form or a spreadsheet. Optional in a municipality's own file: a
     # value without a label is shown as it is.
     labels: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
+    # Outcome codes of a referral's status change: an outcome that is one of these travels to
+    # the other side (feed, webhooks); any other outcome is a note and stays with its writer.
+    referral_outcomes: frozenset[str] = frozenset()
 
     def ordered(self, name: str) -> tuple[str, ...]:
         """The values of a list (``neighbourhoods``, ``age_bands``, ``activity_categories``) in
@@ -72,6 +75,7 @@ def load_reference(path: str | None = None) -> ReferenceData:
         age_band_order=tuple(data["age_bands"]),
         category_order=tuple(data["activity_categories"]),
         labels=data.get("labels", {}),
+        referral_outcomes=frozenset(data.get("referral_outcomes", ())),
     )
 
 

@@ -32,6 +32,7 @@ from shared.events import (
     MeasurementRecorded,
     Participant,
     ReferralCreated,
+    ReferralFirstAttended,
     ReferralStatusChanged,
     ReferredTo,
     RegistrationCancelled,
@@ -142,6 +143,23 @@ def _referral_status() -> ReferralStatusChanged:
     )
 
 
+def _first_attendance() -> ReferralFirstAttended:
+    return ReferralFirstAttended(
+        organisation_id=ORG,
+        referral_id="ref-7",
+        participant_id=PARTICIPANT_ID,
+        receiving_organisation_id="buurtwerk",
+        registration_id="reg-7",
+        activity_id="koffie-ochtend",
+        session_start=WHEN,
+        referred_on=date(2025, 3, 1),
+        attended_on=date(2025, 3, 14),
+        days_after_referral=13,
+        within_window=True,
+        sequence=3,
+    )
+
+
 def _training() -> TrainingCompleted:
     return TrainingCompleted(
         organisation_id=ORG,
@@ -196,6 +214,7 @@ FACTORIES: dict[type[EventData], Callable[[], EventData]] = {
     AttendanceRecorded: _attendance,
     ReferralCreated: _referral,
     ReferralStatusChanged: _referral_status,
+    ReferralFirstAttended: _first_attendance,
     TrainingCompleted: _training,
     MeasurementRecorded: _measurement,
     DeadLettered: _deadletter,
