@@ -21,6 +21,7 @@ from shared.events import (
     DeadLettered,
     MeasurementRecorded,
     ReferralCreated,
+    ReferralFirstAttended,
     ReferralStatusChanged,
     RegistrationCancelled,
     RegistrationCreated,
@@ -234,4 +235,7 @@ class FactWriter:
         TrainingCompleted: _trainings,
         MeasurementRecorded: _measurements,
         DeadLettered: _ignore,
+        # Derived by the referrals service from the registrations topic, which the metrics
+        # service reads itself: conversion is counted from the registrations and attendance.
+        ReferralFirstAttended: _ignore,
     }
