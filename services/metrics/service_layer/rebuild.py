@@ -85,7 +85,9 @@ async def rebuild(
         if grant_to is not None:
             await grant_service(conn, NEW_SCHEMA, grant_to)
     sink = _CountingSink()
-    target = BatchConsumer(pool, NEW_SCHEMA, FactWriter(NEW_SCHEMA, services), sink)
+    target = BatchConsumer(
+        pool, NEW_SCHEMA, FactWriter(NEW_SCHEMA, services), sink, tracking="offsets"
+    )
     physical = [topic_name(t, prefix) for t in topics]
     consumer = AIOKafkaConsumer(
         **KafkaConnection.of(bootstrap).client_options(),
