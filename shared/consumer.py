@@ -147,12 +147,16 @@ class BatchConsumer:
         *,
         shared_lock: int | None = None,
         tracking: Tracking = "events",
+        synchronous_commit: bool = True,
     ) -> None:
         self.pool = pool
         self.schema = schema
         self.apply = apply
         self.deadletters = deadletters
         self.tracking = tracking
+        # Off only where losing the last commits in a crash is harmless (a rebuild's fresh
+        # schema, swapped in by a synchronous commit or thrown away).
+        self.synchronous_commit = synchronous_commit
         # A rebuild that swaps the consumer's tables takes this advisory lock exclusively;
         # every batch takes it shared, so that no batch straddles the swap.
         self.shared_lock = shared_lock
@@ -210,6 +214,8 @@ class BatchConsumer:
         # Sorted: two instances briefly owning the same partitions lock them in one order.
         parts = sorted(ends)
         async with self.pool.acquire() as conn, conn.transaction():
+            if not self.synchronous_commit:
+                await conn.execute("SET LOCAL synchronous_commit = off")
             if self.shared_lock is not None:
                 await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", self.shared_lock)
             # Locked until the commit: a batch of the same partitions in another instance
