@@ -24,10 +24,11 @@ Two ways to recognise what was applied before (``tracking``):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -47,7 +48,14 @@ from shared.events import (
     topic_name,
 )
 
-__all__ = ["BatchConsumer", "BatchResult", "DeadLetter", "KafkaDeadLetterSink", "RawRecord"]
+__all__ = [
+    "BatchConsumer",
+    "BatchResult",
+    "DeadLetter",
+    "DecodedBatch",
+    "KafkaDeadLetterSink",
+    "RawRecord",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,19 @@ class BatchResult:
     dead_lettered: int
     events: tuple[CloudEvent[Any], ...] = ()
     letters: tuple[DeadLetter, ...] = ()
+
+
+@dataclass
+class DecodedBatch:
+    """Raw records with what decoding made of them (events by id, dead letters)."""
+
+    records: list[RawRecord]
+    decoded: dict[Any, tuple[RawRecord, CloudEvent[Any]]] = field(default_factory=dict)
+    letters: list[DeadLetter] = field(default_factory=list)
+
+
+# Records decoded between two yields to the event loop (see BatchConsumer.decode).
+DECODE_SLICE = 250
 
 
 class DeadLetterSink(Protocol):
@@ -162,15 +183,27 @@ class BatchConsumer:
         self.shared_lock = shared_lock
 
     async def handle(self, records: Sequence[RawRecord]) -> BatchResult:
-        letters: list[DeadLetter] = []
-        decoded: dict[Any, tuple[RawRecord, CloudEvent[Any]]] = {}
-        for record in records:
+        return await self.apply_decoded(await self.decode(records))
+
+    async def decode(self, records: Sequence[RawRecord]) -> DecodedBatch:
+        """Decode (CPU only), yielding to the event loop every ``DECODE_SLICE`` records: a
+        caller that pipelines (decodes the next batch while the current one's transaction
+        runs) lets that transaction's statements go out as soon as their answers are in."""
+        batch = DecodedBatch(list(records))
+        for n, record in enumerate(records, 1):
             try:
                 event = decode_event(record.value or b"")
             except EventDecodeError as exc:
-                letters.append(DeadLetter(record, exc.reason))
-                continue
-            decoded.setdefault(event.id, (record, event))  # a duplicate inside one batch
+                batch.letters.append(DeadLetter(record, exc.reason))
+            else:
+                batch.decoded.setdefault(event.id, (record, event))  # a duplicate in one batch
+            if n % DECODE_SLICE == 0:
+                await asyncio.sleep(0)
+        return batch
+
+    async def apply_decoded(self, batch: DecodedBatch) -> BatchResult:
+        """The decoded batch in one transaction with its tracking records (see the module)."""
+        records, decoded, letters = batch.records, batch.decoded, list(batch.letters)
         undecodable = len(letters)
         if self.tracking == "offsets":
             return await self._handle_by_offsets(records, decoded, letters)

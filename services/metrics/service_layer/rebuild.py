@@ -11,6 +11,8 @@ the partition offsets the replay stored there make it skip what the replay alrea
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +23,7 @@ import asyncpg
 from services.metrics.adapters.facts import FactWriter
 from services.metrics.adapters.rebuild_schema import REBUILD_LOCK, RebuildSchema
 from services.metrics.adapters.replay import Offsets, TopicReplay
-from shared.consumer import BatchConsumer, DeadLetter
+from shared.consumer import BatchConsumer, BatchResult, DeadLetter
 from shared.events import Topic, topic_name
 from shared.kafka import KafkaTarget
 
@@ -94,14 +96,32 @@ async def rebuild(
         async def replay_until(targets: Offsets) -> None:
             # Everything fetched is applied, also past the targets: skipping records here would
             # lose them, since the next phase continues from the consumer's position.
-            while await replay.behind(targets):
-                records = await replay.next_batch()
-                if records:
-                    result = await target.handle(records)
-                    totals["events"] += len(records)
-                    totals["applied"] += result.applied
-                    if progress:
-                        progress(totals["events"], total)
+            # Pipelined: the next batch is fetched and decoded while the current one's
+            # transaction runs in PostgreSQL (one transaction at a time, in order).
+            running: asyncio.Task[BatchResult] | None = None
+            try:
+                while await replay.behind(targets):
+                    records = await replay.next_batch()
+                    if not records:
+                        continue
+                    decoded = await target.decode(records)
+                    if running is not None:
+                        count(await running)
+                    running = asyncio.create_task(target.apply_decoded(decoded))
+                if running is not None:
+                    count(await running)
+                    running = None
+            finally:
+                if running is not None:  # a failure elsewhere: do not leave it behind
+                    running.cancel()
+                    with contextlib.suppress(BaseException):
+                        await running
+
+        def count(result: BatchResult) -> None:
+            totals["events"] += result.applied + result.duplicates + result.dead_lettered
+            totals["applied"] += result.applied
+            if progress:
+                progress(totals["events"], total)
 
         await replay_until(await replay.ends())
         await fresh.build_indexes()
