@@ -34,6 +34,10 @@ class Scope(StrEnum):
     TRAININGS = "trainings"
     MEASUREMENTS = "measurements"
     INDICATORS = "indicators"
+    # The programme's analysts: the indicators also broken down by organisation (domain.md §7).
+    INDICATORS_ORGANISATIONS = "indicators:organisations"
+    # The Prometheus scrape credential: `GET /metrics` of every service.
+    METRICS = "metrics"
     ADMIN = "admin"
 
 

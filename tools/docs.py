@@ -395,7 +395,7 @@ def snapshot_families() -> list[Any]:
     """The indicator gauges, rendered from a snapshot in which no cell is suppressed."""
     from services.metrics.domain import figures
     from services.metrics.domain.periods import PeriodKind
-    from services.metrics.service_layer.snapshot import BREAKDOWN_FIGURES, IndicatorSnapshot
+    from services.metrics.service_layer.snapshot import IndicatorSnapshot
 
     prevalence: dict[str, float | None] = dict.fromkeys(
         (
@@ -415,12 +415,6 @@ def snapshot_families() -> list[Any]:
     snapshot = IndicatorSnapshot(service=None, interval=60)  # type: ignore[arg-type]
     for kind in get_args(PeriodKind):
         snapshot.periods[kind] = result
-        for by in BREAKDOWN_FIGURES:
-            cell: dict[str, Any] = {"key": "example"}
-            cell["s1"] = figures.s1_figures(_Plenty(), 10, prevalence, False)
-            cell["s2"] = figures.s2_figures(_Plenty(), 10, 1000)
-            cell["s3"] = figures.s3_figures(_Plenty(), 10, False)
-            snapshot.breakdowns[(kind, by)] = {"breakdown": [cell]}
     snapshot.partners = {"example": 0.0}
     snapshot.taken_at = 0.0
     return list(snapshot.collect())

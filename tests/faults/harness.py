@@ -231,6 +231,7 @@ class Deployment:
     ports: dict[str, int]
     keys: dict[str, str] = field(default_factory=dict)
     reader_key: str = ""
+    metrics_key: str = ""
     relays: list[asyncio.subprocess.Process] = field(default_factory=list)
     relay_in_process: bool = True
 
@@ -271,6 +272,9 @@ class Deployment:
             await create_organisation(conn, "fault-suite-reader", "Fault suite reader")
             deployment.reader_key = (
                 await issue_key(conn, "fault-suite-reader", ["indicators"])
+            ).secret
+            deployment.metrics_key = (
+                await issue_key(conn, "fault-suite-reader", ["metrics"])
             ).secret
         finally:
             await conn.close()

@@ -13,12 +13,18 @@ from services.metrics.domain.periods import parse_period
 from services.metrics.service_layer.indicators import IndicatorService
 from shared.auth import Principal, Scope
 from shared.errors import FieldError
-from shared.http import COMMON_RESPONSES, require_scope
+from shared.http import COMMON_RESPONSES, ApiError, require_any_scope, require_key
 from shared.timerules import AMSTERDAM
 
 __all__ = ["build_router"]
 
-Reader = Annotated[Principal, Depends(require_scope(Scope.INDICATORS))]
+# The coalition (`indicators`) and the programme's analysts (`indicators:organisations`) read
+# the indicators; only the analysts see them by organisation (domain.md §7, "Audiences").
+Reader = Annotated[
+    Principal, Depends(require_any_scope(Scope.INDICATORS, Scope.INDICATORS_ORGANISATIONS))
+]
+# A partner reads its own organisation's figures with any valid key of that organisation.
+AnyKey = Annotated[Principal, Depends(require_key())]
 Breakdown = Literal["neighbourhood", "age_band", "category", "organisation", "referrer_role"]
 
 STATIC = resources.files("services.metrics.entrypoints").joinpath("static")
@@ -39,7 +45,7 @@ def build_router() -> APIRouter:
     @api.get("/indicators", summary="The indicators of domain.md §6 for a period")
     async def indicators(
         request: Request,
-        _: Reader,
+        reader: Reader,
         period: Annotated[
             str, Query(description="`YYYY-MM`, `YYYY-Qn` or `YYYY`", examples=["2025-03"])
         ],
@@ -49,8 +55,40 @@ def build_router() -> APIRouter:
             parse_period(period)
         except ValueError as exc:
             raise FieldError([("period", str(exc))]) from None
+        if by == "organisation" and not reader.has(Scope.INDICATORS_ORGANISATIONS):
+            raise ApiError(
+                403,
+                "forbidden",
+                "`by=organisation` needs the scope `indicators:organisations` (the programme's "
+                "analysts); partners read their own figures at `/v1/own/indicators`",
+            )
         service: IndicatorService = request.app.state.indicators
         return await service.indicators(period, by)
+
+    @api.get(
+        "/own/indicators",
+        summary="The calling organisation's own indicators for a period",
+        description=(
+            "The S2 and S3 indicators restricted to the organisation of the key (any valid key "
+            "of that organisation), under the same disclosure control as the breakdown by "
+            "organisation: each figure is the organisation's cell of that breakdown, suppressed "
+            "cells as `null` with `\"suppressed\": true`. S1 (loneliness measurements) has no "
+            "breakdown by organisation."
+        ),
+    )
+    async def own_indicators(
+        request: Request,
+        caller: AnyKey,
+        period: Annotated[
+            str, Query(description="`YYYY-MM`, `YYYY-Qn` or `YYYY`", examples=["2025-03"])
+        ],
+    ) -> dict[str, Any]:
+        try:
+            parse_period(period)
+        except ValueError as exc:
+            raise FieldError([("period", str(exc))]) from None
+        service: IndicatorService = request.app.state.indicators
+        return await service.own_indicators(period, caller.organisation_id)
 
     @api.get("/trend", summary="Monthly unique and new participants")
     async def trend(

@@ -68,6 +68,32 @@ class IndicatorService:
             self._cache[key] = (time.monotonic(), result)
             return result
 
+    async def own_indicators(self, period_label: str, organisation_id: str) -> dict[str, Any]:
+        """A partner's own figures: its cell of the breakdown by organisation, exactly as the
+        analysts see it (one decision per cell, domain.md §7 rule 5). An organisation without
+        a cell (nothing recorded in the period) gets the figures of an empty cell."""
+        by_organisation = await self.indicators(period_label, "organisation")
+        cell = next(
+            (c for c in by_organisation["breakdown"] if c["key"] == organisation_id), None
+        )
+        if cell is None:
+            cell = {
+                "s2": figures.s2_figures({}, self.k, 0),
+                "s3": figures.s3_figures({}, self.k, False),
+            }
+        return {
+            "period": by_organisation["period"],
+            "period_kind": by_organisation["period_kind"],
+            "from": by_organisation["from"],
+            "to": by_organisation["to"],
+            "organisation_id": organisation_id,
+            "k": self.k,
+            "generated_at": by_organisation["generated_at"],
+            "freshness": by_organisation["freshness"],
+            "s2": cell["s2"],
+            "s3": cell["s3"],
+        }
+
     async def compute(self, period: Period, by: str | None = None) -> dict[str, Any]:
         if by is not None and by not in queries.BREAKDOWNS:
             raise ValueError(f"by must be one of {', '.join(queries.BREAKDOWNS)}")
