@@ -72,7 +72,7 @@ def build_router() -> APIRouter:
             "The S2 and S3 indicators restricted to the organisation of the key (any valid key "
             "of that organisation), under the same disclosure control as the breakdown by "
             "organisation: each figure is the organisation's cell of that breakdown, suppressed "
-            "cells as `null` with `\"suppressed\": true`. S1 (loneliness measurements) has no "
+            'cells as `null` with `"suppressed": true`. S1 (loneliness measurements) has no '
             "breakdown by organisation."
         ),
     )

@@ -73,9 +73,7 @@ class IndicatorService:
         analysts see it (one decision per cell, domain.md §7 rule 5). An organisation without
         a cell (nothing recorded in the period) gets the figures of an empty cell."""
         by_organisation = await self.indicators(period_label, "organisation")
-        cell = next(
-            (c for c in by_organisation["breakdown"] if c["key"] == organisation_id), None
-        )
+        cell = next((c for c in by_organisation["breakdown"] if c["key"] == organisation_id), None)
         if cell is None:
             cell = {
                 "s2": figures.s2_figures({}, self.k, 0),

@@ -40,6 +40,8 @@ RATES = {
     "prevalence_emotional": "prevalence_emotional_ratio",
     "prevalence_social": "prevalence_social_ratio",
 }
+
+
 def metric_name(subgoal: str, indicator: str) -> str:
     if indicator == "days_to_first_attendance":
         return f"verbinding_{subgoal}_time_to_first_attendance_seconds"
