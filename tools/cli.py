@@ -176,7 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions() -> list[Any]:
     """Sub-commands that live with their code (simulate, rebuild, ...), loaded if present."""
     found = []
-    for module in ("tools.simulator.cli", "services.metrics.entrypoints.cli"):
+    for module in (
+        "tools.simulator.cli",
+        "services.metrics.entrypoints.cli",
+        "tools.disclosure_audit.cli",
+    ):
         try:
             found.append(importlib.import_module(module))
         except ModuleNotFoundError as exc:

@@ -19,10 +19,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from services.metrics.domain.disclosure import TOTAL, Baseline, Count, YearGrid, year_periods
+from services.metrics.domain.disclosure import (
+    FIGURES,
+    GROWTH,
+    STATISTICS,
+    TOTAL,
+    Baseline,
+    Count,
+    Decisions,
+    YearGrid,
+    year_periods,
+)
 from shared.reference import load_reference
+from tools.disclosure_audit.published import Published
 
-__all__ = ["Records", "generate", "grid_of"]
+__all__ = ["Records", "generate", "grid_of", "published_from"]
 
 SIGNALS = ("emotional", "social", "practical", "health", "other")
 
@@ -106,18 +117,20 @@ def generate(
     year: int = 2025,
     residents: int = 1500,
     organisations: int = 33,
-    neighbourhoods: int | None = None,
+    keys: int | None = None,
     activity: float = 1.0,
 ) -> Records:
     """A year shaped like the demo's: skewed organisations and neighbourhoods, so that there
     are large cells and small ones in every breakdown. ``activity`` scales how much each
-    resident does (small values give a year of mostly small cells)."""
+    resident does (small values give a year of mostly small cells); ``keys`` keeps only the
+    first keys of each breakdown (small grids for property tests)."""
     rng = random.Random(seed)
     ref = load_reference()
-    hoods = list(ref.neighbourhood_order)[: neighbourhoods or None]
-    bands = list(ref.age_band_order)
-    categories = sorted(ref.activity_categories)
-    roles = sorted(ref.referrer_roles)
+    hoods = list(ref.neighbourhood_order)[:keys]
+    bands = list(ref.age_band_order)[:keys]
+    categories = sorted(ref.activity_categories)[:keys]
+    roles = sorted(ref.referrer_roles)[:keys]
+    signals = list(SIGNALS)[:keys]
     orgs = [f"org-{i + 1:02d}" for i in range(organisations)]
     org_weight = [1 / (i + 1) for i in range(organisations)]
     hood_weight = [1 / (1 + i % 7) for i in range(len(hoods))]
@@ -131,7 +144,7 @@ def generate(
             "referrer_role": roles,
             "organisation": orgs,
             "role": roles,
-            "signal": list(SIGNALS),
+            "signal": signals,
         },
         partners=organisations,
     )
@@ -140,7 +153,7 @@ def generate(
         person = Person(
             f"p{seed}-{r}",
             rng.choices(hoods, hood_weight)[0],
-            rng.choices(bands, [1, 3, 6, 5, 4, 1][: len(bands)])[0],
+            rng.choices(bands, [6, 3, 5, 4, 1, 1][: len(bands)])[0],
         )
         if rng.random() < 0.7 * min(1.0, activity):
             org = rng.choices(orgs, org_weight)[0]
@@ -165,7 +178,7 @@ def generate(
                     person,
                     rng.choices(orgs, org_weight)[0],
                     rng.choices(roles, [1 / (1 + i) for i in range(len(roles))])[0],
-                    tuple(sorted(set(rng.choices(SIGNALS, k=rng.randint(1, 2))))),
+                    tuple(sorted(set(rng.choices(signals, k=rng.randint(1, 2))))),
                     _day(rng, year),
                     outcome,
                     rng.randint(3, 50) if outcome == "accepted" and rng.random() < 0.6 else None,
@@ -353,3 +366,28 @@ def grid_of(
         statistics=stats,
         baselines=baselines,
     )
+
+
+def published_from(decisions: Decisions, source: str = "engine") -> list[Published]:
+    """What the endpoints would publish under these decisions: every count shown as a count,
+    every rate and growth figure (with the baseline beside it where a reader may see it), for
+    the total and every breakdown — the analysts' view, which includes every other."""
+    out: list[Published] = []
+    for (figure, by, key, period), decision in decisions.items():
+        if figure in FIGURES and not FIGURES[figure].published:
+            continue
+        if figure in STATISTICS:
+            continue
+        baseline = decisions.baseline(by, key, period) if figure == GROWTH else None
+        out.append(
+            Published(
+                figure,
+                by,
+                key,
+                period,
+                None if decision.suppressed else float(decision.value or 0),
+                source,
+                None if baseline is None else float(baseline),
+            )
+        )
+    return out

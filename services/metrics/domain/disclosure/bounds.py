@@ -5,10 +5,11 @@ smallest and largest value each hidden cell can take is a pair of linear program
 is *protected* when they lie at least 2 apart (domain.md §7 rule 4), or when both are 0 (a zero:
 showing it would be allowed, rule 7).
 
-Two things keep this fast enough to run on every release (a year × every breakdown in well under
-a second): the model of a connected component is built once and only the objective changes
-between solves (HiGHS re-uses the previous basis), and every optimal vertex moves many cells at
-once, so a cell whose range seen so far already spans 2 needs no solve of its own.
+What keeps this affordable: the model of a connected component is built once and only the
+objective changes between solves (HiGHS re-uses the previous basis), the search stays within a
+box of ±2 around the truth, and every optimal vertex moves many cells at once, so a cell whose
+range seen so far already spans 2 needs no solve of its own. Still it costs seconds for a year
+of the demo's size (docs/disclosure.md), far more than the rest of the engine.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Constraint:
 class Range:
     low: float
     high: float  # math.inf when unbounded
+    # For an exact range: the constraints that bind at its ends (non-zero dual values), which
+    # are what pins the cell.
+    binding: tuple[int, ...] = ()
 
     @property
     def protected(self) -> bool:
@@ -104,6 +108,11 @@ class _Model:
             f"{self.highs.modelStatusToString(status)}); the grid is inconsistent"
         )
 
+    def binding(self) -> list[int]:
+        """The constraints with a non-zero dual value at the last optimum."""
+        duals = np.asarray(self.highs.getSolution().row_dual)
+        return [int(i) for i in np.nonzero(np.abs(duals) > 1e-7)[0]]
+
     def optimise(self, var: int, sense: float) -> np.ndarray | None:
         """Minimise ``sense * x[var]``; the optimal point, or None when unbounded."""
         # One column at a time: replacing the whole cost vector costs HiGHS far more.
@@ -114,6 +123,18 @@ class _Model:
         self._objective = [var]
         return self._solve()
 
+    def optimise_mixed(self, up: np.ndarray, variables: np.ndarray, seed: int) -> np.ndarray | None:
+        """Maximise ``variables`` in ``up`` and minimise the others of ``variables``, with
+        weights that differ per ``seed`` (deterministic)."""
+        for old in self._objective:
+            self.highs.changeColCost(old, 0.0)
+        ups = {int(v) for v in up}
+        for i, var in enumerate(variables):
+            weight = 1.0 + ((i * 7919 + seed * 104729) % 5) / 4
+            self.highs.changeColCost(int(var), -weight if int(var) in ups else weight)
+        self._objective = [int(v) for v in variables]
+        return self._solve()
+
     def optimise_sum(self, variables: np.ndarray, sense: float) -> np.ndarray | None:
         """Minimise ``sense * sum(x[variables])``."""
         for old in self._objective:
@@ -122,33 +143,6 @@ class _Model:
             self.highs.changeColCost(int(var), sense)
         self._objective = [int(v) for v in variables]
         return self._solve()
-
-
-def _restricted(
-    constraints: Sequence[Constraint],
-    touching: Sequence[Sequence[int]],
-    block: np.ndarray,
-    point: np.ndarray,
-) -> tuple[int, list[Constraint]]:
-    """The constraints with every variable outside ``block`` fixed at ``point``
-    (``touching[v]``: the constraints variable ``v`` appears in)."""
-    local = {int(v): i for i, v in enumerate(block)}
-    out = []
-    for number in sorted({r for v in local for r in touching[v]}):
-        c = constraints[number]
-        fixed = 0.0
-        variables: list[int] = []
-        coefficients: list[float] = []
-        for v, coef in zip(c.variables, c.coefficients, strict=True):
-            if v in local:
-                variables.append(local[v])
-                coefficients.append(coef)
-            else:
-                fixed += coef * point[v]
-        out.append(
-            Constraint(tuple(variables), tuple(coefficients), c.lower - fixed, c.upper - fixed)
-        )
-    return len(block), out
 
 
 def _sweep(
@@ -166,10 +160,20 @@ def _sweep(
         full = into[variables]
         return variables[high[full] - low[full] < 2 - EPS]
 
-    for sense in (-1.0, 1.0):
-        todo = pending()
-        if len(todo):
-            seen(model.optimise_sum(todo, sense))
+    # Many cells at once: everything pending up, then down, then in mixed directions while
+    # that still settles a good share (a vertex moves many cells; one cell per program is
+    # the expensive last resort).
+    rounds = 0
+    while len(todo := pending()):
+        before = len(todo)
+        if rounds < 2:
+            seen(model.optimise_sum(todo, -1.0 if rounds == 0 else 1.0))
+        else:
+            half = todo[(np.arange(len(todo)) + rounds) % 2 == 0]
+            seen(model.optimise_mixed(half, todo, rounds))
+        rounds += 1
+        if rounds >= 2 and before - len(pending()) < max(2, before // 50):
+            break
     for var in pending():
         for sense in (-1.0, 1.0):
             if high[into[var]] - low[into[var]] >= 2 - EPS:
@@ -184,7 +188,6 @@ def ranges(
     wanted: Sequence[int] | None = None,
     *,
     stop_when_protected: bool = True,
-    blocks: Sequence[Sequence[int]] = (),
 ) -> dict[int, Range]:
     """The range of each wanted variable (all by default) under the constraints and ``x >= 0``.
 
@@ -192,29 +195,16 @@ def ranges(
     range is reported as soon as it is known to be protected (then ``low``/``high`` are the
     extremes seen so far, not necessarily the optimum); unprotected ranges are always exact.
 
-    Protection is shown with points found in smaller programs first: within ``blocks`` (the
-    other variables held at the truth), then within a box of ±2 around the truth. Points found
-    there are feasible, so a range seen there is a range of the cell, and small bounded
-    programs solve far faster (measured: tens of times). Only cells that these cannot show
-    protected are solved again on the whole, exactly."""
+    Protection is shown with points found within a box of ±2 around the truth, first moving
+    many cells at once (all up, all down, mixed directions), then one by one. Points found
+    there are feasible, so a range seen there is a range of the cell, and bounded programs
+    solve far faster (measured: about ten times). Only cells that the box cannot show
+    protected are solved again without it, exactly (with the constraints that pin them)."""
     wanted_vars = np.arange(n) if wanted is None else np.asarray(wanted, dtype=np.int64)
     point = np.asarray(truth, dtype=np.float64)
     low, high = point.copy(), point.copy()
     out: dict[int, Range] = {}
     if stop_when_protected:
-        # Small blocks first, the rest held at the truth: a point found there is a point of
-        # the whole, and most cells are protected by a few neighbouring rows (a hypercube).
-        touching: list[list[int]] = [[] for _ in range(n)]
-        for number, c in enumerate(constraints):
-            for v in c.variables:
-                touching[v].append(number)
-        for block in blocks:
-            members = np.asarray(sorted(set(block)), dtype=np.int64)
-            if not len(members) or (high[members] - low[members] >= 2 - EPS).all():
-                continue
-            size, restricted = _restricted(constraints, touching, members, point)
-            box = (np.maximum(point[members] - 2, 0), point[members] + 2)
-            _sweep(_Model(size, restricted, box), np.arange(size), low, high, members)
         if (high[wanted_vars] - low[wanted_vars] < 2 - EPS).any():
             boxed = _Model(n, constraints, (np.maximum(point - 2, 0), point + 2))
             _sweep(boxed, wanted_vars, low, high, np.arange(n))
@@ -226,9 +216,12 @@ def ranges(
             continue
         exact = exact or _Model(n, constraints)
         maximum = exact.optimise(int(var), -1.0)
+        binding = set(exact.binding()) if maximum is not None else set()
         minimum = exact.optimise(int(var), 1.0)
+        binding.update(exact.binding())
         out[int(var)] = Range(
             0.0 if minimum is None else max(0.0, float(minimum[var])),
             math.inf if maximum is None else float(maximum[var]),
+            tuple(sorted(binding)),
         )
     return out

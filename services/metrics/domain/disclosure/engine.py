@@ -53,8 +53,6 @@ from .spec import (
 __all__ = ["suppress"]
 
 RATE_DIGITS = 4
-# How many rows of the same breakdown join a row in the exact check's small programs.
-PARTNER_ROWS = 3
 
 
 @dataclass(frozen=True)
@@ -122,6 +120,7 @@ class _Model:
             for cell in chain:
                 self.relations_of[cell].append(tuple(chain))
         self.nonzero_hidden = [0] * len(self.equations)
+        self.pinned_by: dict[int, list[int]] = {}
 
     # ------------------------------------------------------------------------------ cells
 
@@ -428,16 +427,12 @@ class _Model:
                     out.append(((a, b), (1.0, -1.0), -inf, 0.0))
         return out
 
-    def _blocks(self, members: list[int]) -> list[list[int]]:
-        rows: dict[tuple[str, str], list[int]] = {}
-        for i, cell in enumerate(members):
-            rows.setdefault(self.refs[cell][1:3], []).append(i)
-        local = {cell: i for i, cell in enumerate(members)}
-        full_rows = {row: [members[i] for i in cells] for row, cells in rows.items()}
-        return [[local[c] for c in block] for block in _partner_rows(full_rows, self)]
-
-    def unprotected(self, include: Callable[[int], bool]) -> dict[int, Range]:
-        """Hidden cells (among ``include``) whose exact range is narrower than 2."""
+    def unprotected(
+        self, include: Callable[[int], bool], only: set[int] | None = None
+    ) -> dict[int, Range]:
+        """Hidden cells (among ``include``, and among ``only`` if given) whose exact range is
+        narrower than 2. (Hiding more cells only widens ranges, so a cell once shown to be
+        protected needs no second look.)"""
         rows = [r for r in self.constraints(include) if any(self.hidden[c] for c in r[0])]
         parent = {c: c for r in rows for c in r[0] if self.hidden[c]}
 
@@ -462,6 +457,9 @@ class _Model:
             rows_of.setdefault(find(first), []).append(number)
         found: dict[int, Range] = {}
         for root, members in components.items():
+            wanted = [i for i, c in enumerate(members) if only is None or c in only]
+            if not wanted:
+                continue
             local = {c: i for i, c in enumerate(members)}
             constraints = []
             for number in rows_of.get(root, []):
@@ -475,34 +473,15 @@ class _Model:
                 kept = tuple(coef for c, coef in zip(cells, coefs, strict=True) if self.hidden[c])
                 constraints.append(Constraint(variables, kept, lower - shift, upper - shift))
             truth = [float(self.value[c]) for c in members]
-            blocks = self._blocks(members)
-            for i, span in ranges(len(members), constraints, truth, blocks=blocks).items():
+            mine = rows_of.get(root, [])
+            for i, span in ranges(len(members), constraints, truth, wanted).items():
                 if not span.protected:
                     found[members[i]] = span
+                    # What pins it: the shown cells of the binding relations.
+                    self.pinned_by[members[i]] = sorted(
+                        {c for b in span.binding for c in rows[mine[b]][0] if not self.hidden[c]}
+                    )
         return found
-
-
-def _partner_rows(rows: dict[tuple[str, str], list[int]], model: _Model) -> list[list[int]]:
-    """Each row of a breakdown (its hidden cells) with the rows of the same breakdown whose
-    hidden cells could absorb a shift of its cells: the rows a hypercube through them would
-    use. A row scores by the hidden mass (up to 2 a cell) it has where this row is hidden."""
-    mass = {
-        row: {model.refs[c][0::3]: min(2, model.value[c]) for c in cells}
-        for row, cells in rows.items()
-    }
-    blocks = []
-    for row, cells in rows.items():
-        mine = mass[row]
-        scored = sorted(
-            (-sum(theirs.get(slot, -1) + 1 for slot in mine), other)
-            for other, theirs in mass.items()
-            if other != row and other[0] == row[0]
-        )
-        block = list(cells)
-        for _, other in scored[:PARTNER_ROWS]:
-            block.extend(rows[other])
-        blocks.append(block)
-    return blocks
 
 
 def _protect(model: _Model, exact: bool) -> list[int]:
@@ -530,8 +509,10 @@ def _protect(model: _Model, exact: bool) -> list[int]:
     # The totals alone first (they are published live, on their own; cheap), then, when asked
     # for, everything together.
     for include in (total, everything) if exact else (total,):
+        only: set[int] | None = None
         while True:
-            unsafe = model.unprotected(include)
+            hidden_before = {c for c, h in enumerate(model.hidden) if h}
+            unsafe = model.unprotected(include, only)
             if not unsafe:
                 break
             progress = False
@@ -539,9 +520,12 @@ def _protect(model: _Model, exact: bool) -> list[int]:
                 if not model.hidden[cell]:
                     continue
                 free = helpers(cell)
+                # The shown cells of the relations that pin it first, then its neighbours.
+                chosen = model.choose(model.pinned_by.get(cell, []), free, None)
                 neighbours = {c for e in model.eqs_of[cell] for c in model.equations[e].cells}
                 neighbours.update(c for cells in model.relations_of[cell] for c in cells)
-                chosen = model.choose(sorted(neighbours), free, None)
+                if chosen is None:
+                    chosen = model.choose(sorted(neighbours), free, None)
                 if chosen is None:
                     # Further out: any cell of the same figure and breakdown.
                     table = [
@@ -557,8 +541,10 @@ def _protect(model: _Model, exact: bool) -> list[int]:
                 model.settle(queue, model.by_of[chosen])
                 progress = True
             if not progress:
-                left.extend(sorted(unsafe))
+                left.extend(c for c in sorted(unsafe) if c not in left)
                 break
+            # Next round: the cells still in doubt, and the ones hidden since.
+            only = set(unsafe) | {c for c, h in enumerate(model.hidden) if h} - hidden_before
     return left
 
 

@@ -91,8 +91,10 @@ def _s2(name: str, periods: PeriodRelation, keys: Relation = "sum") -> FigureSpe
 
 
 def _s1(name: str, published: bool = False, of: tuple[str, str] | None = None) -> FigureSpec:
-    periods: PeriodRelation = "sub" if name == "measurements" else "latest"
-    return FigureSpec(name, "s1", "s1", published, S1_BY, periods, complement_of=of)
+    # Each counts people's latest answer in the period: a month's answer with a total may be
+    # followed by a partial one, so even the number of measurements can shrink from a month to
+    # its quarter ("latest", not "sub").
+    return FigureSpec(name, "s1", "s1", published, S1_BY, "latest", complement_of=of)
 
 
 FIGURES: dict[str, FigureSpec] = {
