@@ -205,9 +205,7 @@ def test_prometheus_gets_the_scrape_key_as_a_secret_file_outside_git() -> None:
     config_mount = next(
         v.split(":")[1] for v in prometheus["volumes"] if v.endswith("/prometheus.yml:ro")
     )
-    config = yaml.safe_load(
-        (REPO / "deploy/prometheus/prometheus.yml").read_text(encoding="utf-8")
-    )
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text(encoding="utf-8"))
     files = {
         job["authorization"]["credentials_file"]
         for job in config["scrape_configs"]
@@ -220,7 +218,8 @@ def test_prometheus_gets_the_scrape_key_as_a_secret_file_outside_git() -> None:
     ignored = (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert "secrets/" in ignored
     docker_ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
-    assert "*" in docker_ignored and "!secrets" not in " ".join(docker_ignored)
+    assert "*" in docker_ignored
+    assert "!secrets" not in " ".join(docker_ignored)
     for name, svc in resolved["services"].items():
         if name != "prometheus":
             assert "secrets" not in svc, f"{name} has no use for the scrape key"

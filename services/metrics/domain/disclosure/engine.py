@@ -16,7 +16,8 @@ order of figures, breakdowns, keys and periods. The method, and why:
    own), then each breakdown with the totals' decisions as given, never choosing a total. In
    each pass a fixpoint over every equation — a parent and its children: total = Σ keys per
    period, year = Σ quarters and quarter = Σ months per key, whole = part + complement per
-   cell — until no equation holds exactly one hidden non-zero cell. The complementary cell is
+   cell — until no equation holds exactly one hidden non-zero cell that is small (a large one
+   beside hidden zeros only says that they are zeros). The complementary cell is
    chosen as in the hypercube method (GHMITER): among the visible cells of the equation, the
    one that closes another equation's lone hidden cell or at least opens no new one, then the
    least information lost (smallest value, half when the same cell already lost a linked
@@ -304,7 +305,8 @@ class _Model:
         # (there it becomes the second), and avoid one that opens new lone cells.
         opens = 0
         for e in self.eqs_of[cell]:
-            if e == equation:
+            # Only equations of the cell's own pass: a total is chosen for the totals alone.
+            if e == equation or self.pass_of[e] != self.by_of[cell]:
                 continue
             if self.nonzero_hidden[e] == 0:
                 opens += 1
@@ -336,7 +338,15 @@ class _Model:
             e = queue.popleft()
             if self.nonzero_hidden[e] != 1 or self.pass_of[e] != by or e in stuck:
                 continue
-            chosen = self.choose(self.equations[e].cells, free, e)
+            cells = self.equations[e].cells
+            lone = next(c for c in cells if self.hidden[c] and self.value[c])
+            beside_zeros = any(self.hidden[c] and not self.value[c] for c in cells)
+            if beside_zeros and self.value[lone] >= self.k and self.people[lone] >= self.k:
+                # A large cell beside hidden zeros: knowing where the mass lies only says that
+                # the zeros are zeros (rule 7); whether the large one is pinned by something
+                # else is for the exact check.
+                continue
+            chosen = self.choose(cells, free, e)
             if chosen is None:
                 stuck.add(e)  # left to the exact check, which looks further
                 continue
@@ -426,6 +436,19 @@ class _Model:
                 if include(a) and include(b):
                     out.append(((a, b), (1.0, -1.0), -inf, 0.0))
         return out
+
+    def violations(self) -> list[str]:
+        """The relations the grid's own values break (each a bug of whoever built it)."""
+        found = []
+        for cells, coefs, lower, upper in self.constraints(lambda c: True):
+            total = sum(c * self.value[cell] for cell, c in zip(cells, coefs, strict=True))
+            if total < lower - 1e-9 or total > upper + 1e-9:
+                terms = " ".join(
+                    f"{'+' if c > 0 else '-'} {'/'.join(self.refs[cell])}={self.value[cell]}"
+                    for cell, c in zip(cells, coefs, strict=True)
+                )
+                found.append(f"{terms} should lie in [{lower}, {upper}]")
+        return found
 
     def unprotected(
         self, include: Callable[[int], bool], only: set[int] | None = None
@@ -559,6 +582,12 @@ def suppress(grid: YearGrid, k: int = 10, *, exact: bool = False) -> Decisions:
     if k < 1:
         raise ValueError("k must be at least 1")
     model = _Model(grid, k)
+    broken = model.violations()
+    if broken:
+        raise ValueError(
+            "the grid contradicts the relations between its figures (a bug of the query "
+            "layer?): " + "; ".join(broken[:5])
+        )
     model.primary()
     left = _protect(model, exact)
     figures: dict[Ref, Decision] = {}
