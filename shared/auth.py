@@ -11,19 +11,27 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 import asyncpg
 
+from shared.identifiers import organisation_id_problem
+
 __all__ = [
+    "VOLUNTEER_LABEL_MAX",
     "ApiKey",
+    "KeyInfo",
     "Principal",
     "Scope",
     "authenticate",
     "create_organisation",
     "issue_key",
+    "issue_volunteer_key",
     "organisation_exists",
     "revoke_key",
+    "revoke_volunteer_key",
+    "volunteer_keys",
 ]
 
 
@@ -38,6 +46,11 @@ class Scope(StrEnum):
     INDICATORS_ORGANISATIONS = "indicators:organisations"
     # The Prometheus scrape credential: `GET /metrics` of every service.
     METRICS = "metrics"
+    # A volunteer's key: keep the organisation's activities and record attendance, nothing
+    # else (no registrations, no referrals). Issued and revoked by the organisation itself.
+    ATTENDANCE = "attendance"
+    # Manage the organisation's volunteer keys (issue, list, revoke) over the API.
+    KEYS = "keys"
     ADMIN = "admin"
 
 
@@ -60,12 +73,37 @@ class ApiKey:
     secret: str  # shown once, never stored
 
 
+@dataclass(frozen=True)
+class KeyInfo:
+    """What a list of keys shows: never the key, never its hash."""
+
+    key_id: str
+    scopes: tuple[str, ...]
+    label: str | None
+    created_at: datetime
+    created_by: str | None
+    revoked_at: datetime | None
+
+
+# The label a coordinator gives a volunteer key ("tablet buurthuis"); the database checks it too.
+VOLUNTEER_LABEL_MAX = 80
+
+
 def _hash(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def _new_key() -> tuple[str, str]:
+    key_id = secrets.token_hex(6)
+    return key_id, f"vb_{key_id}_{secrets.token_urlsafe(32)}"
+
+
 async def create_organisation(conn: asyncpg.Connection, organisation_id: str, name: str) -> bool:
-    """Register a partner organisation; False if it already existed (then the name is updated)."""
+    """Create an organisation that can hold API keys; False if it already existed (then the name
+    is updated). Raises ValueError, creating nothing, for an id the event contracts would refuse."""
+    problem = organisation_id_problem(organisation_id)
+    if problem:
+        raise ValueError(problem)
     row = await conn.fetchrow(
         "INSERT INTO platform.organisations (id, name) VALUES ($1, $2) "
         "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name RETURNING (xmax = 0) AS inserted",
@@ -89,8 +127,7 @@ async def issue_key(
     unknown = [s for s in wanted if s not in {m.value for m in Scope}]
     if unknown:
         raise ValueError(f"unknown scopes {unknown}; known: {[m.value for m in Scope]}")
-    key_id = secrets.token_hex(6)
-    secret = f"vb_{key_id}_{secrets.token_urlsafe(32)}"
+    key_id, secret = _new_key()
     await conn.execute(
         "INSERT INTO platform.api_keys (id, organisation_id, key_hash, scopes) VALUES ($1,$2,$3,$4)",
         key_id,
@@ -107,6 +144,55 @@ async def revoke_key(conn: asyncpg.Connection, key_id: str) -> bool:
         key_id,
     )
     return status.endswith(" 1")
+
+
+async def issue_volunteer_key(
+    conn: asyncpg.Connection, organisation_id: str, label: str | None, created_by: str | None
+) -> ApiKey:
+    """A key with exactly the scope ``attendance`` for one of the organisation's volunteers.
+
+    Goes through ``platform.issue_volunteer_key`` (shared/migrations/002_volunteer_keys.sql):
+    the registrations service's role may call that function but not write ``platform``.
+    """
+    key_id, secret = _new_key()
+    await conn.execute(
+        "SELECT platform.issue_volunteer_key($1, $2, $3, $4, $5)",
+        organisation_id,
+        key_id,
+        _hash(secret),
+        label,
+        created_by,
+    )
+    return ApiKey(key_id=key_id, organisation_id=organisation_id, secret=secret)
+
+
+async def revoke_volunteer_key(conn: asyncpg.Connection, organisation_id: str, key_id: str) -> bool:
+    """Revoke a volunteer key of this organisation; False if there is no such active key
+    (another organisation's key, a key with other scopes and an unknown id alike)."""
+    return bool(
+        await conn.fetchval("SELECT platform.revoke_volunteer_key($1, $2)", organisation_id, key_id)
+    )
+
+
+async def volunteer_keys(conn: asyncpg.Connection, organisation_id: str) -> list[KeyInfo]:
+    """The organisation's volunteer keys (scope ``attendance`` only), newest first."""
+    rows = await conn.fetch(
+        "SELECT id, scopes, label, created_at, created_by, revoked_at FROM platform.api_keys "
+        "WHERE organisation_id = $1 AND scopes = $2::text[] ORDER BY created_at DESC, id",
+        organisation_id,
+        [Scope.ATTENDANCE.value],
+    )
+    return [
+        KeyInfo(
+            key_id=r["id"],
+            scopes=tuple(r["scopes"]),
+            label=r["label"],
+            created_at=r["created_at"],
+            created_by=r["created_by"],
+            revoked_at=r["revoked_at"],
+        )
+        for r in rows
+    ]
 
 
 async def authenticate(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> Principal | None:

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.db import DatabaseUnavailable
 from shared.events import (
+    KAFKA_HEADERS,
     CloudEvent,
     DeadLettered,
     EventDecodeError,
@@ -108,7 +109,11 @@ class KafkaDeadLetterSink:
                 failed_at=datetime.now(UTC),
             )
             event = new_event(data, None)
-            futures.append(await self.producer.send(self.topic, encode_event(event), key=event.key))
+            futures.append(
+                await self.producer.send(
+                    self.topic, encode_event(event), key=event.key, headers=KAFKA_HEADERS
+                )
+            )
         for future in futures:
             await future
 

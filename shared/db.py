@@ -4,6 +4,9 @@ Why a hand-written runner rather than Alembic or yoyo: every service owns one sc
 of plain SQL files; the runner is ~40 lines, takes an advisory lock so that two instances
 starting together do not race, and records what it applied in ``<schema>.schema_migrations``.
 Alembic would add SQLAlchemy, which nothing else here uses.
+
+Migrations run as the admin role, which then grants each service's role its rights
+(shared/db_roles.py); a service itself only checks at start that its schema is migrated.
 """
 
 from __future__ import annotations
@@ -18,9 +21,27 @@ from typing import Any
 import asyncpg
 import orjson
 
-__all__ = ["DatabaseUnavailable", "apply_migrations", "create_pool", "migration_files"]
+from shared.db_roles import (
+    ensure_roles,
+    grant_platform,
+    grant_platform_functions,
+    grant_service,
+    role_of,
+)
+
+__all__ = [
+    "DatabaseUnavailable",
+    "SchemaNotMigrated",
+    "apply_migrations",
+    "create_pool",
+    "migrate_services",
+    "migration_files",
+    "require_migrated",
+]
 
 log = logging.getLogger(__name__)
+
+_GRANT_LOCK = 0x6AA47  # advisory lock: one migration of a database grants at a time
 
 # Errors that mean "the database is not there right now" (the service answers 503, not 500),
 # and transient conflicts a retry resolves: neither may be mistaken for a bad event or request.
@@ -103,11 +124,68 @@ def as_json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-async def migrate_service(pool: asyncpg.Pool, schema: str, package: str) -> None:
+async def migrate_service(
+    pool: asyncpg.Pool, schema: str, package: str, *, role: str | None = None
+) -> None:
     """The platform schema (organisations, keys), then the service's schema: the shared tables
-    every service has (outbox, idempotency, processed events) and the service's own."""
+    every service has (outbox, idempotency, processed events) and the service's own. With
+    ``role``, grant that role its rights on the schema and the platform reader its rights on
+    ``platform`` (as admin; see shared/db_roles.py)."""
     async with pool.acquire() as conn:
         await apply_migrations(conn, "platform", migration_files("shared.migrations"))
-        await apply_migrations(
-            conn, schema, [*migration_files("shared.migrations.service"), *migration_files(package)]
-        )
+        await apply_migrations(conn, schema, _service_files(package))
+        if role is not None:
+            async with conn.transaction():
+                # Two migrations of one database at once would grant on the same objects at
+                # once ("tuple concurrently updated"): one at a time.
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _GRANT_LOCK)
+                await grant_platform(conn)
+                await grant_service(conn, schema, role)
+                await grant_platform_functions(conn, schema, role)
+
+
+def _service_files(package: str) -> list[Traversable]:
+    return [*migration_files("shared.migrations.service"), *migration_files(package)]
+
+
+async def migrate_services(
+    pool: asyncpg.Pool,
+    services: dict[str, str],
+    passwords: dict[str, str | None] | None = None,
+) -> None:
+    """What ``verbinding migrate`` does to the database, as the admin role: the service roles
+    (with their passwords, where given), then each service's schema (named like the service,
+    migrations from ``services[name]``) with its grants."""
+    async with pool.acquire() as conn:
+        await ensure_roles(conn, passwords)
+    for name, package in services.items():
+        await migrate_service(pool, name, package, role=role_of(name))
+
+
+class SchemaNotMigrated(RuntimeError):
+    """A service started on a database that ``verbinding migrate`` has not (fully) prepared."""
+
+
+async def require_migrated(pool: asyncpg.Pool, schema: str, package: str) -> None:
+    """At a service's start: every migration of ``platform`` and of its schema is applied.
+
+    A service role may not create or change tables, so a missing migration is an operator's
+    step to take, named in the error, rather than something the service could do itself."""
+    for name, files in (
+        ("platform", migration_files("shared.migrations")),
+        (schema, _service_files(package)),
+    ):
+        try:
+            rows = await pool.fetch(f'SELECT name FROM "{name}".schema_migrations')
+        except (
+            asyncpg.exceptions.UndefinedTableError,
+            asyncpg.exceptions.InvalidSchemaNameError,
+            asyncpg.exceptions.InsufficientPrivilegeError,
+        ):
+            rows = []
+        missing = sorted({f.name for f in files} - {r["name"] for r in rows})
+        if missing:
+            raise SchemaNotMigrated(
+                f"schema {name!r} lacks the migrations {missing} (or this role may not read "
+                "it): run `verbinding migrate` with the admin DSN (VERBINDING_DATABASE_URL) first"
+            )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["ConflictError", "FieldError", "NotFoundError"]
+__all__ = ["ConflictError", "FieldError", "ForbiddenError", "NotFoundError"]
 
 
 class FieldError(Exception):
@@ -33,3 +33,11 @@ class ConflictError(Exception):
 class NotFoundError(Exception):
     """No such record of the caller's organisation (404). Another organisation's records are
     reported the same way, so that their existence is not revealed."""
+
+
+class ForbiddenError(Exception):
+    """The caller may see the record but not make this change (403); the message names who may."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import Principal, authenticate
 from shared.auth import Scope as KeyScope
 from shared.db import DatabaseUnavailable
-from shared.errors import ConflictError, FieldError, NotFoundError
+from shared.errors import ConflictError, FieldError, ForbiddenError, NotFoundError
 from shared.kafka import kafka_reachable
 
 __all__ = [
@@ -306,6 +306,10 @@ def create_app(
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
         return _error(404, "not_found", str(exc))
+
+    @app.exception_handler(ForbiddenError)
+    async def _forbidden(_: Request, exc: ForbiddenError) -> JSONResponse:
+        return _error(403, "forbidden", exc.message)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

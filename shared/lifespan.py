@@ -1,4 +1,5 @@
-"""The lifespan every writing service shares: pool, migrations, the in-process outbox relay."""
+"""The lifespan every writing service shares: pool (as the service's own database role), a check
+that ``verbinding migrate`` prepared the schema, the in-process outbox relay."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
 
-from shared.db import create_pool, migrate_service
+from shared.db import create_pool, require_migrated
 from shared.outbox import run_service_relay
 from shared.settings import ServiceSettings
 
@@ -22,7 +23,11 @@ def writing_service_lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_max)
-        await migrate_service(pool, schema, migrations)
+        try:
+            await require_migrated(pool, schema, migrations)
+        except BaseException:
+            await pool.close()
+            raise
         app.state.pool = pool
         stop = asyncio.Event()
         tasks = []

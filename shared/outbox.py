@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
 
 from shared.db import DatabaseUnavailable
-from shared.events import CloudEvent, encode_event, topic_name
-from shared.kafka import ensure_topics
+from shared.events import KAFKA_HEADERS, CloudEvent, encode_event, topic_name
+from shared.kafka import KafkaConnection, KafkaTarget, ensure_topics
 
 if TYPE_CHECKING:
     from shared.settings import CommonSettings
@@ -75,7 +75,7 @@ class OutboxRelay:
         self,
         pool: asyncpg.Pool,
         schema: str,
-        kafka_bootstrap: str,
+        kafka: KafkaTarget,
         *,
         batch_size: int = 500,
         poll_interval: float = 1.0,
@@ -83,7 +83,7 @@ class OutboxRelay:
     ) -> None:
         self.pool = pool
         self.schema = schema
-        self.bootstrap = kafka_bootstrap
+        self.kafka = KafkaConnection.of(kafka)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
@@ -97,7 +97,7 @@ class OutboxRelay:
     async def _get_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
+                **self.kafka.client_options(),
                 enable_idempotence=True,  # retries inside one session never duplicate or reorder
                 acks="all",
                 linger_ms=5,
@@ -132,7 +132,10 @@ class OutboxRelay:
             try:
                 producer = await self._get_producer()
                 futures = [
-                    await producer.send(r["topic"], value=r["value"], key=r["key"]) for r in rows
+                    await producer.send(
+                        r["topic"], value=r["value"], key=r["key"], headers=KAFKA_HEADERS
+                    )
+                    for r in rows
                 ]
                 await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
             except (TimeoutError, OSError) as exc:
@@ -244,14 +247,14 @@ async def run_service_relay(
     with contextlib.suppress(Exception):
         await asyncio.wait_for(
             ensure_topics(
-                settings.kafka_bootstrap,
+                settings.kafka(),
                 settings.topic_prefix,
                 partitions=settings.topic_partitions,
                 replication=settings.topic_replication,
             ),
             timeout=15,
         )
-    await OutboxRelay(pool, schema, settings.kafka_bootstrap).run(stop)
+    await OutboxRelay(pool, schema, settings.kafka()).run(stop)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -1,9 +1,15 @@
 """Keyed pseudonyms for participant references, resident tokens and person references.
 
 domain.md §3: a partner's own reference never enters the platform. It is replaced on arrival by
-``HMAC-SHA256(secret, organisation_id + ":" + ref)``; a coalition-wide resident token by
-``HMAC-SHA256(secret, "resident:" + token)``, which lets one resident be counted once across
-organisations. The secret comes from settings and is never logged.
+``HMAC-SHA256(key, organisation_id + ":" + ref)``; a coalition-wide resident token by
+``HMAC-SHA256(key, "resident:" + token)``, which lets one resident be counted once across
+organisations. The master secret comes from settings and is never logged.
+
+Each purpose has its own key, derived from the one master secret with HKDF-SHA256 (RFC 5869;
+the ``info`` names the purpose, see :data:`PURPOSES`): a participant pseudonym, a trainer's
+(person) pseudonym, a resident-token pseudonym and the idempotency digest of a request body
+can never be computed from one another, and a key that leaks from one purpose (say, the digests
+kept beside every answer) opens none of the others. docs/privacy.md says more.
 """
 
 from __future__ import annotations
@@ -12,29 +18,52 @@ import hashlib
 import hmac
 from typing import Protocol
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from shared.events.models import Participant
 
-__all__ = ["ParticipantReference", "Pseudonymiser", "participant_of"]
+__all__ = ["PURPOSES", "ParticipantReference", "Pseudonymiser", "derive_key", "participant_of"]
+
+# HKDF ``info`` per purpose. Changing one changes every pseudonym of that purpose: never do that
+# to a platform with data (tests/unit/test_pseudonym.py pins them with a known vector).
+PURPOSES: dict[str, bytes] = {
+    "participant": b"verbinding/v1/pseudonym/participant",
+    "person": b"verbinding/v1/pseudonym/person",
+    "resident": b"verbinding/v1/pseudonym/resident",
+    "idempotency": b"verbinding/v1/digest/idempotency",
+    "attendance": b"verbinding/v1/id/attendance",
+}
+
+
+def derive_key(master: bytes, purpose: str) -> bytes:
+    """The 32-byte key of one purpose: HKDF-SHA256 over the master secret, no salt (the master
+    secret is already uniformly random), ``info`` = :data:`PURPOSES` [purpose]."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=PURPOSES[purpose]).derive(
+        master
+    )
 
 
 class Pseudonymiser:
     def __init__(self, secret: str | bytes) -> None:
         if not secret:
             raise ValueError("a pseudonymisation secret is required")
-        self._key = secret.encode() if isinstance(secret, str) else secret
+        master = secret.encode() if isinstance(secret, str) else secret
+        self._keys = {purpose: derive_key(master, purpose) for purpose in PURPOSES}
 
-    def _mac(self, message: str) -> str:
-        return hmac.new(self._key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+    def _mac(self, purpose: str, message: bytes) -> str:
+        return hmac.new(self._keys[purpose], message, hashlib.sha256).hexdigest()
 
     def participant(self, organisation_id: str, ref: str) -> str:
-        return self._mac(f"{organisation_id}:{ref}")
+        return self._mac("participant", f"{organisation_id}:{ref}".encode())
 
     def resident(self, token: str) -> str:
-        return self._mac(f"resident:{token}")
+        return self._mac("resident", f"resident:{token}".encode())
 
     def person(self, organisation_id: str, ref: str) -> str:
-        """A trained professional or volunteer: the same rule as a participant reference."""
-        return self._mac(f"{organisation_id}:{ref}")
+        """A trained professional or volunteer: the participant rule under a key of its own, so
+        that a trainer and a participant with the same reference never share a pseudonym."""
+        return self._mac("person", f"{organisation_id}:{ref}".encode())
 
     def digest(self, payload: bytes) -> str:
         """Keyed digest of a request body, for idempotency checks.
@@ -42,9 +71,20 @@ class Pseudonymiser:
         Keyed because request bodies hold raw references: a plain hash of a short reference
         could be reversed by trying every candidate.
         """
-        return hmac.new(self._key, payload, hashlib.sha256).hexdigest()
+        return self._mac("idempotency", payload)
 
-    def __repr__(self) -> str:  # never show the key, not even in a traceback
+    def attendance(
+        self, organisation_id: str, activity_id: str, session_start: str, ref: str
+    ) -> str:
+        """The identity of one person at one session, for attendance that arrives without an id
+        of its own (a spreadsheet row, a ticked list): the same row gives the same id, so sending
+        it again is a replay. Keyed, because the id is stored and published while the partner's
+        reference in it must not be recoverable (a plain hash of a short number is reversed by
+        trying every number)."""
+        parts = (organisation_id, activity_id, session_start, ref)
+        return self._mac("attendance", "\x1f".join(parts).encode())
+
+    def __repr__(self) -> str:  # never show a key, not even in a traceback
         return "Pseudonymiser(<secret>)"
 
 

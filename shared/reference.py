@@ -1,4 +1,5 @@
-"""Reference lists (neighbourhoods, age bands, categories, roles, signals).
+"""Reference lists (neighbourhoods, age bands, categories, roles, signals) and the coalition's
+service list (service -> the partner organisation that provides it).
 
 They are data, not code: a municipality that adopts Verbinding brings its own file
 (``VERBINDING_REFERENCE_FILE``). The defaults are Pijnacker-Nootdorp's (domain.md §4).
@@ -7,11 +8,12 @@ They are data, not code: a municipality that adopts Verbinding brings its own fi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 
 __all__ = ["ReferenceData", "check_one_of", "load_reference"]
 
@@ -24,9 +26,30 @@ class ReferenceData:
     activity_categories: frozenset[str]
     referrer_roles: frozenset[str]
     signals: frozenset[str]
+    # A referral to a service names one of these; its provider is the referral's receiving side.
+    services: Mapping[str, str]
     # Ordered copies for display and for documentation (sets lose the order of the file).
     neighbourhood_order: tuple[str, ...]
     age_band_order: tuple[str, ...]
+    category_order: tuple[str, ...] = ()
+    # Readable names per language and list (``labels["nl"]["neighbourhoods"]["oude-leede"]``),
+    # for people who fill in a form or a spreadsheet. Optional in a municipality's own file: a
+    # value without a label is shown as it is.
+    labels: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
+
+    def ordered(self, name: str) -> tuple[str, ...]:
+        """The values of a list (``neighbourhoods``, ``age_bands``, ``activity_categories``) in
+        the order of the file."""
+        return {
+            "neighbourhoods": self.neighbourhood_order,
+            "age_bands": self.age_band_order,
+            "activity_categories": self.category_order,
+        }[name]
+
+    def label(self, name: str, value: str, lang: str) -> str:
+        """The readable name of ``value`` on list ``name`` in ``lang``; the value itself if the
+        reference file gives none."""
+        return self.labels.get(lang, {}).get(name, {}).get(value, value)
 
 
 @cache
@@ -44,8 +67,11 @@ def load_reference(path: str | None = None) -> ReferenceData:
         activity_categories=frozenset(data["activity_categories"]),
         referrer_roles=frozenset(data["referrer_roles"]),
         signals=frozenset(data["signals"]),
+        services=MappingProxyType(dict(data.get("services", {}))),
         neighbourhood_order=tuple(data["neighbourhoods"]),
         age_band_order=tuple(data["age_bands"]),
+        category_order=tuple(data["activity_categories"]),
+        labels=data.get("labels", {}),
     )
 
 

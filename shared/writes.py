@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from shared import idempotency, outbox
 from shared.db import DatabaseUnavailable
-from shared.errors import ConflictError, FieldError, NotFoundError
+from shared.errors import ConflictError, FieldError, ForbiddenError, NotFoundError
 from shared.events import CloudEvent
 from shared.pseudonym import Pseudonymiser
 
@@ -128,32 +128,47 @@ def parse_batch_item(adapter: TypeAdapter[ItemT], raw: Any, kinds: Collection[st
         raise FieldError(details) from None
 
 
+class _RollBack(Exception):
+    """Leaves the batch's transaction without committing (an all-or-nothing batch that failed)."""
+
+
 async def run_batch(
     pool: asyncpg.Pool,
     items: Sequence[Any],
     dispatch: Callable[[asyncpg.Connection, Any], Awaitable[WriteResult]],
+    *,
+    all_or_nothing: bool = False,
 ) -> list[BatchItemResult]:
     """Apply every item in one transaction, each inside its own savepoint.
 
     One commit for the whole batch keeps ingestion fast (a commit costs an fsync); the savepoint
     keeps a bad item from sinking the others. A database outage fails the whole batch (503),
     so the partner retries it; idempotency makes that retry safe.
+
+    With ``all_or_nothing``, one failed item rolls the whole batch back: nothing is written,
+    and the results still say what each item did or would have done (a spreadsheet with one
+    bad row writes nothing unless its uploader asks for the good rows).
     """
     results: list[BatchItemResult] = []
-    async with pool.acquire() as conn, conn.transaction():
-        for index, item in enumerate(items):
-            try:
-                async with conn.transaction():
-                    written = await dispatch(conn, item)
-                results.append(
-                    BatchItemResult(index=index, status=written.status_code, body=written.body)
-                )
-            except DatabaseUnavailable:
-                raise
-            except ValidationError as exc:
-                results.append(_failed(index, FieldError(validation_details(exc))))
-            except (FieldError, ConflictError, NotFoundError) as exc:
-                results.append(_failed(index, exc))
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            for index, item in enumerate(items):
+                try:
+                    async with conn.transaction():
+                        written = await dispatch(conn, item)
+                    results.append(
+                        BatchItemResult(index=index, status=written.status_code, body=written.body)
+                    )
+                except DatabaseUnavailable:
+                    raise
+                except ValidationError as exc:
+                    results.append(_failed(index, FieldError(validation_details(exc))))
+                except (FieldError, ConflictError, ForbiddenError, NotFoundError) as exc:
+                    results.append(_failed(index, exc))
+            if all_or_nothing and any(r.status >= 300 for r in results):
+                raise _RollBack
+    except _RollBack:
+        pass
     return results
 
 
@@ -167,6 +182,8 @@ def _failed(index: int, exc: Exception) -> BatchItemResult:
         )
     if isinstance(exc, ConflictError):
         return BatchItemResult(index=index, status=409, error="conflict", message=exc.message)
+    if isinstance(exc, ForbiddenError):
+        return BatchItemResult(index=index, status=403, error="forbidden", message=exc.message)
     return BatchItemResult(index=index, status=404, error="not_found", message=str(exc))
 
 

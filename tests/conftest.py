@@ -4,6 +4,11 @@ starts (or that VERBINDING_KAFKA_BOOTSTRAP / VERBINDING_DATABASE_URL point at).
 Every test session gets its own database and its own topic prefix, so runs never see each
 other's data. If Kafka or PostgreSQL is not reachable, the tests that need them FAIL: a test
 that skips when the broker is missing would prove nothing.
+
+The database is migrated as ``verbinding migrate`` does it (as the admin role, with a role per
+service), and every service built here connects as its own role: the suite runs with the
+separation that production has. The ``pool`` fixture is the admin's, for tests that look
+everywhere. The pseudonym secret is random per session.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ KAFKA = os.environ.get("VERBINDING_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 RUN_ID = secrets.token_hex(4)
 TOPIC_PREFIX = f"t{RUN_ID}."
 TEST_DB = f"verbinding_test_{RUN_ID}"
-SECRET = "test-secret-of-sufficient-length-0123456789"
+SECRET = secrets.token_hex(32)
 
 
 def _dsn_for(database: str) -> str:
@@ -43,6 +48,8 @@ def _dsn_for(database: str) -> str:
 @pytest.fixture(scope="session")
 def test_env() -> dict[str, str]:
     """Environment every service built in a test reads (pydantic-settings)."""
+    from shared.db_roles import SERVICE_ROLES, service_dsn
+
     env = {
         "VERBINDING_ENVIRONMENT": "test",
         "VERBINDING_DATABASE_URL": _dsn_for(TEST_DB),
@@ -50,6 +57,10 @@ def test_env() -> dict[str, str]:
         "VERBINDING_TOPIC_PREFIX": TOPIC_PREFIX,
         "VERBINDING_PSEUDONYM_SECRET": SECRET,
     }
+    # Each service as its own role on the session's database (explicitly: a shell that
+    # exported another DSN for a service must not point a test at another database).
+    for service in SERVICE_ROLES:
+        env[f"VERBINDING_{service.upper()}_DATABASE_URL"] = service_dsn(_dsn_for(TEST_DB), service)
     os.environ.update(env)
     return env
 
@@ -80,11 +91,12 @@ async def kafka(test_env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="session")
 async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    from shared.db import apply_migrations, create_pool, migration_files
+    """The admin's pool on the session's database, migrated like ``verbinding migrate``."""
+    from shared.db import create_pool, migrate_services
+    from tools.cli import SERVICES
 
     pool = await create_pool(database, max_size=10)
-    async with pool.acquire() as conn:
-        await apply_migrations(conn, "platform", migration_files("shared.migrations"))
+    await migrate_services(pool, {name: package for name, (_, package) in SERVICES.items()})
     yield pool
     await pool.close()
 

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 __all__ = ["main"]
@@ -33,7 +34,12 @@ def _settings() -> Any:
 async def _partner_create(org_id: str, name: str | None, scopes: list[str]) -> str:
     from shared.auth import create_organisation, issue_key
     from shared.db import apply_migrations, create_pool, migration_files
+    from shared.identifiers import organisation_id_problem
 
+    # Before anything is written: an id the events refuse would make every write of it fail.
+    problem = organisation_id_problem(org_id)
+    if problem:
+        raise SystemExit(f"error: {problem}; nothing was created")
     pool = await create_pool(_settings().database_url, max_size=2)
     try:
         async with pool.acquire() as conn:
@@ -59,6 +65,65 @@ async def _partner_create(org_id: str, name: str | None, scopes: list[str]) -> s
     return key.secret
 
 
+async def _platform_pool() -> Any:
+    from shared.db import apply_migrations, create_pool, migration_files
+
+    pool = await create_pool(_settings().database_url, max_size=1)
+    async with pool.acquire() as conn:
+        await apply_migrations(conn, "platform", migration_files("shared.migrations"))
+    return pool
+
+
+async def _partner_register(org_id: str, name: str, joined: date) -> None:
+    from shared.partners import PartnerError, register
+
+    pool = await _platform_pool()
+    try:
+        async with pool.acquire() as conn:
+            created = await register(conn, org_id, name, joined)
+    except PartnerError as exc:
+        raise SystemExit(f"error: {exc}; nothing was changed") from None
+    finally:
+        await pool.close()
+    print(f"partner {org_id} {'registered' if created else 'updated'}; joined {joined}")
+
+
+async def _partner_leave(org_id: str, on: date) -> None:
+    from shared.partners import PartnerError, leave
+
+    pool = await _platform_pool()
+    try:
+        async with pool.acquire() as conn:
+            await leave(conn, org_id, on)
+    except PartnerError as exc:
+        raise SystemExit(f"error: {exc}; nothing was changed") from None
+    finally:
+        await pool.close()
+    print(f"partner {org_id} left on {on}; it no longer counts from that day")
+
+
+async def _partner_list() -> None:
+    from shared.partners import partners
+
+    pool = await _platform_pool()
+    try:
+        async with pool.acquire() as conn:
+            found = await partners(conn)
+    finally:
+        await pool.close()
+    for p in found:
+        left = f"left {p.left_on}" if p.left_on else "current"
+        print(f"{p.organisation_id}\t{p.name}\tjoined {p.joined}\t{left}")
+    print(f"{len(found)} partners registered, {sum(p.left_on is None for p in found)} current")
+
+
+def _iso_date(raw: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a date YYYY-MM-DD") from None
+
+
 async def _partner_revoke(key_id: str) -> bool:
     from shared.auth import revoke_key
     from shared.db import create_pool
@@ -73,20 +138,65 @@ async def _partner_revoke(key_id: str) -> bool:
     return revoked
 
 
-async def _migrate(services: Sequence[str]) -> None:
-    from shared.db import create_pool, migrate_service
-    from shared.kafka import ensure_topics
+async def _volunteer_key(org_id: str, label: str | None) -> str:
+    """A key with the scope `attendance` only, through the same platform function the API's
+    `POST /v1/keys` uses."""
+    from shared.auth import issue_volunteer_key, organisation_exists
+    from shared.db import apply_migrations, create_pool, migration_files
 
-    settings = _settings()
+    pool = await create_pool(_settings().database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await apply_migrations(conn, "platform", migration_files("shared.migrations"))
+            async with conn.transaction():
+                if not await organisation_exists(conn, org_id):
+                    raise SystemExit(f"no organisation {org_id!r}; create it first")
+                key = await issue_volunteer_key(conn, org_id, label, None)
+    finally:
+        await pool.close()
+    print(f"volunteer key for {org_id}; key id {key.key_id}; scopes attendance")
+    print("the key below is shown once; give it to the volunteer (revoke: partner revoke <id>)")
+    print(key.secret)
+    return key.secret
+
+
+async def _keys(org_id: str) -> None:
+    from shared.auth import volunteer_keys
+    from shared.db import create_pool
+
+    pool = await create_pool(_settings().database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            keys = await volunteer_keys(conn, org_id)
+    finally:
+        await pool.close()
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        print(f"{k.key_id}  {state:<24}  created {k.created_at:%Y-%m-%d}  {k.label or ''}")
+    if not keys:
+        print(f"no volunteer keys for {org_id}")
+
+
+async def _migrate(services: Sequence[str]) -> None:
+    """As the admin role: a database role per service (docs/privacy.md), each service's schema
+    with the grants of its role, and the topics."""
+    from shared.db import create_pool, migrate_services
+    from shared.db_roles import role_of
+    from shared.kafka import ensure_topics
+    from shared.settings import AdminSettings
+
+    settings = AdminSettings()
     pool = await create_pool(settings.database_url, max_size=2)
     try:
+        await migrate_services(
+            pool, {name: SERVICES[name][1] for name in services}, settings.role_passwords()
+        )
         for name in services:
-            await migrate_service(pool, name, SERVICES[name][1])
-            print(f"schema {name} migrated")
+            print(f"schema {name} migrated; role {role_of(name)} granted")
     finally:
         await pool.close()
     await ensure_topics(
-        settings.kafka_bootstrap,
+        settings.kafka(),
         settings.topic_prefix,
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
@@ -123,16 +233,18 @@ async def _relay(name: str) -> None:
     from shared.db import create_pool
     from shared.logging import configure_logging
     from shared.outbox import OutboxRelay
+    from shared.settings import AdminSettings
 
-    settings = _settings()
+    settings = AdminSettings()
     configure_logging(settings.log_level, service=f"{name}-relay")
-    pool = await create_pool(settings.database_url, max_size=3)
+    # The relay is part of the service: it connects as the service's role.
+    pool = await create_pool(settings.service_database_url(name), max_size=3)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await OutboxRelay(pool, name, settings.kafka_bootstrap).run(stop)
+        await OutboxRelay(pool, name, settings.kafka()).run(stop)
     finally:
         await pool.close()
 
@@ -141,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verbinding", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    partner = sub.add_parser("partner", help="partner organisations and their API keys")
+    partner = sub.add_parser(
+        "partner", help="organisations and their API keys; the coalition's partner registry"
+    )
     psub = partner.add_subparsers(dest="partner_command", required=True)
     create = psub.add_parser(
         "create", help="create (or update) an organisation and print a new key"
@@ -156,6 +270,27 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--scopes", required=True)
     revoke = psub.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
+    register = psub.add_parser(
+        "register",
+        help="register a coalition partner (counts in the share of partners with trained staff)",
+    )
+    register.add_argument("org_id")
+    register.add_argument("--name", required=True)
+    register.add_argument("--joined", required=True, type=_iso_date, help="YYYY-MM-DD")
+    leave = psub.add_parser("leave", help="record that a partner left the coalition")
+    leave.add_argument("org_id")
+    leave.add_argument(
+        "--on", required=True, type=_iso_date, help="YYYY-MM-DD, the first day it is no partner"
+    )
+    psub.add_parser("list", help="the partner registry")
+    volunteer = psub.add_parser(
+        "volunteer-key",
+        help="issue a key for a volunteer: scope `attendance` only (activities and attendance)",
+    )
+    volunteer.add_argument("org_id")
+    volunteer.add_argument("--label", help="to recognise the key by, e.g. 'tablet buurthuis'")
+    keys = psub.add_parser("keys", help="list an organisation's volunteer keys")
+    keys.add_argument("org_id")
 
     migrate = sub.add_parser("migrate", help="create/upgrade the database schemas and Kafka topics")
     migrate.add_argument("services", nargs="*", default=list(SERVICES))
@@ -196,6 +331,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_partner_create(args.org_id, args.name, _scopes(args.scopes)))
         elif args.partner_command == "key":
             asyncio.run(_partner_create(args.org_id, None, _scopes(args.scopes)))
+        elif args.partner_command == "register":
+            asyncio.run(_partner_register(args.org_id, args.name, args.joined))
+        elif args.partner_command == "leave":
+            asyncio.run(_partner_leave(args.org_id, args.on))
+        elif args.partner_command == "list":
+            asyncio.run(_partner_list())
+        elif args.partner_command == "volunteer-key":
+            asyncio.run(_volunteer_key(args.org_id, args.label))
+        elif args.partner_command == "keys":
+            asyncio.run(_keys(args.org_id))
         else:
             return 0 if asyncio.run(_partner_revoke(args.key_id)) else 1
         return 0

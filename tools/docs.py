@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import secrets
 import sys
 import textwrap
 import tokenize
@@ -49,13 +50,16 @@ KAFKA_BINDING = "0.5.0"
 @contextlib.contextmanager
 def _default_settings() -> Iterator[None]:
     """Build from the defaults: a developer's VERBINDING_* (say, a batch limit) must not leak
-    into the committed contract."""
+    into the committed contract. The pseudonym secret has no default; building the app for its
+    contract pseudonymises nothing, so a throwaway random one does."""
     saved = {k: v for k, v in os.environ.items() if k.startswith("VERBINDING_")}
     for key in saved:
         del os.environ[key]
+    os.environ["VERBINDING_PSEUDONYM_SECRET"] = secrets.token_hex(32)
     try:
         yield
     finally:
+        del os.environ["VERBINDING_PSEUDONYM_SECRET"]
         os.environ.update(saved)
 
 

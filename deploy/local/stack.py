@@ -21,6 +21,13 @@ VERBINDING_METRICS_PORT [8003], VERBINDING_START_TIMEOUT [60 seconds],
 VERBINDING_KAFKA_LIB [unset: <state>/kafka/lib, filled by Maven; set: a folder that already
 holds the broker's jars, used as is, e.g. a test's private broker reusing the main checkout's].
 Everything listens on 127.0.0.1 only.
+
+Secrets: on its first start the stack generates the pseudonym master secret (32 random bytes,
+hex) into <state>/secrets/pseudonym-secret (mode 0600) and hands it to the services that
+pseudonymise as VERBINDING_PSEUDONYM_SECRET; one set in the environment wins (the fault suite
+sets its own). `env` never prints it. The database: `verbinding migrate` (run by `make up`)
+creates a role per service; the services connect as their role (PostgreSQL trusts 127.0.0.1
+here), Kafka stays PLAINTEXT on 127.0.0.1 (docs/privacy.md).
 """
 # ruff: noqa: S603  (a launcher: every subprocess is a fixed program with arguments we build)
 
@@ -36,6 +43,7 @@ import hashlib
 import os
 import pwd
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -56,6 +64,8 @@ HOST = "127.0.0.1"
 SERVICES = ("registrations", "referrals", "metrics")
 DEFAULT_SERVICE_PORTS = {"registrations": 8001, "referrals": 8002, "metrics": 8003}
 DATABASE = "verbinding"
+# The services that pseudonymise, and so get the master secret (metrics never needs it).
+PSEUDONYMISING = ("registrations", "referrals")
 POLL = 0.2
 LOG_TAIL_LINES = 60
 
@@ -178,6 +188,10 @@ class Config:
     @property
     def pg_log(self) -> Path:
         return self.pg_dir / "postgres.log"
+
+    @property
+    def secret_file(self) -> Path:
+        return self.state / "secrets" / "pseudonym-secret"
 
     def service_pid(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
@@ -369,6 +383,37 @@ def state_lock(cfg: Config) -> Iterator[None]:
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------- secrets
+
+
+def pseudonym_secret(cfg: Config) -> str:
+    """The stack's pseudonym master secret, generated on first use and kept owner-only.
+
+    Never a value from the source: a key anybody can read would pseudonymise nothing. Changing
+    the file changes every pseudonym, so it is created once and then only read."""
+    path = cfg.secret_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            say(f"  {path} was readable by others: made owner-only (0600)")
+            path.chmod(0o600)
+        secret = path.read_text().strip()
+        if len(secret) < 32:
+            raise StackError(
+                f"{path} holds no usable secret (under 32 characters); restore it from a "
+                "backup, or remove it to generate a new one (which changes every pseudonym)"
+            ) from None
+        return secret
+    secret = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    say(f"pseudonym secret: generated {path} (0600); back it up with the database")
+    return secret
 
 
 # ------------------------------------------------------------------------------------ kafka
@@ -874,6 +919,21 @@ def check_service(name: str) -> None:
         raise StackError(f"unknown service {name!r}; expected one of {', '.join(SERVICES)}")
 
 
+def service_env(cfg: Config, name: str) -> dict[str, str]:
+    """What a service process gets: this environment, the stack's addresses and, for a service
+    that pseudonymises, the stack's secret (unless the environment already sets one)."""
+    env = dict(os.environ)
+    env.update(cfg.env())
+    env.setdefault("VERBINDING_ENVIRONMENT", "development")
+    if name in PSEUDONYMISING:
+        if not env.get("VERBINDING_PSEUDONYM_SECRET"):
+            env["VERBINDING_PSEUDONYM_SECRET"] = pseudonym_secret(cfg)
+    else:
+        env.pop("VERBINDING_PSEUDONYM_SECRET", None)  # least privilege: it never needs it
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def service_start(cfg: Config, name: str, timeout: float) -> None:
     check_service(name)
     port = cfg.service_ports[name]
@@ -893,10 +953,7 @@ def service_start(cfg: Config, name: str, timeout: float) -> None:
     exe = REPO / ".venv" / "bin" / "verbinding"
     if not exe.exists():
         raise StackError(f"{exe} not found: run scripts/bootstrap first")
-    env = dict(os.environ)
-    env.update(cfg.env())
-    env.setdefault("VERBINDING_ENVIRONMENT", "development")
-    env["PYTHONUNBUFFERED"] = "1"
+    env = service_env(cfg, name)
     log = cfg.service_log(name)
     log_from = log_offset(log)
     started = time.monotonic()
@@ -988,6 +1045,8 @@ def print_status(cfg: Config) -> None:
     for row in rows:
         say(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
     say(f"state dir: {cfg.state}")
+    if cfg.secret_file.exists():
+        say(f"pseudonym secret: {cfg.secret_file}")
 
 
 def print_env(cfg: Config) -> None:
@@ -1043,6 +1102,7 @@ def main(argv: list[str] | None = None) -> int:
             if cmd == "up":
                 kafka_start(cfg, timeout)
                 pg_start(cfg, timeout)
+                pseudonym_secret(cfg)
                 if args.services:
                     for name in SERVICES:
                         service_start(cfg, name, timeout)

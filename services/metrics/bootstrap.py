@@ -11,14 +11,15 @@ from prometheus_client import REGISTRY
 
 from services.metrics.adapters.facts import FactWriter
 from services.metrics.domain.baseline import load_baseline
-from services.metrics.entrypoints.consumer import MetricsConsumer
+from services.metrics.entrypoints.consumer import CONSUMED_TOPICS, MetricsConsumer
 from services.metrics.entrypoints.http import build_router
 from services.metrics.service_layer.indicators import IndicatorService
 from services.metrics.service_layer.rebuild import REBUILD_LOCK
 from services.metrics.service_layer.snapshot import IndicatorSnapshot
 from services.metrics.settings import MetricsSettings
 from shared.consumer import BatchConsumer
-from shared.db import create_pool, migrate_service
+from shared.db import create_pool, require_migrated
+from shared.events import Topic
 from shared.http import create_app
 from shared.kafka import ensure_topics
 from shared.reference import load_reference
@@ -37,7 +38,11 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_max)
-        await migrate_service(pool, SCHEMA, MIGRATIONS)
+        try:
+            await require_migrated(pool, SCHEMA, MIGRATIONS)
+        except BaseException:
+            await pool.close()
+            raise
         app.state.pool = pool
         service = IndicatorService(
             pool,
@@ -45,6 +50,8 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
             reference,
             k=settings.suppression_k,
             cache_seconds=settings.indicator_cache_seconds,
+            thresholds=settings.thresholds(),
+            signal_trainings=settings.signal_training_codes,
         )
         app.state.indicators = service
         snapshot = IndicatorSnapshot(service, settings.snapshot_interval_seconds)
@@ -53,17 +60,23 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
         tasks = [asyncio.create_task(snapshot.run(stop))]
         consumer = None
         if settings.consume:
+            # Only the topics this service reads and writes: its Kafka user may see no others.
             await ensure_topics(
-                settings.kafka_bootstrap,
+                settings.kafka(),
                 settings.topic_prefix,
                 partitions=settings.topic_partitions,
                 replication=settings.topic_replication,
+                topics=(*CONSUMED_TOPICS, Topic.DEADLETTER),
             )
             consumer = MetricsConsumer(
                 lambda sink: BatchConsumer(
-                    pool, SCHEMA, FactWriter(SCHEMA), sink, shared_lock=REBUILD_LOCK
+                    pool,
+                    SCHEMA,
+                    FactWriter(SCHEMA, reference.services),
+                    sink,
+                    shared_lock=REBUILD_LOCK,
                 ),
-                bootstrap=settings.kafka_bootstrap,
+                bootstrap=settings.kafka(),
                 group_id=settings.consumer_group,
                 prefix=settings.topic_prefix,
                 max_records=settings.consumer_max_records,

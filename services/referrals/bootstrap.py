@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.referrals.domain.scoring import Thresholds
 from services.referrals.entrypoints.http import (
     BATCH_ITEM_SCHEMA,
     batch_item_adapter,
@@ -34,9 +33,7 @@ def build_app(settings: ReferralsSettings | None = None) -> FastAPI:
     handlers = ReferralHandlers(
         ctx,
         load_reference(settings.reference_file),
-        Thresholds(
-            emotional=settings.djg_emotional_threshold, social=settings.djg_social_threshold
-        ),
+        settings.thresholds(),
     )
 
     app = create_app(

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.registrations.entrypoints.http import (
+from services.registrations.domain.sheets import Limits
+from services.registrations.entrypoints.http import build_router
+from services.registrations.entrypoints.keys import build_keys_router
+from services.registrations.entrypoints.page import build_page_router
+from services.registrations.entrypoints.uploads import build_uploads_router
+from services.registrations.service_layer.batch import (
     BATCH_ITEM_SCHEMA,
+    BatchWriter,
     batch_item_adapter,
-    build_router,
 )
 from services.registrations.service_layer.handlers import RegistrationHandlers
+from services.registrations.service_layer.uploads import Uploads
 from services.registrations.settings import RegistrationsSettings
 from shared.http import create_app, document_schema
 from shared.lifespan import writing_service_lifespan
@@ -30,7 +36,19 @@ def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
         pseudonymiser=Pseudonymiser(settings.pseudonym_secret.get_secret_value()),
         topic_prefix=settings.topic_prefix,
     )
-    handlers = RegistrationHandlers(ctx, load_reference(settings.reference_file))
+    reference = load_reference(settings.reference_file)
+    handlers = RegistrationHandlers(ctx, reference)
+    writer = BatchWriter(handlers)
+    uploads = Uploads(
+        writer,
+        reference,
+        ctx.pseudonymiser,
+        Limits(
+            max_bytes=settings.upload_max_bytes,
+            max_unpacked_bytes=settings.upload_max_unpacked_bytes,
+            max_rows=settings.upload_max_rows,
+        ),
+    )
 
     app = create_app(
         service=SCHEMA,
@@ -38,13 +56,20 @@ def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
         description=(
             "Partner booking systems send their activities, registrations, cancellations and "
             "attendance here. Participant references are pseudonymised on arrival. Every write is "
-            "idempotent per id; errors name the offending field."
+            "idempotent per id; errors name the offending field. Partners without a booking "
+            "system upload spreadsheets (`/v1/uploads/*`, templates at `/v1/templates/*`) or use "
+            "the volunteers' page at `/invoer/`, with a volunteer key (`/v1/keys`)."
         ),
         version="1.0.0",
         max_body_bytes=settings.max_body_bytes,
         kafka_bootstrap=settings.kafka_bootstrap,
         lifespan=writing_service_lifespan(settings, SCHEMA, MIGRATIONS),
-        routers=[build_router(handlers, settings.batch_max_items)],
+        routers=[
+            build_router(handlers, writer, settings.batch_max_items),
+            build_uploads_router(uploads, reference),
+            build_keys_router(),
+            build_page_router(),
+        ],
     )
     document_schema(app, BATCH_ITEM_SCHEMA, batch_item_adapter())
     return app

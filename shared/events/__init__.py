@@ -2,6 +2,7 @@
 
 from shared.events.envelope import (
     EVENT_TYPES,
+    KAFKA_HEADERS,
     CloudEvent,
     EventData,
     EventDecodeError,
@@ -26,8 +27,12 @@ from shared.events.models import (
 )
 from shared.events.topics import Topic, topic_name
 
+# Earlier major versions still on the topics: importing registers their decoders and upcasters.
+from shared.events import legacy  # noqa: F401  isort: skip
+
 __all__ = [
     "EVENT_TYPES",
+    "KAFKA_HEADERS",
     "ActivityUpserted",
     "AttendanceRecorded",
     "CloudEvent",

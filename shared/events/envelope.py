@@ -1,7 +1,10 @@
 """The CloudEvents 1.0 envelope (structured JSON mode) and strict decoding.
 
 Every event on Kafka is ``{"specversion": "1.0", "id", "source", "type", "time", "subject",
-"datacontenttype", "data"}``. ``type`` is ``nl.verbinding.<name>.v<major>``; a decoder that meets
+"datacontenttype", "data"}``; an optional attribute without a value (``subject`` of an event about
+no participant) is left out, never ``null``, and every record carries the Kafka protocol binding's
+header ``content-type: application/cloudevents+json`` (structured mode), so that the official
+CloudEvents SDKs read every event. ``type`` is ``nl.verbinding.<name>.v<major>``; a decoder that meets
 a major version it does not know raises :class:`UnknownEventVersion`, so that consumers
 dead-letter it instead of guessing.
 """
@@ -15,11 +18,14 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
 from shared.events.topics import Topic
+from shared.identifiers import ORGANISATION_ID
 
 __all__ = [
     "EVENT_TYPES",
+    "KAFKA_HEADERS",
     "CloudEvent",
     "EventData",
     "EventDecodeError",
@@ -29,6 +35,10 @@ __all__ = [
     "encode_event",
     "new_event",
 ]
+
+# The CloudEvents Kafka protocol binding, structured content mode: the whole event is the value.
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+KAFKA_HEADERS: list[tuple[str, bytes]] = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
 
 TYPE_PATTERN = re.compile(r"^nl\.verbinding\.(?P<name>[a-z_.]+)\.v(?P<major>[0-9]+)$")
 
@@ -57,6 +67,11 @@ class EventData(BaseModel):
 DataT = TypeVar("DataT", bound=EventData)
 
 
+def _without_default(schema: dict[str, Any]) -> None:
+    """An attribute without a value is absent: the schema must not suggest a null default."""
+    schema.pop("default", None)
+
+
 class CloudEvent(BaseModel, Generic[DataT]):
     """A CloudEvents 1.0 envelope around one Verbinding event."""
 
@@ -65,12 +80,18 @@ class CloudEvent(BaseModel, Generic[DataT]):
     specversion: str = Field("1.0", pattern=r"^1\.0$", description="CloudEvents version.")
     id: uuid.UUID = Field(description="Unique event id; consumers deduplicate on it.")
     source: str = Field(
-        pattern=r"^/organisations/[A-Za-z0-9._-]+$|^/platform$",
+        pattern=rf"^/organisations/{ORGANISATION_ID}$|^/platform$",
         description="`/organisations/{organisation_id}` of the organisation that caused it.",
     )
     type: str = Field(pattern=TYPE_PATTERN.pattern, description="`nl.verbinding.<name>.v<major>`.")
     time: AwareDatetime = Field(description="When the platform accepted the event.")
-    subject: str | None = Field(None, description="Participant pseudonym, where there is one.")
+    # Absent, never null, when there is none; events written before that rule carry a null,
+    # which still decodes (SkipJsonSchema only keeps it out of the published schema).
+    subject: str | SkipJsonSchema[None] = Field(
+        None,
+        description="Participant pseudonym, where there is one; absent otherwise.",
+        json_schema_extra=_without_default,
+    )
     datacontenttype: str = Field("application/json", pattern=r"^application/json$")
     data: DataT
 
@@ -100,6 +121,8 @@ _NAMES: set[str] = set()
 # The parametrised envelope per type, built once: looking up CloudEvent[cls] per message is a
 # measurable share of a consumer's time.
 _ENVELOPES: dict[str, Any] = {}
+# Earlier major versions still on the topics (shared/events/legacy.py): decoded, then upcast.
+_LEGACY: set[str] = set()
 
 
 def register(cls: type[DataT]) -> type[DataT]:
@@ -110,12 +133,27 @@ def register(cls: type[DataT]) -> type[DataT]:
     return cls
 
 
+def register_legacy(cls: type[DataT]) -> type[DataT]:
+    """Class decorator for an earlier major version: it decodes, and its ``upcast()`` gives the
+    current version's data. Not published, not in :data:`EVENT_TYPES`."""
+    if not callable(getattr(cls, "upcast", None)):
+        raise TypeError(f"{cls.__name__} must say how it becomes the current version (upcast)")
+    _ENVELOPES[cls.event_type()] = CloudEvent[cls]  # type: ignore[valid-type]
+    _LEGACY.add(cls.event_type())
+    return cls
+
+
 def new_event(
-    data: DataT, organisation_id: str | None, *, time: datetime | None = None
+    data: DataT,
+    organisation_id: str | None,
+    *,
+    time: datetime | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> CloudEvent[DataT]:
-    """Wrap ``data`` in an envelope; ``organisation_id`` None means the platform itself."""
+    """Wrap ``data`` in an envelope; ``organisation_id`` None means the platform itself.
+    ``event_id``: an id chosen beforehand (a record that names its event is written first)."""
     return CloudEvent[type(data)](  # type: ignore[misc,operator]
-        id=uuid.uuid4(),
+        id=event_id or uuid.uuid4(),
         source=f"/organisations/{organisation_id}" if organisation_id else "/platform",
         type=type(data).event_type(),
         time=time or datetime.now(UTC),
@@ -125,7 +163,9 @@ def new_event(
 
 
 def encode_event(event: CloudEvent[Any]) -> bytes:
-    return orjson.dumps(event.model_dump(mode="json"))
+    # CloudEvents has no null attribute values: an attribute without a value is absent.
+    absent = {"subject"} if event.subject is None else None
+    return orjson.dumps(event.model_dump(mode="json", exclude=absent))
 
 
 def decode_event(raw: bytes | str) -> CloudEvent[Any]:
@@ -150,9 +190,26 @@ def decode_event(raw: bytes | str) -> CloudEvent[Any]:
             raise UnknownEventVersion(f"unknown major version v{match['major']} of {match['name']}")
         raise UnknownEventType(f"unknown event type {event_type!r}")
     try:
-        return envelope.model_validate(doc)  # type: ignore[no-any-return]
+        event = envelope.model_validate(doc)
+        if event_type in _LEGACY:
+            event = _upcast(event)
+        return event  # type: ignore[no-any-return]
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise EventDecodeError(f"{event_type} does not match its schema: {problems}") from None
+
+
+def _upcast(event: CloudEvent[Any]) -> CloudEvent[Any]:
+    """An earlier major version as the current one: same id (deduplication), source, time and
+    subject; the current type and data."""
+    data = event.data.upcast()
+    return CloudEvent[type(data)](  # type: ignore[misc,operator]
+        id=event.id,
+        source=event.source,
+        type=type(data).event_type(),
+        time=event.time,
+        subject=event.subject,
+        data=data,
+    )

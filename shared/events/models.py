@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared.events.envelope import EventData, register
 from shared.events.topics import Topic
+from shared.identifiers import ORGANISATION_ID_PATTERN
 
 __all__ = [
     "ActivityUpserted",
@@ -30,7 +31,7 @@ __all__ = [
 
 Pseudonym = str
 PSEUDONYM = Field(pattern=r"^[0-9a-f]{64}$", description="HMAC-SHA256 pseudonym (hex).")
-ORG = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Organisation id.")
+ORG = Field(pattern=ORGANISATION_ID_PATTERN, description="Organisation id.")
 ID = Field(
     min_length=1, max_length=128, description="The partner's id, unique in its organisation."
 )
@@ -62,7 +63,12 @@ class ActivityUpserted(EventData):
 
     organisation_id: str = ORG
     activity_id: str = ID
-    version: int = Field(ge=1, description="Increases with every change; the newest wins.")
+    version: int = Field(
+        ge=1,
+        description="Increases with every change. Each version is in force from `updated_at` "
+        "until the next version's: a session counts with the version in force at its start "
+        "(before the first version: the first), so a change never rewrites earlier periods.",
+    )
     title: str = Field(max_length=200)
     category: str = Slug
     aimed_at_connection: bool = Field(description="Aimed at meeting people / less loneliness.")
@@ -70,7 +76,7 @@ class ActivityUpserted(EventData):
     capacity: int | None = Field(None, ge=0)
     target_age_bands: tuple[str, ...] = ()
     active: bool = True
-    updated_at: AwareDatetime
+    updated_at: AwareDatetime = Field(description="When the platform accepted this version.")
 
     def partition_key(self) -> str:
         return f"{self.organisation_id}:{self.activity_id}"
@@ -78,9 +84,13 @@ class ActivityUpserted(EventData):
 
 @register
 class RegistrationCreated(EventData):
-    """A participant registered for an activity."""
+    """A participant registered for an activity.
+
+    v2: a referral is named by (referring organisation, referral id); v1 named the id alone,
+    which any referrer's referral with that id matched (v1 events are upcast on decoding)."""
 
     event_name: ClassVar[str] = "registration.created"
+    major: ClassVar[int] = 2
     topic: ClassVar[Topic] = Topic.REGISTRATIONS
 
     organisation_id: str = ORG
@@ -89,8 +99,23 @@ class RegistrationCreated(EventData):
     participant: Participant
     registered_at: AwareDatetime
     referral_id: str | None = Field(
-        None, max_length=128, description="The referral that led here, as written on it."
+        None,
+        max_length=128,
+        description="The referral that led here, as the referring organisation wrote its id.",
     )
+    referring_organisation_id: str | None = Field(
+        None,
+        pattern=ORGANISATION_ID_PATTERN,
+        description="The organisation that wrote the referral. Absent only when the registering "
+        "organisation is the one the referral was sent to and left it out: the referral is then "
+        "the one with `referral_id` sent to it, if there is exactly one.",
+    )
+
+    @model_validator(mode="after")
+    def _referrer_names_a_referral(self) -> RegistrationCreated:
+        if self.referring_organisation_id is not None and self.referral_id is None:
+            raise ValueError("referring_organisation_id names the referrer of `referral_id`")
+        return self
 
     def partition_key(self) -> str:
         return self.participant.id
@@ -147,7 +172,7 @@ class ReferredTo(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    organisation_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    organisation_id: str | None = Field(None, pattern=ORGANISATION_ID_PATTERN)
     activity_id: str | None = Field(None, max_length=128)
     service: str | None = Field(None, max_length=200)
 
@@ -157,17 +182,31 @@ ReferralStatus = Literal["created", "accepted", "declined", "withdrawn", "contac
 
 @register
 class ReferralCreated(EventData):
-    """A professional or volunteer recorded a signal and referred a resident (with consent)."""
+    """A professional or volunteer recorded a signal and referred a resident (with consent).
+
+    A referral is identified by (`organisation_id`, `referral_id`): ids are unique per referring
+    organisation only. v2 adds the receiving organisation (v1 events are upcast on decoding)."""
 
     event_name: ClassVar[str] = "referral.created"
+    major: ClassVar[int] = 2
     topic: ClassVar[Topic] = Topic.REFERRALS
 
-    organisation_id: str = ORG
+    organisation_id: str = Field(
+        pattern=ORGANISATION_ID_PATTERN, description="The referring organisation."
+    )
     referral_id: str = ID
     participant: Participant
     referrer_role: str = Slug
     signals: tuple[str, ...] = Field(min_length=1)
     referred_to: ReferredTo
+    receiving_organisation_id: str | None = Field(
+        None,
+        pattern=ORGANISATION_ID_PATTERN,
+        description="The receiving side, which accepts, declines, contacts and closes: the "
+        "organisation referred to, or the provider of the service (the coalition's service "
+        "list); the referrer itself when it referred to its own activity. Absent only on a "
+        "referral to a service recorded as v1, before the service list.",
+    )
     created_at: AwareDatetime
 
     def partition_key(self) -> str:
@@ -179,22 +218,31 @@ class ReferralCreated(EventData):
 
 @register
 class ReferralStatusChanged(EventData):
-    """A referral moved in its lifecycle."""
+    """A referral moved in its lifecycle.
+
+    The order of a referral's changes is (`at`, `sequence`): two changes can carry the same `at`.
+    v2 adds `sequence` (v1 events are upcast on decoding)."""
 
     event_name: ClassVar[str] = "referral.status_changed"
+    major: ClassVar[int] = 2
     topic: ClassVar[Topic] = Topic.REFERRALS
 
     organisation_id: str = Field(
-        pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The referring organisation."
+        pattern=ORGANISATION_ID_PATTERN, description="The referring organisation."
     )
     referral_id: str = ID
     participant_id: Pseudonym = PSEUDONYM
     changed_by: str = Field(
-        pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Organisation that made the change."
+        pattern=ORGANISATION_ID_PATTERN, description="Organisation that made the change."
     )
     previous_status: ReferralStatus
     status: ReferralStatus
     at: AwareDatetime
+    sequence: int = Field(
+        ge=0,
+        description="Arrival order of the change at the referrals service: of two changes of "
+        "one referral, the one with the higher `sequence` was made later.",
+    )
     outcome: str | None = Field(None, max_length=500)
 
     def partition_key(self) -> str:
@@ -206,7 +254,8 @@ class ReferralStatusChanged(EventData):
 
 @register
 class TrainingCompleted(EventData):
-    """A professional or volunteer completed a training in recognising loneliness."""
+    """A professional or volunteer completed a training. Every training is published; the
+    indicators count people trained in recognising signals of loneliness (configured codes)."""
 
     event_name: ClassVar[str] = "training.completed"
     topic: ClassVar[Topic] = Topic.TRAININGS

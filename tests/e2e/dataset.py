@@ -275,7 +275,7 @@ def build(prefix: str, baseline_year: int, today: date | None = None) -> DataSet
         act: Activity,
         days: list[date],
         tag: str,
-        referral_id: str | None = None,
+        referral: tuple[str, str] | None = None,
         no_show_chance: float = 0.1,
     ) -> None:
         """Register once (two days before the first session), then attend the given days."""
@@ -291,8 +291,8 @@ def build(prefix: str, baseline_year: int, today: date | None = None) -> DataSet
                 "participant": who.participant(),
                 "registered_at": _moment(registered[key], 14),
             }
-            if referral_id:
-                body["referral_id"] = referral_id
+            if referral:  # named by its referrer and its id
+                body["referring_organisation_id"], body["referral_id"] = referral
             ds.add(ds.registrations, act.org, {"kind": "registration", "body": body})
         for day in days:
             status = "no_show" if rng.random() < no_show_chance else "attended"
@@ -372,13 +372,17 @@ def build(prefix: str, baseline_year: int, today: date | None = None) -> DataSet
             days = sessions(act, baseline_year, month)
             attend(who, act, [rng.choice(days)], "b")
 
-    def add_status(org: str, referral_id: str, name: str, day: date, hour: int) -> None:
+    def add_status(
+        receiver: str, referrer: str, referral_id: str, name: str, day: date, hour: int
+    ) -> None:
+        """The receiving side moves the referral along, naming its referrer."""
         ds.add(
             ds.statuses,
-            org,
+            receiver,
             {
                 "kind": "referral_status",
                 "referral_id": referral_id,
+                "referring_organisation_id": ds.org(referrer),
                 "body": {"status": name, "at": _moment(day, hour)},
             },
         )
@@ -424,18 +428,19 @@ def build(prefix: str, baseline_year: int, today: date | None = None) -> DataSet
             accepted = outcome < 0.8
             if outcome < 0.96:
                 decision = "accepted" if accepted else "declined"
-                add_status(org, referral_id, decision, created + timedelta(rng.randint(1, 4)), 15)
+                when = created + timedelta(rng.randint(1, 4))
+                add_status(act.org, org, referral_id, decision, when, 15)
             converted = accepted and rng.random() < 0.65
             if converted:
                 first = created + timedelta(days=rng.randint(5, 9))
                 days = [first + timedelta(days=7 * w) for w in range(rng.randint(1, 3))]
                 days = [d for d in days if d.month == month]
-                attend(who, act, days, "v", referral_id=referral_id, no_show_chance=0.0)
-                add_status(org, referral_id, "closed", days[-1], 20)
+                attend(who, act, days, "v", (ds.org(org), referral_id), no_show_chance=0.0)
+                add_status(act.org, org, referral_id, "closed", days[-1], 20)
             elif accepted and rng.random() < 0.9 and created + timedelta(21) < this_month:
                 # Most referrals that did not lead to an activity are closed after a while;
                 # the rest stay open and show up as "without follow-up".
-                add_status(org, referral_id, "closed", created + timedelta(21), 15)
+                add_status(act.org, org, referral_id, "closed", created + timedelta(21), 15)
             if rng.random() < 0.55:
                 instrument = "djg11"
                 intake = _survey_total(rng, instrument, 2 if rng.random() < 0.2 else 1)

@@ -48,6 +48,7 @@ DOCS_SCREENSHOT = REPO / "docs" / "dashboard.png"
 # Everything the page shows, read in one round trip: [data-testid] elements with their data.
 READ_PAGE = """() => Array.from(document.querySelectorAll('[data-testid]')).map(e => ({
     id: e.dataset.testid, value: e.dataset.value ?? null, suppressed: e.dataset.suppressed ?? null,
+    provisional: e.dataset.provisional ?? null,
     key: e.closest('[data-key]')?.dataset.key ?? null, text: e.textContent.trim(),
 }))"""
 
@@ -122,6 +123,8 @@ def assert_shown(shown: dict[str, Any], fig: dict[str, Any], k: int, lang: str, 
         assert shown["text"] == f"< {k}", what
         return
     assert shown["suppressed"] == "false", f"{what}: page suppresses {fig}"
+    # Retention and conversion of a period whose window is open are marked provisional.
+    assert shown["provisional"] == ("true" if fig.get("provisional") else "false"), what
     if fig["value"] is None:
         assert shown["value"] == "", what
         assert shown["text"] == "\u2013", what

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import sys
 import time
@@ -60,18 +61,20 @@ __all__ = [
 ]
 
 STACK = REPO / "deploy" / "local" / "stack.py"
-SECRET = "fault-suite-secret-of-sufficient-length-0123456789"
+SECRET = secrets.token_hex(32)  # random per run: no pseudonym secret is ever a constant
 SERVICES = ("registrations", "referrals", "metrics")
-# What a simulator write becomes in the metrics service's facts, and how its key is read there.
+# What a simulator write becomes in the metrics service's facts, and how its key is read there:
+# write kind -> (fact table, the writing organisation, the write's id).
 FACTS = {
-    "activity": ("activities", "activity_id"),
-    "registration": ("registrations", "registration_id"),
-    "cancellation": ("cancellations", "registration_id"),
-    "attendance": ("attendance", "attendance_id"),
-    "referral": ("referrals", "referral_id"),
-    "referral_status": ("referral_status", "referral_id || ':' || status"),
-    "training": ("trainings", "training_id"),
-    "measurement": ("measurements", "measurement_id"),
+    "activity": ("activity_versions", "organisation_id", "activity_id"),
+    "registration": ("registrations", "organisation_id", "registration_id"),
+    "cancellation": ("cancellations", "organisation_id", "registration_id"),
+    "attendance": ("attendance", "organisation_id", "attendance_id"),
+    "referral": ("referrals", "organisation_id", "referral_id"),
+    # Written by the side that made the change (the receiving side, or the referrer).
+    "referral_status": ("referral_status", "changed_by", "referral_id || ':' || status"),
+    "training": ("trainings", "organisation_id", "training_id"),
+    "measurement": ("measurements", "organisation_id", "measurement_id"),
 }
 
 
@@ -177,11 +180,21 @@ class Stack:
         await self.run("pg-stop", state="pg")
 
     async def create_database(self, name: str) -> str:
+        """A new database, migrated as ``verbinding migrate`` does (a role per service, whose
+        grants the services need: they connect as their roles and only check the schema)."""
+        from shared.db import create_pool, migrate_services
+        from tools.cli import SERVICES as MIGRATIONS
+
         conn = await asyncpg.connect(self.dsn(), timeout=10)
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
+        pool = await create_pool(self.dsn(name), max_size=2)
+        try:
+            await migrate_services(pool, {s: package for s, (_, package) in MIGRATIONS.items()})
+        finally:
+            await pool.close()
         return self.dsn(name)
 
     async def service_start(
@@ -264,7 +277,9 @@ class Deployment:
         dsn = await stack.create_database(name)
         ports = {s: free_port() for s in (*SERVICES, "metrics2")}
         deployment = cls(stack, name, dsn, ports, relay_in_process=relay_in_process)
-        deployment.keys = await create_partners(dsn, default_scenario().organisations)
+        deployment.keys = await create_partners(
+            dsn, default_scenario().organisations, joined=date(2000, 1, 1)
+        )
         from shared.auth import create_organisation, issue_key
 
         conn = await asyncpg.connect(dsn)
@@ -387,7 +402,8 @@ class Deployment:
                                (SELECT event_id FROM metrics.processed_events))
                          + greatest(0, (SELECT count(*) FROM registrations.activities
                                         WHERE updated_at <= $1)
-                                     - (SELECT count(*) FROM metrics.activities))
+                                     - (SELECT count(DISTINCT (organisation_id, activity_id))
+                                        FROM metrics.activity_versions))
                     """,
                     accepted_until,
                 )
@@ -603,9 +619,9 @@ class Verdict:
 async def _facts(deployment: Deployment) -> dict[str, set[tuple[str, str]]]:
     out = {}
     async with deployment.connection() as conn:
-        for kind, (table, key) in FACTS.items():
-            rows = await conn.fetch(f"SELECT organisation_id, {key} AS id FROM metrics.{table}")
-            out[kind] = {(r["organisation_id"], r["id"]) for r in rows}
+        for kind, (table, org, key) in FACTS.items():
+            rows = await conn.fetch(f"SELECT {org} AS org, {key} AS id FROM metrics.{table}")
+            out[kind] = {(r["org"], r["id"]) for r in rows}
     return out
 
 

@@ -352,7 +352,7 @@ async def test_poison_lands_in_deadletter_with_reason_and_original_bytes(
     assert by_offset[20].reason == "unknown major version v9 of registration.created"
     assert base64.b64decode(by_offset[20].original_value) == unknown_version
     assert by_offset[20].original_key is None
-    assert "could not apply nl.verbinding.registration.created.v1" in by_offset[21].reason
+    assert "could not apply nl.verbinding.registration.created.v2" in by_offset[21].reason
     assert "cannot apply poison-4" in by_offset[21].reason
     assert base64.b64decode(by_offset[21].original_value) == encode_event(unappliable)
     assert base64.b64decode(by_offset[21].original_key or "") == unappliable.key

@@ -179,7 +179,7 @@ async def test_bad_messages_on_every_topic_are_dead_lettered_and_change_no_figur
         )
         == 1
     )
-    for table in ("activities", "attendance", "registrations", "referrals", "trainings"):
+    for table in ("activity_versions", "attendance", "registrations", "referrals", "trainings"):
         rows = await pool.fetchval(
             f"SELECT count(*) FROM metrics.{table} WHERE organisation_id = $1", org
         )

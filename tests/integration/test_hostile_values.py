@@ -151,22 +151,29 @@ async def test_titles_that_cannot_be_stored_are_rejected_by_name(
 
 
 @pytest.mark.parametrize("outcome", [*FREE_TEXT[:-2], "o" * 500], ids=range(len(FREE_TEXT) - 1))
-async def test_a_status_outcome_and_a_service_come_back_exactly_as_sent(
+async def test_a_status_outcome_comes_back_exactly_as_sent_and_a_hostile_service_is_refused(
     referrals, partner, outcome
 ):
-    service = outcome[:200]
-    body = referral(referred_to={"service": service})
+    body = referral()
     created = await referrals.post("/v1/referrals", headers=partner.headers, json=body)
     assert created.status_code == 201, created.text
     url = f"/v1/referrals/{body['referral_id']}"
 
-    change = {"status": "declined", "at": "2025-03-04T09:00:00+01:00", "outcome": outcome}
+    change = {"status": "withdrawn", "at": "2025-03-04T09:00:00+01:00", "outcome": outcome}
     changed = await referrals.post(f"{url}/status", headers=partner.headers, json=change)
     view = await referrals.get(url, headers=partner.headers)
+    # A service must be on the coalition's service list (its provider receives the referral):
+    # hostile text there is refused by name, never stored.
+    hostile = referral(referred_to={"service": outcome[:200]})
+    refused = await referrals.post("/v1/referrals", headers=partner.headers, json=hostile)
 
     assert changed.status_code == 201, changed.text
     assert view.json()["history"][-1]["outcome"] == outcome
-    assert view.json()["referred_to"] == {"service": service}
+    assert refused.status_code == 422, refused.text
+    assert_rejected(refused, "referred_to.service")
+    assert (
+        await referrals.get(f"/v1/referrals/{hostile['referral_id']}", headers=partner.headers)
+    ).status_code == 404
 
 
 async def test_too_long_or_unstorable_outcomes_are_rejected_by_name(referrals, partner):
@@ -176,7 +183,7 @@ async def test_too_long_or_unstorable_outcomes_are_rejected_by_name(referrals, p
     ).status_code == 201
     url = f"/v1/referrals/{body['referral_id']}/status"
     for outcome in ("o" * 501, "nul \x00 inside"):
-        change = {"status": "declined", "at": "2025-03-04T09:00:00+01:00", "outcome": outcome}
+        change = {"status": "withdrawn", "at": "2025-03-04T09:00:00+01:00", "outcome": outcome}
         r = await referrals.post(url, headers=partner.headers, json=change)
         assert_rejected(r, "outcome")
     for service in ("s" * 201, "nul \x00 inside"):

@@ -58,7 +58,7 @@ async def figures(pool: asyncpg.Pool, schema: str) -> dict[tuple[str, str | None
 
 
 async def fact_rows(pool: asyncpg.Pool, schema: str) -> dict[str, int]:
-    tables = ("activities", "attendance", "registrations", "cancellations", "referrals")
+    tables = ("activity_versions", "attendance", "registrations", "cancellations", "referrals")
     tables += ("referral_status", "trainings", "measurements", "processed_events")
     return {t: await pool.fetchval(f'SELECT count(*) FROM "{schema}".{t}') for t in tables}
 
@@ -273,7 +273,7 @@ async def test_poison_and_unknown_versions_are_dead_lettered_and_consumption_goe
     assert result["s2"]["attendances"]["value"] == 1
     assert result["s2"]["participants_unique"]["value"] == 1
     assert not await pool.fetchval(
-        "SELECT count(*) FROM metrics.activities WHERE organisation_id = $1 AND activity_id = 'bad-act'",
+        "SELECT count(*) FROM metrics.activity_versions WHERE organisation_id = $1 AND activity_id = 'bad-act'",
         org,
     )
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from services.metrics.adapters import queries
 from services.metrics.adapters.queries import BREAKDOWNS
+from services.metrics.bootstrap import MIGRATIONS
 from services.metrics.domain.periods import parse_period
 from services.metrics.entrypoints.consumer import CONSUMED_TOPICS
 from services.metrics.service_layer.rebuild import REBUILD_LOCK, rebuild
@@ -100,5 +103,162 @@ async def test_a_rebuild_from_the_topics_gives_the_live_figures(pool, topic_pref
         result = await svc.compute(parse_period("2014"))
         assert result["s2"]["attendances"]["value"] == 14
         assert result["freshness"]["events_applied"] == distinct + 1
+    finally:
+        await drop_schema(pool, live)
+
+
+# ------------------------------------------------------------------------------------------------
+# Upgrading: facts of the old definitions, events of the old versions on the topics
+# ------------------------------------------------------------------------------------------------
+
+
+def _v1(name: str, org: str, data: dict[str, Any], subject: str | None = None) -> dict[str, Any]:
+    """An event exactly as the platform published it before issue 12: v1, a null subject."""
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": f"/organisations/{org}",
+        "type": f"nl.verbinding.{name}.v1",
+        "time": "2016-12-31T12:00:00+00:00",
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+def _who(pid: str) -> dict[str, Any]:
+    return {"id": pid, "scope": "resident", "neighbourhood": "delfgauw", "age_band": "75+", "lives_alone": None}  # fmt: skip
+
+
+async def test_old_events_decode_and_a_rebuild_gives_the_corrected_figures(pool, topic_prefix):
+    """A metrics schema of the old definitions (migration 001, facts as the old code wrote them)
+    is upgraded by migration 002 and rebuilt from topics that hold v1 events: the figures of
+    2016 come out as the new definitions say."""
+    from shared.db import apply_migrations, migrate_service, migration_files
+    from tests.integration.test_metrics_scenario import hexid
+
+    welzijn = "welzijn-pn"  # provides the buddy programme (the service list)
+    gp, club = f"old{uuid.uuid4().hex[:6]}-gp", f"old{uuid.uuid4().hex[:6]}-club"
+    x, y, z, t1, t2 = (hexid(f"old-{n}") for n in ("x", "y", "z", "t1", "t2"))
+
+    def activity(org: str, act: str, version: int, aimed: bool, updated: str) -> dict[str, Any]:
+        return _v1("activity.upserted", org, {"organisation_id": org, "activity_id": act, "version": version, "title": act, "category": "meeting", "aimed_at_connection": aimed, "neighbourhood": "delfgauw", "capacity": None, "target_age_bands": [], "active": True, "updated_at": updated})  # fmt: skip
+
+    def session(org: str, aid: str, act: str, who: str, start: str) -> dict[str, Any]:
+        return _v1("attendance.recorded", org, {"organisation_id": org, "attendance_id": aid, "activity_id": act, "participant": _who(who), "session_start": start, "session_date": start[:10], "status": "attended"}, who)  # fmt: skip
+
+    def referral(rid: str, who: str, to: dict[str, Any], created: str) -> dict[str, Any]:
+        return _v1("referral.created", gp, {"organisation_id": gp, "referral_id": rid, "participant": _who(who), "referrer_role": "gp", "signals": ["social"], "referred_to": {"organisation_id": None, "activity_id": None, "service": None, **to}, "created_at": created}, who)  # fmt: skip
+
+    def change(rid: str, who: str, by: str, previous: str, new: str, at: str) -> dict[str, Any]:
+        return _v1("referral.status_changed", by, {"organisation_id": gp, "referral_id": rid, "participant_id": who, "changed_by": by, "previous_status": previous, "status": new, "at": at, "outcome": None}, who)  # fmt: skip
+
+    def registration(org: str, reg: str, act: str, who: str, rid: str, at: str) -> dict[str, Any]:
+        return _v1("registration.created", org, {"organisation_id": org, "registration_id": reg, "activity_id": act, "participant": _who(who), "registered_at": at, "referral_id": rid}, who)  # fmt: skip
+
+    def training(org: str, tid: str, person: str, code: str) -> dict[str, Any]:
+        return _v1("training.completed", org, {"organisation_id": org, "training_id": tid, "person_id": person, "role": "gp", "training": code, "completed_at": "2016-03-01T10:00:00+01:00"})  # fmt: skip
+
+    to_koffie = {"organisation_id": welzijn, "activity_id": "koffie"}
+    events = [
+        # Koffie counts until 1 June 2016, then no longer (reclassified).
+        activity(welzijn, "koffie", 1, True, "2016-01-01T09:00:00+01:00"),
+        activity(welzijn, "koffie", 2, False, "2016-06-01T09:00:00+02:00"),
+        activity(club, "sport", 1, True, "2016-01-01T09:00:00+01:00"),
+        session(welzijn, "a1", "koffie", x, "2016-03-01T10:00:00+01:00"),
+        session(welzijn, "a2", "koffie", x, "2016-07-05T10:00:00+02:00"),
+        session(club, "a3", "sport", y, "2016-02-12T10:00:00+01:00"),
+        # rv1: accepted by its referrer only; converted by a registration at welzijn that names
+        # the id alone (welzijn holds no other rv1).
+        referral("rv1", x, to_koffie, "2016-02-01T09:00:00+01:00"),
+        change("rv1", x, gp, "created", "accepted", "2016-02-02T09:00:00+01:00"),
+        registration(welzijn, "g1", "koffie", x, "rv1", "2016-02-10T09:00:00+01:00"),
+        # rv2: accepted and closed by welzijn at the same moment: closed, not overdue.
+        referral("rv2", z, to_koffie, "2016-02-01T11:00:00+01:00"),
+        change("rv2", z, welzijn, "created", "accepted", "2016-02-03T09:00:00+01:00"),
+        change("rv2", z, welzijn, "accepted", "closed", "2016-02-03T09:00:00+01:00"),
+        # rv3: to the buddy programme (provider welzijn); the club's registration is no
+        # conversion.
+        referral("rv3", y, {"service": "buddy-programme"}, "2016-02-05T09:00:00+01:00"),
+        registration(club, "g2", "sport", y, "rv3", "2016-02-11T09:00:00+01:00"),
+        training(welzijn, "o1", t1, "signaling-loneliness"),
+        training(gp, "o2", t2, "first-aid"),
+    ]
+    await ensure_topics(KAFKA, topic_prefix, partitions=4)
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        topics = {
+            "activity": Topic.ACTIVITIES, "attendance": Topic.REGISTRATIONS,
+            "registration": Topic.REGISTRATIONS, "referral": Topic.REFERRALS,
+            "training": Topic.TRAININGS,
+        }  # fmt: skip
+        for e in events:
+            topic = topics[e["type"].split(".")[2]]
+            key = (e["subject"] or e["data"]["organisation_id"]).encode()
+            await producer.send_and_wait(topic_name(topic, topic_prefix), orjson.dumps(e), key=key)
+    finally:
+        await producer.stop()
+
+    # The schema as the old code left it: migration 001, its facts (the newest activity version
+    # only, no codes, no receivers, no order of changes).
+    live = f"mold_{uuid.uuid4().hex[:12]}"
+    async with pool.acquire() as conn:
+        await apply_migrations(
+            conn, live, [*migration_files("shared.migrations.service"), *migration_files(MIGRATIONS)][:4]
+        )  # fmt: skip
+        assert await conn.fetchval(f"SELECT count(*) FROM {live}.schema_migrations") == 4
+        await conn.execute(f"""
+            INSERT INTO {live}.activities VALUES
+                ('{welzijn}', 'koffie', 2, 'meeting', false, 'delfgauw', true),
+                ('{club}', 'sport', 1, 'meeting', true, 'delfgauw', true);
+            INSERT INTO {live}.attendance VALUES
+                ('{welzijn}', 'a1', 'koffie', '{x}', 'delfgauw', '75+', '2016-03-01', true),
+                ('{welzijn}', 'a2', 'koffie', '{x}', 'delfgauw', '75+', '2016-07-05', true),
+                ('{club}', 'a3', 'sport', '{y}', 'delfgauw', '75+', '2016-02-12', true);
+            INSERT INTO {live}.registrations VALUES
+                ('{welzijn}', 'g1', 'koffie', '{x}', 'delfgauw', '75+', '2016-02-10', 'rv1'),
+                ('{club}', 'g2', 'sport', '{y}', 'delfgauw', '75+', '2016-02-11', 'rv3');
+            INSERT INTO {live}.referrals VALUES
+                ('{gp}', 'rv1', '{x}', 'gp', '{{social}}', '{welzijn}', '2016-02-01T09:00:00+01:00', '2016-02-01'),
+                ('{gp}', 'rv2', '{z}', 'gp', '{{social}}', '{welzijn}', '2016-02-01T11:00:00+01:00', '2016-02-01'),
+                ('{gp}', 'rv3', '{y}', 'gp', '{{social}}', NULL, '2016-02-05T09:00:00+01:00', '2016-02-05');
+            INSERT INTO {live}.trainings VALUES
+                ('{welzijn}', 'o1', '{t1}', 'gp', '2016-03-01'), ('{gp}', 'o2', '{t2}', 'gp', '2016-03-01');
+        """)  # fmt: skip
+        for e in events:
+            if e["type"].startswith("nl.verbinding.referral.status_changed"):
+                d = e["data"]
+                await conn.execute(
+                    f"INSERT INTO {live}.referral_status VALUES ($1, $2, $3, $4, $5)",
+                    uuid.UUID(e["id"]), d["organisation_id"], d["referral_id"], d["status"],
+                    datetime.fromisoformat(d["at"]),
+                )  # fmt: skip
+    try:
+        await migrate_service(pool, live, MIGRATIONS)  # the upgrade: migration 002
+        svc = service(pool, live, k=1)
+
+        async def figures() -> tuple[Any, ...]:
+            r = await svc.compute(parse_period("2016"))
+            return (
+                r["s2"]["attendances"]["value"],
+                r["s3"]["accepted"]["value"],
+                r["s3"]["converted"]["value"],
+                r["s3"]["people_trained"]["value"],
+            )
+
+        # After the upgrade, before the rebuild: the old facts as well as they can be read.
+        assert await figures() == (1, 2, 1, None)
+
+        report = await rebuild(pool, KAFKA, CONSUMED_TOPICS, schema=live, prefix=topic_prefix)
+
+        assert (report.events, report.applied, report.skipped) == (len(events), len(events), 0)
+        # Koffie's March session counts (reclassified only in June), July's does not; accepted
+        # rv2 only (rv1's acceptance was its referrer's); converted rv1 only (rv3's registration
+        # is not at the buddy programme's provider); people trained: the signal training only.
+        assert await figures() == (2, 1, 1, 1)
+        async with pool.acquire() as conn:
+            overdue = (await queries.live_figures(conn, live))["referrals_overdue"]
+        assert overdue == 2  # rv1 and rv3 are open; rv2 was closed at its acceptance's moment
     finally:
         await drop_schema(pool, live)

@@ -4,22 +4,33 @@ The events go as CloudEvents onto real Kafka topics of this test alone (own topi
 consumed by the metrics service's own Kafka entrypoint (``MetricsConsumer``: FastStream batch
 subscriber in a consumer group → ``BatchConsumer`` → ``FactWriter``) into a PostgreSQL schema of
 this test alone, so every figure below is exact: nothing another test writes can move it.
-``platform.organisations`` is the one shared table; the share of organisations with trained staff
-is computed from its count at assertion time.
+The platform schema (organisations, keys, the partner registry) is shared by the test session:
+where another test registered partners that count at the end of a period here, the share of
+partners with trained staff takes them into account (they have no trained staff here).
 
 Figures are read with k = 2 (small enough for hand-countable numbers to show), k = 1 (for the
 period boundaries) and the default k = 10 (same data: almost everything suppressed).
 
-People, all in years 2013-2014 (pseudonyms are arbitrary 64-hex strings):
+People, in years 2013-2015 (pseudonyms are arbitrary 64-hex strings):
 
     P1 delfgauw 65-74         P4 pijnacker-noord 16-25   P7 nootdorp-oost 75+
     P2 delfgauw 75+           P5 emerald 65-74           P8 nootdorp-oost 65-74
     P3 pijnacker-noord 26-64  P6 koningshof 26-64        P9 emerald 26-64
+    P10 koningshof 26-64      P11 delfgauw 65-74
 
-Organisations: A welfare (runs A1), B library (runs A2, A3), C GP practice (refers), D sports
-club (runs A4). Activities: A1 meeting; A2 learning (version 1 said "culture, not aimed at
-connection", version 2 fixed it; a stale version 1 arrives last and must not win); A3 digital,
-NOT aimed at connection (never in S2); A4 sport. The baseline year is 2013.
+Organisations: A welfare (runs A1, provides the buddy project), B library (runs A2, A3), C GP
+practice (refers), D sports club (runs A4). A, B, C and D are the coalition's registered partners
+from 2013; D leaves on 1 June 2015. A test organisation with a write key, revoked, and a reader
+are no partners. Activities: A1 meeting; A2 learning (version 1 said "culture, not aimed at
+connection" until version 2 corrected it on 1 December 2013; the duplicate of version 1 that
+arrives last changes nothing); A3 digital, NOT aimed at connection (never in S2); A4 sport.
+On 1 May 2015 A1 is reclassified as learning and A4 as not aimed at connection: sessions from
+then on count that way, earlier ones (all of 2013 and 2014) as before. The baseline year is 2013.
+
+2015 holds what the definitions of issue 12 are about: a session reported twice and a session on
+day 90 (retention counts sessions on days before first + 90), colliding referral ids, a forged
+conversion, a self-acceptance, two status changes with equal `at`, a training that is not a
+signal training, and a 6-item survey (subscale cut-off 2).
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
@@ -48,6 +60,7 @@ from services.metrics.settings import MetricsSettings
 from shared.consumer import BatchConsumer, BatchResult, RawRecord
 from shared.db import migrate_service
 from shared.events import (
+    KAFKA_HEADERS,
     ActivityUpserted,
     AttendanceRecorded,
     CloudEvent,
@@ -139,6 +152,7 @@ def registration(
     who: Participant,
     registered: str,
     referral_id: str | None = None,
+    referrer: str | None = None,
 ) -> CloudEvent[Any]:
     data = RegistrationCreated(
         organisation_id=org,
@@ -147,6 +161,7 @@ def registration(
         participant=who,
         registered_at=at(registered),
         referral_id=referral_id,
+        referring_organisation_id=referrer,
     )
     return new_event(data, org)
 
@@ -175,7 +190,10 @@ def referral(
     to_org: str | None = None,
     to_activity: str | None = None,
     to_service: str | None = None,
+    receiving: str | None = None,
 ) -> CloudEvent[Any]:
+    """``receiving``: the receiving side; default the organisation referred to (a service's
+    provider must be named)."""
     data = ReferralCreated(
         organisation_id=org,
         referral_id=referral_id,
@@ -183,14 +201,26 @@ def referral(
         referrer_role=role,
         signals=tuple(signals),
         referred_to=ReferredTo(organisation_id=to_org, activity_id=to_activity, service=to_service),
+        receiving_organisation_id=receiving or to_org,
         created_at=at(created),
     )
     return new_event(data, org)
 
 
+_ARRIVALS = itertools.count(1)
+
+
 def status(
-    org: str, referral_id: str, who: Participant, by: str, previous: str, new: str, when: str
+    org: str,
+    referral_id: str,
+    who: Participant,
+    by: str,
+    previous: str,
+    new: str,
+    when: str,
+    sequence: int | None = None,
 ) -> CloudEvent[Any]:
+    """``sequence``: the referrals service's arrival order; default the order of the calls."""
     data = ReferralStatusChanged(
         organisation_id=org,
         referral_id=referral_id,
@@ -199,17 +229,25 @@ def status(
         previous_status=previous,  # type: ignore[arg-type]
         status=new,  # type: ignore[arg-type]
         at=at(when),
+        sequence=next(_ARRIVALS) if sequence is None else sequence,
     )
     return new_event(data, by)
 
 
-def training(org: str, training_id: str, person_id: str, role: str, done: str) -> CloudEvent[Any]:
+def training(
+    org: str,
+    training_id: str,
+    person_id: str,
+    role: str,
+    done: str,
+    code: str = "signaling-loneliness",
+) -> CloudEvent[Any]:
     data = TrainingCompleted(
         organisation_id=org,
         training_id=training_id,
         person_id=person_id,
         role=role,
-        training="signaling-loneliness",
+        training=code,
         completed_at=at(done),
     )
     return new_event(data, org)
@@ -254,7 +292,9 @@ async def publish(events: Sequence[CloudEvent[Any]], prefix: str) -> None:
     await producer.start()
     try:
         futures = [
-            await producer.send(topic_name(e.data.topic, prefix), encode_event(e), key=e.key)
+            await producer.send(
+                topic_name(e.data.topic, prefix), encode_event(e), key=e.key, headers=KAFKA_HEADERS
+            )
             for e in events
         ]
         await asyncio.gather(*futures)
@@ -397,9 +437,11 @@ P6 = person(hexid("P6"), "koningshof", "26-64")
 P7 = person(hexid("P7"), "nootdorp-oost", "75+")
 P8 = person(hexid("P8"), "nootdorp-oost", "65-74")
 P9 = person(hexid("P9"), "emerald", "26-64")
-T1, T2, T3, T4, T5 = (hexid(f"trainee-{i}") for i in range(1, 6))
+P10 = person(hexid("P10"), "koningshof", "26-64")
+P11 = person(hexid("P11"), "delfgauw", "65-74")
+T1, T2, T3, T4, T5, T6 = (hexid(f"trainee-{i}") for i in range(1, 7))
 
-R = {n: f"scn-{RUN_ID}-r{n}" for n in range(1, 9)}  # referral ids
+R = {n: f"scn-{RUN_ID}-r{n}" for n in range(1, 13)}  # referral ids
 
 
 def scenario() -> tuple[list[CloudEvent[Any]], list[CloudEvent[Any]]]:
@@ -414,7 +456,9 @@ def scenario() -> tuple[list[CloudEvent[Any]], list[CloudEvent[Any]]]:
         activity(B, "A2", "culture", False, version=1),
         activity(B, "A2", "learning", True, version=2, updated="2013-12-01T09:00:00+01:00"),
         activity(B, "A3", "digital", False),
-        activity(D, "A4", "sport", True, neighbourhood="pijnacker-noord"),
+        # Accepted on 1 March 2014, after its first sessions: before its first version an
+        # activity counts with that first version.
+        activity(D, "A4", "sport", True, neighbourhood="pijnacker-noord", updated="2014-03-01T00:00:00+01:00"),
         # --- attendance (session_date = the Amsterdam date of session_start) ------------------
         attendance(A, "x01", "A1", P9, "2013-01-10T10:00:00+01:00", d(2013, 1, 10)),
         attendance(A, "x02", "A1", P1, "2013-01-10T10:00:00+01:00", d(2013, 1, 10)),
@@ -473,8 +517,8 @@ def scenario() -> tuple[list[CloudEvent[Any]], list[CloudEvent[Any]]]:
         # R2: 3 Feb → first attended 10 Apr = 66 days: NOT converted. Accepted, then silent.
         referral(C, R[2], P8, "gp", ["social"], "2014-02-03T11:00:00+01:00", to_org=D, to_activity="A4"),
         status(C, R[2], P8, D, "created", "accepted", "2014-02-05T10:00:00+01:00"),
-        # R3: to a service, declined.
-        referral(A, R[3], P4, "welfare-coach", ["emotional", "practical"], "2014-02-14T10:00:00+01:00", to_service="buddy-project"),
+        # R3: to a service A provides itself (A is both sides), declined.
+        referral(A, R[3], P4, "welfare-coach", ["emotional", "practical"], "2014-02-14T10:00:00+01:00", to_service="buddy-project", receiving=A),
         status(A, R[3], P4, A, "created", "declined", "2014-02-17T10:00:00+01:00"),
         # R4: 22:30 UTC on 31 March 2014 is 00:30 on 1 April (summer time since 30 March): Q2.
         referral(A, R[4], P2, "volunteer", ["social"], "2014-03-31T22:30:00+00:00", to_org=B, to_activity="A2"),
@@ -525,6 +569,49 @@ def scenario() -> tuple[list[CloudEvent[Any]], list[CloudEvent[Any]]]:
         measurement(A, "i4", "djg6", "intake", P1, "2013-12-20T10:00:00+01:00", (3, 2, 1, "moderately_lonely")),
         measurement(A, "f4", "djg6", "follow_up", P1, "2014-01-31T23:30:00+00:00", (1, 1, 0, "not_lonely")),
         measurement(A, "f5", "djg11", "follow_up", P6, "2014-04-02T10:00:00+02:00", (4, 2, 2, "moderately_lonely")),
+        # ==== 2015 ===============================================================================
+        # --- reclassified on 1 May 2015 (the moment the change was accepted) -----------------------
+        activity(A, "A1", "learning", True, version=2, updated="2015-05-01T00:00:00+02:00"),
+        activity(D, "A4", "sport", False, version=2, neighbourhood="pijnacker-noord", updated="2015-05-01T00:00:00+02:00"),
+        # --- sessions: P10's first on 6 Jan, reported twice; 3 Feb; 6 April is day 90 --------------
+        attendance(A, "x20", "A1", P10, "2015-01-06T10:00:00+01:00", d(2015, 1, 6)),
+        attendance(A, "x21", "A1", P10, "2015-01-06T10:00:00+01:00", d(2015, 1, 6)),
+        attendance(A, "x22", "A1", P10, "2015-02-03T10:00:00+01:00", d(2015, 2, 3)),
+        attendance(A, "x23", "A1", P10, "2015-04-06T10:00:00+02:00", d(2015, 4, 6)),
+        attendance(A, "x24", "A1", P1, "2015-04-14T10:00:00+02:00", d(2015, 4, 14)),  # meeting
+        attendance(A, "x25", "A1", P1, "2015-05-12T10:00:00+02:00", d(2015, 5, 12)),  # learning
+        attendance(A, "x26", "A1", P2, "2015-05-12T10:00:00+02:00", d(2015, 5, 12)),  # learning
+        attendance(D, "w05", "A4", P7, "2015-04-16T09:30:00+02:00", d(2015, 4, 16)),  # sport
+        attendance(D, "w06", "A4", P7, "2015-05-14T09:30:00+02:00", d(2015, 5, 14)),  # not S2
+        attendance(D, "w07", "A4", P8, "2015-05-14T09:30:00+02:00", d(2015, 5, 14), "no_show"),
+        registration(D, "g12", "A4", P8, "2015-04-20T10:00:00+02:00"),  # connection then
+        registration(D, "g13", "A4", P8, "2015-05-20T10:00:00+02:00"),  # no longer
+        cancellation(D, "g12", "A4", P8, "2015-05-25T10:00:00+02:00"),  # no longer either
+        # --- colliding ids: C and A both refer to B with id R9 --------------------------------------
+        referral(C, R[9], P11, "gp", ["social"], "2015-02-02T09:00:00+01:00", to_org=B, to_activity="A2"),
+        referral(A, R[9], P9, "welfare-coach", ["social"], "2015-02-02T10:00:00+01:00", to_org=B, to_activity="A2"),
+        # B names C's R9: it converts C's (2 days), never A's.
+        registration(B, "g14", "A2", P11, "2015-02-03T10:00:00+01:00", R[9], referrer=C),
+        attendance(B, "y10", "A2", P11, "2015-02-04T19:00:00+01:00", d(2015, 2, 4)),
+        # B names R9 alone although it holds two: ambiguous, converts neither.
+        registration(B, "g15", "A2", P9, "2015-02-03T11:00:00+01:00", R[9]),
+        attendance(B, "y11", "A2", P9, "2015-02-04T19:00:00+01:00", d(2015, 2, 4)),
+        # --- a forged conversion: C refers P6 to A's buddy project; D registers P6 naming it ------
+        referral(C, R[10], P6, "gp", ["social"], "2015-02-09T09:00:00+01:00", to_service="buddy-project", receiving=A),
+        registration(D, "g16", "A4", P6, "2015-02-10T10:00:00+01:00", R[10], referrer=C),
+        attendance(D, "w08", "A4", P6, "2015-02-12T09:30:00+01:00", d(2015, 2, 12)),
+        # --- a self-acceptance (an event from before the rule): C accepts its referral to B -------
+        referral(C, R[11], P4, "gp", ["social"], "2015-02-16T09:00:00+01:00", to_org=B, to_activity="A2"),
+        status(C, R[11], P4, C, "created", "accepted", "2015-02-17T10:00:00+01:00"),
+        # --- equal `at`: B accepts and closes R12 at the same moment; the close arrives first -------
+        referral(C, R[12], P3, "gp", ["social"], "2015-02-23T09:00:00+01:00", to_org=B, to_activity="A2"),
+        status(C, R[12], P3, B, "accepted", "closed", "2015-02-24T10:00:00+01:00", sequence=902),
+        status(C, R[12], P3, B, "created", "accepted", "2015-02-24T10:00:00+01:00", sequence=901),
+        # --- a training that is not a signal training (D's only one) ------------------------------
+        training(D, "t08", T6, "volunteer", "2015-01-10T10:00:00+01:00", code="first-aid"),
+        # --- 6-item survey: emotional 2 of 3 is lonely on the short scale -------------------------
+        measurement(A, "m20", "djg6", "survey", ("delfgauw", "65-74"), "2015-03-10T10:00:00+01:00", (3, 2, 1, "moderately_lonely")),
+        measurement(A, "m21", "djg11", "survey", P10, "2015-03-12T10:00:00+01:00", (4, 2, 2, "moderately_lonely")),
     ]
     # fmt: on
     second = [
@@ -537,7 +624,18 @@ def scenario() -> tuple[list[CloudEvent[Any]], list[CloudEvent[Any]]]:
     return first, second
 
 
-SHARE = object()  # placeholder: organisations with trained staff / all registered organisations
+SHARE = object()  # A, B and C have trained staff: 3 / the partners registered at the period's end
+
+
+async def partners_at(pool: asyncpg.Pool, end: date) -> int:
+    """Partners registered on ``end``: the scenario's and any another test registered."""
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM platform.partners WHERE joined <= $1 "
+            "AND (left_on IS NULL OR left_on > $1)",
+            end,
+        )
+    )
 
 
 def s2row(unique, new, attendances, no_shows, rate, regs, cancels, retained, growth):
@@ -607,8 +705,8 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
     "2014-01": {
         "s1": {
             # m02, m03, m05, m08, m09 = 5; lonely m03, m05, m08 = 3/5; severe m03 = 1/5;
-            # emotional ≥ 3: m03 = 1/5; social ≥ 3: m03 = 1/5.
-            **s1row(5, 0.6, 0.2, 0.2, 0.2),
+            # emotional: m03 (djg11 ≥ 3) and m05 (djg6 ≥ 2) = 2/5; social likewise 2/5.
+            **s1row(5, 0.6, 0.2, 0.4, 0.4),
             # no follow-up dated in January (f4 is 1 Feb in Amsterdam)
             "referral_outcome": {"pairs": None, "mean_change": None, "improved_share": None},
         },
@@ -622,17 +720,21 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
             **s3row(2, 2, None, 1.0, 0.5, None),
             "people_trained": 4,  # A/T1, A/T2, C/T3, B/T1
             "organisations_with_trained_staff": 3,  # A, B, C
-            "organisations_with_trained_staff_share": SHARE,
+            "organisations_with_trained_staff_share": SHARE,  # A B C of the partners A B C D
             "people_trained_by_role": {"gp": None, "volunteer": 2, "welfare-coach": None},
             "referrals_by_signal": {"emotional": None, "social": None},  # R5; R6
-            "referrals_overdue": 3,  # open and silent: R2 (accepted), R4 (created), R6 (contacted)
+            # open and silent: R2 (accepted), R4 (created), R6 (contacted); of 2015: R9 of C and
+            # of A, R10, R11 (its self-acceptance does not count). Not R12: closed, at the same
+            # `at` as its acceptance but later in arrival order.
+            "referrals_overdue": 7,
         },
     },
     "2014-Q1": {
         "s1": {
             # + m04, m07: 7 with a total; lonely m03 m04 m05 m07 m08 = 5/7; severe m03 m07 = 2/7;
-            # emotional m03 m04 m07 = 3/7; social m03 m04 m07 + m06 = 4 of 8 with a social score.
-            **s1row(7, 0.7143, 0.2857, 0.4286, 0.5),
+            # emotional m03 m04 m07 + m05 (djg6) = 4/7; social m03 m04 m07 + m06 m05 (djg6) = 5
+            # of 8 with a social score.
+            **s1row(7, 0.7143, 0.2857, 0.5714, 0.625),
             # P1 (3 → 1, better), P5 (5 → 6, same): mean (-2 + 1) / 2, improved 1/2
             "referral_outcome": {"pairs": 2, "mean_change": -0.5, "improved_share": 0.5},
         },
@@ -644,19 +746,19 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
             **s3row(5, 4, 2, 0.8, 0.4, 14.5),
             "people_trained": 4,  # C/T3's second training adds no person; B/T4 is April
             "organisations_with_trained_staff": 3,
-            "organisations_with_trained_staff_share": SHARE,
+            "organisations_with_trained_staff_share": SHARE,  # A B C of the partners A B C D
             "people_trained_by_role": {"gp": None, "volunteer": 2, "welfare-coach": None},
             # emotional R5 R1 R3; social R6 R1 R2; practical R3
             "referrals_by_signal": {"emotional": 3, "practical": None, "social": 3},
-            "referrals_overdue": 3,
+            "referrals_overdue": 7,
         },
     },
     "2014": {
         "s1": {
             # m12 (P1's latest) m03 m04 m05 m07 m08 m09 m11 = 8; lonely all but m09 = 7/8;
-            # severe m12 m03 m07 = 3/8; emotional m12 m03 m04 m07 = 4/8;
-            # social m12 m03 m04 m07 + m06 = 5 of 9.
-            **s1row(8, 0.875, 0.375, 0.5, 0.5556),
+            # severe m12 m03 m07 = 3/8; emotional m12 m03 m04 m07 + m05 (djg6) = 5/8;
+            # social m12 m03 m04 m07 + m06 m05 (djg6) = 6 of 9.
+            **s1row(8, 0.875, 0.375, 0.625, 0.6667),
             # changes -2 (P1), +1 (P5), -6 (P7), -2 (P8): mean -9/4; improved P1 P7 P8 = 3/4
             "referral_outcome": {"pairs": 4, "mean_change": -2.25, "improved_share": 0.75},
         },
@@ -668,7 +770,7 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
             **s3row(6, 4, 2, 0.8, 0.3333, 14.5),
             "people_trained": 6,  # + B/T4, C/T5
             "organisations_with_trained_staff": 3,
-            "organisations_with_trained_staff_share": SHARE,
+            "organisations_with_trained_staff_share": SHARE,  # A B C of the partners A B C D
             "people_trained_by_role": {
                 "gp": None,  # C/T3
                 "poh-ggz": None,  # C/T5
@@ -677,7 +779,7 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
             },
             # emotional R5 R1 R3; social R6 R1 R2 R4; practical R3
             "referrals_by_signal": {"emotional": 3, "practical": None, "social": 4},
-            "referrals_overdue": 3,
+            "referrals_overdue": 7,
         },
     },
 }
@@ -703,11 +805,12 @@ BY_NEIGHBOURHOOD_2014 = {
         "s1": s1row(4, 0.75, 0.5, 0.5, 0.5),
         "s2": s2row(None, None, None, None, 0.5, None, None, None, None),
     },
-    # S1: m04 (7 4 3), m05 (djg6 4 2 2): both lonely, neither severe, emotional/social m04 only.
+    # S1: m04 (7 4 3), m05 (djg6 4 2 2): both lonely, neither severe, both emotionally and
+    #     socially lonely (djg6 cut-off 2).
     # S2: P3 (x08, y02) and P4 (y01, y03, y05) = 5 attended, no-show y04: 5/6; new P4; g03, g04;
     #     cancelled g04; retained P4; growth hidden (2013: P3 only, 1 < k).
     "pijnacker-noord": {
-        "s1": s1row(2, 1.0, 0.0, 0.5, 0.5),
+        "s1": s1row(2, 1.0, 0.0, 1.0, 1.0),
         "s2": s2row(2, None, 5, None, 0.8333, 2, None, None, None),
     },
     # S1: m11 (one total), social scores m11 (2) and m06 (3): social 1/2 shows.
@@ -740,13 +843,14 @@ BY_AGE_BAND_2014 = {
         "s1": s1row(2, 1.0, 0.5, 0.5, 0.5),
         "s2": s2row(None, None, 3, None, 0.75, None, None, None, None),
     },
-    # S1: m05 (djg6 4 2 2), m11 (djg11 4 2 2): lonely both, nothing else. Measurements 2 are
-    #     hidden as the complement of 16-25's lone 1 (the smallest visible cell, tied with 75+
-    #     and first in the list).
+    # S1: m05 (djg6 4 2 2), m11 (djg11 4 2 2): lonely both; emotionally and socially lonely
+    #     m05 only (2 is the 6-item cut-off, not the 11-item one). Measurements 2 are hidden as
+    #     the complement of 16-25's lone 1 (the smallest visible cell, tied with 75+ and first
+    #     in the list).
     # S2: P3 x08 y02 = 2/2; registrations g04 (P3), g07 (P6): 2, both cancelled: 2 — hidden
     #     as the complement of 65-74's lone cancellation (1 < k).
     "26-64": {
-        "s1": s1row(None, 1.0, 0.0, 0.0, 0.0),
+        "s1": s1row(None, 1.0, 0.0, 0.5, 0.5),
         "s2": s2row(None, None, 2, None, 1.0, 2, None, None, None),
     },
     # S1: m04 alone. S2: P4 y01 y03 y05, no-show y04: 3/4; new and retained P4; g03.
@@ -779,8 +883,19 @@ BY_REFERRER_ROLE_2014 = {
 
 @pytest.fixture
 async def scenario_schema(pool: asyncpg.Pool, make_partner: Any) -> AsyncIterator[str]:
-    for org in (A, B, C, D):
-        await make_partner(scopes="activities", organisation_id=org)
+    from shared.auth import revoke_key
+    from shared.partners import leave, register
+
+    async with pool.acquire() as conn:
+        for org in (A, B, C, D):
+            await make_partner(scopes="activities", organisation_id=org)
+            await register(conn, org, f"Partner {org}", date(2013, 1, 1))
+        await leave(conn, D, date(2015, 6, 1))
+        # Not partners: a test organisation with a write key (revoked again), and a reader. Both
+        # used to count in the share of partners with trained staff.
+        tester = await make_partner(organisation_id=f"scn{RUN_ID}-test-org")
+        await revoke_key(conn, tester.key_id)
+        await make_partner(scopes="indicators", organisation_id=f"scn{RUN_ID}-coalitie")
     schema = await create_metrics_schema(pool)
     yield schema
     await drop_schema(pool, schema)
@@ -833,31 +948,27 @@ async def test_every_indicator_of_the_scenario_by_hand(
     distinct = len({e.id for e in first + second})
     assert distinct == len(first) + 2
     assert await pool.fetchval(f'SELECT count(*) FROM "{schema}".processed_events') == distinct
-    # Newest version wins whatever arrives later: A2 stays version 2.
-    row = await pool.fetchrow(
-        f'SELECT version, category, aimed_at_connection FROM "{schema}".activities '
-        "WHERE organisation_id = $1 AND activity_id = 'A2'",
+    # Every version of A2 is kept, each in force from its moment; the late duplicate of version
+    # 1 changed nothing.
+    rows = await pool.fetch(
+        f'SELECT version, category, aimed_at_connection, valid_from, valid_to FROM "{schema}".activity_validity '
+        "WHERE organisation_id = $1 AND activity_id = 'A2' ORDER BY version",
         B,
     )
-    assert dict(row) == {"version": 2, "category": "learning", "aimed_at_connection": True}
-
-    # Partner organisations are those with a key to write with (readers are not partners).
-    organisations = await pool.fetchval(
-        "SELECT count(DISTINCT organisation_id) FROM platform.api_keys WHERE scopes && "
-        "ARRAY['activities','registrations','referrals','trainings','measurements']"
-    )
-    share = round(3 / organisations, 4)  # A, B and C have trained staff
+    assert [(r["version"], r["category"], r["aimed_at_connection"]) for r in rows] == [
+        (1, "culture", False),
+        (2, "learning", True),
+    ]
+    assert rows[0]["valid_to"] == rows[1]["valid_from"] == at("2013-12-01T09:00:00+01:00")
 
     # ---- totals for a month, a quarter and a year, k = 2 -----------------------------------------
     for label, expected in EXPECTED.items():
         result = await k2.compute(parse_period(label))
         assert (result["period"], result["k"]) == (label, 2)
         assert result["freshness"]["events_applied"] == distinct
+        share = round(3 / await partners_at(pool, parse_period(label).end), 4)
         for subgoal in ("s1", "s2", "s3"):
-            want = {
-                name: share if value is SHARE else value
-                for name, value in expected[subgoal].items()
-            }
+            want = {n: share if v is SHARE else v for n, v in expected[subgoal].items()}
             assert published(result[subgoal]) == want, (label, subgoal)
         assert result["s2"]["growth_vs_baseline"]["baseline"] == GROWTH_BASELINE[label]
         for name, baseline in PREVALENCE_BASELINES.items():
@@ -1001,9 +1112,107 @@ async def test_every_indicator_of_the_scenario_by_hand(
             if not fig["suppressed"] and not path.endswith("_share")
         }
         assert shown == visible, label
-        s3 = result["s3"]["organisations_with_trained_staff_share"]["value"]
-        assert s3 == (share if organisations >= 10 else None)
+        partners = await partners_at(pool, parse_period(label).end)
+        shown_share = result["s3"]["organisations_with_trained_staff_share"]["value"]
+        assert shown_share == (round(3 / partners, 4) if partners >= 10 else None)
     for by_name in queries.BREAKDOWNS:
         result = await k10.compute(parse_period("2014"), by_name)
         shown = [p for p, fig in all_figures(result) if p.startswith("b") and not fig["suppressed"]]
         assert shown == [], by_name
+
+    # ---- 2015: the definitions of issue 12 (k = 1) -------------------------------------------
+    # S2. Sessions: A1 as meeting until 1 May (P10 6 Jan — reported twice, one session —, 3 Feb,
+    # 6 Apr; P1 14 Apr), as learning after (P1, P2 12 May); A2 learning (P11, P9 4 Feb); A4 as
+    # sport until 1 May (P6 12 Feb, P7 16 Apr), not aimed at connection after (P7 14 May, P8's
+    # no-show). New: P10, P11, P6. Retained: nobody — P10 has two sessions on days before
+    # 6 Jan + 90 (6 Apr is day 90; the duplicate is the same session). Registrations g14 g15 g16
+    # g12 (not g13: A4 no longer counted on 20 May, nor g12's cancellation on 25 May). Growth
+    # 7 / 4 (2013: P9 P1 P2 P3) - 1.
+    result = await k1.compute(parse_period("2015"))
+    assert published(result["s2"]) == s2row(7, 3, 10, None, 1.0, 4, None, None, 0.75)
+    assert (await k1_total("2015-01", "s2", "attendances")) == 1
+    # S3. Referrals R9 of C and of A, R10, R11, R12 = 5; accepted R12 alone (R11's acceptance was
+    # its referrer's own); converted C's R9 alone (2 days): B named C as the referrer, its
+    # registration naming R9 alone is ambiguous at B, and D's registration naming R10 is not at
+    # the receiving side (A). People trained: the six of 2014 (D's first-aid training is no
+    # signal training). Partners at the end of 2015: A B C (D left on 1 June), all with trained
+    # staff.
+    assert published(result["s3"]) == {
+        **s3row(5, 1, 1, 1.0, 0.2, 2.0),
+        "people_trained": 6,
+        "organisations_with_trained_staff": 3,
+        "organisations_with_trained_staff_share": round(
+            3 / await partners_at(pool, date(2015, 12, 31)), 4
+        ),
+        "people_trained_by_role": {"gp": 1, "poh-ggz": 1, "volunteer": 3, "welfare-coach": 1},
+        "referrals_by_signal": {"social": 5},
+        "referrals_overdue": 7,
+    }
+    q1 = await k1.compute(parse_period("2015-Q1"))
+    # D still counts at the end of Q1; it left on 1 June.
+    assert await partners_at(pool, date(2015, 3, 31)) == await partners_at(pool, date(2015, 12, 31)) + 1  # fmt: skip
+    assert q1["s3"]["organisations_with_trained_staff_share"]["value"] == round(3 / await partners_at(pool, date(2015, 3, 31)), 4)  # fmt: skip
+    # S1: m20 (djg6: 3, emotional 2, social 1) and m21 (djg11: 4, 2, 2): both lonely; emotionally
+    # lonely m20 alone (cut-off 2 of the short scale; 2 is below the 11-item cut-off 3).
+    assert published(result["s1"]) == {
+        **s1row(2, 1.0, 0.0, 0.5, 0.0),
+        "referral_outcome": {"pairs": None, "mean_change": None, "improved_share": None},
+    }
+    # The reclassification moves 2015 sessions from May on, and nothing before.
+    by = cells(await k1.compute(parse_period("2015"), "category"))
+    picked = {
+        key: tuple(
+            by[key]["s2"][n]["value"]
+            for n in ("participants_unique", "attendances", "registrations")
+        )
+        for key in ("meeting", "learning", "sport")
+    }
+    assert picked == {"meeting": (2, 4, None), "learning": (4, 4, 2), "sport": (2, 2, 2)}
+    may = cells(await k1.compute(parse_period("2015-05"), "category"))
+    assert (may["learning"]["s2"]["attendances"]["value"], may["sport"]["s2"]["attendances"]["value"]) == (2, None)  # fmt: skip
+
+    # ---- provisional: a window that reaches past today ---------------------------------------
+    january = parse_period("2015-01")
+    for today, retention_open, conversion_open in (
+        (date(2015, 2, 15), True, True),
+        (date(2015, 4, 1), True, True),  # 31 Jan + 60 days: the last day a conversion counts
+        (date(2015, 4, 2), True, False),
+        (date(2015, 4, 30), True, False),  # 31 Jan + 89 days: the last day retention counts
+        (date(2015, 5, 1), False, False),
+    ):
+        for by_name in (None, "organisation"):
+            answer = await k1.compute(january, by_name, today=today)
+            for section in [answer, *answer.get("breakdown", [])]:
+                assert section["s2"]["retained"]["provisional"] is retention_open, today
+                for name in ("converted", "referral_conversion", "days_to_first_attendance"):
+                    assert section["s3"][name]["provisional"] is conversion_open, (today, name)
+                assert "provisional" not in section["s2"]["attendances"]
+    assert result["s2"]["retained"]["provisional"] is False  # 2015 is long over
+
+
+async def test_activity_versions_tile_time_even_when_a_clock_went_back(pool: asyncpg.Pool) -> None:
+    """Version 3 stamped before version 2 (a clock that went back): every session still has
+    exactly one version in force, so none counts twice."""
+    schema = await create_metrics_schema(pool)
+    try:
+        org = f"clk{RUN_ID}"
+        who = person(hexid("clock"), "delfgauw", "75+")
+        events = [
+            activity(org, "koor", "culture", True, version=1, updated="2016-01-01T09:00:00+01:00"),
+            activity(org, "koor", "learning", True, version=2, updated="2016-05-01T09:00:00+02:00"),
+            activity(org, "koor", "meeting", True, version=3, updated="2016-03-01T09:00:00+01:00"),
+            attendance(org, "k1", "koor", who, "2016-04-05T10:00:00+02:00", date(2016, 4, 5)),
+            attendance(org, "k2", "koor", who, "2016-06-07T10:00:00+02:00", date(2016, 6, 7)),
+        ]
+        async with pool.acquire() as conn, conn.transaction():
+            await FactWriter(schema)(conn, events)
+
+        result = await service(pool, schema, k=1).compute(parse_period("2016"), "category")
+
+        by = {c["key"]: c["s2"]["attendances"]["value"] for c in result["breakdown"]}
+        assert result["s2"]["attendances"]["value"] == 2
+        # April: version 1 (version 2 came on 1 May); June: version 3, which replaced version 2
+        # from 1 May (its own stamp, 1 March, lies before version 2's).
+        assert (by["culture"], by["meeting"], by["learning"]) == (1, 1, None)
+    finally:
+        await drop_schema(pool, schema)

@@ -38,6 +38,11 @@ def referral_body(**override: Any) -> dict[str, Any]:
     return body
 
 
+def to_own_activity(partner: Any) -> dict[str, Any]:
+    """A referral to one of the referrer's own activities: it is both sides of it."""
+    return {"referred_to": {"activity_id": "koffie", "organisation_id": partner.organisation_id}}
+
+
 def training_body(**override: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "training_id": new_id("tr"),
@@ -304,7 +309,7 @@ async def test_repeating_a_status_change_answers_as_the_first_time(referrals, ma
 
 async def test_the_lifecycle_over_http(referrals, make_partner):
     a = await make_partner()
-    body = referral_body()
+    body = referral_body(**to_own_activity(a))
     await referrals.post("/v1/referrals", headers=a.headers, json=body)
     url = f"/v1/referrals/{body['referral_id']}/status"
 
@@ -367,7 +372,7 @@ async def test_the_lifecycle_over_http(referrals, make_partner):
 )
 async def test_bad_status_changes_name_the_field(referrals, make_partner, change, expected):
     a = await make_partner()
-    body = referral_body()
+    body = referral_body(**to_own_activity(a))
     await referrals.post("/v1/referrals", headers=a.headers, json=body)
 
     r = await referrals.post(
@@ -379,7 +384,7 @@ async def test_bad_status_changes_name_the_field(referrals, make_partner, change
 
 async def test_a_change_cannot_lie_before_the_last_change(referrals, make_partner):
     a = await make_partner()
-    body = referral_body()
+    body = referral_body(**to_own_activity(a))
     await referrals.post("/v1/referrals", headers=a.headers, json=body)
     url = f"/v1/referrals/{body['referral_id']}/status"
     accepted = {"status": "accepted", "at": "2025-03-05T09:00:00+01:00"}
@@ -429,31 +434,160 @@ async def test_only_the_two_organisations_of_a_referral_see_and_change_it(referr
     assert view["history"][-1]["changed_by"] == b.organisation_id
 
 
-async def test_a_referral_to_a_service_is_the_referrers_alone(referrals, make_partner):
-    a, b = await make_partner(), await make_partner()
+async def test_a_referral_to_a_service_is_received_by_its_provider(referrals, make_partner):
+    """`buddy-programme` is provided by `welzijn-pn` (the service list in the reference data):
+    the provider sees it and accepts it; the referrer cannot; anyone else does not see it."""
+    a, other = await make_partner(), await make_partner()
+    provider = await make_partner(organisation_id="welzijn-pn")
     body = referral_body()
+    created = await referrals.post("/v1/referrals", headers=a.headers, json=body)
+    assert created.status_code == 201, created.text
+    url = f"/v1/referrals/{body['referral_id']}"
+    accept = {"status": "accepted", "at": "2025-03-04T09:00:00+01:00"}
+
+    by_other = await referrals.get(url, headers=other.headers)
+    by_referrer = await referrals.post(f"{url}/status", headers=a.headers, json=accept)
+    by_provider = await referrals.post(
+        f"{url}/status?referring_organisation_id={a.organisation_id}",
+        headers=provider.headers,
+        json=accept,
+    )
+
+    assert by_other.status_code == 404
+    assert by_referrer.status_code == 403, by_referrer.text
+    assert by_provider.status_code == 201, by_provider.text
+    view = (await referrals.get(url, headers=a.headers)).json()
+    assert view["receiving_organisation_id"] == "welzijn-pn"
+    assert view["history"][-1]["changed_by"] == "welzijn-pn"
+
+
+async def test_a_service_that_is_not_on_the_service_list_is_refused(referrals, make_partner):
+    a = await make_partner()
+
+    r = await referrals.post(
+        "/v1/referrals", headers=a.headers, json=referral_body(referred_to={"service": "tarot"})
+    )
+
+    assert fields(r) == {"referred_to.service"}
+    assert "buddy-programme" in message_for(r, "referred_to.service")
+
+
+async def test_a_referrer_cannot_accept_its_own_referral(referrals, make_partner):
+    """It used to get 201, so the acceptance rate was not the receiver's."""
+    a, b = await make_partner(), await make_partner()
+    body = referral_body(referred_to={"activity_id": "koor", "organisation_id": b.organisation_id})
     await referrals.post("/v1/referrals", headers=a.headers, json=body)
+    url = f"/v1/referrals/{body['referral_id']}/status"
 
-    r = await referrals.get(f"/v1/referrals/{body['referral_id']}", headers=b.headers)
+    answers = {
+        status: await referrals.post(
+            url, headers=a.headers, json={"status": status, "at": "2025-03-04T09:00:00+01:00"}
+        )
+        for status in ("accepted", "declined")
+    }
 
-    assert r.status_code == 404
+    for status, r in answers.items():
+        assert r.status_code == 403, (status, r.text)
+        assert r.json()["error"] == "forbidden"
+        assert f"receiving organisation ({b.organisation_id})" in r.json()["message"]
+    view = (await referrals.get(url.removesuffix("/status"), headers=a.headers)).json()
+    assert view["status"] == "created"
+    assert len(view["history"]) == 1
 
 
-async def test_one_id_from_two_referrers_makes_the_referrers_act(referrals, make_partner):
+async def test_the_receiver_cannot_withdraw_and_the_referrer_can(referrals, make_partner):
+    a, b = await make_partner(), await make_partner()
+    body = referral_body(referred_to={"activity_id": "koor", "organisation_id": b.organisation_id})
+    await referrals.post("/v1/referrals", headers=a.headers, json=body)
+    url = f"/v1/referrals/{body['referral_id']}/status"
+    withdraw = {"status": "withdrawn", "at": "2025-03-04T09:00:00+01:00"}
+
+    by_b = await referrals.post(url, headers=b.headers, json=withdraw)
+    by_a = await referrals.post(url, headers=a.headers, json=withdraw)
+
+    assert by_b.status_code == 403, by_b.text
+    assert f"referring organisation ({a.organisation_id})" in by_b.json()["message"]
+    assert by_a.status_code == 201, by_a.text
+
+
+async def test_a_referral_to_an_own_activity_is_both_sides(referrals, make_partner):
+    a = await make_partner()
+    body = referral_body(**to_own_activity(a))
+    await referrals.post("/v1/referrals", headers=a.headers, json=body)
+    url = f"/v1/referrals/{body['referral_id']}/status"
+
+    accepted = await referrals.post(url, headers=a.headers, json={"status": "accepted", "at": "2025-03-04T09:00:00+01:00"})  # fmt: skip
+    withdrawn = await referrals.post(url, headers=a.headers, json={"status": "withdrawn", "at": "2025-03-05T09:00:00+01:00"})  # fmt: skip
+
+    assert (accepted.status_code, withdrawn.status_code) == (201, 201), withdrawn.text
+
+
+async def test_a_colliding_id_from_another_organisation_blocks_nobody(referrals, make_partner):
+    """A1 refers to B; A2 then sends B a referral with the same id. B used to get 409 on GET and
+    on status changes of the real one, with no way out. Now B names the referrer, and the
+    referrers act on their own referrals as before."""
     a1, a2, b = await make_partner(), await make_partner(), await make_partner()
     to_b = {"activity_id": "koor", "organisation_id": b.organisation_id}
     body = referral_body(referred_to=to_b)
-    await referrals.post("/v1/referrals", headers=a1.headers, json=body)
-    await referrals.post("/v1/referrals", headers=a2.headers, json=body)
-    url = f"/v1/referrals/{body['referral_id']}/status"
+    rid = body["referral_id"]
+    assert (await referrals.post("/v1/referrals", headers=a1.headers, json=body)).status_code == 201  # fmt: skip
     accept = {"status": "accepted", "at": "2025-03-04T09:00:00+01:00"}
+    alone = await referrals.post(f"/v1/referrals/{rid}/status", headers=b.headers, json=accept)
+    assert alone.status_code == 201, alone.text  # one referrer: the id alone is enough
+    assert (await referrals.post("/v1/referrals", headers=a2.headers, json=body)).status_code == 201  # fmt: skip
 
-    by_b = await referrals.post(url, headers=b.headers, json=accept)
-    by_a1 = await referrals.post(url, headers=a1.headers, json=accept)
+    ambiguous = await referrals.get(f"/v1/referrals/{rid}", headers=b.headers)
+    named_1 = await referrals.get(f"/v1/referrals/{rid}?referring_organisation_id={a1.organisation_id}", headers=b.headers)  # fmt: skip
+    declined_2 = await referrals.post(
+        f"/v1/referrals/{rid}/status?referring_organisation_id={a2.organisation_id}",
+        headers=b.headers,
+        json={"status": "declined", "at": "2025-03-05T09:00:00+01:00"},
+    )
+    a1_sees = await referrals.get(f"/v1/referrals/{rid}", headers=a1.headers)
+    a2_sees = await referrals.get(f"/v1/referrals/{rid}", headers=a2.headers)
 
-    assert by_b.status_code == 409, by_b.text
-    assert "referring organisation" in by_b.json()["message"]
-    assert by_a1.status_code == 201, by_a1.text
+    assert ambiguous.status_code == 409, ambiguous.text
+    assert "?referring_organisation_id=" in ambiguous.json()["message"]
+    assert named_1.status_code == 200, named_1.text
+    assert (named_1.json()["organisation_id"], named_1.json()["status"]) == (a1.organisation_id, "accepted")  # fmt: skip
+    assert declined_2.status_code == 201, declined_2.text
+    assert declined_2.json()["organisation_id"] == a2.organisation_id
+    assert (a1_sees.json()["status"], a2_sees.json()["status"]) == ("accepted", "declined")
+
+
+async def test_naming_a_referrer_shows_nothing_that_is_not_yours(referrals, make_partner):
+    a, b, c = await make_partner(), await make_partner(), await make_partner()
+    body = referral_body(referred_to={"activity_id": "koor", "organisation_id": b.organisation_id})
+    await referrals.post("/v1/referrals", headers=a.headers, json=body)
+    rid = body["referral_id"]
+
+    by_c = await referrals.get(f"/v1/referrals/{rid}?referring_organisation_id={a.organisation_id}", headers=c.headers)  # fmt: skip
+    bad = await referrals.get(f"/v1/referrals/{rid}?referring_organisation_id=not%20an%20id", headers=b.headers)  # fmt: skip
+
+    assert by_c.status_code == 404, by_c.text
+    assert fields(bad) == {"query.referring_organisation_id"}
+
+
+async def test_a_batch_status_item_names_the_referrer(referrals, make_partner):
+    a1, a2, b = await make_partner(), await make_partner(), await make_partner()
+    body = referral_body(referred_to={"activity_id": "koor", "organisation_id": b.organisation_id})
+    for a in (a1, a2):
+        await referrals.post("/v1/referrals", headers=a.headers, json=body)
+    change = {"status": "accepted", "at": "2025-03-04T09:00:00+01:00"}
+    items = [
+        {"kind": "referral_status", "referral_id": body["referral_id"], "body": change},
+        {
+            "kind": "referral_status",
+            "referral_id": body["referral_id"],
+            "referring_organisation_id": a2.organisation_id,
+            "body": change,
+        },
+    ]
+
+    r = await referrals.post("/v1/batch", headers=b.headers, json={"items": items})
+
+    assert [x["status"] for x in r.json()["results"]] == [409, 201], r.text
+    assert r.json()["results"][1]["body"]["organisation_id"] == a2.organisation_id
 
 
 # ------------------------------------------------------------------------------------------ auth
@@ -578,6 +712,23 @@ async def test_the_subscale_thresholds_come_from_settings(referrals, make_partne
     assert (r.json()["emotional"], r.json()["emotionally_lonely"]) == (3, False)
 
 
+async def test_the_djg6_subscales_have_their_own_cut_off(referrals, make_partner):
+    """The 6-item subscales run 0-3; they used to get the 11-item cut-off 3, so hardly anyone
+    could count as emotionally or socially lonely on the short scale."""
+    m = await make_partner(scopes="measurements")
+    # Items 3 (-) yes, 4 (+) no, 7 (+) more_or_less, 8 (+) yes, 9 (-) more_or_less, 10 (-) no:
+    # emotional 3 + 9 = 2, social 4 + 7 = 2.
+    body = measurement_body(
+        instrument="djg6", answers=["yes", "no", "more_or_less", "yes", "more_or_less", "no"]
+    )
+
+    r = await referrals.post("/v1/measurements", headers=m.headers, json=body)
+
+    assert r.status_code == 201, r.text
+    assert (r.json()["emotional"], r.json()["emotionally_lonely"]) == (2, True)
+    assert (r.json()["social"], r.json()["socially_lonely"]) == (2, True)
+
+
 async def test_a_djg6_measurement_with_one_item_unanswered(referrals, make_partner):
     m = await make_partner(scopes="measurements")
     # djg6 items 3 (-), 4 (+), 7 (+), 8 (+), 9 (-), 10 (-): yes 1, no 1, more_or_less 1, yes 0,
@@ -690,7 +841,7 @@ async def test_a_repeated_measurement_is_a_replay_and_another_body_a_conflict(
 
 async def test_a_batch_answers_per_item_in_order(referrals, make_partner):
     a = await make_partner()
-    good = referral_body()
+    good = referral_body(**to_own_activity(a))
     items = [
         {"kind": "referral", "body": good},
         {"kind": "referral", "body": referral_body(consent=False)},

@@ -29,7 +29,12 @@ CEST = timezone(timedelta(hours=2))
 
 
 def pseudonym(message: str) -> str:
-    return hmac.new(SECRET.encode(), message.encode(), hashlib.sha256).hexdigest()
+    """Computed independently of shared/pseudonym.py: HMAC-SHA256 under the purpose's key,
+    HKDF-SHA256 (RFC 5869, no salt) of the session's secret (docs/privacy.md)."""
+    purpose = b"resident" if message.startswith("resident:") else b"participant"
+    prk = hmac.new(b"\0" * 32, SECRET.encode(), hashlib.sha256).digest()
+    key = hmac.new(prk, b"verbinding/v1/pseudonym/" + purpose + b"\x01", hashlib.sha256).digest()
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
 def distinctive(label: str) -> str:
@@ -154,7 +159,7 @@ async def test_registration_and_attendance_reach_kafka_once_keyed_by_pseudonym(
     assert reg_record.partition == att_record.partition, "one person's history, one partition"
     reg_doc, att_doc = orjson.loads(reg_record.value), orjson.loads(att_record.value)
     assert_envelope(
-        reg_doc, org=org, event_type="nl.verbinding.registration.created.v1", subject=expected
+        reg_doc, org=org, event_type="nl.verbinding.registration.created.v2", subject=expected
     )
     assert_envelope(
         att_doc, org=org, event_type="nl.verbinding.attendance.recorded.v1", subject=expected

@@ -468,6 +468,45 @@ async def test_register_then_get(
     assert body["participant"]["ref"] not in got.text
 
 
+async def test_a_registration_names_a_referral_by_its_referrer_and_id(
+    client: httpx.AsyncClient, partner: Partner, activity: str
+) -> None:
+    """Referral ids are unique per referring organisation only: the referrer is part of the
+    name, and it travels on the event (registration.created v2)."""
+    body = registration_body(
+        activity, referral_id="ref-42", referring_organisation_id="huisarts-noord"
+    )
+
+    r = await client.post("/v1/registrations", headers=partner.headers, json=body)
+    got = await client.get(f"/v1/registrations/{body['registration_id']}", headers=partner.headers)
+
+    assert r.status_code == 201, r.text
+    assert (got.json()["referral_id"], got.json()["referring_organisation_id"]) == (
+        "ref-42",
+        "huisarts-noord",
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"referring_organisation_id": "huisarts-noord"}, id="referrer-without-id"),
+        pytest.param(
+            {"referral_id": "ref-1", "referring_organisation_id": "huisarts noord"}, id="bad-id"
+        ),
+    ],
+)
+async def test_a_bad_referrer_is_named(
+    client: httpx.AsyncClient, partner: Partner, activity: str, changes: dict[str, Any]
+) -> None:
+    r = await client.post(
+        "/v1/registrations", headers=partner.headers, json=registration_body(activity, **changes)
+    )
+
+    assert r.status_code == 422, r.text
+    assert [d["field"] for d in r.json()["details"]] == ["referring_organisation_id"]
+
+
 async def test_get_an_unknown_registration_is_404(
     client: httpx.AsyncClient, partner: Partner
 ) -> None:

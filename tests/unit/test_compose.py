@@ -1,6 +1,8 @@
 """docker-compose.yml and the Dockerfile, checked without a Docker engine: valid against the
 compose specification, every file they name exists, and every service's command, port and
-environment match what the code reads (the settings classes and the command-line parser)."""
+environment match what the code reads (the settings classes and the command-line parser);
+least privilege: a database role and a Kafka SCRAM user per service, ACLs that are exactly what
+the code produces and consumes, secrets only where they are used."""
 
 from __future__ import annotations
 
@@ -16,12 +18,14 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from pydantic import ValidationError
 
+from services.metrics.entrypoints.consumer import CONSUMED_TOPICS
 from services.metrics.settings import MetricsSettings
 from services.referrals.settings import ReferralsSettings
 from services.registrations.settings import RegistrationsSettings
-from shared.settings import DEV_SECRET, CommonSettings, ServiceSettings
+from shared.db_roles import SERVICE_ROLES
+from shared.events import EventData, Topic
+from shared.settings import KNOWN_PLACEHOLDERS, AdminSettings, CommonSettings, ServiceSettings
 from tools.cli import SERVICES, build_parser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +36,21 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "metrics": MetricsSettings,
 }
 CONTRACT_PORTS = {"registrations": 8001, "referrals": 8002, "metrics": 8003}  # contract.md
-SECRETS = ("VERBINDING_PSEUDONYM_SECRET", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+SECRETS = (
+    "VERBINDING_PSEUDONYM_SECRET",
+    "POSTGRES_PASSWORD",
+    "REGISTRATIONS_DB_PASSWORD",
+    "REFERRALS_DB_PASSWORD",
+    "METRICS_DB_PASSWORD",
+    "KAFKA_ADMIN_PASSWORD",
+    "KAFKA_REGISTRATIONS_PASSWORD",
+    "KAFKA_REFERRALS_PASSWORD",
+    "KAFKA_METRICS_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+)
+ACLS = REPO / "deploy" / "kafka" / "acls.txt"
+KAFKA_ADMIN_USER = "verbinding-admin"
+WRITING = ("registrations", "referrals")
 VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|\$(?P<bare>\w+)")
 
 
@@ -68,7 +86,7 @@ def _secrets() -> dict[str, str]:
 
 
 def _resolved() -> dict[str, Any]:
-    return _interpolate(_raw(), _secrets())  # type: ignore[no-any-return]
+    return _interpolate(_raw(), _secrets_used())  # type: ignore[no-any-return]
 
 
 def _verbinding_services() -> dict[str, dict[str, Any]]:
@@ -113,11 +131,13 @@ def test_secrets_come_from_the_environment_and_are_required() -> None:
         uses = re.findall(r"\$\{" + name + r"([^}]*)\}", text)
         assert uses, f"{name} is not used"
         assert all(u.startswith(":?") for u in uses), f"{name} must be required, with no default"
-    with pytest.raises(KeyError, match="VERBINDING_PSEUDONYM_SECRET"):
-        _interpolate(
-            _raw(), {k: v for k, v in _secrets().items() if k != "VERBINDING_PSEUDONYM_SECRET"}
-        )
-    assert DEV_SECRET not in text
+        with pytest.raises(KeyError, match=name):
+            _interpolate(_raw(), {k: v for k, v in _secrets().items() if k != name})
+    for placeholder in KNOWN_PLACEHOLDERS:
+        assert placeholder not in text
+    # scripts/compose-env writes exactly these (and the docs tell a newcomer to run it).
+    script = (REPO / "scripts" / "compose-env").read_text(encoding="utf-8")
+    assert set(re.findall(r"\b[A-Z][A-Z_]+(?:SECRET|PASSWORD)\b", script)) == set(SECRETS)
 
 
 def test_services_run_the_command_line_with_the_contract_ports() -> None:
@@ -138,11 +158,31 @@ def test_services_run_the_command_line_with_the_contract_ports() -> None:
     assert migrate.services == list(SERVICES)
 
 
+def _uses_of(env: dict[str, Any], raw_env: dict[str, Any]) -> set[str]:
+    """The .env variables a service's environment interpolates."""
+    return {m["name"] for v in raw_env.values() for m in VARIABLE.finditer(str(v)) if m["name"]}
+
+
+def test_secrets_reach_only_the_processes_that_use_them() -> None:
+    raw = _raw()["services"]
+    for name, svc in _verbinding_services().items():
+        used = _uses_of(svc["environment"], raw[name]["environment"])
+        pseudonymises = name in WRITING
+        assert ("VERBINDING_PSEUDONYM_SECRET" in used) == pseudonymises, name
+        assert ("POSTGRES_PASSWORD" in used) == (name == "migrate"), f"{name}: the admin's password"
+        assert ("KAFKA_ADMIN_PASSWORD" in used) == (name == "migrate"), name
+        for other in SERVICES:
+            if other != name and name != "migrate":
+                assert f"{other.upper()}_DB_PASSWORD" not in used, f"{name} knows {other}'s"
+                assert f"KAFKA_{other.upper()}_PASSWORD" not in used, f"{name} knows {other}'s"
+        assert "VERBINDING_DATABASE_URL" not in svc["environment"] or name == "migrate", name
+
+
 def test_environment_is_what_the_settings_read_and_validates_in_production(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
     for name, svc in _verbinding_services().items():
-        settings_class: type[CommonSettings] = SETTINGS.get(name, CommonSettings)
+        settings_class: type[CommonSettings] = SETTINGS.get(name, AdminSettings)
         env = svc["environment"]
         for key in env:
             field = key.removeprefix("VERBINDING_").lower()
@@ -154,23 +194,49 @@ def test_environment_is_what_the_settings_read_and_validates_in_production(
             clean_env.setenv(key, value)
         settings = settings_class()
         assert settings.environment == "production"
-        assert settings.kafka_bootstrap == "kafka:19092"
-        assert settings.database_url.startswith("postgresql://verbinding:")
-        assert "@postgres:5432/verbinding" in settings.database_url
+        kafka = settings.kafka()
+        assert kafka.bootstrap == "kafka:19092"
+        assert kafka.security_protocol == "SASL_PLAINTEXT"
+        assert kafka.sasl_mechanism == "SCRAM-SHA-512"
+        assert settings.database_url.endswith("@postgres:5432/verbinding")
+        if name == "migrate":
+            assert isinstance(settings, AdminSettings)
+            assert settings.database_url.startswith("postgresql://verbinding:")
+            assert kafka.username == KAFKA_ADMIN_USER
+            # migrate gives every service role the password of that service's DSN
+            passwords = settings.role_passwords()
+            for service in SERVICES:
+                assert passwords[service] == _secrets_used()[f"{service.upper()}_DB_PASSWORD"]
+                assert (
+                    settings.service_database_url(service)
+                    == (
+                        _verbinding_services()[service]["environment"][
+                            f"VERBINDING_{service.upper()}_DATABASE_URL"
+                        ]
+                    )
+                )
+        else:
+            assert settings.database_url.startswith(f"postgresql://{SERVICE_ROLES[name]}:")
+            assert kafka.username == f"verbinding-{name}"
         for key in env:
             clean_env.delenv(key)
-    # Why the secret has no default: production refuses the placeholder.
-    clean_env.setenv("VERBINDING_ENVIRONMENT", "production")
-    clean_env.setenv("VERBINDING_PSEUDONYM_SECRET", DEV_SECRET)
-    with pytest.raises(ValidationError):
-        CommonSettings()
+
+
+_SECRETS_USED: dict[str, str] = {}
+
+
+def _secrets_used() -> dict[str, str]:
+    """One set of secrets for the whole module, so that values can be compared across calls."""
+    if not _SECRETS_USED:
+        _SECRETS_USED.update(_secrets())
+    return _SECRETS_USED
 
 
 def test_service_addresses_match_their_servers() -> None:
     services = _resolved()["services"]
     kafka = services["kafka"]["environment"]
     assert "INTERNAL://kafka:19092" in kafka["KAFKA_ADVERTISED_LISTENERS"]
-    assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:29093"
+    assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@127.0.0.1:29093"
     postgres = services["postgres"]["environment"]
     assert postgres["POSTGRES_USER"] == "verbinding"
     assert postgres["POSTGRES_DB"] == "verbinding"
@@ -225,6 +291,112 @@ def test_prometheus_gets_the_scrape_key_as_a_secret_file_outside_git() -> None:
             assert "secrets" not in svc, f"{name} has no use for the scrape key"
 
 
+# ------------------------------------------------------------------------ Kafka: SASL, ACLs
+
+
+def _listeners(spec: str) -> dict[str, str]:
+    """``NAME://host:port,...`` as {name: host:port}."""
+    out = {}
+    for item in spec.split(","):
+        name, _, address = item.partition("://")
+        out[name] = address
+    return out
+
+
+def test_kafka_requires_sasl_everywhere_but_its_own_loopback() -> None:
+    kafka = _resolved()["services"]["kafka"]
+    env = kafka["environment"]
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    bound = _listeners(env["KAFKA_LISTENERS"])
+    assert set(bound) == set(protocols)
+    for name, address in bound.items():
+        if protocols[name] == "PLAINTEXT":
+            # Only processes in the broker's own network namespace reach these.
+            assert address.startswith("127.0.0.1:"), f"{name} is PLAINTEXT on {address}"
+        else:
+            assert protocols[name] == "SASL_PLAINTEXT", name
+            assert env[f"KAFKA_LISTENER_NAME_{name}_SCRAM___SHA___512_SASL_JAAS_CONFIG"].startswith(
+                "org.apache.kafka.common.security.scram.ScramLoginModule required"
+            )
+    published = {p.rsplit(":", 1)[1] for p in kafka["ports"]}
+    reachable = {a.rsplit(":", 1)[1] for n, a in bound.items() if protocols[n] != "PLAINTEXT"}
+    assert published <= reachable, "a published port must be a SASL listener"
+    assert protocols[env["KAFKA_INTER_BROKER_LISTENER_NAME"]] == "PLAINTEXT"
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith(".StandardAuthorizer")
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert env["KAFKA_SUPER_USERS"] == "User:ANONYMOUS", "the loopback listeners' principal only"
+    loopback = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])["BROKER"]
+    assert loopback in kafka["healthcheck"]["test"][1]
+    setup = _resolved()["services"]["kafka-setup"]
+    assert setup["network_mode"] == "service:kafka"
+    script = (REPO / "deploy/kafka/setup.sh").read_text(encoding="utf-8")
+    assert f"BOOTSTRAP={loopback}" in script
+
+
+def _acl_table() -> set[tuple[str, str, str, str]]:
+    rows = set()
+    for line in ACLS.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            user, operation, resource, name = line.split()
+            rows.add((user, operation, resource, name))
+    return rows
+
+
+def _written_topics(service: str) -> set[str]:
+    """The topics of the events a writing service's handlers build (what its relay publishes)."""
+    import importlib
+
+    handlers = importlib.import_module(f"services.{service}.service_layer.handlers")
+    return {
+        obj.topic.value
+        for obj in vars(handlers).values()
+        if isinstance(obj, type) and issubclass(obj, EventData) and obj is not EventData
+    }
+
+
+def test_each_service_user_may_do_exactly_what_its_code_does() -> None:
+    acls = _acl_table()
+    services = _verbinding_services()
+    expected = {
+        ("verbinding-registrations", "Write", "topic", t) for t in _written_topics("registrations")
+    }
+    expected |= {
+        ("verbinding-referrals", "Write", "topic", t) for t in _written_topics("referrals")
+    }
+    group = services["metrics"]["environment"]["VERBINDING_CONSUMER_GROUP"]
+    expected |= {("verbinding-metrics", "Read", "topic", t.value) for t in CONSUMED_TOPICS}
+    expected |= {
+        ("verbinding-metrics", "Write", "topic", Topic.DEADLETTER.value),
+        ("verbinding-metrics", "Read", "group", group),
+    }
+    # The operator: creates every topic (migrate), replays the consumed ones (rebuild).
+    expected |= {(KAFKA_ADMIN_USER, "Create", "topic", t.value) for t in Topic}
+    expected |= {(KAFKA_ADMIN_USER, "Read", "topic", t.value) for t in CONSUMED_TOPICS}
+    expected |= {
+        (KAFKA_ADMIN_USER, "Describe", "topic", t.value)
+        for t in Topic
+        if t not in CONSUMED_TOPICS  # Read implies Describe
+    }
+    assert acls == expected
+    assert _written_topics("registrations") == {"activities", "registrations"}
+    assert _written_topics("referrals") == {"referrals", "trainings", "measurements"}
+    # Every user with an ACL gets its password from kafka-setup, and the service that logs in
+    # as that user is handed the same .env variable.
+    setup_env = _raw()["services"]["kafka-setup"]["environment"]
+    raw = _raw()["services"]
+    for user in {row[0] for row in acls}:
+        variable = f"KAFKA_{user.removeprefix('verbinding-').upper()}_PASSWORD"
+        assert variable in setup_env, user
+        logged_in = [
+            n
+            for n, s in services.items()
+            if s["environment"].get("VERBINDING_KAFKA_USERNAME") == user
+        ]
+        assert len(logged_in) == 1, user
+        assert variable in str(raw[logged_in[0]]["environment"]["VERBINDING_KAFKA_PASSWORD"])
+
+
 def test_start_order_waits_for_healthy_dependencies() -> None:
     services = _resolved()["services"]
     for name, svc in services.items():
@@ -235,9 +407,10 @@ def test_start_order_waits_for_healthy_dependencies() -> None:
                 assert check.get("test"), f"{name} waits for {dependency}, which has no healthcheck"
                 assert not check.get("disable"), f"{dependency}'s healthcheck is disabled"
     assert services["migrate"]["depends_on"] == {
-        "kafka": {"condition": "service_healthy"},
+        "kafka-setup": {"condition": "service_completed_successfully"},
         "postgres": {"condition": "service_healthy"},
     }
+    assert services["kafka-setup"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
 
 
 def test_images_are_pinned_and_kafka_matches_the_local_broker() -> None:

@@ -22,6 +22,7 @@ from pydantic import AwareDatetime, ValidationError
 
 from shared.events import (
     EVENT_TYPES,
+    KAFKA_HEADERS,
     ActivityUpserted,
     AttendanceRecorded,
     CloudEvent,
@@ -87,6 +88,7 @@ def _registration() -> RegistrationCreated:
         participant=RESIDENT,
         registered_at=WHEN,
         referral_id="ref-7",
+        referring_organisation_id="huisarts-1",
     )
 
 
@@ -121,6 +123,7 @@ def _referral() -> ReferralCreated:
         referrer_role="gp",
         signals=("emotional", "social"),
         referred_to=ReferredTo(organisation_id="buurtwerk", activity_id="koffie-ochtend"),
+        receiving_organisation_id="buurtwerk",
         created_at=WHEN,
     )
 
@@ -134,6 +137,7 @@ def _referral_status() -> ReferralStatusChanged:
         previous_status="created",
         status="accepted",
         at=WHEN,
+        sequence=41,
         outcome="komt dinsdag",
     )
 
@@ -224,23 +228,47 @@ def test_envelope_is_cloudevents_structured_json(make: Callable[[], EventData]) 
 
     doc = orjson.loads(encode_event(event))
 
-    assert set(doc) == {
-        "specversion",
-        "id",
-        "source",
-        "type",
-        "time",
-        "subject",
-        "datacontenttype",
-        "data",
-    }
+    # An optional attribute without a value is absent, never null (CloudEvents 1.0).
+    optional = {"subject"} if data.subject() is not None else set()
+    assert (
+        set(doc)
+        == {
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "time",
+            "datacontenttype",
+            "data",
+        }
+        | optional
+    )
+    assert None not in [doc[name] for name in doc if name != "data"]
     assert doc["specversion"] == "1.0"
     assert uuid.UUID(doc["id"]) == event.id
     assert doc["source"] == f"/organisations/{ORG}"
-    assert doc["type"] == f"nl.verbinding.{type(data).event_name}.v1"
+    assert doc["type"] == f"nl.verbinding.{type(data).event_name}.v{type(data).major}"
     assert datetime.fromisoformat(doc["time"]).tzinfo is not None
     assert doc["datacontenttype"] == "application/json"
-    assert doc["subject"] == data.subject()
+    assert doc.get("subject") == data.subject()
+
+
+@ALL
+def test_the_official_cloudevents_sdk_reads_every_event_type(make: Callable[[], EventData]) -> None:
+    """The CloudEvents SDK for Python (2.x) as a partner would use it on a Kafka record; it used
+    to reject every event without a participant (`"subject": null`)."""
+    from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
+
+    event = new_event(make(), ORG)
+    message = KafkaMessage(headers=dict(KAFKA_HEADERS), key=event.key, value=encode_event(event))
+
+    read = from_kafka_event(message)
+
+    assert read.get_id() == str(event.id)
+    assert read.get_type() == event.type
+    assert read.get_subject() == event.subject
+    assert read.get_data() == orjson.loads(encode_event(event))["data"]
+    assert dict(KAFKA_HEADERS) == {"content-type": b"application/cloudevents+json"}
 
 
 def test_two_events_never_share_an_id() -> None:
@@ -270,7 +298,7 @@ def test_unknown_field_in_data_is_rejected_and_named() -> None:
 
     assert "data.participant_name" in reason
     assert "Extra inputs are not permitted" in reason
-    assert "nl.verbinding.registration.created.v1" in reason
+    assert "nl.verbinding.registration.created.v2" in reason
 
 
 def test_unknown_field_in_nested_participant_is_rejected() -> None:
@@ -350,11 +378,11 @@ def test_wrong_specversion_is_rejected(specversion: Any) -> None:
 
 def test_unknown_major_version_is_refused_not_guessed() -> None:
     doc = _wire()
-    doc["type"] = "nl.verbinding.registration.created.v2"
+    doc["type"] = "nl.verbinding.registration.created.v3"
 
     reason = _reason(orjson.dumps(doc), UnknownEventVersion)
 
-    assert reason == "unknown major version v2 of registration.created"
+    assert reason == "unknown major version v3 of registration.created"
 
 
 def test_unknown_major_version_is_refused_even_if_the_data_would_fit() -> None:
@@ -546,3 +574,72 @@ def test_cloudevent_generic_decodes_to_the_declared_type() -> None:
     assert decoded.data.category == "severely_lonely"
     assert decoded.time.tzinfo is not None
     assert decoded.time.astimezone(UTC) == event.time.astimezone(UTC)
+
+
+# ------------------------------------------------------------- earlier versions on the topics
+
+
+def _v1(make: Callable[[], EventData], drop: str, **data: Any) -> dict[str, Any]:
+    """An event as its v1 was published: v1 type, the field v2 added absent, null subject."""
+    doc = _wire(make)
+    doc["type"] = doc["type"].rsplit(".v", 1)[0] + ".v1"
+    del doc["data"][drop]
+    doc["data"].update(data)
+    doc.setdefault("subject", None)
+    return doc
+
+
+def test_a_v1_registration_decodes_as_v2_without_a_referrer() -> None:
+    doc = _v1(_registration, "referring_organisation_id")
+
+    event = decode_event(orjson.dumps(doc))
+
+    assert event.type == "nl.verbinding.registration.created.v2"
+    assert str(event.id) == doc["id"]  # deduplication still works across the versions
+    assert isinstance(event.data, RegistrationCreated)
+    assert event.data.referral_id == "ref-7"
+    assert event.data.referring_organisation_id is None
+
+
+def test_a_v1_referral_decodes_with_its_activity_organisation_as_receiver() -> None:
+    to_activity = _v1(_referral, "receiving_organisation_id")
+    to_service = _v1(_referral, "receiving_organisation_id", referred_to={"service": "buddy"})
+
+    assert decode_event(orjson.dumps(to_activity)).data.receiving_organisation_id == "buurtwerk"
+    # A service's provider is configuration (the service list); the consumer resolves it.
+    assert decode_event(orjson.dumps(to_service)).data.receiving_organisation_id is None
+
+
+@pytest.mark.parametrize(
+    ("previous", "status"),
+    [("created", "accepted"), ("accepted", "contacted"), ("contacted", "closed")],
+)
+def test_v1_status_changes_get_a_sequence_in_lifecycle_order(previous: str, status: str) -> None:
+    """v1 carried no arrival order; changes with equal `at` are ordered by the lifecycle, which
+    only moves forward."""
+    earlier = decode_event(
+        orjson.dumps(
+            _v1(_referral_status, "sequence", previous_status="created", status="accepted")
+        )
+    )
+    this = decode_event(
+        orjson.dumps(_v1(_referral_status, "sequence", previous_status=previous, status=status))
+    )
+
+    assert this.type == "nl.verbinding.referral.status_changed.v2"
+    if previous != "created":
+        assert this.data.sequence > earlier.data.sequence
+
+
+def test_a_v1_event_with_a_v2_field_is_refused() -> None:
+    doc = _v1(_referral_status, "outcome")
+    doc["data"]["sequence"] = 3
+
+    assert "data.sequence: Extra inputs are not permitted" in _reason(orjson.dumps(doc))
+
+
+def test_a_null_subject_of_an_old_event_still_decodes() -> None:
+    doc = _wire(_training)
+    doc["subject"] = None
+
+    assert decode_event(orjson.dumps(doc)).subject is None

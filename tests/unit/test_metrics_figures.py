@@ -96,7 +96,7 @@ def test_s3_share_of_trained_organisations_divides_by_all_registered_organisatio
         "days_to_first_attendance": 11.0,
         "people_trained": 15,
         "organisations_with_trained_staff": 11,
-        "organisations_registered": 33,
+        "partners_registered": 33,
         "people_trained_by_role": {"gp": 10, "volunteer": 5},
         "referrals_by_signal": {"social": 14, "health": 2},
     }

@@ -121,8 +121,9 @@ def test_djg6_every_pattern_matches_the_oracle(pattern: tuple[Answer, ...]) -> N
         assert result.category == DJG6_CATEGORY[total]
         assert result.lonely is (total >= 2)
         assert result.severe is (total >= 5)
-    assert result.emotionally_lonely == (None if emotional is None else emotional >= 3)
-    assert result.socially_lonely == (None if social is None else social >= 3)
+    # The 6-item subscales run 0-3: their cut-off is 2 (domain.md §5), not the 11-item 3.
+    assert result.emotionally_lonely == (None if emotional is None else emotional >= 2)
+    assert result.socially_lonely == (None if social is None else social >= 2)
 
 
 def test_djg6_never_reaches_very_severely_lonely() -> None:
@@ -318,6 +319,21 @@ def test_subscale_thresholds_are_independent() -> None:
     result = score("djg11", answers, Thresholds(emotional=2))
     assert result.emotionally_lonely is True
     assert result.socially_lonely is False
+
+
+def test_each_instrument_has_its_own_cut_offs_from_one_place() -> None:
+    from shared.scale import DEFAULT_THRESHOLDS, ScaleSettings
+
+    assert DEFAULT_THRESHOLDS["djg11"] == Thresholds(emotional=3, social=3)
+    assert DEFAULT_THRESHOLDS["djg6"] == Thresholds(emotional=2, social=2)
+    assert ScaleSettings().thresholds() == dict(DEFAULT_THRESHOLDS)
+    configured = ScaleSettings(djg6_emotional_threshold=3).thresholds()
+    assert configured["djg6"] == Thresholds(emotional=3, social=2)
+    # Emotional items 3 and 9 lonely, 10 not: 2 of 3, lonely on the short scale's cut-off.
+    answers: list[Answer] = [YES, YES, YES, YES, YES, NO]
+    assert score("djg6", answers).emotional == 2
+    assert score("djg6", answers).emotionally_lonely is True
+    assert score("djg6", answers, configured["djg6"]).emotionally_lonely is False
 
 
 @pytest.mark.parametrize("bad", [0, -1])

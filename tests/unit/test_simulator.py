@@ -150,7 +150,8 @@ def test_every_body_validates_against_the_services_request_models_and_rules():
         adapters[w.service].validate_python(w.item)  # the batch item as the service reads it
         models = REGISTRATIONS if w.service == "registrations" else REFERRALS
         model, envelope = models[w.kind]
-        assert set(w.item) == envelope, w.item
+        # The receiving side names the referrer of the referral it moves along.
+        assert set(w.item) - {"referring_organisation_id"} == envelope, w.item
         assert w.item["kind"] == w.kind
         cmd = model.model_validate(w.item["body"])
         assert _problems(w.kind, cmd) == [], (w.kind, w.item)
@@ -177,15 +178,35 @@ def test_referral_lifecycles_follow_the_state_machine_in_time_order():
 
 
 def test_registrations_quoting_a_referral_are_at_the_referred_to_organisation():
-    referred = {w.id: w.item["body"]["referred_to"] for w in small() if w.kind == "referral"}
+    referrals = {w.id: w for w in small() if w.kind == "referral"}
     quoting = [w for w in small() if w.kind == "registration" and "referral_id" in w.item["body"]]
     assert quoting
     for w in quoting:
-        to = referred[w.item["body"]["referral_id"]]
+        referral = referrals[w.item["body"]["referral_id"]]
+        to = referral.item["body"]["referred_to"]
         assert (to["organisation_id"], to["activity_id"]) == (
             w.organisation,
             w.item["body"]["activity_id"],
         )
+        assert w.item["body"]["referring_organisation_id"] == referral.organisation
+
+
+def test_status_changes_come_from_the_side_that_may_make_them():
+    """The receiving side (the organisation referred to, or the service's provider) accepts,
+    declines, contacts and closes; the referrer withdraws (shared/referral_parties.py)."""
+    from shared.referral_parties import may_change
+
+    services = load_reference().services
+    referrals = {w.id: w for w in small() if w.kind == "referral"}
+    changes = [w for w in small() if w.kind == "referral_status"]
+    assert {w.item["body"]["status"] for w in changes} >= {"accepted", "declined", "withdrawn"}
+    for w in changes:
+        referral = referrals[w.item["referral_id"]]
+        to = referral.item["body"]["referred_to"]
+        receiver = to.get("organisation_id") or services[to["service"]]
+        assert may_change(w.item["body"]["status"], w.organisation, referral.organisation, receiver)
+        if w.organisation != referral.organisation:
+            assert w.item["referring_organisation_id"] == referral.organisation
 
 
 # ------------------------------------------------------------------------- true to the baseline
@@ -312,19 +333,27 @@ def _att(
 
 
 def _reg(
-    org: str, id_: str, activity: str, p: dict[str, Any], at: str, referral: str | None = None
+    org: str,
+    id_: str,
+    activity: str,
+    p: dict[str, Any],
+    at: str,
+    referral: str | None = None,
+    referrer: str | None = None,
 ) -> Write:
     body = {"registration_id": id_, "activity_id": activity, "participant": p, "registered_at": at}
-    return _w(
-        org, "registration", id_, {"body": body | ({"referral_id": referral} if referral else {})}
-    )
+    if referral:
+        body["referral_id"] = referral
+    if referrer:
+        body["referring_organisation_id"] = referrer
+    return _w(org, "registration", id_, {"body": body})
 
 
 def _cancel(org: str, id_: str, at: str) -> Write:
     return _w(org, "cancellation", id_, {"registration_id": id_, "body": {"cancelled_at": at}})
 
 
-def _referral(id_: str, at: str) -> Write:
+def _referral(id_: str, at: str, by: str = "gp") -> Write:
     body = {
         "referral_id": id_,
         "participant": _p("r" + id_),
@@ -334,16 +363,13 @@ def _referral(id_: str, at: str) -> Write:
         "consent": True,
         "created_at": at,
     }
-    return _w("gp", "referral", id_, {"body": body})
+    return _w(by, "referral", id_, {"body": body})
 
 
-def _status(id_: str, status: str, at: str) -> Write:
-    return _w(
-        "gp",
-        "referral_status",
-        f"{id_}:{status}",
-        {"referral_id": id_, "body": {"status": status, "at": at}},
-    )
+def _status(id_: str, status: str, at: str, by: str = "a") -> Write:
+    """By the receiving side ``a`` (the referrals go to its activity), naming the referrer."""
+    item = {"referral_id": id_, "referring_organisation_id": "gp"} if by != "gp" else {"referral_id": id_}  # fmt: skip
+    return _w(by, "referral_status", f"{id_}:{status}", {**item, "body": {"status": status, "at": at}})  # fmt: skip
 
 
 def _survey(id_: str, instrument: str, answers: list[str], at: str, ref: str | None) -> Write:
@@ -395,6 +421,18 @@ def test_expected_figures_of_a_hand_made_month():
         _status("v4", "accepted", "2026-03-07T10:00:00+01:00"),
         _reg("a", "r6", "conn", p6, "2026-03-07T10:00:00+01:00", referral="v4"),
         _att("a", "t11", "conn", p6, "2026-05-20T10:00:00+02:00"),  # 75 days: too late
+        _att("a", "t12", "conn", p3, "2026-03-10T10:00:00+01:00"),  # t5 reported again: one
+        # v5 and v6: one id from two referrers. "a" names gp's with the referrer (converts it);
+        # "b" is no receiving side, and a self-acceptance by the referrer does not count.
+        _referral("v5", "2026-03-09T10:00:00+01:00"),
+        _referral("v5", "2026-03-09T11:00:00+01:00", by="gp2"),
+        _status("v5", "accepted", "2026-03-10T10:00:00+01:00", by="gp"),
+        _reg("a", "r7", "conn", _p("7b"), "2026-03-11T10:00:00+01:00", "v5", referrer="gp"),
+        _att("a", "t13", "conn", _p("7b"), "2026-03-12T10:00:00+01:00"),  # 3 days
+        _reg("a", "r8", "conn", _p("8"), "2026-03-11T10:00:00+01:00", "v5"),  # ambiguous at a
+        _att("a", "t14", "conn", _p("8"), "2026-03-12T10:00:00+01:00"),
+        _reg("b", "r9", "conn-b", _p("9b"), "2026-03-11T10:00:00+01:00", "v5", referrer="gp2"),
+        _att("b", "t15", "conn-b", _p("9b"), "2026-03-12T10:00:00+01:00"),  # not the receiver
         _survey("m1", "djg11", lonely11, "2026-03-02T10:00:00+01:00", ref="7"),
         _survey("m2", "djg11", fine11, "2026-03-20T10:00:00+01:00", ref="7"),  # latest of 7
         _survey(
@@ -404,24 +442,25 @@ def test_expected_figures_of_a_hand_made_month():
     ]
     figures = expected_figures(writes, "2026-03")
     assert figures["s2"] == {
-        "participants_unique": 5,  # T1, a:2, a:3, b:3, a:5
-        "participants_new": 4,  # not T1, whose first session was in February
-        "attendances": 6,
+        "participants_unique": 8,  # T1, a:2, a:3, b:3, a:5, a:7b, a:8, b:9b
+        "participants_new": 7,  # not T1, whose first session was in February
+        "attendances": 9,  # t5 and t12 are one session of one person
         "no_shows": 1,
-        "registrations": 4,  # r1, r2, r5, r6
+        "registrations": 7,  # r1, r2, r5, r6, r7, r8, r9
         "cancellations": 1,  # r2 (r3's activity is not aimed at connection)
     }
     assert figures["s3"] == {
-        "referrals": 3,
-        "accepted": 2,
+        "referrals": 5,  # v1 v2 v4, v5 of gp and of gp2
+        "accepted": 2,  # v1 v4 (v5's acceptance is its referrer's own)
         "declined": 1,
-        "converted": 1,
-        "days_to_first_attendance": 14,
+        "converted": 2,  # v1 (14 days), gp's v5 (3 days)
+        "days_to_first_attendance": 8.5,
     }
     assert figures["s1"] == {"measurements": 2, "lonely": 1, "severe": 1}
-    assert expected_figures(writes, "2026-Q1")["s2"]["participants_new"] == 5
+    assert expected_figures(writes, "2026-Q1")["s2"]["participants_new"] == 8
     assert expected_figures(writes, "2026-02")["s3"]["referrals"] == 1
     shown = published(figures, k=2)
     assert shown["s2"]["no_shows"] is None
-    assert shown["s2"]["attendances"] == 6
-    assert shown["s3"]["days_to_first_attendance"] is None  # one conversion is below k
+    assert shown["s2"]["attendances"] == 9
+    assert shown["s3"]["days_to_first_attendance"] == 8.5
+    assert published(figures, k=3)["s3"]["days_to_first_attendance"] is None  # 2 conversions < k

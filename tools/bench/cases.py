@@ -115,13 +115,24 @@ def _dsn_for(dsn: str, database: str) -> str:
 
 
 async def fresh_database(dsn: str, name: str) -> str:
+    """A new database, migrated like ``verbinding migrate`` does (the services connect to it
+    as their own roles and only check that it is migrated)."""
+    from shared.db import create_pool, migrate_services
+    from tools.cli import SERVICES
+
     admin = await asyncpg.connect(dsn, timeout=10)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    return _dsn_for(dsn, name)
+    fresh = _dsn_for(dsn, name)
+    pool = await create_pool(fresh, max_size=2)
+    try:
+        await migrate_services(pool, {service: p for service, (_, p) in SERVICES.items()})
+    finally:
+        await pool.close()
+    return fresh
 
 
 async def drop_database(dsn: str, name: str) -> None:

@@ -8,7 +8,7 @@ import asyncio
 import os
 import platform
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
-    from shared.settings import CommonSettings
     from tools.simulator.partners import create_partners
     from tools.simulator.scenario import default_scenario
 
@@ -112,8 +111,9 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     memory.start()
     for name, pid in stack.service_pids().items():
         memory.watch(name, pid)
-    settings = CommonSettings()
-    keys = await create_partners(stack.dsn, default_scenario().organisations)
+    keys = await create_partners(
+        stack.dsn, default_scenario().organisations, joined=date(2000, 1, 1)
+    )
     bench = cases.Bench(
         stack=stack,
         memory=memory,
@@ -137,7 +137,7 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
                 stack.state,
                 events=args.events,
                 seed=args.seed,
-                secret=settings.pseudonym_secret.get_secret_value(),
+                secret=stack.pseudonym_secret,
                 refill=args.refill,
             )
             say(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.referrals.domain.commands import ParticipantIn as ReferralParticipantIn
-from services.referrals.domain.scoring import Thresholds, score
+from services.referrals.domain.scoring import score
 from services.referrals.entrypoints.http import batch_item_adapter as referral_items
 from services.registrations.entrypoints.http import batch_item_adapter as registration_items
 from shared.events import (
@@ -36,6 +36,7 @@ from shared.events import (
     topic_name,
 )
 from shared.pseudonym import Pseudonymiser, participant_of
+from shared.reference import load_reference
 from shared.timerules import local_date
 from tools.simulator.generate import Write
 
@@ -53,22 +54,23 @@ class EncodedEvent:
 class _Referral:
     organisation_id: str
     participant_id: str
-    referred_to: str | None
+    receiver: str
     status: str
 
 
 class EventFactory:
     """Stateful, like the services' databases: feed it one simulation's writes in time order."""
 
-    def __init__(self, pseudonymiser: Pseudonymiser, thresholds: Thresholds | None = None) -> None:
+    def __init__(self, pseudonymiser: Pseudonymiser) -> None:
         self.p = pseudonymiser
-        self.thresholds = thresholds or Thresholds()
         self._registrations = registration_items()
         self._referrals = referral_items()
         self.activity_versions: dict[tuple[str, str], int] = {}
         self.registered: dict[tuple[str, str], tuple[str, str]] = {}  # -> activity, participant
         self.referral_state: dict[tuple[str, str], _Referral] = {}
         self.sent_to: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self.services = load_reference().services
+        self.sequence = 0  # the referrals service's arrival order of status changes
         self._at = datetime.now(UTC)  # the moment of the write being converted
 
     def event(self, w: Write) -> CloudEvent[Any] | None:
@@ -117,6 +119,7 @@ class EventFactory:
             participant=participant,
             registered_at=cmd.registered_at,
             referral_id=cmd.referral_id,
+            referring_organisation_id=cmd.referring_organisation_id,
         )
 
     def _cancellation(self, org: str, item: Any) -> EventData | None:
@@ -152,9 +155,10 @@ class EventFactory:
         participant = participant_of(cmd.participant, org, self.p)
         to = cmd.referred_to
         key = (org, cmd.referral_id)
-        self.referral_state[key] = _Referral(org, participant.id, to.organisation_id, "created")
-        if to.organisation_id is not None:
-            self.sent_to.setdefault((to.organisation_id, cmd.referral_id), []).append(key)
+        receiver = to.organisation_id or self.services[to.service or ""]
+        self.referral_state[key] = _Referral(org, participant.id, receiver, "created")
+        if receiver != org:
+            self.sent_to.setdefault((receiver, cmd.referral_id), []).append(key)
         return ReferralCreated(
             organisation_id=org,
             referral_id=cmd.referral_id,
@@ -164,17 +168,19 @@ class EventFactory:
             referred_to=ReferredTo(
                 organisation_id=to.organisation_id, activity_id=to.activity_id, service=to.service
             ),
+            receiving_organisation_id=receiver,
             created_at=cmd.created_at,
         )
 
     def _referral_status(self, org: str, item: Any) -> EventData | None:
-        key = (org, item.referral_id)
+        key = (item.referring_organisation_id or org, item.referral_id)
         if key not in self.referral_state:
             sent = self.sent_to.get(key, [])
             if len(sent) != 1:  # 404 or 409 at the service
                 return None
             key = sent[0]
         referral = self.referral_state[key]
+        self.sequence += 1
         previous, referral.status = referral.status, item.body.status
         return ReferralStatusChanged(
             organisation_id=referral.organisation_id,
@@ -184,6 +190,7 @@ class EventFactory:
             previous_status=previous,  # type: ignore[arg-type]
             status=item.body.status,
             at=item.body.at,
+            sequence=self.sequence,
             outcome=item.body.outcome,
         )
 
@@ -200,7 +207,7 @@ class EventFactory:
 
     def _measurement(self, org: str, item: Any) -> EventData:
         cmd = item.body
-        scored = score(cmd.instrument, cmd.answers, self.thresholds)
+        scored = score(cmd.instrument, cmd.answers)
         p = cmd.participant
         participant_id = (
             None

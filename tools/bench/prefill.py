@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from tqdm import tqdm
 
-from shared.events import Topic, topic_name
+from shared.events import KAFKA_HEADERS, Topic, topic_name
 from shared.kafka import ensure_topics
 
 __all__ = ["CONSUMED", "Prefill", "end_offsets", "prefill", "sample_values"]
@@ -180,7 +180,9 @@ async def prefill(
             pending = []
             for topic, key, value in chunk[: events - sent]:
                 physical = prefix + topic
-                pending.append(await producer.send(physical, value=value, key=key))
+                pending.append(
+                    await producer.send(physical, value=value, key=key, headers=KAFKA_HEADERS)
+                )
                 per_topic[physical] += 1
                 value_bytes += len(value)
                 if len(pending) >= 20_000:

@@ -54,6 +54,14 @@ class Stack:
         return str(self.cfg.dsn)
 
     @property
+    def pseudonym_secret(self) -> str:
+        """The secret the stack's services pseudonymise with (the environment's, else the
+        stack's generated one), so that pre-filled events carry the same pseudonyms."""
+        return os.environ.get("VERBINDING_PSEUDONYM_SECRET") or str(
+            self.m.pseudonym_secret(self.cfg)
+        )
+
+    @property
     def state(self) -> Path:
         return Path(self.cfg.state)
 

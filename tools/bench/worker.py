@@ -88,12 +88,13 @@ async def run_rebuild(
     from services.metrics.entrypoints.consumer import CONSUMED_TOPICS, tune_gc_for_batches
     from services.metrics.service_layer.rebuild import rebuild
     from shared.db import create_pool, migrate_service
+    from shared.db_roles import role_of
 
     tune_gc_for_batches()  # as `verbinding metrics rebuild` does
     cpu = time.process_time()
     pool = await create_pool(database_url, max_size=4)
     try:
-        await migrate_service(pool, SCHEMA, MIGRATIONS)
+        await migrate_service(pool, SCHEMA, MIGRATIONS, role=role_of(SCHEMA))
         report = await rebuild(
             pool,
             bootstrap,
@@ -102,6 +103,7 @@ async def run_rebuild(
             prefix=prefix,
             batch_size=batch_size,
             swap=True,
+            grant_to=role_of(SCHEMA),
         )
     finally:
         await pool.close()

@@ -210,7 +210,13 @@ async def _simulate(
 
         state = Path(os.environ.get("VERBINDING_STATE_DIR") or REPO / ".local")
         keys_path = args.keys or state / "simulator" / "keys.json"
-        keys = await create_partners(CommonSettings().database_url, scenario.organisations)
+        from tools.simulator.generate import span
+
+        # Partners of the coalition from the start of the simulated span on.
+        joined = span(args.months, args.today or _today())[0].date()
+        keys = await create_partners(
+            CommonSettings().database_url, scenario.organisations, joined=joined
+        )
         write_keys(keys_path, keys)
         print(f"created keys for {len(keys)} organisations in {keys_path}")
     else:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from services.referrals.domain.scoring import Score, score
+from shared.reference import load_reference
 from shared.timerules import local_date
 from tools.simulator.generate import Write
 
@@ -85,40 +86,45 @@ class _Attendance:
 def expected_figures(writes_accepted: Iterable[Write], period: str) -> dict[str, Any]:
     """Unsuppressed S1/S2/S3 figures of ``period`` (``YYYY``, ``YYYY-Qn``, ``YYYY-MM``).
 
-    S2 counts connection activities only (``aimed_at_connection`` in the activity's latest
-    accepted state); S3 ``converted`` follows §6: a registration at the referred-to organisation
-    that names the referral, then an attended session of that registrant on that activity, on or
-    after the registration date and within 60 days of the referral.
+    S2 counts connection activities only, classified by the version in force at the moment of
+    the session (registration, cancellation), the first version before the first one. Every
+    version is in force from its acceptance, and a simulated run's writes are accepted after all
+    of its simulated moments (they lie before today): the first accepted version classifies
+    everything. A session is (activity, session start): one person at one session counts once.
+    S3 follows §6: a referral is (referrer, id); accepted and declined are the receiving side's;
+    ``converted`` needs a registration at the receiving side that names the referral (by
+    referrer and id, or by the id alone where the receiver holds one referral with it), then an
+    attended session of that registrant on that activity, on or after the registration date and
+    within 60 days of the referral.
     """
     start, end = period_bounds(period)
     writes = list(writes_accepted)
     aimed: dict[tuple[str, str], bool] = {}
     for w in writes:
         if w.kind == "activity":
-            aimed[(w.organisation, w.item["activity_id"])] = bool(
-                w.item["body"]["aimed_at_connection"]
+            aimed.setdefault(
+                (w.organisation, w.item["activity_id"]), bool(w.item["body"]["aimed_at_connection"])
             )
 
     def connecting(org: str, activity_id: str) -> bool:
         return aimed.get((org, activity_id), False)
 
-    attendance: list[_Attendance] = []
+    sessions: dict[tuple[str, str, datetime, tuple[str, ...]], _Attendance] = {}
     registrations: dict[tuple[str, str], dict[str, Any]] = {}
     cancellations: list[tuple[str, str, date]] = []
     referrals: list[tuple[str, dict[str, Any]]] = []
-    statuses: dict[tuple[str, str], set[str]] = {}
+    statuses: dict[tuple[str, str], set[tuple[str, str]]] = {}  # (referrer, id) -> (status, by)
     surveys: list[tuple[str, dict[str, Any]]] = []
     for w in writes:
         body = w.item["body"]
         if w.kind == "attendance":
-            attendance.append(
-                _Attendance(
-                    w.organisation,
-                    body["activity_id"],
-                    _pseudonym(w.organisation, body["participant"]),
-                    _day(body["session_start"]),
-                    body["status"] == "attended",
-                )
+            who = _pseudonym(w.organisation, body["participant"])
+            started = datetime.fromisoformat(body["session_start"])
+            session = (w.organisation, body["activity_id"], started, who)
+            seen = sessions.get(session)
+            attended = body["status"] == "attended" or (seen is not None and seen.attended)
+            sessions[session] = _Attendance(
+                w.organisation, body["activity_id"], who, local_date(started), attended
             )
         elif w.kind == "registration":
             registrations[(w.organisation, body["registration_id"])] = body
@@ -129,13 +135,17 @@ def expected_figures(writes_accepted: Iterable[Write], period: str) -> dict[str,
         elif w.kind == "referral":
             referrals.append((w.organisation, body))
         elif w.kind == "referral_status":
-            statuses.setdefault((w.organisation, w.item["referral_id"]), set()).add(body["status"])
+            referrer = w.item.get("referring_organisation_id") or w.organisation
+            statuses.setdefault((referrer, w.item["referral_id"]), set()).add(
+                (body["status"], w.organisation)
+            )
         elif w.kind == "measurement" and body["context"] == "survey":
             surveys.append((w.organisation, body))
 
     def inside(day: date) -> bool:
         return start <= day <= end
 
+    attendance = list(sessions.values())
     conn_att = [a for a in attendance if connecting(a.organisation, a.activity_id)]
     first_ever: dict[tuple[str, ...], date] = {}
     for a in conn_att:
@@ -165,19 +175,34 @@ def expected_figures(writes_accepted: Iterable[Write], period: str) -> dict[str,
     for a in attendance:
         if a.attended:
             attended_at.setdefault((a.organisation, a.activity_id, a.who), []).append(a.day)
-    by_referral: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for (org, _), body in registrations.items():
-        if body.get("referral_id"):
-            by_referral.setdefault(body["referral_id"], []).append((org, body))
+    services = load_reference().services
+
+    def receiver(body: Mapping[str, Any]) -> str | None:
+        to = body["referred_to"]
+        return to.get("organisation_id") or services.get(to.get("service", ""))
+
+    received: dict[tuple[str | None, str], int] = {}  # (receiver, id) -> referrals it holds
+    for _, body in referrals:
+        pair = (receiver(body), body["referral_id"])
+        received[pair] = received.get(pair, 0) + 1
+
+    def names(reg_org: str, reg: Mapping[str, Any], org: str, body: Mapping[str, Any]) -> bool:
+        """Whether the registration names the referral ``body`` of ``org``."""
+        if reg_org != receiver(body) or reg.get("referral_id") != body["referral_id"]:
+            return False
+        referrer = reg.get("referring_organisation_id")
+        if referrer is not None:
+            return bool(referrer == org)
+        return received.get((reg_org, body["referral_id"]), 0) == 1
+
     created = [(org, body) for org, body in referrals if inside(_day(body["created_at"]))]
     days_to_first: list[int] = []
-    for _, body in created:
+    for org, body in created:
         made = _day(body["created_at"])
-        to_org = body["referred_to"].get("organisation_id")
         firsts = [
             d
-            for reg_org, reg in by_referral.get(body["referral_id"], [])
-            if to_org is None or reg_org == to_org
+            for (reg_org, _), reg in registrations.items()
+            if names(reg_org, reg, org, body)
             for d in attended_at.get(
                 (reg_org, reg["activity_id"], _pseudonym(reg_org, reg["participant"])), []
             )
@@ -185,14 +210,18 @@ def expected_figures(writes_accepted: Iterable[Write], period: str) -> dict[str,
         ]
         if firsts:
             days_to_first.append((min(firsts) - made).days)
+
+    def decided(status: str) -> int:
+        return sum(
+            1
+            for org, b in created
+            if (status, receiver(b)) in statuses.get((org, b["referral_id"]), ())
+        )
+
     s3 = {
         "referrals": len(created),
-        "accepted": sum(
-            1 for org, b in created if "accepted" in statuses.get((org, b["referral_id"]), ())
-        ),
-        "declined": sum(
-            1 for org, b in created if "declined" in statuses.get((org, b["referral_id"]), ())
-        ),
+        "accepted": decided("accepted"),
+        "declined": decided("declined"),
         "converted": len(days_to_first),
         "days_to_first_attendance": statistics.median(days_to_first) if days_to_first else None,
     }

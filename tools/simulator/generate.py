@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from shared.reference import load_reference
 from shared.timerules import AMSTERDAM
 from tools.simulator.population import (
     Resident,
@@ -35,12 +36,6 @@ SERVICE_OF = {
     "measurement": "referrals",
 }
 SIGNALS = ("emotional", "social", "practical", "health", "other")
-SERVICES_REFERRED_TO = (
-    "buddy-programme",
-    "social-work-intake",
-    "informal-care-support",
-    "welfare-coach-intake",
-)
 ROLE_WEIGHTS = {
     "gp": 0.20,
     "poh-ggz": 0.12,
@@ -115,6 +110,8 @@ class _Generator:
         self.participants: dict[tuple[int, str], dict[str, Any]] = {}
         # A resident's 11-item total changes after help (follow-up); surveys after that see it.
         self.improved: dict[int, tuple[datetime, int]] = {}
+        # The coalition's service list: the provider of a service receives referrals to it.
+        self.services = load_reference().services
 
     # ------------------------------------------------------------------------------ helpers
 
@@ -223,10 +220,11 @@ class _Generator:
         a: _Activity,
         registered_at: datetime,
         *,
-        referral_id: str | None = None,
+        referral: tuple[str, str] | None = None,
         keen: bool = False,
     ) -> date | None:
-        """Register, maybe cancel, and attend weekly; returns the first attended session date."""
+        """Register, maybe cancel, and attend weekly; returns the first attended session date.
+        ``referral``: (referring organisation, referral id) of the referral that led here."""
         rng = self.rng
         org = a.org.id
         participant = self.participant(r, org)
@@ -237,8 +235,9 @@ class _Generator:
             "participant": participant,
             "registered_at": _iso(registered_at),
         }
-        if referral_id is not None:
-            body["referral_id"] = referral_id
+        if referral is not None:
+            # A referral is named by its referrer and its id (ids are unique per referrer).
+            body["referring_organisation_id"], body["referral_id"] = referral
         self.emit(
             org,
             "registration",
@@ -257,7 +256,7 @@ class _Generator:
             cancelled_after = 0 if rng.random() < 0.5 else rng.randrange(1, 6)
             weeks = min(weeks, cancelled_after)
         attend = self.scenario.attended_share
-        if r.lonely and referral_id is None:
+        if r.lonely and referral is None:
             attend -= 0.04
         first: date | None = None
         last = registered_at
@@ -386,8 +385,10 @@ class _Generator:
         referred_to: dict[str, Any] = (
             {"activity_id": target.id, "organisation_id": target.org.id}
             if target is not None
-            else {"service": rng.choice(SERVICES_REFERRED_TO)}
+            else {"service": rng.choice(tuple(self.services))}
         )
+        # The receiving side moves the referral along; the referrer only withdraws it.
+        receiver = target.org.id if target is not None else self.services[referred_to["service"]]
         self.emit(
             org,
             "referral",
@@ -407,21 +408,20 @@ class _Generator:
             },
         )
         u = rng.random()
+        ref = (org, referral_id)
         if u < 0.70:
-            accepted = self.status(org, referral_id, "accepted", self.after(created, 0.5, 10))
+            accepted = self.status(receiver, ref, "accepted", self.after(created, 0.5, 10))
             if accepted is None:
                 return
             last = accepted
             if rng.random() < 0.8:
-                last = (
-                    self.status(org, referral_id, "contacted", self.after(accepted, 1, 10)) or last
-                )
+                last = self.status(receiver, ref, "contacted", self.after(accepted, 1, 10)) or last
             converted = False
             if target is not None and rng.random() < 0.78:
                 late = rng.random() < 0.15
                 registered = self.after(accepted, 45, 100) if late else self.after(accepted, 0, 21)
                 if registered < self.end - timedelta(days=1):
-                    first = self.enrol(r, target, registered, referral_id=referral_id, keen=True)
+                    first = self.enrol(r, target, registered, referral=ref, keen=True)
                     converted = first is not None and (first - created.date()).days <= 60
             if rng.random() < 0.9:
                 outcome = (
@@ -429,25 +429,34 @@ class _Generator:
                     if converted
                     else rng.choice(("help arranged", "no further help wanted", "referred on"))
                 )
-                self.status(org, referral_id, "closed", self.after(last, 20, 90), outcome)
+                self.status(receiver, ref, "closed", self.after(last, 20, 90), outcome)
             if rng.random() < 0.8 and r.total is not None:
                 self.measurements(r, org, accepted, converted)
         elif u < 0.85:
-            self.status(org, referral_id, "declined", self.after(created, 1, 14), "did not fit")
+            self.status(receiver, ref, "declined", self.after(created, 1, 14), "did not fit")
         elif u < 0.90:
-            self.status(org, referral_id, "withdrawn", self.after(created, 2, 21))
+            self.status(org, ref, "withdrawn", self.after(created, 2, 21))
 
     def status(
-        self, org: str, referral_id: str, status: str, at: datetime, outcome: str | None = None
+        self,
+        org: str,
+        referral: tuple[str, str],
+        status: str,
+        at: datetime,
+        outcome: str | None = None,
     ) -> datetime | None:
-        """The referring organisation records each step (it may also be the referred-to
-        organisation in reality; the referrer keeps one stream per referral in order)."""
+        """``org`` records a step of ``referral`` (referrer, id): the receiving side accepts,
+        declines, contacts and closes, the referrer withdraws. Each side keeps its own stream."""
         if at >= self.end:
             return None
+        referrer, referral_id = referral
         body: dict[str, Any] = {"status": status, "at": _iso(at)}
         if outcome is not None:
             body["outcome"] = outcome
-        item = {"kind": "referral_status", "referral_id": referral_id, "body": body}
+        item: dict[str, Any] = {"kind": "referral_status", "referral_id": referral_id}
+        if org != referrer:  # the receiving side names the referrer (ids are unique per referrer)
+            item["referring_organisation_id"] = referrer
+        item["body"] = body
         self.emit(org, "referral_status", f"{referral_id}:{status}", at, item)
         return at
 

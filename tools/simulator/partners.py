@@ -1,13 +1,15 @@
 """The simulated partners' API keys: created in the platform's database, kept in a JSON file.
 
-Creation goes through ``shared.auth``, the code path of ``verbinding partner create``, so a
-simulated partner is registered exactly like a real one.
+Creation goes through ``shared.auth`` and ``shared.partners``, the code paths of ``verbinding
+partner create`` and ``verbinding partner register``, so a simulated partner is an organisation
+with a key and a registered coalition partner exactly like a real one.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from datetime import date
 from pathlib import Path
 
 import orjson
@@ -20,11 +22,17 @@ PARTNER_SCOPES = ("activities", "registrations", "referrals", "trainings", "meas
 
 
 async def create_partners(
-    database_url: str, organisations: Iterable[Organisation], scopes: Iterable[str] = PARTNER_SCOPES
+    database_url: str,
+    organisations: Iterable[Organisation],
+    scopes: Iterable[str] = PARTNER_SCOPES,
+    *,
+    joined: date,
 ) -> dict[str, str]:
-    """Register each organisation (or keep it) and issue it a new key; ``{org_id: key}``."""
+    """Create each organisation (or keep it), issue it a new key, and register it as a partner
+    of the coalition from ``joined``; ``{org_id: key}``."""
     from shared.auth import create_organisation, issue_key
     from shared.db import apply_migrations, create_pool, migration_files
+    from shared.partners import register
 
     wanted = list(scopes)
     keys: dict[str, str] = {}
@@ -35,6 +43,7 @@ async def create_partners(
             async with conn.transaction():
                 for org in organisations:
                     await create_organisation(conn, org.id, org.name)
+                    await register(conn, org.id, org.name, joined)
                     keys[org.id] = (await issue_key(conn, org.id, wanted)).secret
     finally:
         await pool.close()

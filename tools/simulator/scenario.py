@@ -121,8 +121,8 @@ class Scenario:
     referral_rate_lonely: float = 0.30  # chance per year that a lonely adult is referred
     referral_rate_other: float = 0.015
     survey_rate: float = 0.06  # chance per month that an adult answers the population survey
-    # The short scale's 3-item subscales rarely reach the threshold of 3: kept a minority so
-    # that the emotional and social shares stay near the baseline.
+    # A minority of the survey uses the short scale (its own cut-offs: 2 of 3 per subscale), as
+    # in the GGD's monitor, where the 11-item scale is the main instrument.
     survey_djg6_share: float = 0.1
     survey_anonymous_share: float = 0.3
     attended_share: float = 0.85  # of recorded sessions; the rest are no-shows

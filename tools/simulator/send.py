@@ -2,7 +2,8 @@
 
 Batches hold the writes of one organisation for one service, in time order. Each organisation's
 batches to a service go one after the other (a cancellation must not overtake its registration),
-different organisations in parallel up to a bound. Failed requests are retried with backoff:
+different organisations in parallel up to a bound. A write on another organisation's record (the
+receiving side moves a referral along) waits until the window's other writes are in. Failed requests are retried with backoff:
 every write has its own id, so a retry of a batch that did get through is answered as before.
 Every write's final status goes to the ledger, from which a test can compute what the
 indicators must show.
@@ -46,9 +47,15 @@ class Batch:
     window: int  # batches of one window are sent before any of the next
     due: float  # simulated seconds after the first write, for pacing
     writes: tuple[Write, ...]
+    phase: int = 0  # within a window, phase 0 before phase 1
 
     def body(self) -> bytes:
         return orjson.dumps({"items": [w.item for w in self.writes]})
+
+
+# Writes on a record another organisation made: sent after everything else of their window, so
+# that the referral a receiving side accepts exists by then (organisations send in parallel).
+LATER_PHASE = frozenset({"referral_status"})
 
 
 def plan_batches(
@@ -62,17 +69,18 @@ def plan_batches(
     if not writes:
         return []
     origin = writes[0].at
-    windows: dict[int, dict[tuple[str, str], list[Write]]] = {}
+    windows: dict[tuple[int, int], dict[tuple[str, str], list[Write]]] = {}
     for w in writes:
         index = 0 if window is None else int((w.at - origin) / window)
-        windows.setdefault(index, {}).setdefault((w.service, w.organisation), []).append(w)
+        phase = int(w.kind in LATER_PHASE)
+        windows.setdefault((index, phase), {}).setdefault((w.service, w.organisation), []).append(w)
     batches = []
-    for index in sorted(windows):
+    for index, phase in sorted(windows):
         due = 0.0 if window is None else (index * window).total_seconds()
-        for (service, org), stream in windows[index].items():
+        for (service, org), stream in windows[(index, phase)].items():
             for i in range(0, len(stream), batch_size):
                 chunk = tuple(stream[i : i + batch_size])
-                batches.append(Batch(service, org, index, due, chunk))
+                batches.append(Batch(service, org, index, due, chunk, phase))
     return batches
 
 
@@ -288,9 +296,10 @@ async def send(
             bar.set_postfix(accepted=summary.accepted, retries=summary.retries, refresh=False)
 
     try:
-        windows: dict[int, dict[tuple[str, str], list[Batch]]] = {}
+        windows: dict[tuple[int, int], dict[tuple[str, str], list[Batch]]] = {}
         for b in batches:
-            windows.setdefault(b.window, {}).setdefault((b.service, b.organisation), []).append(b)
+            key = (b.window, b.phase)
+            windows.setdefault(key, {}).setdefault((b.service, b.organisation), []).append(b)
         for index in sorted(windows):
             streams = windows[index]
             if options.speed:

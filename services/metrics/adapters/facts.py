@@ -1,14 +1,15 @@
 """Apply decoded events to the fact tables: one set-based statement per event type per batch.
 
 Every statement is idempotent on its own (natural primary keys, ON CONFLICT DO NOTHING, or
-"newest version wins" / "greatest wins" upserts), on top of the processed-events tracking of
-shared.consumer: the facts are right even if the same event were applied twice.
+"greatest wins" upserts), on top of the processed-events tracking of shared.consumer: the facts
+are right even if the same event were applied twice, and whatever the order of arrival (every
+version of an activity is kept with the moment it came into force).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import asyncpg
@@ -25,6 +26,7 @@ from shared.events import (
     RegistrationCreated,
     TrainingCompleted,
 )
+from shared.reference import load_reference
 from shared.timerules import local_date
 
 __all__ = ["FactWriter"]
@@ -33,8 +35,11 @@ __all__ = ["FactWriter"]
 class FactWriter:
     """Role: turn a batch of events into facts in ``schema`` (``metrics``, or a rebuild's)."""
 
-    def __init__(self, schema: str = "metrics") -> None:
+    def __init__(self, schema: str = "metrics", services: Mapping[str, str] | None = None) -> None:
         self.s = schema
+        # The service list resolves the receiving side of a v1 referral to a service (v1 did
+        # not carry it); default: the built-in reference data.
+        self.services = load_reference().services if services is None else services
 
     async def __call__(self, conn: asyncpg.Connection, events: Sequence[CloudEvent[Any]]) -> None:
         by_type: dict[type, list[Any]] = defaultdict(list)
@@ -63,26 +68,19 @@ class FactWriter:
             )
 
     async def _activities(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
-        # Only the newest version of each activity matters; keep the highest within the batch.
-        newest: dict[tuple[str, str], ActivityUpserted] = {}
-        for e in events:
-            d: ActivityUpserted = e.data
-            key = (d.organisation_id, d.activity_id)
-            if key not in newest or d.version > newest[key].version:
-                newest[key] = d
-        rows = list(newest.values())
+        # Every version, in force from the moment it was accepted: a session counts with the
+        # version in force when it took place, so a later change never rewrites earlier periods.
+        rows: list[ActivityUpserted] = [e.data for e in events]
+        rows.sort(key=lambda d: (d.organisation_id, d.activity_id, d.version))  # one lock order
         await conn.execute(
-            f"INSERT INTO {self.s}.activities AS a (organisation_id, activity_id, version, category, "
-            "aimed_at_connection, neighbourhood, active) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bool[], "
-            "$6::text[], $7::bool[]) "
-            "ON CONFLICT (organisation_id, activity_id) DO UPDATE SET version = EXCLUDED.version, "
-            "category = EXCLUDED.category, aimed_at_connection = EXCLUDED.aimed_at_connection, "
-            "neighbourhood = EXCLUDED.neighbourhood, active = EXCLUDED.active "
-            "WHERE EXCLUDED.version > a.version",
+            f"INSERT INTO {self.s}.activity_versions (organisation_id, activity_id, version, "
+            "valid_from, category, aimed_at_connection, neighbourhood, active) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], "
+            "$5::text[], $6::bool[], $7::text[], $8::bool[]) ON CONFLICT DO NOTHING",
             [d.organisation_id for d in rows],
             [d.activity_id for d in rows],
             [d.version for d in rows],
+            [d.updated_at for d in rows],
             [d.category for d in rows],
             [d.aimed_at_connection for d in rows],
             [d.neighbourhood for d in rows],
@@ -93,28 +91,33 @@ class FactWriter:
         rows: list[RegistrationCreated] = [e.data for e in events]
         await conn.execute(
             f"INSERT INTO {self.s}.registrations (organisation_id, registration_id, activity_id, "
-            "participant_id, neighbourhood, age_band, registered_date, referral_id) "
+            "participant_id, neighbourhood, age_band, registered_at, registered_date, "
+            "referral_id, referring_organisation_id) "
             "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-            "$6::text[], $7::date[], $8::text[]) ON CONFLICT DO NOTHING",
+            "$6::text[], $7::timestamptz[], $8::date[], $9::text[], $10::text[]) "
+            "ON CONFLICT DO NOTHING",
             [d.organisation_id for d in rows],
             [d.registration_id for d in rows],
             [d.activity_id for d in rows],
             [d.participant.id for d in rows],
             [d.participant.neighbourhood for d in rows],
             [d.participant.age_band for d in rows],
+            [d.registered_at for d in rows],
             [local_date(d.registered_at) for d in rows],
             [d.referral_id for d in rows],
+            [d.referring_organisation_id for d in rows],
         )
 
     async def _cancellations(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
         rows: list[RegistrationCancelled] = [e.data for e in events]
         await conn.execute(
             f"INSERT INTO {self.s}.cancellations (organisation_id, registration_id, activity_id, "
-            "cancelled_date) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[]) "
-            "ON CONFLICT DO NOTHING",
+            "cancelled_at, cancelled_date) SELECT * FROM unnest($1::text[], $2::text[], "
+            "$3::text[], $4::timestamptz[], $5::date[]) ON CONFLICT DO NOTHING",
             [d.organisation_id for d in rows],
             [d.registration_id for d in rows],
             [d.activity_id for d in rows],
+            [d.cancelled_at for d in rows],
             [local_date(d.cancelled_at) for d in rows],
         )
 
@@ -122,15 +125,16 @@ class FactWriter:
         rows: list[AttendanceRecorded] = [e.data for e in events]
         await conn.execute(
             f"INSERT INTO {self.s}.attendance (organisation_id, attendance_id, activity_id, "
-            "participant_id, neighbourhood, age_band, session_date, attended) "
+            "participant_id, neighbourhood, age_band, session_start, session_date, attended) "
             "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-            "$6::text[], $7::date[], $8::bool[]) ON CONFLICT DO NOTHING",
+            "$6::text[], $7::timestamptz[], $8::date[], $9::bool[]) ON CONFLICT DO NOTHING",
             [d.organisation_id for d in rows],
             [d.attendance_id for d in rows],
             [d.activity_id for d in rows],
             [d.participant.id for d in rows],
             [d.participant.neighbourhood for d in rows],
             [d.participant.age_band for d in rows],
+            [d.session_start for d in rows],
             [d.session_date for d in rows],
             [d.status == "attended" for d in rows],
         )
@@ -140,10 +144,11 @@ class FactWriter:
         # Arrays of arrays cannot go through unnest; signals travel as a delimited string.
         await conn.execute(
             f"INSERT INTO {self.s}.referrals (organisation_id, referral_id, participant_id, "
-            "referrer_role, signals, referred_to_organisation_id, created_at, created_date) "
-            "SELECT o, r, p, role, string_to_array(sig, ','), rto, c, cd FROM unnest("
-            "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
-            "$7::timestamptz[], $8::date[]) AS t(o, r, p, role, sig, rto, c, cd) "
+            "referrer_role, signals, referred_to_organisation_id, receiving_organisation_id, "
+            "created_at, created_date) "
+            "SELECT o, r, p, role, string_to_array(sig, ','), rto, rcv, c, cd FROM unnest("
+            "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
+            "$8::timestamptz[], $9::date[]) AS t(o, r, p, role, sig, rto, rcv, c, cd) "
             "ON CONFLICT DO NOTHING",
             [d.organisation_id for d in rows],
             [d.referral_id for d in rows],
@@ -151,35 +156,45 @@ class FactWriter:
             [d.referrer_role for d in rows],
             [",".join(d.signals) for d in rows],
             [d.referred_to.organisation_id for d in rows],
+            [self._receiver(d) for d in rows],
             [d.created_at for d in rows],
             [local_date(d.created_at) for d in rows],
         )
+
+    def _receiver(self, d: ReferralCreated) -> str | None:
+        if d.receiving_organisation_id is not None:
+            return d.receiving_organisation_id
+        return self.services.get(d.referred_to.service or "")  # a v1 referral to a service
 
     async def _referral_status(
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
     ) -> None:
         rows: list[ReferralStatusChanged] = [e.data for e in events]
         await conn.execute(
-            f"INSERT INTO {self.s}.referral_status (event_id, organisation_id, referral_id, status, at) "
-            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) "
+            f"INSERT INTO {self.s}.referral_status (event_id, organisation_id, referral_id, "
+            "status, at, changed_by, sequence) SELECT * FROM unnest($1::uuid[], $2::text[], "
+            "$3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::bigint[]) "
             "ON CONFLICT DO NOTHING",
             [e.id for e in events],
             [d.organisation_id for d in rows],
             [d.referral_id for d in rows],
             [d.status for d in rows],
             [d.at for d in rows],
+            [d.changed_by for d in rows],
+            [d.sequence for d in rows],
         )
 
     async def _trainings(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
         rows: list[TrainingCompleted] = [e.data for e in events]
         await conn.execute(
             f"INSERT INTO {self.s}.trainings (organisation_id, training_id, person_id, role, "
-            "completed_date) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
-            "$5::date[]) ON CONFLICT DO NOTHING",
+            "training, completed_date) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+            "$4::text[], $5::text[], $6::date[]) ON CONFLICT DO NOTHING",
             [d.organisation_id for d in rows],
             [d.training_id for d in rows],
             [d.person_id for d in rows],
             [d.role for d in rows],
+            [d.training for d in rows],
             [local_date(d.completed_at) for d in rows],
         )
 

@@ -6,10 +6,14 @@ domain layer turns them into published figures (rates, suppression, baselines).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 import asyncpg
+
+from services.metrics.domain.windows import CONVERSION_DAYS, RETENTION_DAYS, RETENTION_SESSIONS
+from shared.referral_parties import RECEIVER_STATUSES, REFERRER_STATUSES
 
 __all__ = ["BREAKDOWNS", "Raw", "live_figures", "s1", "s2", "s3"]
 
@@ -32,33 +36,57 @@ def _group(by: str | None, subgoal: str) -> str | None:
     return BREAKDOWNS.get(by, {}).get(subgoal)
 
 
+# One row per person and session, classified by the version of the activity in force at the
+# session's start (domain.md §6): a session is one (activity, session start), and one person at
+# one session counts once, however often it was reported.
+_SESSIONS = """
+    SELECT t.organisation_id, t.activity_id, t.session_start, t.participant_id,
+           min(t.session_date) AS session_date, min(t.neighbourhood) AS neighbourhood,
+           min(t.age_band) AS age_band, bool_or(t.attended) AS attended, v.category
+    FROM {s}.attendance t
+    JOIN {s}.activity_validity v ON v.organisation_id = t.organisation_id
+         AND v.activity_id = t.activity_id
+         AND t.session_start >= v.valid_from AND t.session_start < v.valid_to
+    WHERE v.aimed_at_connection
+    GROUP BY t.organisation_id, t.activity_id, t.session_start, t.participant_id, v.category
+"""
+
+
+def _in_force(table: str, moment: str) -> str:
+    """Join clause: the activity version in force at ``moment`` of a row of ``table``."""
+    return (
+        f"JOIN {{s}}.activity_validity a ON a.organisation_id = {table}.organisation_id "
+        f"AND a.activity_id = {table}.activity_id "
+        f"AND {table}.{moment} >= a.valid_from AND {table}.{moment} < a.valid_to"
+    )
+
+
 async def s2(conn: asyncpg.Connection, s: str, start: date, end: date, by: str | None) -> Raw:
     g = _group(by, "s2")
     if g is None:
         return {}
+    sessions = _SESSIONS.format(s=s)
+    in_force_reg = _in_force("r", "registered_at").format(s=s)
+    in_force_can = _in_force("c", "cancelled_at").format(s=s)
     rows = await conn.fetch(
         f"""
-        WITH conn_att AS (
-            SELECT t.organisation_id, t.attendance_id, t.participant_id, t.neighbourhood,
-                   t.age_band, t.session_date, t.attended, a.category
-            FROM {s}.attendance t
-            JOIN {s}.activities a USING (organisation_id, activity_id)
-            WHERE a.aimed_at_connection
-        ),
+        WITH conn_att AS MATERIALIZED ({sessions}),
         firsts AS (
             SELECT DISTINCT ON (participant_id) participant_id, session_date AS first_date,
                    organisation_id, neighbourhood, age_band, category
             FROM conn_att WHERE attended
-            ORDER BY participant_id, session_date, organisation_id, attendance_id
+            ORDER BY participant_id, session_date, session_start, organisation_id, activity_id
         ),
         new_in_period AS (
             -- A join, not a correlated subquery: the CTE is materialised, and a subquery
-            -- would scan it once per new participant.
+            -- would scan it once per new participant. Sessions count on days before the
+            -- first session's day + {RETENTION_DAYS}.
             SELECT f.participant_id, f.organisation_id, f.neighbourhood, f.age_band, f.category,
-                   count(*) AS sessions_90d
+                   count(*) AS sessions_in_window
             FROM firsts f
             JOIN conn_att c ON c.participant_id = f.participant_id AND c.attended
-                 AND c.session_date BETWEEN f.first_date AND f.first_date + 90
+                 AND c.session_date >= f.first_date
+                 AND c.session_date < f.first_date + {RETENTION_DAYS}
             WHERE f.first_date BETWEEN $1 AND $2
             GROUP BY f.participant_id, f.organisation_id, f.neighbourhood, f.age_band, f.category
         ),
@@ -71,22 +99,22 @@ async def s2(conn: asyncpg.Connection, s: str, start: date, end: date, by: str |
         ),
         new AS (
             SELECT {g} AS key, count(*) AS participants_new,
-                   count(*) FILTER (WHERE sessions_90d >= 3) AS retained
+                   count(*) FILTER (WHERE sessions_in_window >= {RETENTION_SESSIONS}) AS retained
             FROM new_in_period GROUP BY 1
         ),
         reg AS (
             SELECT {g} AS key, count(*) AS registrations FROM (
                 SELECT r.organisation_id, r.neighbourhood, r.age_band, a.category
-                FROM {s}.registrations r JOIN {s}.activities a USING (organisation_id, activity_id)
+                FROM {s}.registrations r {in_force_reg}
                 WHERE a.aimed_at_connection AND r.registered_date BETWEEN $1 AND $2
             ) x GROUP BY 1
         ),
         can AS (
             SELECT {g} AS key, count(*) AS cancellations FROM (
                 SELECT c.organisation_id, r.neighbourhood, r.age_band, a.category
-                FROM {s}.cancellations c
-                JOIN {s}.activities a USING (organisation_id, activity_id)
-                LEFT JOIN {s}.registrations r USING (organisation_id, registration_id)
+                FROM {s}.cancellations c {in_force_can}
+                LEFT JOIN {s}.registrations r ON r.organisation_id = c.organisation_id
+                     AND r.registration_id = c.registration_id
                 WHERE a.aimed_at_connection AND c.cancelled_date BETWEEN $1 AND $2
             ) x GROUP BY 1
         )
@@ -109,11 +137,9 @@ async def participants_unique(
         return {}
     rows = await conn.fetch(
         f"""
-        SELECT {g} AS key, count(DISTINCT participant_id) AS participants_unique FROM (
-            SELECT t.participant_id, t.organisation_id, t.neighbourhood, t.age_band, a.category
-            FROM {s}.attendance t JOIN {s}.activities a USING (organisation_id, activity_id)
-            WHERE a.aimed_at_connection AND t.attended AND t.session_date BETWEEN $1 AND $2
-        ) x GROUP BY 1
+        SELECT {g} AS key, count(DISTINCT participant_id) AS participants_unique
+        FROM ({_SESSIONS.format(s=s)}) x
+        WHERE attended AND session_date BETWEEN $1 AND $2 GROUP BY 1
         """,
         start,
         end,
@@ -121,26 +147,47 @@ async def participants_unique(
     return _rows(rows)
 
 
-async def s3(conn: asyncpg.Connection, s: str, start: date, end: date, by: str | None) -> Raw:
+async def s3(
+    conn: asyncpg.Connection,
+    s: str,
+    start: date,
+    end: date,
+    by: str | None,
+    signal_trainings: Sequence[str] = ("signaling-loneliness",),
+) -> Raw:
     g = _group(by, "s3")
     if g is None:
         return {}
+    # Acceptance and declining are the receiving side's (shared/referral_parties.py): a status
+    # change by anyone else (a referrer accepting its own referral, in events from before that
+    # rule) does not count.
+    assert {"accepted", "declined"} <= RECEIVER_STATUSES
     rows = await conn.fetch(
         f"""
         WITH refs AS (
             SELECT r.*,
                    EXISTS (SELECT 1 FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
-                           AND x.referral_id = r.referral_id AND x.status = 'accepted') AS accepted,
+                           AND x.referral_id = r.referral_id AND x.status = 'accepted'
+                           AND x.changed_by = r.receiving_organisation_id) AS accepted,
                    EXISTS (SELECT 1 FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
-                           AND x.referral_id = r.referral_id AND x.status = 'declined') AS declined,
+                           AND x.referral_id = r.referral_id AND x.status = 'declined'
+                           AND x.changed_by = r.receiving_organisation_id) AS declined,
+                   -- A registration at the receiving side that names this referral: by referrer
+                   -- and id, or by the id alone where the receiver holds no other referral with
+                   -- that id. Nobody else's registration converts it.
                    (SELECT min(t.session_date) FROM {s}.registrations g
                     JOIN {s}.attendance t ON t.organisation_id = g.organisation_id
                         AND t.activity_id = g.activity_id AND t.participant_id = g.participant_id
-                    WHERE g.referral_id = r.referral_id
-                      AND (r.referred_to_organisation_id IS NULL
-                           OR g.organisation_id = r.referred_to_organisation_id)
+                    WHERE g.organisation_id = r.receiving_organisation_id
+                      AND g.referral_id = r.referral_id
+                      AND (g.referring_organisation_id = r.organisation_id
+                           OR (g.referring_organisation_id IS NULL AND NOT EXISTS (
+                               SELECT 1 FROM {s}.referrals o
+                               WHERE o.receiving_organisation_id = g.organisation_id
+                                 AND o.referral_id = g.referral_id
+                                 AND o.organisation_id <> r.organisation_id)))
                       AND t.attended AND t.session_date >= g.registered_date
-                      AND t.session_date BETWEEN r.created_date AND r.created_date + 60
+                      AND t.session_date BETWEEN r.created_date AND r.created_date + {CONVERSION_DAYS}
                    ) AS first_attended
             FROM {s}.referrals r WHERE r.created_date BETWEEN $1 AND $2
         )
@@ -157,13 +204,19 @@ async def s3(conn: asyncpg.Connection, s: str, start: date, end: date, by: str |
         end,
     )
     out = _rows(rows)
+    codes = list(signal_trainings)
     if by in (None, "organisation"):
-        trained_group = "''" if by is None else "organisation_id"
+        # People trained in recognising signals (configured codes), cumulative; organisations
+        # with such people among the coalition's partners registered at the end of the period.
+        trained_group = "''" if by is None else "t.organisation_id"
         for row in await conn.fetch(
-            f"SELECT {trained_group} AS key, count(DISTINCT (organisation_id, person_id)) AS people_trained, "
-            f"count(DISTINCT organisation_id) AS organisations_with_trained_staff "
-            f"FROM {s}.trainings WHERE completed_date <= $1 GROUP BY 1",
+            f"SELECT {trained_group} AS key, "
+            "count(DISTINCT (t.organisation_id, t.person_id)) AS people_trained, "
+            "count(DISTINCT p.organisation_id) AS organisations_with_trained_staff "
+            f"FROM {s}.trainings t LEFT JOIN ({_PARTNERS_AT}) p USING (organisation_id) "
+            "WHERE t.completed_date <= $1 AND t.training = ANY($2::text[]) GROUP BY 1",
             end,
+            codes,
         ):
             out.setdefault(row["key"], {}).update(
                 people_trained=row["people_trained"],
@@ -171,18 +224,19 @@ async def s3(conn: asyncpg.Connection, s: str, start: date, end: date, by: str |
             )
     if by is None:
         total = out.setdefault("", {})
-        # Partner organisations: those with a key to write with. A reader (a coalition
-        # dashboard key with only `indicators`) is not a partner that could train staff.
-        total["organisations_registered"] = await conn.fetchval(
-            "SELECT count(DISTINCT organisation_id) FROM platform.api_keys WHERE scopes && "
-            "ARRAY['activities','registrations','referrals','trainings','measurements']"
+        # The coalition's partners (the registry), not "organisations with a key": readers,
+        # Prometheus, the coalition itself and test organisations are no partners.
+        total["partners_registered"] = await conn.fetchval(
+            f"SELECT count(*) FROM ({_PARTNERS_AT}) p", end
         )
         total["people_trained_by_role"] = {
             r["role"]: r["n"]
             for r in await conn.fetch(
                 f"SELECT role, count(DISTINCT (organisation_id, person_id)) AS n "
-                f"FROM {s}.trainings WHERE completed_date <= $1 GROUP BY role",
+                f"FROM {s}.trainings WHERE completed_date <= $1 AND training = ANY($2::text[]) "
+                "GROUP BY role",
                 end,
+                codes,
             )
         }
         total["referrals_by_signal"] = {
@@ -195,6 +249,13 @@ async def s3(conn: asyncpg.Connection, s: str, start: date, end: date, by: str |
             )
         }
     return out
+
+
+# Partners registered on day $1: joined on or before it and not left by then.
+_PARTNERS_AT = (
+    "SELECT organisation_id FROM platform.partners "
+    "WHERE joined <= $1 AND (left_on IS NULL OR left_on > $1)"
+)
 
 
 async def s1(
@@ -281,17 +342,23 @@ async def s1(
 
 async def live_figures(conn: asyncpg.Connection, s: str) -> dict[str, Any]:
     """Figures that belong to now, not to a period."""
+    # A referral's status is its last change by the side allowed to make it, in the order the
+    # changes were made: `at`, then arrival (never the status name: `at` can tie).
     overdue = await conn.fetchval(
         f"""
         SELECT count(*) FROM {s}.referrals r
         LEFT JOIN LATERAL (
             SELECT status, at FROM {s}.referral_status x
             WHERE x.organisation_id = r.organisation_id AND x.referral_id = r.referral_id
-            ORDER BY at DESC, status LIMIT 1
+              AND ((x.status = ANY($1::text[]) AND x.changed_by = r.receiving_organisation_id)
+                   OR (x.status = ANY($2::text[]) AND x.changed_by = r.organisation_id))
+            ORDER BY at DESC, sequence DESC LIMIT 1
         ) last ON true
         WHERE coalesce(last.status, 'created') IN ('created', 'accepted', 'contacted')
           AND coalesce(last.at, r.created_at) < now() - interval '14 days'
-        """
+        """,
+        sorted(RECEIVER_STATUSES),
+        sorted(REFERRER_STATUSES),
     )
     freshness = await conn.fetchrow(
         f"SELECT max(last_event_at) AS newest FROM {s}.organisation_activity"

@@ -25,8 +25,6 @@ class Baseline:
     prevalence_lonely_by_age_band: dict[str, float]
     targets: dict[str, Any]
     participants_unique: dict[str, int] = field(default_factory=dict)
-    emotional_threshold: int = 3
-    social_threshold: int = 3
     source: str = ""
 
     def prevalence_for(
@@ -53,7 +51,6 @@ def load_baseline(path: str | None = None) -> Baseline:
         .read_text(encoding="utf-8")
     )
     data = json.loads(raw)
-    thresholds = data.get("djg_thresholds", {})
     return Baseline(
         baseline_year=int(data["baseline_year"]),
         prevalence={k: float(v) for k, v in data["prevalence"].items()},
@@ -61,7 +58,5 @@ def load_baseline(path: str | None = None) -> Baseline:
         prevalence_lonely_by_age_band=data.get("prevalence_lonely_by_age_band", {}),
         targets=data.get("targets", {}),
         participants_unique={k: int(v) for k, v in data.get("participants_unique", {}).items()},
-        emotional_threshold=int(thresholds.get("emotional", 3)),
-        social_threshold=int(thresholds.get("social", 3)),
         source=data.get("source", ""),
     )

@@ -8,9 +8,12 @@ visible cell of that indicator is suppressed as well (complementary suppression)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["breakdown_cells", "count", "empty", "rate", "subgoals"]
+from services.metrics.domain.windows import WINDOW_FIGURES
+
+__all__ = ["breakdown_cells", "count", "empty", "mark_provisional", "rate", "subgoals"]
 
 Figure = dict[str, Any]
 
@@ -112,9 +115,10 @@ def s3_figures(raw: dict[str, Any], k: int, total: bool) -> dict[str, Any]:
             raw.get("organisations_with_trained_staff"), k
         )
     if total:
-        registered = int(raw.get("organisations_registered") or 0)
+        # The coalition's partners registered at the end of the period (the partner registry).
+        partners = int(raw.get("partners_registered") or 0)
         out["organisations_with_trained_staff_share"] = rate(
-            raw.get("organisations_with_trained_staff"), registered, k
+            raw.get("organisations_with_trained_staff"), partners, k
         )
         out["people_trained_by_role"] = {
             role: count(n, k)
@@ -187,6 +191,18 @@ def breakdown_cells(
     for subgoal in ("s1", "s2", "s3"):
         complementary_suppression(cells, subgoal, truth)
     return cells
+
+
+def mark_provisional(section: dict[str, Any], windows_open: Mapping[str, bool]) -> None:
+    """Give every figure that rests on a window ``provisional``: true while the window is still
+    open for the period (it can still grow), false once it closed. ``section`` is a result or a
+    breakdown cell (``{"s2": {...}, "s3": {...}}``)."""
+    for window, figures in WINDOW_FIGURES.items():
+        for subgoal, names in figures.items():
+            for name in names:
+                fig = section.get(subgoal, {}).get(name)
+                if isinstance(fig, dict):
+                    fig["provisional"] = bool(windows_open[window])
 
 
 def subgoals() -> tuple[str, ...]:

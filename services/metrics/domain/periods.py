@@ -10,10 +10,24 @@ from typing import Literal
 
 from shared.timerules import AMSTERDAM
 
-__all__ = ["Period", "current_periods", "parse_period"]
+__all__ = [
+    "FIRST_YEAR",
+    "LAST_YEAR",
+    "MONTH_PATTERN",
+    "PERIOD_PATTERN",
+    "Period",
+    "current_periods",
+    "month_range",
+    "parse_period",
+]
 
 PeriodKind = Literal["month", "quarter", "year"]
-_PATTERN = re.compile(r"^(?P<y>\d{4})(?:-(?:(?P<m>0[1-9]|1[0-2])|Q(?P<q>[1-4])))?$")
+# The shapes of a label, also published in OpenAPI (so that a client, and the fuzzer, see them).
+PERIOD_PATTERN = r"^[0-9]{4}(-(0[1-9]|1[0-2]|Q[1-4]))?$"
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+_PATTERN = re.compile(r"^(?P<y>[0-9]{4})(?:-(?:(?P<m>0[1-9]|1[0-2])|Q(?P<q>[1-4])))?$")
+# Moments before 2000 are refused when written (shared/timerules.py), so no period lies earlier.
+FIRST_YEAR, LAST_YEAR = 2000, 2100
 
 
 @dataclass(frozen=True)
@@ -45,8 +59,8 @@ def parse_period(label: str) -> Period:
     if not match:
         raise ValueError("period must be YYYY, YYYY-MM or YYYY-Qn (e.g. 2025, 2025-03, 2025-Q1)")
     year = int(match["y"])
-    if year < 2000 or year > 2100:
-        raise ValueError("period year must lie between 2000 and 2100")
+    if year < FIRST_YEAR or year > LAST_YEAR:
+        raise ValueError(f"period year must lie between {FIRST_YEAR} and {LAST_YEAR}")
     if match["m"]:
         month = int(match["m"])
         return Period(label, "month", date(year, month, 1), _month_end(year, month))
@@ -54,6 +68,21 @@ def parse_period(label: str) -> Period:
         q = int(match["q"])
         return Period(label, "quarter", date(year, 3 * q - 2, 1), _month_end(year, 3 * q))
     return Period(label, "year", date(year, 1, 1), date(year, 12, 31))
+
+
+def month_range(last: Period, months: int) -> list[Period]:
+    """The ``months`` calendar months ending with the month ``last``; ValueError when they would
+    begin before the first year a period can have."""
+    if last.kind != "month":
+        raise ValueError("must be a month, YYYY-MM")
+    index = last.start.year * 12 + last.start.month - 1
+    first = index - months + 1
+    if first < FIRST_YEAR * 12:
+        raise ValueError(
+            f"{months} months up to {last.label} would begin before {FIRST_YEAR}-01; "
+            f"at most {index - FIRST_YEAR * 12 + 1} months end there"
+        )
+    return [parse_period(f"{i // 12:04d}-{i % 12 + 1:02d}") for i in range(first, index + 1)]
 
 
 def current_periods(now: datetime) -> dict[PeriodKind, Period]:

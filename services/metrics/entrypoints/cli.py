@@ -33,12 +33,17 @@ async def _rebuild(args: argparse.Namespace) -> int:
     from services.metrics.service_layer.rebuild import rebuild
     from services.metrics.settings import MetricsSettings
     from shared.db import create_pool, migrate_service
+    from shared.db_roles import role_of
+    from shared.reference import load_reference
+    from shared.settings import CommonSettings
 
     settings = MetricsSettings()
     tune_gc_for_batches()
-    pool = await create_pool(settings.database_url, max_size=4)
+    # An operator's command, like migrate: it creates and swaps schemas, so it connects as the
+    # admin role and grants the metrics role its rights on the fresh schema.
+    pool = await create_pool(CommonSettings().database_url, max_size=4)
     try:
-        await migrate_service(pool, SCHEMA, MIGRATIONS)
+        await migrate_service(pool, SCHEMA, MIGRATIONS, role=role_of(SCHEMA))
         with tqdm(unit="ev", desc="replaying", dynamic_ncols=True) as bar:
 
             def progress(done: int, total: int) -> None:
@@ -48,13 +53,15 @@ async def _rebuild(args: argparse.Namespace) -> int:
 
             report = await rebuild(
                 pool,
-                settings.kafka_bootstrap,
+                settings.kafka(),
                 CONSUMED_TOPICS,
                 schema=SCHEMA,
                 prefix=settings.topic_prefix,
                 batch_size=args.batch_size,
                 swap=not args.no_swap,
                 progress=progress,
+                grant_to=role_of(SCHEMA),
+                services=load_reference(settings.reference_file).services,
             )
     finally:
         await pool.close()

@@ -29,6 +29,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from shared.consumer import BatchConsumer, KafkaDeadLetterSink, RawRecord
 from shared.events import Topic, topic_name
+from shared.kafka import KafkaConnection, KafkaTarget
 
 __all__ = ["CONSUMED_TOPICS", "MetricsConsumer", "tune_gc_for_batches"]
 
@@ -90,17 +91,18 @@ class MetricsConsumer:
         self,
         batch_consumer_factory: Any,
         *,
-        bootstrap: str,
+        bootstrap: KafkaTarget,
         group_id: str,
         prefix: str = "",
         max_records: int = 2000,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = KafkaConnection.of(bootstrap)
         self.group_id = group_id
         self.prefix = prefix
         self.topics = [topic_name(t, prefix) for t in CONSUMED_TOPICS]
         self.broker = KafkaBroker(
-            bootstrap,
+            self.kafka.bootstrap,
+            security=self.kafka.faststream_security(),
             middlewares=[
                 KafkaPrometheusMiddleware(registry=REGISTRY, app_name="verbinding-metrics")
             ],
@@ -144,7 +146,7 @@ class MetricsConsumer:
     async def start(self) -> None:
         tune_gc_for_batches()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True
+            **self.kafka.client_options(), acks="all", enable_idempotence=True
         )
         await self._producer.start()
         self._batch_consumer = self._factory(
@@ -168,8 +170,8 @@ class MetricsConsumer:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
     async def _observe_lag(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        probe = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(**self.kafka.client_options())
+        probe = AIOKafkaConsumer(**self.kafka.client_options(), enable_auto_commit=False)
         await admin.start()
         await probe.start()
         try:

@@ -9,7 +9,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.metrics.domain.periods import parse_period
+from services.metrics.domain.periods import (
+    MONTH_PATTERN,
+    PERIOD_PATTERN,
+    month_range,
+    parse_period,
+)
 from services.metrics.service_layer.indicators import IndicatorService
 from shared.auth import Principal, Scope
 from shared.errors import FieldError
@@ -42,19 +47,34 @@ def build_router() -> APIRouter:
     router = APIRouter()
     api = APIRouter(prefix="/v1", responses=COMMON_RESPONSES, tags=["indicators"])  # type: ignore[arg-type]
 
-    @api.get("/indicators", summary="The indicators of domain.md §6 for a period")
+    @api.get(
+        "/indicators",
+        summary="The indicators of domain.md §6 for a period",
+        description="Per subgoal (`s1`, `s2`, `s3`), every figure is `{value, suppressed}` (with "
+        "`baseline` where there is one). Figures that look ahead of their period (`retained`: "
+        "90 days; `converted`, `referral_conversion`, `days_to_first_attendance`: 60 days) "
+        "also carry `provisional`: true while that window has not closed for the period. "
+        "Sessions, registrations and cancellations count with the activity version in force "
+        "at their moment; the share of partners with trained staff divides by the partner "
+        "registry at the period's end.",
+    )
     async def indicators(
         request: Request,
         reader: Reader,
         period: Annotated[
-            str, Query(description="`YYYY-MM`, `YYYY-Qn` or `YYYY`", examples=["2025-03"])
+            str,
+            Query(
+                description="`YYYY-MM`, `YYYY-Qn` or `YYYY` (years 2000 to 2100)",
+                pattern=PERIOD_PATTERN,
+                examples=["2025-03"],
+            ),
         ],
         by: Annotated[Breakdown | None, Query(description="Optional breakdown")] = None,
     ) -> dict[str, Any]:
         try:
             parse_period(period)
         except ValueError as exc:
-            raise FieldError([("period", str(exc))]) from None
+            raise FieldError([("query.period", str(exc))]) from None
         if by == "organisation" and not reader.has(Scope.INDICATORS_ORGANISATIONS):
             raise ApiError(
                 403,
@@ -95,10 +115,16 @@ def build_router() -> APIRouter:
         request: Request,
         _: Reader,
         months: Annotated[
-            int, Query(ge=1, le=60, description="How many months, ending with `until`")
+            int,
+            Query(ge=1, le=60, description="How many months, ending with `until`", examples=[12]),
         ] = 12,
         until: Annotated[
-            str | None, Query(description="`YYYY-MM`; default the current month")
+            str | None,
+            Query(
+                description="`YYYY-MM` (2000-01 to 2100-12); default the current month",
+                pattern=MONTH_PATTERN,
+                examples=["2025-03", "2000-01"],
+            ),
         ] = None,
     ) -> dict[str, Any]:
         today = datetime.now(UTC).astimezone(AMSTERDAM).date()
@@ -106,15 +132,13 @@ def build_router() -> APIRouter:
         try:
             last = parse_period(label)
         except ValueError as exc:
-            raise FieldError([("until", str(exc))]) from None
-        if last.kind != "month":
-            raise FieldError([("until", "must be a month, YYYY-MM")])
-        index = last.start.year * 12 + last.start.month - 1
-        labels = [
-            f"{(i) // 12:04d}-{(i) % 12 + 1:02d}" for i in range(index - months + 1, index + 1)
-        ]
+            raise FieldError([("query.until", str(exc))]) from None
+        try:
+            wanted = month_range(last, months)
+        except ValueError as exc:  # e.g. 2 months up to 2000-01: the first would be 1999-12
+            raise FieldError([("query.months", str(exc)), ("query.until", str(exc))]) from None
         service: IndicatorService = request.app.state.indicators
-        return {"months": await service.trend([parse_period(x) for x in labels]), "k": service.k}
+        return {"months": await service.trend(wanted), "k": service.k}
 
     @router.get("/", include_in_schema=False)
     async def dashboard() -> HTMLResponse:

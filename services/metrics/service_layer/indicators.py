@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -15,8 +15,11 @@ from services.metrics.adapters import queries
 from services.metrics.domain import figures
 from services.metrics.domain.baseline import Baseline
 from services.metrics.domain.periods import Period, parse_period
+from services.metrics.domain.windows import provisional
 from services.metrics.service_layer.rebuild import REBUILD_LOCK
 from shared.reference import ReferenceData
+from shared.scale import DEFAULT_THRESHOLDS, Thresholds
+from shared.timerules import AMSTERDAM
 
 __all__ = ["BREAKDOWN_NAMES", "IndicatorService"]
 
@@ -46,6 +49,8 @@ class IndicatorService:
         k: int = 10,
         schema: str = "metrics",
         cache_seconds: float = 2.0,
+        thresholds: Mapping[str, Thresholds] = DEFAULT_THRESHOLDS,
+        signal_trainings: Sequence[str] = ("signaling-loneliness",),
     ) -> None:
         self.pool = pool
         self.baseline = baseline
@@ -53,6 +58,8 @@ class IndicatorService:
         self.k = k
         self.schema = schema
         self.cache_seconds = cache_seconds
+        self.thresholds = thresholds
+        self.signal_trainings = tuple(signal_trainings)
         self._cache: dict[tuple[str, str | None], tuple[float, dict[str, Any]]] = {}
         self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
 
@@ -92,16 +99,18 @@ class IndicatorService:
             "s3": cell["s3"],
         }
 
-    async def compute(self, period: Period, by: str | None = None) -> dict[str, Any]:
+    async def compute(
+        self, period: Period, by: str | None = None, *, today: date | None = None
+    ) -> dict[str, Any]:
+        """``today`` (default: today in Amsterdam) decides which figures are still provisional."""
         if by is not None and by not in queries.BREAKDOWNS:
             raise ValueError(f"by must be one of {', '.join(queries.BREAKDOWNS)}")
         k, s = self.k, self.schema
-        thresholds = {
-            "djg11": (self.baseline.emotional_threshold, self.baseline.social_threshold),
-            # domain.md §5 has one pair of thresholds for both versions; the referrals service
-            # scores djg6 with the same ones, so the figures must too.
-            "djg6": (self.baseline.emotional_threshold, self.baseline.social_threshold),
-        }
+        # Each instrument with its own cut-offs, the ones the referrals service scores with
+        # (shared/scale.py): the 6-item subscales only reach 3.
+        thresholds = {name: (cut.emotional, cut.social) for name, cut in self.thresholds.items()}
+        signal = self.signal_trainings
+        windows_open = provisional(period.end, today or datetime.now(AMSTERDAM).date())
         base_period = period.shifted_to_year(self.baseline.baseline_year)
         async with (
             self.pool.acquire() as conn,
@@ -111,7 +120,7 @@ class IndicatorService:
             # One snapshot for all queries: figures of one answer are mutually consistent.
             raw1 = await queries.s1(conn, s, period.start, period.end, None, thresholds)
             raw2 = await queries.s2(conn, s, period.start, period.end, None)
-            raw3 = await queries.s3(conn, s, period.start, period.end, None)
+            raw3 = await queries.s3(conn, s, period.start, period.end, None, signal)
             base2 = await queries.participants_unique(
                 conn, s, base_period.start, base_period.end, None
             )
@@ -123,7 +132,7 @@ class IndicatorService:
                 for subgoal, fetch in (
                     ("s1", queries.s1(conn, s, period.start, period.end, by, thresholds)),
                     ("s2", queries.s2(conn, s, period.start, period.end, by)),
-                    ("s3", queries.s3(conn, s, period.start, period.end, by)),
+                    ("s3", queries.s3(conn, s, period.start, period.end, by, signal)),
                 ):
                     for key, values in (await fetch).items():
                         cells_raw.setdefault(key, {})[subgoal] = values
@@ -155,8 +164,11 @@ class IndicatorService:
                 "referrals_overdue": figures.count(live["referrals_overdue"], k),
             },
         }
+        figures.mark_provisional(result, windows_open)
         if by is not None:
             result["breakdown"] = self._cells(by, cells_raw, base_cells, base_period)
+            for cell in result["breakdown"]:
+                figures.mark_provisional(cell, windows_open)
         return result
 
     def _prevalence_baselines(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -20,7 +20,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from services.metrics.adapters.facts import FactWriter
 from shared.consumer import BatchConsumer, DeadLetter, RawRecord
 from shared.db import apply_migrations, migration_files
+from shared.db_roles import grant_service
 from shared.events import Topic, topic_name
+from shared.kafka import KafkaConnection, KafkaTarget
 
 __all__ = ["REBUILD_LOCK", "RebuildReport", "rebuild"]
 
@@ -56,7 +58,7 @@ class _CountingSink:
 
 async def rebuild(
     pool: asyncpg.Pool,
-    bootstrap: str,
+    bootstrap: KafkaTarget,
     topics: Sequence[Topic],
     *,
     schema: str = "metrics",
@@ -64,8 +66,14 @@ async def rebuild(
     batch_size: int = 5000,
     swap: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    grant_to: str | None = None,
+    services: Mapping[str, str] | None = None,
 ) -> RebuildReport:
-    """Replay ``topics`` into a fresh schema and (with ``swap``) put it in place of ``schema``."""
+    """Replay ``topics`` into a fresh schema and (with ``swap``) put it in place of ``schema``.
+
+    Runs as the admin role (it creates and renames schemas); ``grant_to`` is the service role
+    that gets its rights on the fresh schema before it is swapped in (shared/db_roles.py).
+    ``services``: the service list (v1 referrals to a service are resolved with it)."""
     started = time.perf_counter()
     async with pool.acquire() as conn:
         await conn.execute(f"DROP SCHEMA IF EXISTS {NEW_SCHEMA} CASCADE")
@@ -74,11 +82,13 @@ async def rebuild(
             NEW_SCHEMA,
             [*migration_files("shared.migrations.service"), *migration_files(MIGRATIONS)],
         )
+        if grant_to is not None:
+            await grant_service(conn, NEW_SCHEMA, grant_to)
     sink = _CountingSink()
-    target = BatchConsumer(pool, NEW_SCHEMA, FactWriter(NEW_SCHEMA), sink)
+    target = BatchConsumer(pool, NEW_SCHEMA, FactWriter(NEW_SCHEMA, services), sink)
     physical = [topic_name(t, prefix) for t in topics]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **KafkaConnection.of(bootstrap).client_options(),
         enable_auto_commit=False,
         max_poll_records=batch_size,
         fetch_max_bytes=64 * 1024 * 1024,

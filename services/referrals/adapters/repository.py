@@ -14,8 +14,8 @@ SCHEMA = "referrals"
 
 _REFERRAL_COLUMNS = (
     "organisation_id, referral_id, participant_id, referrer_role, signals, "
-    "referred_to_organisation_id, referred_to_activity_id, referred_to_service, created_at, "
-    "status, status_changed_at"
+    "referred_to_organisation_id, referred_to_activity_id, referred_to_service, "
+    "receiving_organisation_id, created_at, status, status_changed_at"
 )
 
 
@@ -29,6 +29,7 @@ class ReferralRow:
     referred_to_organisation_id: str | None
     referred_to_activity_id: str | None
     referred_to_service: str | None
+    receiving_organisation_id: str | None  # None: a service referral from before migration 002
     created_at: datetime
     status: str
     status_changed_at: datetime
@@ -97,26 +98,30 @@ class Repository:
         )
         return _referral(row) if row else None
 
-    async def referrals_sent_to(
-        self, organisation_id: str, referral_id: str, *, lock: bool = False
+    async def referrals_received(
+        self, organisation_id: str, referral_id: str, services: list[str]
     ) -> list[ReferralRow]:
-        """Referrals with this id that other organisations sent to ``organisation_id``.
+        """Referrals with this id that other organisations sent to ``organisation_id`` (its
+        receiving side; ``services``: the services it provides, for referrals made before the
+        receiving side was recorded).
 
         Ids are unique per referring organisation only, so there can be more than one.
         """
         rows = await self.conn.fetch(
             f"SELECT {_REFERRAL_COLUMNS} FROM {SCHEMA}.referrals "
-            "WHERE referred_to_organisation_id = $1 AND referral_id = $2 "
-            "ORDER BY organisation_id" + (" FOR UPDATE" if lock else ""),
+            "WHERE referral_id = $2 AND organisation_id <> $1 AND (receiving_organisation_id = $1 "
+            "OR (receiving_organisation_id IS NULL AND referred_to_service = ANY($3::text[]))) "
+            "ORDER BY organisation_id",
             organisation_id,
             referral_id,
+            services,
         )
         return [_referral(r) for r in rows]
 
     async def add_referral(self, r: ReferralRow) -> None:
         await self.conn.execute(
             f"INSERT INTO {SCHEMA}.referrals ({_REFERRAL_COLUMNS}) "
-            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
             r.organisation_id,
             r.referral_id,
             r.participant_id,
@@ -125,13 +130,15 @@ class Repository:
             r.referred_to_organisation_id,
             r.referred_to_activity_id,
             r.referred_to_service,
+            r.receiving_organisation_id,
             r.created_at,
             r.status,
             r.status_changed_at,
         )
 
-    async def change_status(self, s: StatusRow) -> None:
-        """Move the referral to ``s.status`` and add the change to its history."""
+    async def change_status(self, s: StatusRow) -> int:
+        """Move the referral to ``s.status`` and add the change to its history; returns the
+        change's place in the arrival order."""
         await self.conn.execute(
             f"UPDATE {SCHEMA}.referrals SET status = $3, status_changed_at = $4 "
             "WHERE organisation_id = $1 AND referral_id = $2",
@@ -140,12 +147,15 @@ class Repository:
             s.status,
             s.at,
         )
-        await self.add_history(s)
+        return await self.add_history(s)
 
-    async def add_history(self, s: StatusRow) -> None:
-        await self.conn.execute(
+    async def add_history(self, s: StatusRow) -> int:
+        """Add a change to the history; returns its ``seq``, the order in which changes arrived
+        (a referral's changes are serialised by the row lock, so its ``seq`` only grows)."""
+        seq: int = await self.conn.fetchval(
             f"INSERT INTO {SCHEMA}.referral_status_history (organisation_id, referral_id, status, "
-            "previous_status, at, changed_by, outcome, event_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+            "previous_status, at, changed_by, outcome, event_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) "
+            "RETURNING seq",
             s.organisation_id,
             s.referral_id,
             s.status,
@@ -155,6 +165,7 @@ class Repository:
             s.outcome,
             s.event_id,
         )
+        return seq
 
     async def history(self, organisation_id: str, referral_id: str) -> list[StatusRow]:
         rows = await self.conn.fetch(

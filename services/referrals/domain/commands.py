@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from shared.identifiers import ORGANISATION_ID_PATTERN
 from shared.text import StorableText
 
 __all__ = [
@@ -40,7 +41,7 @@ Id = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\s/]+$"),
 ]
-OrganisationId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+OrganisationId = Annotated[str, StringConstraints(pattern=ORGANISATION_ID_PATTERN)]
 
 TargetStatus = Literal["accepted", "declined", "contacted", "withdrawn", "closed"]
 Instrument = Literal["djg11", "djg6"]

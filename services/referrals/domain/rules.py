@@ -3,6 +3,9 @@ fields it rejects, so that one answer names every problem at once."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Protocol, TypeVar
+
 from services.referrals.domain.commands import (
     MeasurementCommand,
     MeasurementParticipantIn,
@@ -12,17 +15,23 @@ from services.referrals.domain.commands import (
     StatusCommand,
     TrainingCommand,
 )
+from shared.errors import ConflictError, ForbiddenError, NotFoundError
 from shared.reference import ReferenceData, check_one_of
+from shared.referral_parties import may_change, who_may
 from shared.timerules import check_moment
 
 __all__ = [
+    "REFERRER_PARAMETER",
     "FieldProblems",
+    "check_may_change",
     "check_measurement",
     "check_participant",
     "check_referral",
     "check_referred_to",
     "check_status",
     "check_training",
+    "choose_referral",
+    "receiving_organisation",
 ]
 
 FieldProblems = list[tuple[str, str]]
@@ -40,8 +49,10 @@ def check_participant(
     ) + check_one_of(f"{prefix}.age_band", p.age_band, ref.age_bands, "age band")
 
 
-def check_referred_to(to: ReferredToIn, prefix: str = "referred_to") -> FieldProblems:
-    """Exactly one form: an activity of an organisation, or a service."""
+def check_referred_to(
+    to: ReferredToIn, services: Mapping[str, str] | None = None, prefix: str = "referred_to"
+) -> FieldProblems:
+    """Exactly one form: an activity of an organisation, or a service of the service list."""
     names_activity = to.activity_id is not None or to.organisation_id is not None
     if names_activity and to.service is not None:
         return [
@@ -65,7 +76,68 @@ def check_referred_to(to: ReferredToIn, prefix: str = "referred_to") -> FieldPro
                 "required together with `activity_id`: the organisation that runs the activity",
             )
         )
+    if to.service is not None and services is not None:
+        # The service's provider is the receiving side: a service nobody provides could be
+        # accepted by nobody.
+        problems += check_one_of(f"{prefix}.service", to.service, services, "service")
     return problems
+
+
+def receiving_organisation(referrer: str, to: ReferredToIn, services: Mapping[str, str]) -> str:
+    """The receiving side of a (checked) referral: the organisation it was sent to, else the
+    provider of its service. A referrer that names its own activity is both sides."""
+    if to.organisation_id is not None:
+        return to.organisation_id
+    assert to.service is not None
+    return services[to.service]
+
+
+def check_may_change(status: str, organisation: str, referrer: str, receiver: str | None) -> None:
+    """Raise :class:`ForbiddenError` (403) unless ``organisation`` is the side that makes this
+    change; the message names who may."""
+    if may_change(status, organisation, referrer, receiver):
+        return
+    raise ForbiddenError(
+        f"only {who_may(status, referrer, receiver)} may set a referral to {status!r}; "
+        "the receiving side accepts, declines, marks contacted and closes, the referring "
+        "organisation withdraws"
+    )
+
+
+class _Referral(Protocol):
+    @property
+    def organisation_id(self) -> str: ...
+
+
+ReferralT = TypeVar("ReferralT", bound=_Referral)
+
+# The query parameter by which a receiver names the referrer of an ambiguous id.
+REFERRER_PARAMETER = "referring_organisation_id"
+
+
+def choose_referral(
+    organisation: str,
+    referral_id: str,
+    own: ReferralT | None,
+    received: Sequence[ReferralT],
+) -> ReferralT:
+    """The referral ``organisation`` means by ``referral_id`` when it does not name the referrer:
+    its own if it made one with that id, else the one sent to it, if exactly one referrer sent
+    one. Another organisation's referral is reported as not existing (404), so that its
+    existence is not revealed; several referrers of one id are a 409 naming the parameter that
+    tells them apart."""
+    if own is not None:
+        return own
+    if not received:
+        raise NotFoundError(f"no referral {referral_id!r} made by or sent to your organisation")
+    if len(received) > 1:
+        senders = ", ".join(r.organisation_id for r in received)
+        raise ConflictError(
+            f"{len(received)} organisations ({senders}) sent you a referral with id "
+            f"{referral_id!r}: name the one you mean with ?{REFERRER_PARAMETER}=<its organisation "
+            "id>"
+        )
+    return received[0]
 
 
 def check_referral(cmd: ReferralCommand, ref: ReferenceData) -> FieldProblems:
@@ -78,7 +150,7 @@ def check_referral(cmd: ReferralCommand, ref: ReferenceData) -> FieldProblems:
         else:
             problems += check_one_of(f"signals.{i}", signal, ref.signals, "signal")
         seen.add(signal)
-    problems += check_referred_to(cmd.referred_to)
+    problems += check_referred_to(cmd.referred_to, ref.services)
     return problems + check_moment("created_at", cmd.created_at)
 
 

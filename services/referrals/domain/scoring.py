@@ -14,6 +14,18 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Literal, TypeAlias
 
+from shared.scale import DEFAULT_THRESHOLDS, Thresholds
+
+__all__ = [
+    "Answer",
+    "Category",
+    "Instrument",
+    "Score",
+    "ScoringError",
+    "Thresholds",
+    "score",
+]
+
 Answer: TypeAlias = Literal["no", "more_or_less", "yes"] | None
 """One item's answer (nee / min of meer / ja); ``None`` means the item was left unanswered."""
 
@@ -39,27 +51,6 @@ class Category(StrEnum):
     MODERATELY_LONELY = "moderately_lonely"
     SEVERELY_LONELY = "severely_lonely"
     VERY_SEVERELY_LONELY = "very_severely_lonely"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Subscale scores from which a person counts as emotionally or socially lonely.
-
-    domain.md uses 3 for both; some sources use 2, so a municipality can configure them.
-    """
-
-    emotional: int = 3
-    social: int = 3
-
-    def __post_init__(self) -> None:
-        # A threshold below 1 would label everyone lonely, which is a configuration mistake
-        # rather than a policy choice.
-        for name in ("emotional", "social"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"thresholds.{name} must be a whole number of at least 1, got {value!r}"
-                )
 
 
 @dataclass(frozen=True)
@@ -181,23 +172,24 @@ _VERSIONS: dict[Instrument, _Version] = {
     ),
 }
 
-_DEFAULT_THRESHOLDS = Thresholds()
-
 
 def score(
     instrument: Instrument | str,
     answers: Sequence[Answer],
-    thresholds: Thresholds = _DEFAULT_THRESHOLDS,
+    thresholds: Thresholds | None = None,
 ) -> Score:
     """Score one administration of the De Jong Gierveld scale.
 
-    ``answers`` are in the item order of the chosen version: for djg11 items 1..11, for djg6
+    ``thresholds`` are the subscale cut-offs of this instrument (default: the configured
+    defaults of shared/scale.py for it). ``answers`` are in the item order of the chosen version: for djg11 items 1..11, for djg6
     items 3, 4, 7, 8, 9, 10 of the 11-item list. Raises :class:`ScoringError` when the input
     cannot be scored (unknown instrument, wrong number of answers, an invalid answer value, or an
     unanswered djg11 item).
     """
     version_id = _parse_instrument(instrument)
     version = _VERSIONS[version_id]
+    # Each version has its own cut-offs: the 6-item subscales only reach 3 (shared/scale.py).
+    thresholds = thresholds or DEFAULT_THRESHOLDS[version_id.value]
     _check_answer_count(version_id, version, answers)
 
     given = [_validated(i, answer) for i, answer in enumerate(answers)]
@@ -235,8 +227,6 @@ def score(
         category=None if total is None else _category(version, total),
         lonely=None if total is None else total >= version.lonely_from,
         severe=None if total is None else total >= version.severe_from,
-        # The same thresholds apply to djg6 although its subscales only reach 3: domain.md
-        # gives no separate cut-offs for the short version.
         emotionally_lonely=None if emotional is None else emotional >= thresholds.emotional,
         socially_lonely=None if social is None else social >= thresholds.social,
         answered=len(answers) - len(unanswered),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -18,6 +18,7 @@ from services.referrals.service_layer.handlers import ReferralHandlers
 from shared.auth import Principal, Scope
 from shared.errors import FieldError
 from shared.http import COMMON_RESPONSES, ErrorBody, path_id, require_any_scope, require_scope
+from shared.identifiers import ORGANISATION_ID_PATTERN
 from shared.writes import BatchItemResult, WriteResult, fields_under, parse_batch_item, run_batch
 
 __all__ = ["BATCH_ITEM_SCHEMA", "batch_item_adapter", "build_router"]
@@ -45,10 +46,20 @@ NOT_VISIBLE: dict[int | str, dict[str, Any]] = {
     },
     409: {
         "model": ErrorBody,
-        "description": "Several organisations sent you a referral with this id; the referring "
-        "organisation has to act.",
+        "description": "Several organisations sent you a referral with this id: name the one "
+        "you mean with `?referring_organisation_id=`.",
     },
 }
+# Referral ids are unique per referring organisation only: (referrer, id) is the identity.
+Referrer = Annotated[
+    str | None,
+    Query(
+        pattern=ORGANISATION_ID_PATTERN,
+        description="The organisation that made the referral. Without it the id means your own "
+        "referral if you made one with this id, else the one sent to you; when several "
+        "organisations sent you one with this id, it is required (409 without it).",
+    ),
+]
 
 
 class ReferralItem(BaseModel):
@@ -61,6 +72,11 @@ class ReferralStatusItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["referral_status"]
     referral_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s/\x00]+$")
+    referring_organisation_id: str | None = Field(
+        None,
+        pattern=ORGANISATION_ID_PATTERN,
+        description="As `?referring_organisation_id=` of the single endpoint.",
+    )
     body: StatusCommand
 
 
@@ -94,7 +110,8 @@ _ITEM_SCOPE: dict[type[BaseModel], Scope] = {
 
 class BatchRequest(BaseModel):
     """Up to 1,000 items. Each item is `{"kind": ..., "body": {...}}` with the body of the
-    single endpoint; kinds are `referral`, `referral_status` (also names `referral_id`),
+    single endpoint; kinds are `referral`, `referral_status` (also names `referral_id`, and
+    `referring_organisation_id` where the id alone is ambiguous),
     `training` and `measurement`. Each item needs the scope of its single endpoint. Items are
     validated one by one: a bad item does not sink the others."""
 
@@ -143,24 +160,39 @@ def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
         responses=NOT_VISIBLE,
     )
     async def get_referral(
-        request: Request, principal: ReferralWriter, referral_id: str = path_id()
+        request: Request,
+        principal: ReferralWriter,
+        referring_organisation_id: Referrer = None,
+        referral_id: str = path_id(),
     ) -> dict[str, Any]:
         async with request.app.state.pool.acquire() as conn:
-            return await handlers.referral(conn, principal.organisation_id, referral_id)
+            return await handlers.referral(
+                conn, principal.organisation_id, referral_id, referring_organisation_id
+            )
 
     @router.post(
         "/referrals/{referral_id}/status",
         tags=["referrals"],
         status_code=201,
-        summary="Move a referral in its lifecycle (referring or referred-to organisation)",
+        summary="Move a referral in its lifecycle: the receiving side accepts, declines, marks "
+        "contacted and closes; the referrer withdraws",
+        description="The receiving side is the organisation the referral was sent to, or the "
+        "provider of its service (the coalition's service list); an organisation that referred "
+        "to its own activity is both sides. The other side gets 403, naming who may.",
         responses={
             **REPLAY,
             **NOT_VISIBLE,
+            403: {
+                "model": ErrorBody,
+                "description": "The key lacks the scope, or this change is the other side's "
+                "(the message names who may).",
+            },
             409: {
                 "model": ErrorBody,
                 "description": "Not allowed from the current status (`allowed` lists what is), "
                 "the same status was posted before with a different body, or several "
-                "organisations sent you a referral with this id.",
+                "organisations sent you a referral with this id (name one with "
+                "`?referring_organisation_id=`).",
             },
         },
     )
@@ -168,11 +200,14 @@ def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
         request: Request,
         principal: ReferralWriter,
         cmd: StatusCommand,
+        referring_organisation_id: Referrer = None,
         referral_id: str = path_id(),
     ) -> JSONResponse:
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             return _answer(
-                await handlers.change_status(conn, principal.organisation_id, referral_id, cmd)
+                await handlers.change_status(
+                    conn, principal.organisation_id, referral_id, cmd, referring_organisation_id
+                )
             )
 
     @router.post(
@@ -240,7 +275,9 @@ def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
                 if isinstance(item, ReferralItem):
                     return await handlers.create_referral(conn, org, item.body)
                 if isinstance(item, ReferralStatusItem):
-                    return await handlers.change_status(conn, org, item.referral_id, item.body)
+                    return await handlers.change_status(
+                        conn, org, item.referral_id, item.body, item.referring_organisation_id
+                    )
                 if isinstance(item, TrainingItem):
                     return await handlers.record_training(conn, org, item.body)
                 return await handlers.record_measurement(conn, org, item.body)

@@ -4,6 +4,8 @@ rules, changes the state and returns the events to publish (through the outbox).
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -25,7 +27,7 @@ from services.referrals.domain.commands import (
 )
 from services.referrals.domain.scoring import Score, ScoringError, Thresholds, score
 from shared.auth import organisation_exists
-from shared.errors import ConflictError, FieldError, NotFoundError
+from shared.errors import FieldError, NotFoundError
 from shared.events import (
     MeasurementRecorded,
     ReferralCreated,
@@ -48,7 +50,9 @@ def _dotted(field: str) -> str:
 
 
 class ReferralHandlers:
-    def __init__(self, ctx: WriteContext, reference: ReferenceData, thresholds: Thresholds) -> None:
+    def __init__(
+        self, ctx: WriteContext, reference: ReferenceData, thresholds: Mapping[str, Thresholds]
+    ) -> None:
         self.ctx = ctx
         self.reference = reference
         self.thresholds = thresholds
@@ -63,6 +67,7 @@ class ReferralHandlers:
 
         async def perform() -> Outcome:
             to = cmd.referred_to
+            receiver = rules.receiving_organisation(org, to, self.reference.services)
             if to.organisation_id is not None and not await organisation_exists(
                 conn, to.organisation_id
             ):
@@ -85,6 +90,7 @@ class ReferralHandlers:
                 referred_to_organisation_id=to.organisation_id,
                 referred_to_activity_id=to.activity_id,
                 referred_to_service=to.service,
+                receiving_organisation_id=receiver,
                 created_at=cmd.created_at,
                 status="created",
                 status_changed_at=cmd.created_at,
@@ -101,6 +107,7 @@ class ReferralHandlers:
                         activity_id=to.activity_id,
                         service=to.service,
                     ),
+                    receiving_organisation_id=receiver,
                     created_at=cmd.created_at,
                 ),
                 org,
@@ -133,15 +140,27 @@ class ReferralHandlers:
         )
 
     async def change_status(
-        self, conn: asyncpg.Connection, org: str, referral_id: str, cmd: StatusCommand
+        self,
+        conn: asyncpg.Connection,
+        org: str,
+        referral_id: str,
+        cmd: StatusCommand,
+        referring_organisation_id: str | None = None,
     ) -> WriteResult:
-        """Move a referral in its lifecycle. ``org`` is the referring organisation or the one
-        the referral was sent to; to anyone else the referral does not exist (404)."""
+        """Move a referral in its lifecycle. The receiving side accepts, declines, marks
+        contacted and closes; the referring organisation withdraws (403 for the other side).
+        To anyone else the referral does not exist (404). ``referring_organisation_id`` names
+        the referrer where the id alone is ambiguous (409 without it)."""
         FieldError.raise_if(rules.check_status(cmd))
+        repo = Repository(conn)
+        found = await self._visible_referral(repo, org, referral_id, referring_organisation_id)
+        referrer = found.organisation_id
 
         async def perform() -> Outcome:
-            repo = Repository(conn)
-            referral = await _visible_referral(repo, org, referral_id, lock=True)
+            referral = await repo.referral(referrer, referral_id, lock=True)
+            assert referral is not None  # referrals are never deleted
+            receiver = self._receiver(referral)
+            rules.check_may_change(cmd.status, org, referrer, receiver)
             lifecycle.check_transition(referral.status, cmd.status)
             # The last change is never before the creation, so one comparison covers both.
             if cmd.at < referral.status_changed_at:
@@ -153,57 +172,66 @@ class ReferralHandlers:
                 raise FieldError(
                     [("at", f"lies before {last} ({referral.status_changed_at.isoformat()})")]
                 )
-            event = new_event(
-                ReferralStatusChanged(
-                    organisation_id=referral.organisation_id,
-                    referral_id=referral_id,
-                    participant_id=referral.participant_id,
-                    changed_by=org,
-                    previous_status=referral.status,  # type: ignore[arg-type]
-                    status=cmd.status,
-                    at=cmd.at,
-                    outcome=cmd.outcome,
-                ),
-                org,
-            )
-            await repo.change_status(
+            # The history row names its event and the event carries the row's arrival order.
+            event_id = uuid.uuid4()
+            sequence = await repo.change_status(
                 StatusRow(
-                    organisation_id=referral.organisation_id,
+                    organisation_id=referrer,
                     referral_id=referral_id,
                     status=cmd.status,
                     previous_status=referral.status,
                     at=cmd.at,
                     changed_by=org,
                     outcome=cmd.outcome,
-                    event_id=event.id,
+                    event_id=event_id,
                 )
+            )
+            event = new_event(
+                ReferralStatusChanged(
+                    organisation_id=referrer,
+                    referral_id=referral_id,
+                    participant_id=referral.participant_id,
+                    changed_by=org,
+                    previous_status=referral.status,  # type: ignore[arg-type]
+                    status=cmd.status,
+                    at=cmd.at,
+                    sequence=sequence,
+                    outcome=cmd.outcome,
+                ),
+                org,
+                event_id=event_id,
             )
             body = {
                 "referral_id": referral_id,
+                "organisation_id": referrer,
                 "status": cmd.status,
                 "previous_status": referral.status,
                 "event_id": str(event.id),
             }
             return Outcome(201, body, [event])
 
-        # Keyed by the caller: the referring and the referred-to organisation each retry their
-        # own changes. One status per key is enough because no status is reached twice.
+        # Keyed by the caller and the referral (referrer and id): each side retries its own
+        # changes. One status per key is enough because no status is reached twice.
         return await idempotent_write(
             conn,
             self.ctx,
             org,
             "referral_status",
-            f"{referral_id}:{cmd.status}",
+            f"{referrer}/{referral_id}:{cmd.status}",
             cmd.model_dump(mode="json"),
             perform,
         )
 
     async def referral(
-        self, conn: asyncpg.Connection, org: str, referral_id: str
+        self,
+        conn: asyncpg.Connection,
+        org: str,
+        referral_id: str,
+        referring_organisation_id: str | None = None,
     ) -> dict[str, Any]:
-        """A referral as its referring or referred-to organisation sees it: no participant."""
+        """A referral as its referring or receiving organisation sees it: no participant."""
         repo = Repository(conn)
-        row = await _visible_referral(repo, org, referral_id, lock=False)
+        row = await self._visible_referral(repo, org, referral_id, referring_organisation_id)
         history = await repo.history(row.organisation_id, row.referral_id)
         return {
             "referral_id": row.referral_id,
@@ -219,6 +247,7 @@ class ReferralHandlers:
                 )
                 if v is not None
             },
+            "receiving_organisation_id": self._receiver(row),
             "created_at": row.created_at.isoformat(),
             "status": row.status,
             "status_changed_at": row.status_changed_at.isoformat(),
@@ -235,6 +264,31 @@ class ReferralHandlers:
                 for h in history
             ],
         }
+
+    def _receiver(self, row: ReferralRow) -> str | None:
+        """The receiving side; a service referral made before it was recorded takes the
+        service's current provider."""
+        if row.receiving_organisation_id is not None:
+            return row.receiving_organisation_id
+        return self.reference.services.get(row.referred_to_service or "")
+
+    async def _visible_referral(
+        self, repo: Repository, org: str, referral_id: str, referrer: str | None
+    ) -> ReferralRow:
+        """The referral ``org`` means: the one of ``referrer`` if named, else see
+        :func:`rules.choose_referral`. Only its two sides see it; to anyone else it is reported
+        as not existing (404), worded as for an id nobody used."""
+        if referrer is not None:
+            row = await repo.referral(referrer, referral_id)
+            if row is not None and org in (row.organisation_id, self._receiver(row)):
+                return row
+            raise NotFoundError(
+                f"no referral {referral_id!r} of {referrer!r} made by or sent to your organisation"
+            )
+        own = await repo.referral(org, referral_id)
+        provided = [name for name, provider in self.reference.services.items() if provider == org]
+        received = [] if own else await repo.referrals_received(org, referral_id, provided)
+        return rules.choose_referral(org, referral_id, own, received)
 
     # ------------------------------------------------------------------------------ trainings
 
@@ -300,7 +354,7 @@ class ReferralHandlers:
         problems = rules.check_measurement(cmd, self.reference)
         scored: Score | None = None
         try:
-            scored = score(cmd.instrument, cmd.answers, self.thresholds)
+            scored = score(cmd.instrument, cmd.answers, self.thresholds.get(cmd.instrument))
         except ScoringError as exc:
             problems.append((_dotted(exc.field), exc.message))
         if scored is None or problems:
@@ -396,24 +450,3 @@ def _scores(s: Score) -> dict[str, Any]:
         "emotionally_lonely": s.emotionally_lonely,
         "socially_lonely": s.socially_lonely,
     }
-
-
-async def _visible_referral(
-    repo: Repository, org: str, referral_id: str, *, lock: bool
-) -> ReferralRow:
-    """The referral ``org`` made, else the one sent to ``org``; 404 for anyone else, worded as
-    for an id that does not exist, so that another organisation's referrals stay invisible."""
-    own = await repo.referral(org, referral_id, lock=lock)
-    if own is not None:
-        return own
-    sent = await repo.referrals_sent_to(org, referral_id, lock=lock)
-    if not sent:
-        raise NotFoundError(f"no referral {referral_id!r} made by or sent to your organisation")
-    if len(sent) > 1:
-        senders = ", ".join(r.organisation_id for r in sent)
-        raise ConflictError(
-            f"{len(sent)} organisations ({senders}) sent you a referral with id {referral_id!r}; "
-            "this id does not say which one is meant, so the referring organisation has to "
-            "change its status"
-        )
-    return sent[0]

@@ -35,6 +35,7 @@ class RegistrationRow:
     participant_id: str
     registered_at: datetime
     referral_id: str | None
+    referring_organisation_id: str | None
     cancelled_at: datetime | None
 
 
@@ -69,6 +70,32 @@ class Repository:
         values["target_age_bands"] = tuple(values["target_age_bands"])
         return ActivityRow(**values)
 
+    async def activities(self, organisation_id: str) -> list[ActivityRow]:
+        """Every activity of the organisation, active ones first, then by title and id."""
+        rows = await self.conn.fetch(
+            "SELECT organisation_id, activity_id, version, title, category, aimed_at_connection, "
+            "neighbourhood, capacity, target_age_bands, active, updated_at "
+            f"FROM {SCHEMA}.activities WHERE organisation_id = $1 "
+            "ORDER BY active DESC, lower(title), activity_id",
+            organisation_id,
+        )
+        return [
+            ActivityRow(**{**dict(r), "target_age_bands": tuple(r["target_age_bands"])})
+            for r in rows
+        ]
+
+    async def attendance_status(
+        self, organisation_id: str, attendance_ids: list[str]
+    ) -> dict[str, str]:
+        """The recorded status (`attended`, `no_show`) of these attendance ids, where recorded."""
+        rows = await self.conn.fetch(
+            f"SELECT attendance_id, status FROM {SCHEMA}.attendance "
+            "WHERE organisation_id = $1 AND attendance_id = ANY($2::text[])",
+            organisation_id,
+            attendance_ids,
+        )
+        return {r["attendance_id"]: r["status"] for r in rows}
+
     async def save_activity(self, a: ActivityRow) -> None:
         await self.conn.execute(
             f"INSERT INTO {SCHEMA}.activities (organisation_id, activity_id, version, title, category, "
@@ -98,7 +125,7 @@ class Repository:
     ) -> RegistrationRow | None:
         row = await self.conn.fetchrow(
             "SELECT organisation_id, registration_id, activity_id, participant_id, registered_at, "
-            f"referral_id, cancelled_at FROM {SCHEMA}.registrations "
+            f"referral_id, referring_organisation_id, cancelled_at FROM {SCHEMA}.registrations "
             "WHERE organisation_id = $1 AND registration_id = $2",
             organisation_id,
             registration_id,
@@ -108,13 +135,15 @@ class Repository:
     async def add_registration(self, r: RegistrationRow) -> None:
         await self.conn.execute(
             f"INSERT INTO {SCHEMA}.registrations (organisation_id, registration_id, activity_id, "
-            "participant_id, registered_at, referral_id) VALUES ($1,$2,$3,$4,$5,$6)",
+            "participant_id, registered_at, referral_id, referring_organisation_id) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$7)",
             r.organisation_id,
             r.registration_id,
             r.activity_id,
             r.participant_id,
             r.registered_at,
             r.referral_id,
+            r.referring_organisation_id,
         )
 
     async def cancel_registration(

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
 
+from shared.identifiers import ORGANISATION_ID_PATTERN
 from shared.text import StorableText
 
 __all__ = [
@@ -65,6 +66,14 @@ class RegistrationCommand(_Command):
     registered_at: AwareDatetime
     referral_id: Id | None = Field(
         None, description="The referral that led here, as written on the referral."
+    )
+    referring_organisation_id: (
+        Annotated[str, StringConstraints(pattern=ORGANISATION_ID_PATTERN)] | None
+    ) = Field(
+        None,
+        description="The organisation that made that referral (referral ids are unique per "
+        "referring organisation only). Needed unless the referral was sent to your organisation "
+        "and no other organisation sent you one with the same id.",
     )
 
 

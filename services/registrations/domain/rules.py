@@ -48,9 +48,15 @@ def check_activity(cmd: ActivityCommand, ref: ReferenceData) -> FieldProblems:
 
 
 def check_registration(cmd: RegistrationCommand, ref: ReferenceData) -> FieldProblems:
-    return check_participant(cmd.participant, ref) + check_moment(
-        "registered_at", cmd.registered_at
-    )
+    problems = check_participant(cmd.participant, ref)
+    if cmd.referring_organisation_id is not None and cmd.referral_id is None:
+        problems.append(
+            (
+                "referring_organisation_id",
+                "names the organisation that made the referral in `referral_id`; give both",
+            )
+        )
+    return problems + check_moment("registered_at", cmd.registered_at)
 
 
 def check_attendance(cmd: AttendanceCommand, ref: ReferenceData) -> FieldProblems:

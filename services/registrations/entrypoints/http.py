@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.registrations.adapters.repository import Repository
 from services.registrations.domain.commands import (
@@ -15,50 +15,29 @@ from services.registrations.domain.commands import (
     CancellationCommand,
     RegistrationCommand,
 )
-from services.registrations.service_layer.handlers import RegistrationHandlers, _activity_body
+from services.registrations.service_layer.batch import (
+    BATCH_ITEM_SCHEMA,
+    KIND_SCOPES,
+    BatchWriter,
+    batch_item_adapter,
+)
+from services.registrations.service_layer.handlers import RegistrationHandlers, activity_body
 from shared.auth import Principal, Scope
 from shared.errors import FieldError, NotFoundError
-from shared.http import COMMON_RESPONSES, path_id, require_scope
-from shared.writes import BatchItemResult, WriteResult, fields_under, parse_batch_item, run_batch
+from shared.http import COMMON_RESPONSES, path_id, require_any_scope, require_scope
+from shared.writes import BatchItemResult, WriteResult
 
+# batch_item_adapter: the item schema, where the tools and tests have always found it.
 __all__ = ["BATCH_ITEM_SCHEMA", "batch_item_adapter", "build_router"]
 
-ActivityWriter = Annotated[Principal, Depends(require_scope(Scope.ACTIVITIES))]
+# A volunteer's key (`attendance`) keeps activities and records attendance: the scopes of each
+# kind of write are those of its batch items (service_layer/batch.py), written once.
+ActivityWriter = Annotated[Principal, Depends(require_any_scope(*KIND_SCOPES["activity"]))]
+AttendanceWriter = Annotated[Principal, Depends(require_any_scope(*KIND_SCOPES["attendance"]))]
 RegistrationWriter = Annotated[Principal, Depends(require_scope(Scope.REGISTRATIONS))]
-
-
-class ActivityItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["activity"]
-    activity_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s/\x00]+$")
-    body: ActivityCommand
-
-
-class RegistrationItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["registration"]
-    body: RegistrationCommand
-
-
-class CancellationItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["cancellation"]
-    registration_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s/\x00]+$")
-    body: CancellationCommand
-
-
-class AttendanceItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["attendance"]
-    body: AttendanceCommand
-
-
-BatchItem = Annotated[
-    ActivityItem | RegistrationItem | CancellationItem | AttendanceItem, Field(discriminator="kind")
+BatchWriterKey = Annotated[
+    Principal, Depends(require_any_scope(Scope.REGISTRATIONS, Scope.ATTENDANCE))
 ]
-_ITEM: TypeAdapter[Any] = TypeAdapter(BatchItem)
-BATCH_ITEM_SCHEMA = "RegistrationsBatchItem"
-_KINDS = ("activity", "registration", "cancellation", "attendance")
 
 
 class BatchRequest(BaseModel):
@@ -88,11 +67,13 @@ def _answer(result: WriteResult) -> JSONResponse:
     return JSONResponse(result.body, status_code=result.status_code)
 
 
-def batch_item_adapter() -> TypeAdapter[Any]:
-    return _ITEM
+class ActivityList(BaseModel):
+    activities: list[dict[str, Any]]
 
 
-def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRouter:
+def build_router(
+    handlers: RegistrationHandlers, writer: BatchWriter, batch_max_items: int
+) -> APIRouter:
     router = APIRouter(prefix="/v1", responses=COMMON_RESPONSES)  # type: ignore[arg-type]
 
     @router.put(
@@ -121,7 +102,14 @@ def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRou
             row = await Repository(conn).activity(principal.organisation_id, activity_id)
         if row is None:
             raise NotFoundError(f"no activity {activity_id!r} of your organisation")
-        return _activity_body(row)
+        return activity_body(row)
+
+    @router.get("/activities", tags=["activities"], summary="Your organisation's activities")
+    async def list_activities(request: Request, principal: ActivityWriter) -> ActivityList:
+        """Every activity of the key's organisation, active ones first, then by title."""
+        async with request.app.state.pool.acquire() as conn:
+            rows = await Repository(conn).activities(principal.organisation_id)
+        return ActivityList(activities=[activity_body(r) for r in rows])
 
     @router.post(
         "/registrations",
@@ -153,6 +141,7 @@ def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRou
             "activity_id": row.activity_id,
             "registered_at": row.registered_at.isoformat(),
             "referral_id": row.referral_id,
+            "referring_organisation_id": row.referring_organisation_id,
             "cancelled_at": row.cancelled_at.isoformat() if row.cancelled_at else None,
         }
 
@@ -182,39 +171,19 @@ def build_router(handlers: RegistrationHandlers, batch_max_items: int) -> APIRou
         responses={200: {"description": "Replay of an earlier identical request"}},
     )
     async def attendance(
-        request: Request, principal: RegistrationWriter, cmd: AttendanceCommand
+        request: Request, principal: AttendanceWriter, cmd: AttendanceCommand
     ) -> JSONResponse:
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             return _answer(await handlers.record_attendance(conn, principal.organisation_id, cmd))
 
     @router.post("/batch", tags=["batch"], summary="Up to 1,000 mixed writes, one result per item")
     async def batch(
-        request: Request, principal: RegistrationWriter, body: BatchRequest
+        request: Request, principal: BatchWriterKey, body: BatchRequest
     ) -> BatchResponse:
-        # The batch needs the registrations scope; activity items need the activities scope too.
-        org = principal.organisation_id
+        # Each item needs the scope of its kind as well (service_layer/batch.py KIND_SCOPES).
         if len(body.items) > batch_max_items:
             raise FieldError([("items", f"at most {batch_max_items} items per batch")])
-
-        async def dispatch(conn: Any, raw: Any) -> WriteResult:
-            item = parse_batch_item(_ITEM, raw, _KINDS)
-            if isinstance(item, ActivityItem) and not principal.has(Scope.ACTIVITIES):
-                raise FieldError([("kind", "this key lacks the scope `activities`")])
-            # The ids that a single endpoint takes from its path sit beside `body` in an item.
-            own: dict[type[BaseModel], tuple[str, ...]] = {
-                ActivityItem: ("activity_id",),
-                CancellationItem: ("registration_id",),
-            }
-            with fields_under("body", keep=own.get(type(item), ())):
-                if isinstance(item, ActivityItem):
-                    return await handlers.put_activity(conn, org, item.activity_id, item.body)
-                if isinstance(item, RegistrationItem):
-                    return await handlers.register(conn, org, item.body)
-                if isinstance(item, CancellationItem):
-                    return await handlers.cancel(conn, org, item.registration_id, item.body)
-                return await handlers.record_attendance(conn, org, item.body)
-
-        results = await run_batch(request.app.state.pool, body.items, dispatch)
+        results = await writer.write(request.app.state.pool, principal, body.items)
         accepted = sum(1 for r in results if r.status < 300)
         return BatchResponse(accepted=accepted, rejected=len(results) - accepted, results=results)
 

@@ -30,7 +30,7 @@ from shared.reference import ReferenceData
 from shared.timerules import check_moment, local_date
 from shared.writes import Outcome, WriteContext, WriteResult, idempotent_write
 
-__all__ = ["RegistrationHandlers"]
+__all__ = ["RegistrationHandlers", "activity_body"]
 
 
 class RegistrationHandlers:
@@ -57,7 +57,7 @@ class RegistrationHandlers:
             "active": cmd.active,
         }
         if current is not None and all(getattr(current, k) == v for k, v in wanted.items()):
-            return WriteResult(200, _activity_body(current))
+            return WriteResult(200, activity_body(current))
         row = ActivityRow(
             organisation_id=org,
             activity_id=activity_id,
@@ -83,7 +83,7 @@ class RegistrationHandlers:
             org,
         )
         await outbox.enqueue(conn, self.ctx.schema, [event], self.ctx.topic_prefix)
-        return WriteResult(201 if current is None else 200, _activity_body(row))
+        return WriteResult(201 if current is None else 200, activity_body(row))
 
     async def register(
         self, conn: asyncpg.Connection, org: str, cmd: RegistrationCommand
@@ -103,6 +103,7 @@ class RegistrationHandlers:
                     participant_id=participant.id,
                     registered_at=cmd.registered_at,
                     referral_id=cmd.referral_id,
+                    referring_organisation_id=cmd.referring_organisation_id,
                     cancelled_at=None,
                 )
             )
@@ -114,6 +115,7 @@ class RegistrationHandlers:
                     participant=participant,
                     registered_at=cmd.registered_at,
                     referral_id=cmd.referral_id,
+                    referring_organisation_id=cmd.referring_organisation_id,
                 ),
                 org,
             )
@@ -238,7 +240,7 @@ def _unknown_activity(activity_id: str) -> str:
     return f"no activity {activity_id!r} of your organisation; PUT /v1/activities/{{id}} first"
 
 
-def _activity_body(a: ActivityRow) -> dict[str, Any]:
+def activity_body(a: ActivityRow) -> dict[str, Any]:
     return {
         "activity_id": a.activity_id,
         "version": a.version,

@@ -33,6 +33,7 @@
       "fresh.none": "Nog geen gegevens ontvangen",
       "legend": "minder dan {k}: niet getoond ter bescherming van privacy",
       "suppressed.title": "minder dan {k}: niet getoond ter bescherming van privacy",
+      "provisional.title": "voorlopig: de termijn van dit cijfer loopt nog, het kan nog stijgen",
       "missing": "geen gegevens",
       "loading": "Cijfers laden…",
       "loaded": "Cijfers voor {period} geladen.",
@@ -112,6 +113,7 @@
       "fresh.none": "No data received yet",
       "legend": "fewer than {k}: not shown to protect privacy",
       "suppressed.title": "fewer than {k}: not shown to protect privacy",
+      "provisional.title": "provisional: this figure's window is still open, it can still grow",
       "missing": "no data",
       "loading": "Loading figures…",
       "loaded": "Figures for {period} loaded.",
@@ -428,7 +430,14 @@
       "data-testid": testid,
       "data-value": f.value === null || f.value === undefined ? "" : String(f.value),
       "data-suppressed": f.suppressed ? "true" : "false",
+      "data-provisional": f.provisional ? "true" : "false",
     };
+    if (f.provisional && !f.suppressed) {
+      // Retention and conversion look ahead of their period: until that window has closed the
+      // figure can still grow.
+      attrs["class"] += " provisional";
+      attrs.title = t("provisional.title");
+    }
     if (f.suppressed) {
       attrs["class"] += " suppressed";
       attrs.title = t("suppressed.title", { k: k() });
