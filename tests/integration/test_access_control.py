@@ -348,16 +348,30 @@ READS = [
     *(Read("metrics", "/v1/indicators", (("period", "2025"),) + ((("by", by),) if by else ())) for by in BY_VALUES),
     Read("metrics", "/v1/trend", (("months", "3"), ("until", "2025-03"))),
     Read("metrics", "/v1/own/indicators", (("period", "2025"),)),
+    # The registrations service's reads for partners without IT (the volunteers' page).
+    Read("registrations", "/v1/activities"),
+    Read("registrations", "/v1/reference"),
+    Read("registrations", "/v1/keys"),
     Read("registrations", "/metrics"),
     Read("referrals", "/metrics"),
     Read("metrics", "/metrics"),
 ]  # fmt: skip
 
 
+# Reads of the writing side: who may keep activities, record attendance or manage keys.
+PARTNER_READS: dict[str, tuple[Scope, ...]] = {
+    "/v1/activities": (Scope.ACTIVITIES, Scope.ATTENDANCE),
+    "/v1/reference": (Scope.ACTIVITIES, Scope.REGISTRATIONS, Scope.ATTENDANCE),
+    "/v1/keys": (Scope.KEYS,),
+}
+
+
 def opens(scope: Scope, read: Read) -> bool:
     """Who reads what (domain.md §7 "Audiences"; contract.md)."""
     if scope is Scope.ADMIN:
         return True
+    if read.path in PARTNER_READS:
+        return scope in PARTNER_READS[read.path]
     if read.path == "/metrics":
         return scope is Scope.METRICS
     if read.path == "/v1/own/indicators":
@@ -367,7 +381,9 @@ def opens(scope: Scope, read: Read) -> bool:
     return scope in (Scope.INDICATORS, Scope.INDICATORS_ORGANISATIONS)
 
 
-def test_the_audience_table_covers_every_read_of_the_openapi_documents() -> None:
+def test_the_audience_table_covers_every_read_of_the_openapi_documents(
+    test_env: dict[str, str],
+) -> None:
     """Every GET of the three services except the probes and the record reads (which belong to
     the writing organisation and are covered above) is in READS, with every `by` value."""
     reads = set()
@@ -414,6 +430,7 @@ async def test_every_scope_reads_exactly_what_its_audience_may(
             "/metrics": "`metrics`",
             "/v1/indicators": "`indicators:organisations`",
             "/v1/trend": "`indicators:organisations`",
+            **{path: f"`{scopes[-1].value}`" for path, scopes in PARTNER_READS.items()},
         }[read.path]
         assert wanted in response.json()["message"], response.text
 
