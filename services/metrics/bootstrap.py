@@ -15,6 +15,7 @@ from services.metrics.entrypoints.consumer import CONSUMED_TOPICS, MetricsConsum
 from services.metrics.entrypoints.http import build_router
 from services.metrics.service_layer.indicators import IndicatorService
 from services.metrics.service_layer.rebuild import REBUILD_LOCK
+from services.metrics.service_layer.release_schedule import ReleaseSchedule
 from services.metrics.service_layer.snapshot import IndicatorSnapshot
 from services.metrics.settings import MetricsSettings
 from shared.consumer import BatchConsumer
@@ -52,12 +53,16 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
             cache_seconds=settings.indicator_cache_seconds,
             thresholds=settings.thresholds(),
             signal_trainings=settings.signal_training_codes,
+            control=settings.disclosure_control,
         )
         app.state.indicators = service
         snapshot = IndicatorSnapshot(service, settings.snapshot_interval_seconds)
         REGISTRY.register(snapshot)
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(snapshot.run(stop))]
+        # Breakdowns come from releases (domain.md §7 rule 6), cut here on the interval.
+        schedule = ReleaseSchedule(service, settings.release_interval)
+        app.state.release_schedule = schedule
+        tasks = [asyncio.create_task(snapshot.run(stop)), asyncio.create_task(schedule.run(stop))]
         consumer = None
         if settings.consume:
             # Only the topics this service reads and writes: its Kafka user may see no others.
@@ -98,8 +103,9 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
         title="Verbinding metrics service",
         description=(
             "Live indicators of the loneliness programme per subgoal (S1 loneliness, S2 "
-            "participation, S3 signalling and referral), computed from the event stream, with "
-            "small-cell suppression. Also serves the coalition dashboard at `/`."
+            "participation, S3 signalling and referral), computed from the event stream, under "
+            "disclosure control (docs/disclosure.md): municipality totals live, breakdowns from "
+            "a daily release. Also serves the coalition dashboard at `/`."
         ),
         version="1.0.0",
         max_body_bytes=settings.max_body_bytes,

@@ -68,7 +68,7 @@ PERIODS: dict[str, str] = {
     "referrals": "sum", "accepted": "sum", "declined": "sum", "converted": "sum", "not_converted": "sum",
     "people_trained": "stock", "organisations_with_trained_staff": "stock",
     "partners": "level", "organisations_without_trained_staff": "level",
-    "outcome_pairs": "sub", "improved": "latest", "not_improved": "latest",
+    "outcome_pairs": "latest", "improved": "latest", "not_improved": "latest",
 }  # fmt: skip
 for _name in FAMILIES[3]:
     PERIODS[_name] = "latest"

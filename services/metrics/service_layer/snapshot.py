@@ -1,9 +1,10 @@
 """The live indicators as Prometheus gauges, from a snapshot refreshed every few seconds.
 
-A scrape never queries the database: a custom collector renders the latest snapshot. Suppressed
-cells are omitted (an absent series, not a zero). Only municipality-level indicators are exposed
-(domain.md §7): no breakdown and no by-role or by-signal list, which would be live breakdowns
-that change with every scrape. Labels are bounded: the period kind, and the organisation only
+A scrape never queries the database: a custom collector renders the latest snapshot. The figures
+are those of the live municipality answer of ``/v1/indicators`` (the disclosure engine's
+decisions, domain.md §7 rule 5); suppressed ones are omitted (an absent series, not a zero).
+Only municipality-level indicators are exposed: no breakdown and no by-role or by-signal list,
+which would be live breakdowns that change with every scrape. Labels are bounded: the period kind, and the organisation only
 for the partner-silence timestamp (operational, behind the `metrics` scrape credential).
 """
 
@@ -68,7 +69,8 @@ class IndicatorSnapshot(Collector):
         # sees one whole snapshot, never this round's month beside last round's year.
         figures: dict[str, dict[str, Any]] = {}
         for kind, period in current_periods(datetime.now(UTC)).items():
-            figures[kind] = await self.service.compute(period)
+            # The live municipality answer: the same decisions as /v1/indicators (rule 5).
+            figures[kind] = await self.service.live(period, lists=False)
         async with self.service.pool.acquire() as conn:
             rows = await conn.fetch(
                 f"SELECT organisation_id, extract(epoch FROM last_event_at)::float AS t "

@@ -7,7 +7,7 @@ See :mod:`.engine` for the method and :mod:`.grid` for what the query layer prov
 """
 
 from .decisions import REASONS, Decision, Decisions
-from .engine import suppress
+from .engine import suppress, unsuppressed
 from .grid import TOTAL, Baseline, CellRef, Count, YearGrid, quarter_of, year_periods
 from .spec import BREAKDOWNS, FIGURES, GROWTH, RATES, STATISTICS
 
@@ -27,5 +27,6 @@ __all__ = [
     "YearGrid",
     "quarter_of",
     "suppress",
+    "unsuppressed",
     "year_periods",
 ]

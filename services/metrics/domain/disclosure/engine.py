@@ -34,6 +34,7 @@ order of figures, breakdowns, keys and periods. The method, and why:
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ from .spec import (
     FigureSpec,
 )
 
-__all__ = ["suppress"]
+__all__ = ["suppress", "unsuppressed"]
 
 RATE_DIGITS = 4
 
@@ -495,6 +496,10 @@ class _Model:
                 variables = tuple(local[c] for c in cells if self.hidden[c])
                 kept = tuple(coef for c, coef in zip(cells, coefs, strict=True) if self.hidden[c])
                 constraints.append(Constraint(variables, kept, lower - shift, upper - shift))
+            if all(c.lower in (0.0, -math.inf) and c.upper in (0.0, math.inf) for c in constraints):
+                # Nothing shown bounds this component (every relation is homogeneous): its
+                # feasible counts form a cone, so each cell is either always 0 or unbounded.
+                continue
             truth = [float(self.value[c]) for c in members]
             mine = rows_of.get(root, [])
             for i, span in ranges(len(members), constraints, truth, wanted).items():
@@ -532,12 +537,20 @@ def _protect(model: _Model, exact: bool) -> list[int]:
     # The totals alone first (they are published live, on their own; cheap), then, when asked
     # for, everything together.
     for include in (total, everything) if exact else (total,):
-        only: set[int] | None = None
+        # The hidden cells that hold someone first: a hidden empty cell is mostly narrow only
+        # because a parent is (every neighbourhood's retained below a municipality's hidden 1),
+        # and widens with it. Then every hidden cell, zeros too: a reader cannot tell a cell
+        # known to be 0 or 1 from one that is 1.
+        only: set[int] | None = {c for c, h in enumerate(model.hidden) if h and model.value[c]}
+        zeros_checked = False
         while True:
             hidden_before = {c for c, h in enumerate(model.hidden) if h}
             unsafe = model.unprotected(include, only)
             if not unsafe:
-                break
+                if zeros_checked:
+                    break
+                zeros_checked, only = True, None
+                continue
             progress = False
             for cell in sorted(unsafe):
                 if not model.hidden[cell]:
@@ -571,14 +584,20 @@ def _protect(model: _Model, exact: bool) -> list[int]:
     return left
 
 
-def suppress(grid: YearGrid, k: int = 10, *, exact: bool = False) -> Decisions:
+def suppress(
+    grid: YearGrid, k: int = 10, *, exact: bool = False, secondary: bool = True
+) -> Decisions:
     """One decision per cell and figure of the year: base counts, rates, statistics, growth.
 
     The exact check of rule 4 (linear programming) always runs over the municipality totals,
     which are published live and on their own. With ``exact`` it also runs over every
     breakdown and repairs what it finds; that costs far more than everything else (seconds to
     a minute for a year of the demo's size, see docs/disclosure.md), so it is for cutting a
-    release, not for answering a request."""
+    release, not for answering a request.
+
+    ``secondary=False`` applies rules 1–3 alone (no secondary suppression, no exact check):
+    never for publishing; the disclosure audit's own test uses it to show that the audit
+    finds what that leaves open."""
     if k < 1:
         raise ValueError("k must be at least 1")
     model = _Model(grid, k)
@@ -589,7 +608,30 @@ def suppress(grid: YearGrid, k: int = 10, *, exact: bool = False) -> Decisions:
             "layer?): " + "; ".join(broken[:5])
         )
     model.primary()
-    left = _protect(model, exact)
+    left = _protect(model, exact) if secondary else []
+    return _decisions(model, grid, left)
+
+
+def unsuppressed(grid: YearGrid) -> Decisions:
+    """Every figure as it is, without disclosure control: a count of at least 1 is shown (an
+    empty one is hidden, as "nothing"), a rate, mean or median whenever it has a case. For
+    tests and benchmarks that compare figures with hand-computed or unsuppressed ones
+    (``VERBINDING_DISCLOSURE_CONTROL=off``), never for publishing."""
+    model = _Model(grid, 1)
+    for cell in range(len(model.refs)):
+        if model.value[cell] == 0 and not model.spec[cell].public:
+            model.hidden[cell] = True
+            model.reason[cell] = "primary"
+    return _decisions(model, grid, [], control=False)
+
+
+def _decisions(
+    model: _Model, grid: YearGrid, left: list[int], *, control: bool = True
+) -> Decisions:
+    """The decisions of a settled model: every base count, then the figures derived from
+    them (rates, statistics, growth). Without ``control`` a rate is shown whenever it has a
+    case and a statistic whenever it rests on anyone (disclosure control off)."""
+    k = model.k
     figures: dict[Ref, Decision] = {}
     for ref, cell in model.index.items():
         hidden = model.hidden[cell]
@@ -600,11 +642,17 @@ def suppress(grid: YearGrid, k: int = 10, *, exact: bool = False) -> Decisions:
             if other is None:
                 continue
             out = (rate.name, *ref[1:])
-            if model.hidden[cell] or model.hidden[other]:
+            n, rest = model.value[cell], model.value[other]
+            if not control:
+                figures[out] = (
+                    Decision(round(n / (n + rest), RATE_DIGITS), False)
+                    if n + rest > 0
+                    else Decision(None, True, "primary")
+                )
+            elif model.hidden[cell] or model.hidden[other]:
                 primary = "primary" in (model.reason[cell], model.reason[other])
                 figures[out] = Decision(None, True, "primary" if primary else "linked")
             else:
-                n, rest = model.value[cell], model.value[other]
                 figures[out] = Decision(round(n / (n + rest), RATE_DIGITS), False)
     for stat in STATISTICS.values():
         for (name, by, key, period), value in grid.statistics.items():
@@ -613,7 +661,7 @@ def suppress(grid: YearGrid, k: int = 10, *, exact: bool = False) -> Decisions:
             support = model.cell(stat.support, by, key, period)
             if support is None:
                 continue
-            small = model.people[support] < k or model.reason[support] == "primary"
+            small = model.people[support] < k or (control and model.reason[support] == "primary")
             figures[(name, by, key, period)] = (
                 Decision(None, True, "primary") if small else Decision(round(value, 2), False)
             )
@@ -622,10 +670,16 @@ def suppress(grid: YearGrid, k: int = 10, *, exact: bool = False) -> Decisions:
         unique = model.cell("participants_unique", by, key, period)
         if unique is None:
             continue
-        known = base.public or base.visible
+        shown = not model.hidden[unique]
+        known = (
+            base.public
+            or base.visible
+            or (base.same_cell and shown)
+            or (not control and base.value > 0)
+        )
         if known:
             baselines[(by, key, period)] = base.value
-        if model.hidden[unique] or not known or base.value <= 0:
+        if not shown or not known or base.value <= 0:
             figures[(GROWTH, by, key, period)] = Decision(None, True, "linked")
         else:
             growth = round(model.value[unique] / base.value - 1, RATE_DIGITS)

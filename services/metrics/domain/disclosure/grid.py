@@ -48,11 +48,14 @@ class Count:
 class Baseline:
     """participants_unique of the same cell in the baseline year, and whether a reader knows it:
     ``public`` when the baseline file configures it, ``visible`` when the baseline year's own
-    suppression pattern shows the cell."""
+    suppression pattern shows the cell, ``same_cell`` when the grid is of the baseline year."""
 
     value: int
     public: bool = False
     visible: bool = False
+    # The baseline year against itself: the baseline *is* this cell's participants, known to a
+    # reader exactly when they are shown.
+    same_cell: bool = False
 
 
 @dataclass(frozen=True)

@@ -142,8 +142,11 @@ FIGURES: dict[str, FigureSpec] = {
         _s1("not_emotional", of=("emotional_measured", "emotional")),
         _s1("social"),
         _s1("not_social", of=("social_measured", "social")),
-        # S1 — referral outcome: residents with an intake and a follow-up (total only).
-        FigureSpec("outcome_pairs", "s1", None, True, (), "sub"),
+        # S1 — referral outcome: residents with an intake and a follow-up (total only), each
+        # with their latest follow-up in the period. Not "sub": a resident's January pair can
+        # be gone from the quarter when the quarter's latest follow-up has no intake of its
+        # instrument.
+        FigureSpec("outcome_pairs", "s1", None, True, (), "latest"),
         FigureSpec("improved", "s1", None, False, (), "latest"),
         FigureSpec(
             "not_improved", "s1", None, False, (), "latest",
