@@ -13,8 +13,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.metrics.adapters import queries
-from services.metrics.domain.answers import BREAKDOWNS
 from services.metrics.bootstrap import MIGRATIONS
+from services.metrics.domain.answers import BREAKDOWNS
 from services.metrics.domain.periods import parse_period
 from services.metrics.entrypoints.consumer import CONSUMED_TOPICS
 from services.metrics.service_layer.rebuild import REBUILD_LOCK, rebuild
