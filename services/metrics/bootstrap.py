@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import asyncpg
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from services.metrics.adapters.facts import FactWriter
-from services.metrics.domain.baseline import load_baseline
+from services.metrics.domain.baseline import Baseline, load_baseline
 from services.metrics.entrypoints.consumer import CONSUMED_TOPICS, MetricsConsumer
 from services.metrics.entrypoints.http import build_router
 from services.metrics.service_layer.indicators import IndicatorService
@@ -23,12 +24,31 @@ from shared.db import create_pool, require_migrated
 from shared.events import Topic
 from shared.http import create_app
 from shared.kafka import ensure_topics
-from shared.reference import load_reference
+from shared.reference import ReferenceData, load_reference
 
-__all__ = ["MIGRATIONS", "SCHEMA", "build_app"]
+__all__ = ["MIGRATIONS", "SCHEMA", "build_app", "indicator_service"]
 
 SCHEMA = "metrics"
 MIGRATIONS = "services.metrics.adapters.migrations"
+
+
+def indicator_service(
+    settings: MetricsSettings,
+    pool: asyncpg.Pool,
+    reference: ReferenceData | None = None,
+    baseline: Baseline | None = None,
+) -> IndicatorService:
+    """The indicators under disclosure control, as configured (the app and the CLI's release)."""
+    return IndicatorService(
+        pool,
+        baseline or load_baseline(settings.baseline_file),
+        reference or load_reference(settings.reference_file),
+        k=settings.suppression_k,
+        cache_seconds=settings.indicator_cache_seconds,
+        thresholds=settings.thresholds(),
+        signal_trainings=settings.signal_training_codes,
+        control=settings.disclosure_control,
+    )
 
 
 def build_app(settings: MetricsSettings | None = None) -> FastAPI:
@@ -45,16 +65,7 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
             await pool.close()
             raise
         app.state.pool = pool
-        service = IndicatorService(
-            pool,
-            baseline,
-            reference,
-            k=settings.suppression_k,
-            cache_seconds=settings.indicator_cache_seconds,
-            thresholds=settings.thresholds(),
-            signal_trainings=settings.signal_training_codes,
-            control=settings.disclosure_control,
-        )
+        service = indicator_service(settings, pool, reference, baseline)
         app.state.indicators = service
         snapshot = IndicatorSnapshot(service, settings.snapshot_interval_seconds)
         REGISTRY.register(snapshot)

@@ -465,6 +465,8 @@ async def test_a_partner_reads_its_own_figures_and_no_one_elses(
             events.append(attendance(org, f"own-{i}", "own-act", who, f"{day}T10:00:00+02:00", day))
     await publish(events, TOPIC_PREFIX)
     await wait_applied(pool, "metrics", events)
+    # Breakdowns and own figures come from a release: cut one now rather than wait a day.
+    await metrics_app.state.indicators.cut_release()
     analyst = await make_partner(scopes="indicators:organisations")
     by_org = (
         await metrics.get("/v1/indicators", params={"period": period, "by": "organisation"}, headers=analyst.headers)
@@ -483,11 +485,12 @@ async def test_a_partner_reads_its_own_figures_and_no_one_elses(
                 assert other.organisation_id not in r.text
     big = (await metrics.get("/v1/own/indicators", params={"period": period}, headers=orgs["big"].headers)).json()  # fmt: skip
     assert big["s2"]["participants_unique"] == {"value": 15, "suppressed": False}
+    assert big["released_at"] == by_org["released_at"]
     small = (await metrics.get("/v1/own/indicators", params={"period": period}, headers=orgs["small"].headers)).json()  # fmt: skip
-    assert small["s2"]["participants_unique"] == {"value": None, "suppressed": True}  # 3 < k
+    assert small["s2"]["participants_unique"] == {"value": None, "suppressed": True, "reason": "primary"}  # 3 < k  # fmt: skip
     nobody = await make_partner(scopes="referrals")
     empty = (await metrics.get("/v1/own/indicators", params={"period": period}, headers=nobody.headers)).json()  # fmt: skip
-    assert empty["s2"]["attendances"] == {"value": None, "suppressed": True}
+    assert empty["s2"]["attendances"] == {"value": None, "suppressed": True, "reason": "primary"}
 
 
 # ------------------------------------------------------------------------- across organisations

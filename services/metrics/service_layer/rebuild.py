@@ -139,6 +139,19 @@ async def rebuild(
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", REBUILD_LOCK)
                 # Live batches now wait; replay what arrived during the rebuild, then swap.
                 await replay_until(await consumer.end_offsets(partitions))
+                # The published release stays published until a fresh one of the rebuilt facts
+                # is cut (the CLI does so at once): breakdowns never answer "no release" here.
+                for table in ("releases", "release_answers"):
+                    await conn.execute(
+                        f"INSERT INTO {NEW_SCHEMA}.{table} OVERRIDING SYSTEM VALUE "
+                        f"SELECT * FROM {schema}.{table}"
+                        if table == "releases"
+                        else f"INSERT INTO {NEW_SCHEMA}.{table} SELECT * FROM {schema}.{table}"
+                    )
+                await conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{NEW_SCHEMA}.releases', 'release_id'), "
+                    f"coalesce((SELECT max(release_id) FROM {NEW_SCHEMA}.releases), 0) + 1, false)"
+                )
                 retired = f"{schema}_retired"
                 await conn.execute(f"DROP SCHEMA IF EXISTS {retired} CASCADE")
                 await conn.execute(f"ALTER SCHEMA {schema} RENAME TO {retired}")
