@@ -303,3 +303,84 @@ def test_random_small_years_with_a_small_k_pass_the_audit(seed, residents, k):
 def test_the_pattern_is_deterministic(seed):
     g = grid_of(generate(seed, residents=100, organisations=3, keys=3))
     assert dict(suppress(g, exact=True)) == dict(suppress(g, exact=True))
+
+
+# ------------------------------------------------------------------------- switches of part B
+
+
+def test_without_secondary_suppression_the_month_leak_is_back_and_the_audit_sees_it():
+    """``secondary=False`` (rules 1-3 only) is what the audit's own CI test runs against: the
+    audit must find the quarter minus its months."""
+    leaky = suppress(grid(months("attendances", TOTAL, "", {Q1[0]: 20, Q1[1]: 20, Q1[2]: 4})), secondary=False)  # fmt: skip
+    assert not visible(leaky, "attendances", TOTAL, "", "2025-03")
+    assert visible(leaky, "attendances", TOTAL, "", "2025-Q1")
+    report = audit(published_from(leaky), YEAR, K)
+    assert any(str(d.variable) == "attendances municipality 2025-03" for d in report.disclosures)
+
+
+def test_unsuppressed_shows_every_figure_with_a_case():
+    from services.metrics.domain.disclosure import unsuppressed
+
+    values = {
+        **months("attendances", TOTAL, "", {Q1[0]: 3}),
+        **months("no_shows", TOTAL, "", {Q1[0]: 1}),
+    }
+    d = unsuppressed(grid(values))
+    assert d[("attendances", TOTAL, "", Q1[0])].value == 3
+    assert d[("attendance_rate", TOTAL, "", Q1[0])].value == 0.75
+    # Nothing at all: hidden as "nothing", a rate of no cases likewise.
+    assert d[("attendances", TOTAL, "", Q1[1])].suppressed
+    assert d[("attendance_rate", TOTAL, "", Q1[1])].suppressed
+
+
+def test_the_baseline_year_against_itself_shows_its_baseline_only_with_its_participants():
+    for participants, shown in ((30, True), (4, False)):
+        values = {
+            **months("participants_unique", TOTAL, "", {Q1[0]: participants}),
+            **months("attendances", TOTAL, "", {Q1[0]: participants}),
+        }
+        baselines = {(TOTAL, "", Q1[0]): Baseline(participants, same_cell=True)}
+        d = suppress(grid(values, baselines=baselines))
+        growth = d[("growth_vs_baseline", TOTAL, "", Q1[0])]
+        # Hidden participants: beside their growth (0) the baseline would be their number.
+        assert growth.value == (0.0 if shown else None)
+        assert d.baseline(TOTAL, "", Q1[0]) == (participants if shown else None)
+
+
+def test_a_year_with_nothing_shown_costs_no_linear_program(monkeypatch):
+    """Small data at k = 10: every relation is homogeneous (nothing shown pins it), so every
+    hidden cell is either 0 or unbounded: protected without solving anything."""
+    from services.metrics.domain.disclosure import engine
+
+    def no_programs(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a linear program was solved")
+
+    monkeypatch.setattr(engine, "ranges", no_programs)
+    records = generate(3, residents=20, organisations=4, activity=0.3)
+    small = grid_of(records)
+    # Without the number of partners, which is public and so pins what it relates to, and
+    # without the organisations with trained staff (with them, partners = with + without).
+    counts = {
+        ref: c
+        for ref, c in small.counts.items()
+        if ref[0] not in ("partners", "organisations_with_trained_staff")
+    }
+    d = suppress(YearGrid(small.year, small.keys, counts, small.sections), K, exact=True)
+    assert all(x.suppressed for x in d.values() if x.value is None or x.suppressed)
+    assert d.unprotected == ()
+
+
+def test_cells_that_cannot_leave_zero_are_found_together():
+    """Hidden empty cells pinned at zero by the shown ones: protected (a zero may be shown),
+    found with one program for all of them, not one each."""
+    from services.metrics.domain.disclosure.bounds import Constraint, ranges
+
+    # x0 + x1 + x2 = 0 (all pinned at 0), x3 + x4 = 5 (free to move).
+    constraints = [
+        Constraint((0, 1, 2), (1.0, 1.0, 1.0), 0.0, 0.0),
+        Constraint((3, 4), (1.0, 1.0), 5.0, 5.0),
+    ]
+    found = ranges(5, constraints, [0, 0, 0, 2, 3])
+    assert all(found[i].protected and found[i].high == 0 for i in (0, 1, 2))
+    assert found[3].protected
+    assert found[4].protected
