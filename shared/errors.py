@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["ConflictError", "FieldError", "ForbiddenError", "NotFoundError"]
+__all__ = ["DOMAIN_ERRORS", "ConflictError", "FieldError", "ForbiddenError", "NotFoundError"]
 
 
 class FieldError(Exception):
@@ -41,3 +41,7 @@ class ForbiddenError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+# What a decision may refuse with; the HTTP layer maps each to its status (422, 409, 403, 404).
+DOMAIN_ERRORS = (FieldError, ConflictError, ForbiddenError, NotFoundError)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
@@ -26,12 +27,18 @@ from shared.auth import Scope as KeyScope
 from shared.db import DatabaseUnavailable
 from shared.errors import ConflictError, FieldError, ForbiddenError, NotFoundError
 from shared.kafka import kafka_reachable
+from shared.pipeline.items import BatchItemResult, WriteResult
+from shared.pipeline.pipeline import Pipeline, WriteContention
 
 __all__ = [
     "COMMON_RESPONSES",
     "ApiError",
+    "BatchResponse",
+    "Caller",
     "ErrorBody",
     "ErrorDetail",
+    "answer",
+    "caller",
     "create_app",
     "document_schema",
     "field_errors_from_validation",
@@ -39,9 +46,20 @@ __all__ = [
     "require_any_scope",
     "require_key",
     "require_scope",
+    "write_batch",
 ]
 
 log = logging.getLogger(__name__)
+
+UowT = TypeVar("UowT")
+
+# Answered 503 with Retry-After: the database is away, or a write kept meeting concurrent writes
+# of the same records; a retry is safe because every write is idempotent.
+_RETRY_LATER: tuple[type[Exception], ...] = (
+    *(e for e in DatabaseUnavailable if issubclass(e, Exception)),
+    asyncpg.PostgresConnectionError,
+    WriteContention,
+)
 
 REQUESTS = Counter(
     "verbinding_http_requests_total",
@@ -181,6 +199,36 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
+class ObserveMiddleware:
+    """Counts requests and times them by route template and status, as pure ASGI: a
+    ``@app.middleware("http")`` wraps every request and answer in objects of its own, which
+    cost about as much CPU as a whole single write's decisions."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, sending)
+        # The router has put the matched route into the scope by now.
+        template = getattr(scope.get("route"), "path", "unmatched")
+        method = scope["method"]
+        REQUESTS.labels(self.service, method, template, str(status)).inc()
+        LATENCY.labels(self.service, method, template).observe(time.perf_counter() - started)
+
+
 def path_id() -> Any:
     """A fresh ``Path()`` for an id in a route: FastAPI binds a Path object to the first
     parameter it is used for, so one shared instance would break every later route."""
@@ -193,17 +241,10 @@ def require_scope(scope: KeyScope) -> Callable[..., Any]:
 
 
 async def _principal(request: Request) -> Principal:
-    """The principal of the request's bearer key; 401 without a key or with an unknown one."""
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(
-            401,
-            "unauthorized",
-            "send `Authorization: Bearer <api key>`",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    principal = await authenticate(request.app.state.pool, key.strip())
+    """The principal of the request's bearer key, whatever its scopes; 401 without a key or
+    with an unknown one."""
+    key = _bearer(request)
+    principal = await authenticate(request.app.state.pool, key)
     if principal is None:
         raise ApiError(
             401,
@@ -228,6 +269,60 @@ def require_any_scope(*scopes: KeyScope) -> Callable[..., Any]:
     For endpoints that serve several kinds of write (a batch): the handler then checks per item
     that the key carries that item's scope.
     """
+    check = _key_check(scopes)
+
+    async def dependency(request: Request) -> Principal:
+        key = _bearer(request)
+        async with request.app.state.pool.acquire() as conn:
+            return await check(conn, key)
+
+    return dependency
+
+
+@dataclass(frozen=True)
+class Caller(Generic[UowT]):
+    """Who calls (the key's principal) and the unit of work of the request, on the connection
+    its key was checked on."""
+
+    principal: Principal
+    uow: UowT
+
+
+def caller(*scopes: KeyScope) -> Callable[..., Any]:
+    """Dependency of a writing service's routes: the principal, if its key is valid and carries
+    one of ``scopes``, with the request's unit of work (``app.state.unit_of_work(connection)``).
+
+    One connection serves the whole request: the key is looked up on it, so that a revoked key
+    is refused at once, without a second trip to the pool. Use with ``scope="function"``: the
+    connection goes back to the pool when the route returns, before the answer is sent.
+    """
+    check = _key_check(scopes)
+
+    async def dependency(request: Request) -> AsyncIterator[Caller[Any]]:
+        key = _bearer(request)
+        async with request.app.state.pool.acquire() as conn:
+            principal = await check(conn, key)
+            yield Caller(principal, request.app.state.unit_of_work(conn))
+
+    return dependency
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send `Authorization: Bearer <api key>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return key.strip()
+
+
+def _key_check(
+    scopes: Sequence[KeyScope],
+) -> Callable[[asyncpg.Connection, str], Awaitable[Principal]]:
     if not scopes:
         raise ValueError("name at least one scope")
     names = ", ".join(f"`{s.value}`" for s in scopes)
@@ -237,13 +332,43 @@ def require_any_scope(*scopes: KeyScope) -> Callable[..., Any]:
         else f"this key needs at least one of the scopes {names}"
     )
 
-    async def dependency(request: Request) -> Principal:
-        principal = await _principal(request)
+    async def check(conn: asyncpg.Connection, key: str) -> Principal:
+        principal = await authenticate(conn, key)
+        if principal is None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "unknown or revoked API key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if not any(principal.has(scope) for scope in scopes):
             raise ApiError(403, "forbidden", lacking)
         return principal
 
-    return dependency
+    return check
+
+
+def answer(result: WriteResult) -> JSONResponse:
+    """A single write's answer: 201 the first time, 200 for a replay or a no-op."""
+    return JSONResponse(result.body, status_code=result.status_code)
+
+
+class BatchResponse(BaseModel):
+    accepted: int
+    rejected: int
+    results: list[BatchItemResult]
+
+
+async def write_batch(
+    writes: Pipeline[Any, Any, Any], caller: Caller[Any], items: list[Any], max_items: int
+) -> BatchResponse:
+    """``POST /v1/batch``: one result per item. The route's key needs one of the batch's
+    scopes; each item needs the scope of its kind as well (checked per item)."""
+    if len(items) > max_items:
+        raise FieldError([("items", f"at most {max_items} items per batch")])
+    results = await writes.batch(caller.uow, caller.principal, items)
+    accepted = sum(1 for r in results if r.status < 300)
+    return BatchResponse(accepted=accepted, rejected=len(results) - accepted, results=results)
 
 
 def create_app(
@@ -313,7 +438,7 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, (*DatabaseUnavailable, asyncpg.PostgresConnectionError)):
+        if isinstance(exc, _RETRY_LATER):
             log.warning(
                 "database unavailable", extra={"path": request.url.path, "error": repr(exc)}
             )
@@ -330,19 +455,10 @@ def create_app(
     # answering: uvicorn then logs every 503 of a database outage as an "Exception in ASGI
     # application" traceback and may drop the keep-alive connection. Registered for the classes
     # themselves, the 503 is an ordinary answer.
-    for unavailable in (*DatabaseUnavailable, asyncpg.PostgresConnectionError):
+    for unavailable in _RETRY_LATER:
         app.add_exception_handler(unavailable, _unexpected)
 
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        REQUESTS.labels(service, request.method, template, str(response.status_code)).inc()
-        LATENCY.labels(service, request.method, template).observe(time.perf_counter() - started)
-        return response
-
+    app.add_middleware(ObserveMiddleware, service=service)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
 
     ops = APIRouter(tags=["operations"])

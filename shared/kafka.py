@@ -4,6 +4,8 @@ creation and a cheap reachability check.
 Every Kafka client of the platform (the outbox relay's producer, the metrics consumer, its
 dead-letter producer and lag probe, the admin client that creates topics, the rebuild) takes
 its connection options from :class:`KafkaConnection`, so that SASL is configured in one place.
+:func:`partitions_of` is the one way to learn a topic's partitions, through the admin client's
+public metadata call.
 The local stack's broker listens on 127.0.0.1 with PLAINTEXT; docker-compose's requires
 SASL/SCRAM with a user per service (docs/privacy.md).
 """
@@ -18,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -31,6 +34,8 @@ __all__ = [
     "SecurityProtocol",
     "ensure_topics",
     "kafka_reachable",
+    "partitions_of",
+    "topic_partitions",
 ]
 
 log = logging.getLogger(__name__)
@@ -128,6 +133,32 @@ async def ensure_topics(
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
             log.info("topics created", extra={"topics": [t.name for t in wanted]})
+    finally:
+        await admin.close()
+
+
+async def partitions_of(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> list[TopicPartition]:
+    """The partitions of those of ``topics`` that exist, in the given topic order.
+
+    Asks for the metadata of every topic: a request that named the topics would let a broker
+    with ``auto.create.topics.enable`` create the missing ones."""
+    described = {t["topic"]: t for t in await admin.describe_topics()}
+    return [
+        TopicPartition(name, partition)
+        for name in topics
+        if name in described and not described[name]["error_code"]
+        for partition in sorted(p["partition"] for p in described[name]["partitions"])
+    ]
+
+
+async def topic_partitions(kafka: KafkaTarget, topics: Iterable[str]) -> list[TopicPartition]:
+    """:func:`partitions_of` with an admin client of its own."""
+    admin = AIOKafkaAdminClient(
+        **KafkaConnection.of(kafka).client_options(), request_timeout_ms=10_000
+    )
+    await admin.start()
+    try:
+        return await partitions_of(admin, topics)
     finally:
         await admin.close()
 

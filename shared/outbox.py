@@ -6,6 +6,12 @@ order holds because one relay per schema is active at a time (a PostgreSQL advis
 it; a standby takes over when the active one's connection goes) and it publishes in id order with
 an idempotent producer. Rows are still claimed with ``FOR UPDATE SKIP LOCKED`` so that a relay
 started by hand next to a running one can never publish the same row concurrently.
+
+The relay learns of new rows after their commit (:func:`wakeup`): the service's own relay, when
+it is the active one, is woken directly; a relay in another process by one NOTIFY, sent after
+the commit. Never from inside the writing transaction: PostgreSQL serialises the commits of
+transactions that notified, their fsync included, which caps commits per second. The relay runs
+on a connection of its own, and polls besides (``poll_interval``), should a wake-up be missed.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -25,11 +31,23 @@ from prometheus_client import Counter, Gauge
 from shared.db import DatabaseUnavailable
 from shared.events import KAFKA_HEADERS, CloudEvent, encode_event, topic_name
 from shared.kafka import KafkaConnection, KafkaTarget, ensure_topics
+from shared.pipeline.statements import Write, together
 
 if TYPE_CHECKING:
     from shared.settings import CommonSettings
 
-__all__ = ["OutboxRelay", "enqueue", "run_service_relay"]
+__all__ = [
+    "AfterCommit",
+    "OutboxRelay",
+    "enqueue",
+    "notify_relays",
+    "outbox_write",
+    "run_service_relay",
+    "wakeup",
+]
+
+# What a writing service runs after a commit that wrote outbox rows (see wakeup()).
+AfterCommit = Callable[[asyncpg.Connection], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +72,62 @@ ACTIVE = Gauge(
 )
 
 
+def outbox_write(schema: str, events: Sequence[CloudEvent[Any]], prefix: str) -> list[Write]:
+    """The events as outbox rows, in the order they were decided: the relay publishes by row id,
+    which keeps each participant's events in order."""
+    if not events:
+        return []
+    return [
+        Write(
+            f'INSERT INTO "{schema}".outbox (event_id, topic, key, value) '
+            "SELECT e, t, k, v FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[]) "
+            "WITH ORDINALITY AS u(e, t, k, v, n) ORDER BY n",
+            (
+                [e.id for e in events],
+                [topic_name(e.data.topic, prefix) for e in events],
+                [e.key for e in events],
+                [encode_event(e) for e in events],
+            ),
+        )
+    ]
+
+
 async def enqueue(
     conn: asyncpg.Connection, schema: str, events: Sequence[CloudEvent[Any]], prefix: str = ""
 ) -> None:
-    """Add events to the outbox. Call inside the transaction that changes the state."""
-    if not events:
-        return
-    await conn.executemany(
-        f'INSERT INTO "{schema}".outbox (event_id, topic, key, value) VALUES ($1, $2, $3, $4)',
-        [(e.id, topic_name(e.data.topic, prefix), e.key, encode_event(e)) for e in events],
-    )
+    """Add events to the outbox. Call inside the transaction that changes the state; after its
+    commit, wake the relay (:func:`wakeup`, or :func:`notify_relays`)."""
+    if events:
+        sql, args = together(outbox_write(schema, events, prefix))
+        await conn.execute(sql, *args)
+
+
+def _channel(schema: str) -> str:
+    return f"{schema}_outbox"
+
+
+async def notify_relays(conn: asyncpg.Connection, schema: str) -> None:
+    """Tell the relay of ``schema``, in whatever process it runs, that rows were committed: one
+    NOTIFY in a transaction of its own (it writes nothing, so its commit waits on no fsync)."""
+    await conn.execute("SELECT pg_notify($1, '')", _channel(schema))
+
+
+def wakeup(schema: str, relay: OutboxRelay | None) -> AfterCommit:
+    """What a writing service runs after a commit that wrote outbox rows: its own relay, when
+    that is the active one, is woken directly; otherwise the active one elsewhere (another
+    instance's, ``verbinding relay``) is told with one NOTIFY. A wake-up that fails is not the
+    write's failure (it committed): the relay's poll finds the rows."""
+
+    async def after_commit(conn: asyncpg.Connection) -> None:
+        if relay is not None and relay.active:
+            relay.wake()
+            return
+        try:
+            await notify_relays(conn, schema)
+        except Exception as exc:  # the relay polls anyway; the write stands
+            log.warning("relay not notified", extra={"schema": schema, "error": repr(exc)})
+
+    return after_commit
 
 
 class KafkaUnavailable(Exception):
@@ -77,7 +141,7 @@ class OutboxRelay:
         schema: str,
         kafka: KafkaTarget,
         *,
-        batch_size: int = 500,
+        batch_size: int = 2000,
         poll_interval: float = 1.0,
         max_backoff: float = 5.0,
     ) -> None:
@@ -90,6 +154,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self.kafka_ok = False
+        self.active = False  # holds the schema's relay lock: the one that publishes
         self._lock_id = int.from_bytes(
             hashlib.sha256(f"relay:{schema}".encode()).digest()[:4], "big"
         )
@@ -119,9 +184,24 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), timeout=5)
 
-    async def publish_once(self) -> int:
-        """Publish one batch; return how many rows were published."""
-        async with self.pool.acquire() as conn, conn.transaction():
+    def wake(self) -> None:
+        """Rows were committed: publish now rather than at the next poll."""
+        self._wake.set()
+
+    @contextlib.asynccontextmanager
+    async def _connection(
+        self, conn: asyncpg.Connection | None
+    ) -> AsyncIterator[asyncpg.Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            async with self.pool.acquire() as acquired:
+                yield acquired
+
+    async def publish_once(self, conn: asyncpg.Connection | None = None) -> int:
+        """Publish one batch; return how many rows were published. ``conn``: the relay's own
+        connection (by default one of the pool's)."""
+        async with self._connection(conn) as conn, conn.transaction():
             rows = await conn.fetch(
                 f'SELECT id, topic, key, value FROM "{self.schema}".outbox '
                 "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -150,8 +230,8 @@ class OutboxRelay:
             PUBLISHED.labels(self.schema, r["topic"]).inc()
         return len(rows)
 
-    async def _observe_backlog(self) -> None:
-        row = await self.pool.fetchrow(
+    async def _observe_backlog(self, conn: asyncpg.Connection) -> None:
+        row = await conn.fetchrow(
             f"SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age "
             f'FROM "{self.schema}".outbox'
         )
@@ -164,23 +244,25 @@ class OutboxRelay:
         backoff = 0.2
         while not stop.is_set():
             try:
-                async with self.pool.acquire() as listener:
-                    if not await listener.fetchval(
-                        "SELECT pg_try_advisory_lock($1)", self._lock_id
-                    ):
+                # One connection holds the lock, listens and publishes: the relay never waits
+                # for the pool the requests use.
+                async with self.pool.acquire() as conn:
+                    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_id):
                         ACTIVE.labels(self.schema).set(0)
                         await _wait(stop, self.poll_interval * 2)
                         continue
+                    self.active = True
                     ACTIVE.labels(self.schema).set(1)
-                    channel = f"{self.schema}_outbox"
+                    channel = _channel(self.schema)
                     wake = self._on_notify
-                    await listener.add_listener(channel, wake)
+                    await conn.add_listener(channel, wake)
                     try:
-                        await self._loop(stop)
+                        await self._loop(stop, conn)
                     finally:
+                        self.active = False
                         with contextlib.suppress(Exception):
-                            await listener.remove_listener(channel, wake)
-                            await listener.execute("SELECT pg_advisory_unlock($1)", self._lock_id)
+                            await conn.remove_listener(channel, wake)
+                            await conn.execute("SELECT pg_advisory_unlock($1)", self._lock_id)
                         ACTIVE.labels(self.schema).set(0)
                 backoff = 0.2
             except DatabaseUnavailable as exc:
@@ -192,13 +274,13 @@ class OutboxRelay:
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
 
-    async def _loop(self, stop: asyncio.Event) -> None:
+    async def _loop(self, stop: asyncio.Event, conn: asyncpg.Connection) -> None:
         backoff = 0.2
         last_observed = 0.0
         while not stop.is_set():
             self._wake.clear()
             try:
-                published = await self.publish_once()
+                published = await self.publish_once(conn)
                 if not self.kafka_ok and published:
                     log.info("relay: publishing again", extra={"schema": self.schema})
                 self.kafka_ok = True
@@ -212,13 +294,13 @@ class OutboxRelay:
                 self.kafka_ok = False
                 await self._drop_producer()
                 # Keep the backlog gauges moving during an outage: they are what the alerts read.
-                await self._observe_backlog()
+                await self._observe_backlog(conn)
                 await _wait(stop, backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             now = time.monotonic()
             if now - last_observed > 1.0:
-                await self._observe_backlog()
+                await self._observe_backlog(conn)
                 last_observed = now
             if published < self.batch_size:
                 # Wake on a notification or on stop, so that a shutdown never waits out the poll.
@@ -236,7 +318,7 @@ class OutboxRelay:
 
 
 async def run_service_relay(
-    pool: asyncpg.Pool, schema: str, settings: CommonSettings, stop: asyncio.Event
+    relay: OutboxRelay, settings: CommonSettings, stop: asyncio.Event
 ) -> None:
     """A service's relay, run inside the service process until ``stop`` is set.
 
@@ -254,7 +336,7 @@ async def run_service_relay(
             ),
             timeout=15,
         )
-    await OutboxRelay(pool, schema, settings.kafka()).run(stop)
+    await relay.run(stop)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

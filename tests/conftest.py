@@ -92,11 +92,11 @@ async def kafka(test_env: dict[str, str]) -> str:
 @pytest.fixture(scope="session")
 async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
     """The admin's pool on the session's database, migrated like ``verbinding migrate``."""
+    from services.registry import SERVICES
     from shared.db import create_pool, migrate_services
-    from tools.cli import SERVICES
 
     pool = await create_pool(database, max_size=10)
-    await migrate_services(pool, {name: package for name, (_, package) in SERVICES.items()})
+    await migrate_services(pool, {name: s.migrations for name, s in SERVICES.items()})
     yield pool
     await pool.close()
 
@@ -161,13 +161,13 @@ async def referrals(pool: asyncpg.Pool, kafka: str) -> AsyncIterator[httpx.Async
 async def read_topic(topic: str, *, expect: int | None = None, timeout: float = 15.0) -> list[Any]:
     """All records of a (prefixed) topic from the beginning. With ``expect``, waits (bounded)
     until at least that many arrived, then reads a little longer so that extra copies show."""
+    from shared.kafka import topic_partitions
+
     consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
     await consumer.start()
     try:
         name = f"{TOPIC_PREFIX}{topic}"
-        cluster = await consumer._client.fetch_all_metadata()
-        ids = cluster.partitions_for_topic(name) or set()
-        partitions = [TopicPartition(name, p) for p in ids]
+        partitions = await topic_partitions(KAFKA, [name])
         assert partitions, f"topic {name} does not exist"
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -322,6 +322,8 @@ async def read_records(
     waits, bounded by ``timeout``, for that; then keeps reading for ``settle`` seconds so that
     extra copies would show. After ``timeout`` it returns what it has, for the test's
     assertions to judge. Records are sorted by topic, partition and offset."""
+    from shared.kafka import topic_partitions
+
     topics = [topic] if isinstance(topic, str) else list(topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000
@@ -333,10 +335,9 @@ async def read_records(
         partitions: list[TopicPartition] = []
         for name in topics:
             while True:
-                cluster = await consumer._client.fetch_all_metadata()
-                ids = cluster.partitions_for_topic(name) or set()
-                if ids:
-                    partitions.extend(TopicPartition(name, p) for p in sorted(ids))
+                found = await topic_partitions(bootstrap, [name])
+                if found:
+                    partitions.extend(found)
                     break
                 assert loop.time() < deadline, f"topic {name} does not exist on {bootstrap}"
                 await asyncio.sleep(0.1)

@@ -3,22 +3,22 @@
     python -m tools.docs            write docs/openapi/<service>.json and docs/asyncapi.yaml
     python -m tools.docs --check    exit 1 (naming the files) when a committed file is out of date
 
-OpenAPI comes from each service's FastAPI app (``build_app().openapi()``; the lifespan, which
-needs PostgreSQL and Kafka, never runs). AsyncAPI 3.0 is assembled here from the event contracts
+OpenAPI comes from each service's FastAPI app, as ``verbinding describe`` (services/describe.py)
+prints it. AsyncAPI 3.0 is assembled here from the event contracts
 in ``shared/events``: FastStream could render AsyncAPI for its own subscribers, but the platform's
 publishers are outbox relays (plain aiokafka producers fed from PostgreSQL) that FastStream never
 sees, so it would describe half of the traffic.
 
-:func:`exposed_metrics` is the catalogue of Prometheus series the code can expose; the alert rule
-and dashboard tests check every query against it, so a renamed metric breaks them.
+:func:`exposed_metrics` is the catalogue of Prometheus series the code can expose (also from
+``verbinding describe``); the alert rule and dashboard tests check every query against it, so a
+renamed metric breaks them.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
-import importlib
+import functools
 import importlib.util
 import inspect
 import io
@@ -26,20 +26,17 @@ import json
 import os
 import re
 import secrets
+import subprocess
 import sys
 import textwrap
 import tokenize
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import yaml
 from pydantic.json_schema import models_json_schema
 
-from tools.cli import SERVICES
-
-__all__ = ["asyncapi", "documents", "exposed_metrics", "main", "openapi", "snapshot_families"]
+__all__ = ["asyncapi", "described", "documents", "exposed_metrics", "main", "openapi"]
 
 REPO = Path(__file__).resolve().parents[1]
 OPENAPI_DIR = REPO / "docs" / "openapi"
@@ -47,32 +44,37 @@ ASYNCAPI_FILE = REPO / "docs" / "asyncapi.yaml"
 KAFKA_BINDING = "0.5.0"
 
 
-@contextlib.contextmanager
-def _default_settings() -> Iterator[None]:
-    """Build from the defaults: a developer's VERBINDING_* (say, a batch limit) must not leak
-    into the committed contract. The pseudonym secret has no default; building the app for its
-    contract pseudonymises nothing, so a throwaway random one does."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("VERBINDING_")}
-    for key in saved:
-        del os.environ[key]
-    os.environ["VERBINDING_PSEUDONYM_SECRET"] = secrets.token_hex(32)
-    try:
-        yield
-    finally:
-        del os.environ["VERBINDING_PSEUDONYM_SECRET"]
-        os.environ.update(saved)
+@functools.cache
+def described() -> dict[str, Any]:
+    """``verbinding describe`` as the code says now, built from the defaults: a developer's
+    VERBINDING_* (say, a batch limit) must not leak into the committed contract. The pseudonym
+    secret has no default; describing the apps pseudonymises nothing, so a throwaway one does.
+    The runtime's own command line, run as a process of its own: a tool never reaches into a
+    service's wiring."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERBINDING_")}
+    env["VERBINDING_PSEUDONYM_SECRET"] = secrets.token_hex(32)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "describe"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"verbinding describe failed:\n{result.stderr[-3000:]}")
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
 
 
 def available_services() -> list[str]:
-    """Every service of ``verbinding serve`` whose composition root exists."""
-    return [name for name, (module, _) in SERVICES.items() if importlib.util.find_spec(module)]
+    """Every service of the runtime's registry, in its order."""
+    return list(described()["services"])
 
 
 def openapi(service: str) -> dict[str, Any]:
-    module = importlib.import_module(SERVICES[service][0])
-    with _default_settings():
-        app = module.build_app()
-    doc: dict[str, Any] = app.openapi()
+    doc: dict[str, Any] = described()["services"][service]["openapi"]
     return doc
 
 
@@ -142,7 +144,7 @@ def _publishers(event_classes: list[type]) -> dict[str, list[str]]:
     """Event class name -> services that publish it (they construct it; dead letters: they
     construct the dead-letter sink)."""
     out: dict[str, list[str]] = {cls.__name__: [] for cls in event_classes}
-    for service in SERVICES:
+    for service in available_services():
         called = _constructed_names(f"services.{service}")
         for cls in event_classes:
             if cls.__name__ in called or (
@@ -154,20 +156,11 @@ def _publishers(event_classes: list[type]) -> dict[str, list[str]]:
 
 def _consumers() -> dict[str, tuple[list[str], str | None]]:
     """Service -> (logical topics it consumes, its consumer group)."""
-    out: dict[str, tuple[list[str], str | None]] = {}
-    for service in SERVICES:
-        module_name = f"services.{service}.entrypoints.consumer"
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        topics = getattr(importlib.import_module(module_name), "CONSUMED_TOPICS", ())
-        group = None
-        settings = importlib.import_module(f"services.{service}.settings")
-        for value in vars(settings).values():
-            fields = getattr(value, "model_fields", {})
-            if "consumer_group" in fields and value.__module__ == settings.__name__:
-                group = fields["consumer_group"].default
-        out[service] = ([str(t.value) for t in topics], group)
-    return out
+    return {
+        name: (service["consumes"], service["consumer_group"])
+        for name, service in described()["services"].items()
+        if service["consumes"]
+    }
 
 
 def _first_line(text: str | None) -> str:
@@ -316,7 +309,7 @@ def asyncapi() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "\n\n".join([_paragraphs(envelope.__doc__), _paragraphs(outbox.__doc__)])
             + "\n\nGenerated by `make docs` (tools/docs.py) from shared/events; do not edit.",
-            "tags": [{"name": name} for name in SERVICES],
+            "tags": [{"name": name} for name in available_services()],
         },
         "defaultContentType": "application/json",
         "servers": {
@@ -383,97 +376,10 @@ def documents() -> dict[Path, str]:
 # ---------------------------------------------------------------------------- metric catalogue
 
 
-def snapshot_families() -> list[Any]:
-    """The indicator gauges, rendered from a snapshot in which no cell is suppressed."""
-    from services.metrics.domain import answers
-    from services.metrics.domain.disclosure import (
-        FIGURES,
-        TOTAL,
-        Baseline,
-        Count,
-        YearGrid,
-        unsuppressed,
-    )
-    from services.metrics.domain.periods import PeriodKind
-    from services.metrics.service_layer.snapshot import IndicatorSnapshot
-
-    period = "2025"
-    names = [*FIGURES, "emotional_measured", "social_measured"]
-    stocks = {name for name, spec in FIGURES.items() if spec.periods == "cumulative"}
-    plenty = YearGrid(
-        year=2025,
-        keys={},
-        # Stocks (trained people, partners) are counted at the end of the period: December.
-        counts={
-            (name, TOTAL, "", "2025-12" if name in stocks else period): Count(1000, 1000)
-            for name in names
-        }
-        | {("partners", TOTAL, "", "2025-12"): Count(2000, 2000)},
-        statistics={
-            ("days_to_first_attendance", TOTAL, "", period): 10.0,
-            ("outcome_mean_change", TOTAL, "", period): -1.0,
-        },
-        baselines={(TOTAL, "", period): Baseline(500, public=True)},
-    )
-    prevalence = dict.fromkeys(answers.PREVALENCES, 0.4)
-    result = {
-        "freshness": {"newest_event_at": datetime.now(UTC).isoformat()},
-        **answers.sections(unsuppressed(plenty), period, prevalence),
-    }
-    result["s3"]["referrals_overdue"] = {"value": 1000, "suppressed": False}
-    snapshot = IndicatorSnapshot(service=None, interval=60)  # type: ignore[arg-type]
-    for kind in get_args(PeriodKind):
-        snapshot.periods[kind] = result
-    snapshot.partners = {"example": 0.0}
-    snapshot.taken_at = 0.0
-    return list(snapshot.collect())
-
-
-SUFFIXES = {
-    "counter": ("_total", "_created"),
-    "histogram": ("_bucket", "_sum", "_count", "_created"),
-    "summary": ("_sum", "_count", "_created"),
-    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
-    "info": ("_info",),
-}
-
-
 def exposed_metrics() -> dict[str, frozenset[str]]:
-    """Every series name the services can expose, with its label names.
-
-    Registered metrics (HTTP, outbox, consumer, FastStream's middleware, process) are read from
-    the prometheus_client registry after importing the code that defines them; the indicator
-    gauges are rendered by the real snapshot collector from figures in which nothing is
-    suppressed.
-    """
-    from prometheus_client import REGISTRY
-
-    from services.metrics.entrypoints.consumer import MetricsConsumer
-
-    for module in ("shared.http", "shared.outbox"):  # importing registers their metrics
-        importlib.import_module(module)
-    MetricsConsumer(None, bootstrap="127.0.0.1:1", group_id="catalogue")  # registers FastStream's
-
-    found: dict[str, set[str]] = {}
-
-    def add(family: Any, declared: tuple[str, ...]) -> None:
-        for suffix in SUFFIXES.get(family.type, ("",)):
-            labels = found.setdefault(family.name + suffix, set(declared))
-            labels |= {
-                k for s in family.samples if s.name == family.name + suffix for k in s.labels
-            }
-            if suffix == "_bucket":
-                labels.add("le")
-
-    # A labelled metric without children yet collects no samples: its label names are declared
-    # on the metric object (prometheus_client keeps the registry's collectors in this mapping).
-    collectors = getattr(REGISTRY, "_collector_to_names", {})
-    for collector in list(collectors):
-        for family in collector.collect():
-            add(family, tuple(getattr(collector, "_labelnames", ())))
-    for family in snapshot_families():
-        add(family, ())
-    return {name: frozenset(labels) for name, labels in sorted(found.items())}
+    """Every series name the services can expose, with its label names (``verbinding
+    describe``); the alert rule and dashboard tests check every query against it."""
+    return {name: frozenset(labels) for name, labels in described()["metrics"].items()}
 
 
 # ---------------------------------------------------------------------------------------- CLI

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncpg
 from fastapi import FastAPI
 
-from services.referrals.entrypoints.http import (
-    BATCH_ITEM_SCHEMA,
-    batch_item_adapter,
-    build_router,
-)
-from services.referrals.service_layer.handlers import ReferralHandlers
+from services.referrals.adapters.unit_of_work import PostgresReferralsUnitOfWork
+from services.referrals.domain.decide import Referrals, State
+from services.referrals.domain.items import BATCH_ITEM_SCHEMA, BatchItem, batch_item_adapter
+from services.referrals.entrypoints.http import build_router
+from services.referrals.service_layer.unit_of_work import ReferralsUnitOfWork
+from services.referrals.service_layer.views import ReferralViews
+from services.referrals.service_layer.writes import ReferralWrites
 from services.referrals.settings import ReferralsSettings
 from shared.http import create_app, document_schema
 from shared.lifespan import writing_service_lifespan
+from shared.outbox import AfterCommit
+from shared.pipeline.pipeline import Pipeline
 from shared.pseudonym import Pseudonymiser
 from shared.reference import load_reference
-from shared.writes import WriteContext
 
 __all__ = ["SCHEMA", "build_app"]
 
@@ -25,16 +28,18 @@ MIGRATIONS = "services.referrals.adapters.migrations"
 
 def build_app(settings: ReferralsSettings | None = None) -> FastAPI:
     settings = settings or ReferralsSettings()
-    ctx = WriteContext(
-        schema=SCHEMA,
-        pseudonymiser=Pseudonymiser(settings.pseudonym_secret.get_secret_value()),
-        topic_prefix=settings.topic_prefix,
+    pseudonymiser = Pseudonymiser(settings.pseudonym_secret.get_secret_value())
+    decisions = Referrals(load_reference(settings.reference_file), settings.thresholds())
+    writes: Pipeline[BatchItem, State, ReferralsUnitOfWork] = Pipeline(
+        ReferralWrites(decisions), pseudonymiser
     )
-    handlers = ReferralHandlers(
-        ctx,
-        load_reference(settings.reference_file),
-        settings.thresholds(),
-    )
+
+    def unit_of_work(
+        conn: asyncpg.Connection, after_commit: AfterCommit | None
+    ) -> PostgresReferralsUnitOfWork:
+        return PostgresReferralsUnitOfWork(
+            conn, topic_prefix=settings.topic_prefix, after_commit=after_commit
+        )
 
     app = create_app(
         service=SCHEMA,
@@ -50,8 +55,8 @@ def build_app(settings: ReferralsSettings | None = None) -> FastAPI:
         version="1.0.0",
         max_body_bytes=settings.max_body_bytes,
         kafka_bootstrap=settings.kafka_bootstrap,
-        lifespan=writing_service_lifespan(settings, SCHEMA, MIGRATIONS),
-        routers=[build_router(handlers, settings.batch_max_items)],
+        lifespan=writing_service_lifespan(settings, SCHEMA, MIGRATIONS, unit_of_work),
+        routers=[build_router(writes, ReferralViews(decisions), settings.batch_max_items)],
     )
     document_schema(app, BATCH_ITEM_SCHEMA, batch_item_adapter())
     return app

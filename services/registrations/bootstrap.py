@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+import asyncpg
 from fastapi import FastAPI
 
+from services.registrations.adapters.unit_of_work import PostgresRegistrationsUnitOfWork
+from services.registrations.domain.decide import Registrations, State
+from services.registrations.domain.items import BATCH_ITEM_SCHEMA, BatchItem, batch_item_adapter
 from services.registrations.domain.sheets import Limits
 from services.registrations.entrypoints.http import build_router
 from services.registrations.entrypoints.keys import build_keys_router
 from services.registrations.entrypoints.page import build_page_router
 from services.registrations.entrypoints.uploads import build_uploads_router
-from services.registrations.service_layer.batch import (
-    BATCH_ITEM_SCHEMA,
-    BatchWriter,
-    batch_item_adapter,
-)
-from services.registrations.service_layer.handlers import RegistrationHandlers
+from services.registrations.service_layer.unit_of_work import RegistrationsUnitOfWork
 from services.registrations.service_layer.uploads import Uploads
+from services.registrations.service_layer.writes import RegistrationWrites
 from services.registrations.settings import RegistrationsSettings
 from shared.http import create_app, document_schema
 from shared.lifespan import writing_service_lifespan
+from shared.outbox import AfterCommit
+from shared.pipeline.pipeline import Pipeline
 from shared.pseudonym import Pseudonymiser
 from shared.reference import load_reference
-from shared.writes import WriteContext
 
 __all__ = ["SCHEMA", "build_app"]
 
@@ -31,24 +32,28 @@ MIGRATIONS = "services.registrations.adapters.migrations"
 
 def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
     settings = settings or RegistrationsSettings()
-    ctx = WriteContext(
-        schema=SCHEMA,
-        pseudonymiser=Pseudonymiser(settings.pseudonym_secret.get_secret_value()),
-        topic_prefix=settings.topic_prefix,
-    )
+    pseudonymiser = Pseudonymiser(settings.pseudonym_secret.get_secret_value())
     reference = load_reference(settings.reference_file)
-    handlers = RegistrationHandlers(ctx, reference)
-    writer = BatchWriter(handlers)
+    writes: Pipeline[BatchItem, State, RegistrationsUnitOfWork] = Pipeline(
+        RegistrationWrites(Registrations(reference)), pseudonymiser
+    )
     uploads = Uploads(
-        writer,
+        writes,
         reference,
-        ctx.pseudonymiser,
+        pseudonymiser,
         Limits(
             max_bytes=settings.upload_max_bytes,
             max_unpacked_bytes=settings.upload_max_unpacked_bytes,
             max_rows=settings.upload_max_rows,
         ),
     )
+
+    def unit_of_work(
+        conn: asyncpg.Connection, after_commit: AfterCommit | None
+    ) -> PostgresRegistrationsUnitOfWork:
+        return PostgresRegistrationsUnitOfWork(
+            conn, topic_prefix=settings.topic_prefix, after_commit=after_commit
+        )
 
     app = create_app(
         service=SCHEMA,
@@ -63,9 +68,9 @@ def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
         version="1.0.0",
         max_body_bytes=settings.max_body_bytes,
         kafka_bootstrap=settings.kafka_bootstrap,
-        lifespan=writing_service_lifespan(settings, SCHEMA, MIGRATIONS),
+        lifespan=writing_service_lifespan(settings, SCHEMA, MIGRATIONS, unit_of_work),
         routers=[
-            build_router(handlers, writer, settings.batch_max_items),
+            build_router(writes, settings.batch_max_items),
             build_uploads_router(uploads, reference),
             build_keys_router(),
             build_page_router(),

@@ -182,8 +182,8 @@ class Stack:
     async def create_database(self, name: str) -> str:
         """A new database, migrated as ``verbinding migrate`` does (a role per service, whose
         grants the services need: they connect as their roles and only check the schema)."""
+        from services.registry import SERVICES
         from shared.db import create_pool, migrate_services
-        from tools.cli import SERVICES as MIGRATIONS
 
         conn = await asyncpg.connect(self.dsn(), timeout=10)
         try:
@@ -192,7 +192,7 @@ class Stack:
             await conn.close()
         pool = await create_pool(self.dsn(name), max_size=2)
         try:
-            await migrate_services(pool, {s: package for s, (_, package) in MIGRATIONS.items()})
+            await migrate_services(pool, {s: service.migrations for s, service in SERVICES.items()})
         finally:
             await pool.close()
         return self.dsn(name)

@@ -18,11 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.metrics.entrypoints.consumer import CONSUMED_TOPICS
 from shared.events import topic_name
+from shared.kafka import partitions_of, topic_partitions
 from shared.timerules import AMSTERDAM
 from tests.faults.harness import (
     Deployment,
@@ -405,10 +406,7 @@ async def read_all(d: Deployment) -> list[Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=d.stack.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        partitions = [
-            TopicPartition(t, p) for t in consumed_topics(d) for p in cluster.partitions_for_topic(t) or ()
-        ]  # fmt: skip
+        partitions = await topic_partitions(d.stack.bootstrap, consumed_topics(d))
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -436,10 +434,7 @@ async def wait_for_group(d: Deployment, timeout: float = 120) -> None:
     await admin.start()
     await probe.start()
     try:
-        cluster = await probe._client.fetch_all_metadata()
-        partitions = [
-            TopicPartition(t, p) for t in consumed_topics(d) for p in cluster.partitions_for_topic(t) or ()
-        ]  # fmt: skip
+        partitions = await partitions_of(admin, consumed_topics(d))
         ends = await probe.end_offsets(partitions)
         deadline = time.monotonic() + timeout
         while True:

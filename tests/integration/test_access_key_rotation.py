@@ -94,7 +94,7 @@ async def test_a_new_key_works_at_once_and_the_old_one_is_revoked_without_downti
     assert len(statuses) >= 40
     # Revoking again changes nothing and says so (exit status 1: the key was not active).
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.cli", "partner", "revoke", old.key_id,
+        sys.executable, "-m", "services.cli", "partner", "revoke", old.key_id,
         env={**os.environ, **test_env}, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await proc.communicate()

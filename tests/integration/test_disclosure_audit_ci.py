@@ -52,8 +52,8 @@ def _dsn(database: str) -> str:
 @pytest.fixture(scope="module")
 async def private_database(database: str) -> AsyncIterator[str]:
     """A database of this test alone, migrated like ``verbinding migrate``."""
+    from services.registry import SERVICES
     from shared.db import create_pool, migrate_services
-    from tools.cli import SERVICES
 
     name = f"{TEST_DB}_audit"
     admin = await asyncpg.connect(BASE_DSN, timeout=5)
@@ -61,7 +61,7 @@ async def private_database(database: str) -> AsyncIterator[str]:
     await admin.close()
     pool = await create_pool(_dsn(name), max_size=2)
     try:
-        await migrate_services(pool, {n: package for n, (_, package) in SERVICES.items()})
+        await migrate_services(pool, {n: s.migrations for n, s in SERVICES.items()})
     finally:
         await pool.close()
     yield _dsn(name)

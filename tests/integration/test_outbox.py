@@ -29,7 +29,7 @@ from shared.events import (
     topic_name,
 )
 from shared.kafka import ensure_topics
-from shared.outbox import OutboxRelay, enqueue
+from shared.outbox import OutboxRelay, enqueue, notify_relays, wakeup
 from shared.pseudonym import Pseudonymiser
 from tests.conftest import KAFKA, PrivateKafka, eventually, read_records
 
@@ -60,9 +60,12 @@ def registration(n: int, ref: str = "client-1", org: str = "org-outbox") -> Clou
 async def write(
     pool: asyncpg.Pool, schema: str, prefix: str, events: Sequence[CloudEvent[Any]]
 ) -> None:
-    """What a service does: state change and outbox rows in one transaction, then commit."""
-    async with pool.acquire() as conn, conn.transaction():
-        await enqueue(conn, schema, events, prefix)
+    """What a service does: state change and outbox rows in one transaction, then commit, then
+    tell the relay (one NOTIFY, after the commit)."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await enqueue(conn, schema, events, prefix)
+        await notify_relays(conn, schema)
 
 
 async def outbox_count(pool: asyncpg.Pool, schema: str) -> int:
@@ -115,8 +118,8 @@ async def test_an_outbox_row_becomes_exactly_one_kafka_message(
 async def test_the_running_relay_publishes_a_committed_write_promptly(
     pool: asyncpg.Pool, scratch_schema: str, topic_prefix: str, registrations_topic: str
 ) -> None:
-    """LISTEN/NOTIFY wakes the relay: with a 60 s poll interval, only the notification can
-    explain a prompt publish."""
+    """A NOTIFY after the commit wakes a relay in another process (LISTEN): with a 60 s poll
+    interval, only the notification can explain a prompt publish."""
     relay = OutboxRelay(pool, scratch_schema, KAFKA, poll_interval=60)
     async with running(relay):
         await eventually(lambda: _true_after(relay), timeout=20, what="the relay to connect")
@@ -128,6 +131,31 @@ async def test_the_running_relay_publishes_a_committed_write_promptly(
 
     records = await read_records(registrations_topic, expect=1)
     assert ids_of(records) == [str(event.id)]
+
+
+async def test_the_services_own_relay_is_woken_without_a_notify(
+    pool: asyncpg.Pool, scratch_schema: str, topic_prefix: str, registrations_topic: str
+) -> None:
+    """In the service's process the active relay is woken directly after the commit: no NOTIFY
+    (the wake-up gets no connection to send one on), and still a prompt publish."""
+    relay = OutboxRelay(pool, scratch_schema, KAFKA, poll_interval=60)
+    after_commit = wakeup(scratch_schema, relay)
+    async with running(relay):
+        await eventually(lambda: _active(relay), timeout=20, what="the relay to take its lock")
+        event = registration(1)
+        async with pool.acquire() as conn, conn.transaction():
+            await enqueue(conn, scratch_schema, [event], topic_prefix)
+        await after_commit(None)  # type: ignore[arg-type]
+        await eventually(
+            lambda: _empty(pool, scratch_schema), timeout=10, what="the outbox to drain"
+        )
+
+    records = await read_records(registrations_topic, expect=1)
+    assert ids_of(records) == [str(event.id)]
+
+
+async def _active(relay: OutboxRelay) -> bool:
+    return relay.active and relay.kafka_ok
 
 
 async def _true_after(relay: OutboxRelay) -> bool:

@@ -293,9 +293,10 @@ def test_the_exposition_passes_promtool_lint() -> None:
     from prometheus_client import REGISTRY, generate_latest
     from prometheus_client.registry import Collector
 
-    from tools.docs import snapshot_families
+    from services.describe import exposed_metrics as register_every_metric
+    from services.metrics.entrypoints.catalogue import snapshot_families
 
-    exposed_metrics()  # imports and registers every metric of the code
+    register_every_metric()  # imports and registers every metric of the code
 
     class Indicators(Collector):
         def collect(self) -> Any:

@@ -19,14 +19,15 @@ import jsonschema
 import pytest
 import yaml
 
+from services.cli import build_parser
 from services.metrics.entrypoints.consumer import CONSUMED_TOPICS
 from services.metrics.settings import MetricsSettings
 from services.referrals.settings import ReferralsSettings
 from services.registrations.settings import RegistrationsSettings
+from services.registry import SERVICES
 from shared.db_roles import SERVICE_ROLES
 from shared.events import EventData, Topic
 from shared.settings import KNOWN_PLACEHOLDERS, AdminSettings, CommonSettings, ServiceSettings
-from tools.cli import SERVICES, build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -150,6 +151,7 @@ def test_services_run_the_command_line_with_the_contract_ports() -> None:
         assert (args.command, args.service) == ("serve", name)
         assert args.host == "0.0.0.0"  # noqa: S104 - inside the container
         assert args.port == CONTRACT_PORTS[name] == SETTINGS[name].model_fields["port"].default
+        assert args.port == SERVICES[name].port
         assert svc["environment"]["VERBINDING_PORT"] == str(args.port), "the healthcheck port"
         assert svc["ports"] == [f"127.0.0.1:{args.port}:{args.port}"]
         assert svc["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
@@ -344,13 +346,13 @@ def _acl_table() -> set[tuple[str, str, str, str]]:
 
 
 def _written_topics(service: str) -> set[str]:
-    """The topics of the events a writing service's handlers build (what its relay publishes)."""
+    """The topics of the events a writing service's decisions build (what its relay publishes)."""
     import importlib
 
-    handlers = importlib.import_module(f"services.{service}.service_layer.handlers")
+    decisions = importlib.import_module(f"services.{service}.domain.decide")
     return {
         obj.topic.value
-        for obj in vars(handlers).values()
+        for obj in vars(decisions).values()
         if isinstance(obj, type) and issubclass(obj, EventData) and obj is not EventData
     }
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from services.registry import SERVICES
 from shared.events import EVENT_TYPES, Topic
 from tools import docs
-from tools.cli import SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 

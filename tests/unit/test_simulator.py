@@ -141,8 +141,8 @@ def _problems(kind: str, cmd: Any) -> list[tuple[str, str]]:
 
 
 def test_every_body_validates_against_the_services_request_models_and_rules():
-    from services.referrals.entrypoints.http import batch_item_adapter as referral_items
-    from services.registrations.entrypoints.http import batch_item_adapter as registration_items
+    from services.referrals.domain.items import batch_item_adapter as referral_items
+    from services.registrations.domain.items import batch_item_adapter as registration_items
 
     adapters = {"registrations": registration_items(), "referrals": referral_items()}
     seen = Counter()

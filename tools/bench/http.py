@@ -83,7 +83,18 @@ class ConnectionPool:
         try:
             if conn is None:
                 conn = await self._open()
-            answer = await conn.request(head, body)
+            try:
+                answer = await conn.request(head, body)
+            except asyncio.IncompleteReadError as exc:
+                # The server closes a keep-alive connection that was idle too long; a request
+                # sent on it gets no answer at all. Once more on a fresh connection (every
+                # write here is idempotent), as HTTP clients do.
+                if exc.partial:
+                    raise
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = await self._open()
+                answer = await conn.request(head, body)
         except (OSError, asyncio.IncompleteReadError, ValueError):
             if conn is not None:
                 with contextlib.suppress(Exception):

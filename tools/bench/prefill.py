@@ -18,12 +18,12 @@ from datetime import date
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from tqdm import tqdm
 
 from shared.events import KAFKA_HEADERS, Topic, topic_name
-from shared.kafka import ensure_topics
+from shared.kafka import ensure_topics, topic_partitions
 
 __all__ = ["CONSUMED", "Prefill", "end_offsets", "prefill", "sample_values"]
 
@@ -58,11 +58,14 @@ def _chunk(seed: int, index: int, today: date, secret: str) -> list[tuple[str, b
     from shared.pseudonym import Pseudonymiser
     from tools.bench.events import EventFactory, encoded
     from tools.simulator.generate import generate
+    from tools.simulator.scenario import default_scenario
 
     writes = generate(
         seed * 1000 + index, RESIDENTS_PER_CHUNK, 12, today, run_id=f"b{seed}c{index:03d}"
     )
-    factory = EventFactory(Pseudonymiser(secret))
+    # The benchmark registers every organisation of the scenario as a partner.
+    partners = [o.id for o in default_scenario().organisations]
+    factory = EventFactory(Pseudonymiser(secret), partners)
     return [(e.topic, e.key, e.value) for e in encoded(factory.events(writes), "")]
 
 
@@ -102,12 +105,7 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(cluster.partitions_for_topic(t) or ())
-        ]
+        parts = await topic_partitions(bootstrap, topics)
         if not parts:
             return dict.fromkeys(topics, 0)
         ends = await consumer.end_offsets(parts)
@@ -212,12 +210,7 @@ async def sample_values(bootstrap: str, topics: list[str], n: int) -> list[bytes
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(cluster.partitions_for_topic(t) or ())
-        ]
+        parts = await topic_partitions(bootstrap, topics)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         out: list[bytes] = []

@@ -1,4 +1,5 @@
-"""The one table and the targets of issue 6, from the figures of a run."""
+"""The one table and the targets (issues 6 and 13), from the figures of a run. Targets live
+here, in the benchmark, never in timed tests."""
 
 from __future__ import annotations
 
@@ -47,10 +48,19 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("ingestion events/s", ing["events_per_second"], 5_000, True, "events/s")
     lat = results.get("latency")
     if lat:
-        add("single POST p99 at 200/s", lat.get("p99_ms"), 25, False, "ms")
+        add(
+            "highest single-write rate with p99 ≤ 25 ms",
+            lat.get("highest_rate_within_p99_budget") or 0,
+            300,
+            True,
+            "requests/s",
+        )
+        at_50 = next((s for s in lat["steps"] if s["offered_per_second"] == 50), None)
+        if at_50 is not None:
+            add("single-write p99 at 50/s", at_50.get("p99_ms"), 10, False, "ms")
     fresh = results.get("freshness")
     if fresh:
-        add("freshness p99 at 1,000/s", fresh["freshness"].get("p99_ms"), 2000, False, "ms")
+        add("freshness p99 at 1,000/s", fresh["freshness"].get("p99_ms"), 1000, False, "ms")
     memory = results.get("memory", {})
     metrics = [v["high_water_mark_mib"] for k, v in memory.items() if k.startswith("metrics")]
     if metrics:
@@ -117,7 +127,7 @@ def render_table(report: dict[str, Any]) -> str:
         bare = agg["bare_decode"]["events_per_second"] if agg else None
         rows.append(
             (
-                f"rebuild: rebuild(), {reb['events']:,} events",
+                f"rebuild: verbinding metrics rebuild, {reb['events']:,} events",
                 _rate(reb["events_per_second"]),
                 f"bare aiokafka+decode_event {_rate(bare)}",
                 _pct(reb.get("ratio_to_bare")),
@@ -138,13 +148,40 @@ def render_table(report: dict[str, Any]) -> str:
         )
     lat = r.get("latency")
     if lat:
+        closed = lat["closed_loop"]
+        cpu = closed.get("cpu_us_per_request", {})
         rows.append(
             (
-                f"latency: single POST at {lat['rate_per_second']:.0f}/s, {lat.get('count', 0):,} requests",
-                f"p50 {_ms(lat.get('p50_ms'))}, p99 {_ms(lat.get('p99_ms'))}",
-                f"max {_ms(lat.get('max_ms'))}",
+                f"single POST one by one (service time), {closed.get('count', 0):,} requests",
+                f"p50 {_ms(closed.get('p50_ms'))}, p99 {_ms(closed.get('p99_ms'))}",
+                "CPU/request: " + ", ".join(f"{k} {v:,.0f} µs" for k, v in cpu.items()),
                 "",
-                "p99 ≤25 ms" + mark("single POST p99 at 200/s"),
+                "",
+            )
+        )
+        for step in lat["steps"]:
+            offered = step["offered_per_second"]
+            target = ""
+            if offered == 50:
+                target = "p99 ≤10 ms" + mark("single-write p99 at 50/s")
+            rows.append(
+                (
+                    f"single POST at {offered:,.0f}/s offered, open loop"
+                    + (" OVERLOADED" if step["overloaded"] else ""),
+                    f"p50 {_ms(step.get('p50_ms'))}, p99 {_ms(step.get('p99_ms'))}",
+                    f"{step['achieved_per_second']:,.0f}/s answered; max {_ms(step.get('max_ms'))}",
+                    _pct(step["achieved_per_second"] / offered),
+                    target,
+                )
+            )
+        highest = lat.get("highest_rate_within_p99_budget")
+        rows.append(
+            (
+                "highest offered rate with p99 ≤ 25 ms",
+                "-" if highest is None else f"{highest:,.0f}/s",
+                "",
+                "",
+                "≥300/s" + mark("highest single-write rate with p99 ≤ 25 ms"),
             )
         )
     fr = r.get("freshness")
@@ -152,11 +189,11 @@ def render_table(report: dict[str, Any]) -> str:
         f = fr["freshness"]
         rows.append(
             (
-                f"freshness: 2xx → processed_events at {fr['rate_per_second']:,.0f} ev/s",
+                f"freshness: 2xx → /v1/indicators at {fr['rate_per_second']:,.0f} ev/s",
                 f"p50 {_ms(f.get('p50_ms'))}, p99 {_ms(f.get('p99_ms'))}",
-                f"{fr['events_seen']:,} of {fr['events_answered']:,} events seen",
+                f"{f.get('count', 0)} probes seen, {fr['probes_unseen_after_30_s']} not in 30 s",
                 "",
-                "p99 ≤2 s" + mark("freshness p99 at 1,000/s"),
+                "p99 ≤1 s" + mark("freshness p99 at 1,000/s"),
             )
         )
     for name, peak in sorted(r.get("memory", {}).items()):

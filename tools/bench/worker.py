@@ -2,7 +2,6 @@
 service does, and its memory is its own); prints one JSON object on stdout.
 
     python -m tools.bench.worker bare --bootstrap HOST:PORT --topics T1,T2 [--no-decode]
-    python -m tools.bench.worker rebuild --bootstrap HOST:PORT --prefix P --database-url DSN
 """
 
 from __future__ import annotations
@@ -14,7 +13,9 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
+
+from shared.kafka import topic_partitions
 
 __all__ = ["bare_consume", "main"]
 
@@ -40,12 +41,7 @@ async def bare_consume(
     )
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(cluster.partitions_for_topic(t) or ())
-        ]
+        parts = await topic_partitions(bootstrap, topics)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
@@ -80,42 +76,6 @@ async def bare_consume(
     }
 
 
-async def run_rebuild(
-    bootstrap: str, prefix: str, database_url: str, batch_size: int
-) -> dict[str, Any]:
-    """``verbinding metrics rebuild`` on the pre-filled topics, swapping into ``metrics``."""
-    from services.metrics.bootstrap import MIGRATIONS, SCHEMA
-    from services.metrics.entrypoints.consumer import CONSUMED_TOPICS, tune_gc_for_batches
-    from services.metrics.service_layer.rebuild import rebuild
-    from shared.db import create_pool, migrate_service
-    from shared.db_roles import role_of
-
-    tune_gc_for_batches()  # as `verbinding metrics rebuild` does
-    cpu = time.process_time()
-    pool = await create_pool(database_url, max_size=4)
-    try:
-        await migrate_service(pool, SCHEMA, MIGRATIONS, role=role_of(SCHEMA))
-        report = await rebuild(
-            pool,
-            bootstrap,
-            CONSUMED_TOPICS,
-            schema=SCHEMA,
-            prefix=prefix,
-            batch_size=batch_size,
-            swap=True,
-            grant_to=role_of(SCHEMA),
-        )
-    finally:
-        await pool.close()
-    return {
-        "cpu_us_per_event": (time.process_time() - cpu) / max(report.events, 1) * 1e6,
-        "events": report.events,
-        "applied": report.applied,
-        "seconds": report.seconds,
-        "events_per_second": report.events_per_second,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench.worker")
     sub = parser.add_subparsers(dest="what", required=True)
@@ -123,20 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     bare.add_argument("--bootstrap", required=True)
     bare.add_argument("--topics", required=True)
     bare.add_argument("--no-decode", action="store_true")
-    rebuild = sub.add_parser("rebuild")
-    rebuild.add_argument("--bootstrap", required=True)
-    rebuild.add_argument("--prefix", required=True)
-    rebuild.add_argument("--database-url", required=True)
-    rebuild.add_argument("--batch-size", type=int, default=5000)
     args = parser.parse_args(argv)
-    if args.what == "bare":
-        result = asyncio.run(
-            bare_consume(args.bootstrap, args.topics.split(","), decode=not args.no_decode)
-        )
-    else:
-        result = asyncio.run(
-            run_rebuild(args.bootstrap, args.prefix, args.database_url, args.batch_size)
-        )
+    result = asyncio.run(
+        bare_consume(args.bootstrap, args.topics.split(","), decode=not args.no_decode)
+    )
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     return 0
 

@@ -18,7 +18,7 @@ from collections import Counter as Tally
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -29,7 +29,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from shared.consumer import BatchConsumer, KafkaDeadLetterSink, RawRecord
 from shared.events import Topic, topic_name
-from shared.kafka import KafkaConnection, KafkaTarget
+from shared.kafka import KafkaConnection, KafkaTarget, partitions_of
 
 __all__ = ["CONSUMED_TOPICS", "MetricsConsumer", "tune_gc_for_batches"]
 
@@ -176,12 +176,7 @@ class MetricsConsumer:
         await probe.start()
         try:
             committed = await admin.list_consumer_group_offsets(self.group_id)
-            cluster = await probe._client.fetch_all_metadata()
-            partitions = [
-                TopicPartition(t, p)
-                for t in self.topics
-                for p in (cluster.partitions_for_topic(t) or ())
-            ]
+            partitions = await partitions_of(admin, self.topics)
             ends = await probe.end_offsets(partitions)
             per_topic: dict[str, int] = {}
             for tp in partitions:

@@ -22,7 +22,7 @@ from shared.consumer import BatchConsumer, DeadLetter, RawRecord
 from shared.db import apply_migrations, migration_files
 from shared.db_roles import grant_service
 from shared.events import Topic, topic_name
-from shared.kafka import KafkaConnection, KafkaTarget
+from shared.kafka import KafkaConnection, KafkaTarget, topic_partitions
 
 __all__ = ["REBUILD_LOCK", "RebuildReport", "rebuild"]
 
@@ -97,12 +97,7 @@ async def rebuild(
     await consumer.start()
     totals = {"events": 0, "applied": 0}
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        partitions = [
-            TopicPartition(t, p)
-            for t in physical
-            for p in sorted(cluster.partitions_for_topic(t) or ())
-        ]
+        partitions = await topic_partitions(bootstrap, physical)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         begin = await consumer.beginning_offsets(partitions)

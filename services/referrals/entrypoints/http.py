@@ -1,12 +1,13 @@
-"""HTTP entrypoint: maps requests to use cases. No SQL and no business rules here."""
+"""HTTP entrypoint: translates requests into the service's writes and views, and their answers
+back. No SQL, no connections and no business rules here."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.referrals.domain.commands import (
     MeasurementCommand,
@@ -14,21 +15,41 @@ from services.referrals.domain.commands import (
     StatusCommand,
     TrainingCommand,
 )
-from services.referrals.service_layer.handlers import ReferralHandlers
-from shared.auth import Principal, Scope
-from shared.errors import FieldError
-from shared.http import COMMON_RESPONSES, ErrorBody, path_id, require_any_scope, require_scope
+from services.referrals.domain.decide import State
+from services.referrals.domain.items import (
+    BATCH_ITEM_SCHEMA,
+    BatchItem,
+    MeasurementItem,
+    ReferralItem,
+    ReferralStatusItem,
+    TrainingItem,
+)
+from services.referrals.service_layer.unit_of_work import ReferralsUnitOfWork
+from services.referrals.service_layer.views import ReferralViews
+from shared.auth import Scope
+from shared.http import (
+    COMMON_RESPONSES,
+    BatchResponse,
+    Caller,
+    ErrorBody,
+    answer,
+    caller,
+    path_id,
+    write_batch,
+)
 from shared.identifiers import ORGANISATION_ID_PATTERN
-from shared.writes import BatchItemResult, WriteResult, fields_under, parse_batch_item, run_batch
+from shared.pipeline.pipeline import Pipeline
 
-__all__ = ["BATCH_ITEM_SCHEMA", "batch_item_adapter", "build_router"]
+__all__ = ["build_router"]
 
-ReferralWriter = Annotated[Principal, Depends(require_scope(Scope.REFERRALS))]
-TrainingWriter = Annotated[Principal, Depends(require_scope(Scope.TRAININGS))]
-MeasurementWriter = Annotated[Principal, Depends(require_scope(Scope.MEASUREMENTS))]
+Writes = Pipeline[BatchItem, State, ReferralsUnitOfWork]
+Uow = Caller[ReferralsUnitOfWork]
+ReferralWriter = Annotated[Uow, Depends(caller(Scope.REFERRALS), scope="function")]
+TrainingWriter = Annotated[Uow, Depends(caller(Scope.TRAININGS), scope="function")]
+MeasurementWriter = Annotated[Uow, Depends(caller(Scope.MEASUREMENTS), scope="function")]
 BatchWriter = Annotated[
-    Principal,
-    Depends(require_any_scope(Scope.REFERRALS, Scope.TRAININGS, Scope.MEASUREMENTS)),
+    Uow,
+    Depends(caller(Scope.REFERRALS, Scope.TRAININGS, Scope.MEASUREMENTS), scope="function"),
 ]
 
 
@@ -62,52 +83,6 @@ Referrer = Annotated[
 ]
 
 
-class ReferralItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["referral"]
-    body: ReferralCommand
-
-
-class ReferralStatusItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["referral_status"]
-    referral_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s/\x00]+$")
-    referring_organisation_id: str | None = Field(
-        None,
-        pattern=ORGANISATION_ID_PATTERN,
-        description="As `?referring_organisation_id=` of the single endpoint.",
-    )
-    body: StatusCommand
-
-
-class TrainingItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["training"]
-    body: TrainingCommand
-
-
-class MeasurementItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["measurement"]
-    body: MeasurementCommand
-
-
-BatchItem = Annotated[
-    ReferralItem | ReferralStatusItem | TrainingItem | MeasurementItem,
-    Field(discriminator="kind"),
-]
-_ITEM: TypeAdapter[Any] = TypeAdapter(BatchItem)
-_KINDS = frozenset({"referral", "referral_status", "training", "measurement"})
-BATCH_ITEM_SCHEMA = "ReferralsBatchItem"
-# The scope each kind of item needs; the batch itself needs any one of them.
-_ITEM_SCOPE: dict[type[BaseModel], Scope] = {
-    ReferralItem: Scope.REFERRALS,
-    ReferralStatusItem: Scope.REFERRALS,
-    TrainingItem: Scope.TRAININGS,
-    MeasurementItem: Scope.MEASUREMENTS,
-}
-
-
 class BatchRequest(BaseModel):
     """Up to 1,000 items. Each item is `{"kind": ..., "body": {...}}` with the body of the
     single endpoint; kinds are `referral`, `referral_status` (also names `referral_id`, and
@@ -123,21 +98,7 @@ class BatchRequest(BaseModel):
     )
 
 
-class BatchResponse(BaseModel):
-    accepted: int
-    rejected: int
-    results: list[BatchItemResult]
-
-
-def _answer(result: WriteResult) -> JSONResponse:
-    return JSONResponse(result.body, status_code=result.status_code)
-
-
-def batch_item_adapter() -> TypeAdapter[Any]:
-    return _ITEM
-
-
-def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
+def build_router(writes: Writes, views: ReferralViews, batch_max_items: int) -> APIRouter:
     router = APIRouter(prefix="/v1", responses=COMMON_RESPONSES)  # type: ignore[arg-type]
 
     @router.post(
@@ -147,11 +108,9 @@ def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
         summary="Refer a resident (with consent) to an activity or a service",
         responses=REPLAY,
     )
-    async def create_referral(
-        request: Request, principal: ReferralWriter, cmd: ReferralCommand
-    ) -> JSONResponse:
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
-            return _answer(await handlers.create_referral(conn, principal.organisation_id, cmd))
+    async def create_referral(c: ReferralWriter, cmd: ReferralCommand) -> JSONResponse:
+        item = ReferralItem(kind="referral", body=cmd)
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.get(
         "/referrals/{referral_id}",
@@ -160,15 +119,13 @@ def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
         responses=NOT_VISIBLE,
     )
     async def get_referral(
-        request: Request,
-        principal: ReferralWriter,
+        c: ReferralWriter,
         referring_organisation_id: Referrer = None,
         referral_id: str = path_id(),
     ) -> dict[str, Any]:
-        async with request.app.state.pool.acquire() as conn:
-            return await handlers.referral(
-                conn, principal.organisation_id, referral_id, referring_organisation_id
-            )
+        return await views.referral(
+            c.uow, c.principal.organisation_id, referral_id, referring_organisation_id
+        )
 
     @router.post(
         "/referrals/{referral_id}/status",
@@ -197,18 +154,18 @@ def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
         },
     )
     async def change_status(
-        request: Request,
-        principal: ReferralWriter,
+        c: ReferralWriter,
         cmd: StatusCommand,
         referring_organisation_id: Referrer = None,
         referral_id: str = path_id(),
     ) -> JSONResponse:
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
-            return _answer(
-                await handlers.change_status(
-                    conn, principal.organisation_id, referral_id, cmd, referring_organisation_id
-                )
-            )
+        item = ReferralStatusItem(
+            kind="referral_status",
+            referral_id=referral_id,
+            referring_organisation_id=referring_organisation_id,
+            body=cmd,
+        )
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.post(
         "/trainings",
@@ -217,11 +174,9 @@ def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
         summary="Record that a professional or volunteer completed a training",
         responses=REPLAY,
     )
-    async def record_training(
-        request: Request, principal: TrainingWriter, cmd: TrainingCommand
-    ) -> JSONResponse:
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
-            return _answer(await handlers.record_training(conn, principal.organisation_id, cmd))
+    async def record_training(c: TrainingWriter, cmd: TrainingCommand) -> JSONResponse:
+        item = TrainingItem(kind="training", body=cmd)
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.get(
         "/trainings/{training_id}",
@@ -229,11 +184,8 @@ def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
         summary="One of your trainings (without the person)",
         responses=NOT_YOURS,
     )
-    async def get_training(
-        request: Request, principal: TrainingWriter, training_id: str = path_id()
-    ) -> dict[str, Any]:
-        async with request.app.state.pool.acquire() as conn:
-            return await handlers.training(conn, principal.organisation_id, training_id)
+    async def get_training(c: TrainingWriter, training_id: str = path_id()) -> dict[str, Any]:
+        return await views.training(c.uow, c.principal.organisation_id, training_id)
 
     @router.post(
         "/measurements",
@@ -242,11 +194,9 @@ def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
         summary="Score a De Jong Gierveld questionnaire; the answer holds the scores",
         responses=REPLAY,
     )
-    async def record_measurement(
-        request: Request, principal: MeasurementWriter, cmd: MeasurementCommand
-    ) -> JSONResponse:
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
-            return _answer(await handlers.record_measurement(conn, principal.organisation_id, cmd))
+    async def record_measurement(c: MeasurementWriter, cmd: MeasurementCommand) -> JSONResponse:
+        item = MeasurementItem(kind="measurement", body=cmd)
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.get(
         "/measurements/{measurement_id}",
@@ -255,35 +205,12 @@ def build_router(handlers: ReferralHandlers, batch_max_items: int) -> APIRouter:
         responses=NOT_YOURS,
     )
     async def get_measurement(
-        request: Request, principal: MeasurementWriter, measurement_id: str = path_id()
+        c: MeasurementWriter, measurement_id: str = path_id()
     ) -> dict[str, Any]:
-        async with request.app.state.pool.acquire() as conn:
-            return await handlers.measurement(conn, principal.organisation_id, measurement_id)
+        return await views.measurement(c.uow, c.principal.organisation_id, measurement_id)
 
     @router.post("/batch", tags=["batch"], summary="Up to 1,000 mixed writes, one result per item")
-    async def batch(request: Request, principal: BatchWriter, body: BatchRequest) -> BatchResponse:
-        org = principal.organisation_id
-        if len(body.items) > batch_max_items:
-            raise FieldError([("items", f"at most {batch_max_items} items per batch")])
-
-        async def dispatch(conn: Any, raw: Any) -> WriteResult:
-            item = parse_batch_item(_ITEM, raw, _KINDS)
-            needed = _ITEM_SCOPE[type(item)]
-            if not principal.has(needed):
-                raise FieldError([("kind", f"this key lacks the scope `{needed.value}`")])
-            with fields_under("body"):
-                if isinstance(item, ReferralItem):
-                    return await handlers.create_referral(conn, org, item.body)
-                if isinstance(item, ReferralStatusItem):
-                    return await handlers.change_status(
-                        conn, org, item.referral_id, item.body, item.referring_organisation_id
-                    )
-                if isinstance(item, TrainingItem):
-                    return await handlers.record_training(conn, org, item.body)
-                return await handlers.record_measurement(conn, org, item.body)
-
-        results = await run_batch(request.app.state.pool, body.items, dispatch)
-        accepted = sum(1 for r in results if r.status < 300)
-        return BatchResponse(accepted=accepted, rejected=len(results) - accepted, results=results)
+    async def batch(c: BatchWriter, body: BatchRequest) -> BatchResponse:
+        return await write_batch(writes, c, body.items, batch_max_items)
 
     return router

@@ -1,42 +1,56 @@
-"""HTTP entrypoint: maps requests to use cases. No SQL and no business rules here."""
+"""HTTP entrypoint: translates requests into the service's writes and views, and their answers
+back. No SQL, no connections and no business rules here."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.registrations.adapters.repository import Repository
 from services.registrations.domain.commands import (
     ActivityCommand,
     AttendanceCommand,
     CancellationCommand,
     RegistrationCommand,
 )
-from services.registrations.service_layer.batch import (
+from services.registrations.domain.decide import State
+from services.registrations.domain.items import (
     BATCH_ITEM_SCHEMA,
-    KIND_SCOPES,
-    BatchWriter,
-    batch_item_adapter,
+    ActivityItem,
+    AttendanceItem,
+    BatchItem,
+    CancellationItem,
+    RegistrationItem,
 )
-from services.registrations.service_layer.handlers import RegistrationHandlers, activity_body
-from shared.auth import Principal, Scope
-from shared.errors import FieldError, NotFoundError
-from shared.http import COMMON_RESPONSES, path_id, require_any_scope, require_scope
-from shared.writes import BatchItemResult, WriteResult
+from services.registrations.service_layer import views
+from services.registrations.service_layer.unit_of_work import RegistrationsUnitOfWork
+from services.registrations.service_layer.writes import KIND_SCOPES
+from shared.auth import Scope
+from shared.http import (
+    COMMON_RESPONSES,
+    BatchResponse,
+    Caller,
+    answer,
+    caller,
+    path_id,
+    write_batch,
+)
+from shared.pipeline.pipeline import Pipeline
 
-# batch_item_adapter: the item schema, where the tools and tests have always found it.
-__all__ = ["BATCH_ITEM_SCHEMA", "batch_item_adapter", "build_router"]
+__all__ = ["build_router"]
+
+Writes = Pipeline[BatchItem, State, RegistrationsUnitOfWork]
+Uow = Caller[RegistrationsUnitOfWork]
 
 # A volunteer's key (`attendance`) keeps activities and records attendance: the scopes of each
-# kind of write are those of its batch items (service_layer/batch.py), written once.
-ActivityWriter = Annotated[Principal, Depends(require_any_scope(*KIND_SCOPES["activity"]))]
-AttendanceWriter = Annotated[Principal, Depends(require_any_scope(*KIND_SCOPES["attendance"]))]
-RegistrationWriter = Annotated[Principal, Depends(require_scope(Scope.REGISTRATIONS))]
-BatchWriterKey = Annotated[
-    Principal, Depends(require_any_scope(Scope.REGISTRATIONS, Scope.ATTENDANCE))
+# kind of write are those of its batch items (service_layer/writes.py), written once.
+ActivityWriter = Annotated[Uow, Depends(caller(*KIND_SCOPES["activity"]), scope="function")]
+AttendanceWriter = Annotated[Uow, Depends(caller(*KIND_SCOPES["attendance"]), scope="function")]
+RegistrationWriter = Annotated[Uow, Depends(caller(Scope.REGISTRATIONS), scope="function")]
+BatchWriter = Annotated[
+    Uow, Depends(caller(Scope.REGISTRATIONS, Scope.ATTENDANCE), scope="function")
 ]
 
 
@@ -53,27 +67,11 @@ class BatchRequest(BaseModel):
     )
 
 
-class BatchResponse(BaseModel):
-    accepted: int
-    rejected: int
-    results: list[BatchItemResult]
-
-
-class WriteAnswer(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-def _answer(result: WriteResult) -> JSONResponse:
-    return JSONResponse(result.body, status_code=result.status_code)
-
-
 class ActivityList(BaseModel):
     activities: list[dict[str, Any]]
 
 
-def build_router(
-    handlers: RegistrationHandlers, writer: BatchWriter, batch_max_items: int
-) -> APIRouter:
+def build_router(writes: Writes, batch_max_items: int) -> APIRouter:
     router = APIRouter(prefix="/v1", responses=COMMON_RESPONSES)  # type: ignore[arg-type]
 
     @router.put(
@@ -84,32 +82,19 @@ def build_router(
         responses={200: {"description": "Changed, or unchanged (same state again)"}},
     )
     async def put_activity(
-        request: Request,
-        principal: ActivityWriter,
-        cmd: ActivityCommand,
-        activity_id: str = path_id(),
+        c: ActivityWriter, cmd: ActivityCommand, activity_id: str = path_id()
     ) -> JSONResponse:
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
-            return _answer(
-                await handlers.put_activity(conn, principal.organisation_id, activity_id, cmd)
-            )
+        item = ActivityItem(kind="activity", activity_id=activity_id, body=cmd)
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.get("/activities/{activity_id}", tags=["activities"], summary="One of your activities")
-    async def get_activity(
-        request: Request, principal: ActivityWriter, activity_id: str = path_id()
-    ) -> dict[str, Any]:
-        async with request.app.state.pool.acquire() as conn:
-            row = await Repository(conn).activity(principal.organisation_id, activity_id)
-        if row is None:
-            raise NotFoundError(f"no activity {activity_id!r} of your organisation")
-        return activity_body(row)
+    async def get_activity(c: ActivityWriter, activity_id: str = path_id()) -> dict[str, Any]:
+        return await views.activity(c.uow, c.principal.organisation_id, activity_id)
 
     @router.get("/activities", tags=["activities"], summary="Your organisation's activities")
-    async def list_activities(request: Request, principal: ActivityWriter) -> ActivityList:
+    async def list_activities(c: ActivityWriter) -> ActivityList:
         """Every activity of the key's organisation, active ones first, then by title."""
-        async with request.app.state.pool.acquire() as conn:
-            rows = await Repository(conn).activities(principal.organisation_id)
-        return ActivityList(activities=[activity_body(r) for r in rows])
+        return ActivityList(activities=await views.activities(c.uow, c.principal.organisation_id))
 
     @router.post(
         "/registrations",
@@ -118,11 +103,9 @@ def build_router(
         summary="Register a participant for an activity",
         responses={200: {"description": "Replay of an earlier identical request"}},
     )
-    async def register(
-        request: Request, principal: RegistrationWriter, cmd: RegistrationCommand
-    ) -> JSONResponse:
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
-            return _answer(await handlers.register(conn, principal.organisation_id, cmd))
+    async def register(c: RegistrationWriter, cmd: RegistrationCommand) -> JSONResponse:
+        item = RegistrationItem(kind="registration", body=cmd)
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.get(
         "/registrations/{registration_id}",
@@ -130,20 +113,9 @@ def build_router(
         summary="One of your registrations",
     )
     async def get_registration(
-        request: Request, principal: RegistrationWriter, registration_id: str = path_id()
+        c: RegistrationWriter, registration_id: str = path_id()
     ) -> dict[str, Any]:
-        async with request.app.state.pool.acquire() as conn:
-            row = await Repository(conn).registration(principal.organisation_id, registration_id)
-        if row is None:
-            raise NotFoundError(f"no registration {registration_id!r} of your organisation")
-        return {
-            "registration_id": row.registration_id,
-            "activity_id": row.activity_id,
-            "registered_at": row.registered_at.isoformat(),
-            "referral_id": row.referral_id,
-            "referring_organisation_id": row.referring_organisation_id,
-            "cancelled_at": row.cancelled_at.isoformat() if row.cancelled_at else None,
-        }
+        return await views.registration(c.uow, c.principal.organisation_id, registration_id)
 
     @router.post(
         "/registrations/{registration_id}/cancellation",
@@ -153,15 +125,10 @@ def build_router(
         responses={200: {"description": "Replay of an earlier identical request"}},
     )
     async def cancel(
-        request: Request,
-        principal: RegistrationWriter,
-        cmd: CancellationCommand,
-        registration_id: str = path_id(),
+        c: RegistrationWriter, cmd: CancellationCommand, registration_id: str = path_id()
     ) -> JSONResponse:
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
-            return _answer(
-                await handlers.cancel(conn, principal.organisation_id, registration_id, cmd)
-            )
+        item = CancellationItem(kind="cancellation", registration_id=registration_id, body=cmd)
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.post(
         "/attendance",
@@ -170,21 +137,12 @@ def build_router(
         summary="Record that a participant attended a session (or did not show)",
         responses={200: {"description": "Replay of an earlier identical request"}},
     )
-    async def attendance(
-        request: Request, principal: AttendanceWriter, cmd: AttendanceCommand
-    ) -> JSONResponse:
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
-            return _answer(await handlers.record_attendance(conn, principal.organisation_id, cmd))
+    async def attendance(c: AttendanceWriter, cmd: AttendanceCommand) -> JSONResponse:
+        item = AttendanceItem(kind="attendance", body=cmd)
+        return answer(await writes.one(c.uow, c.principal, item))
 
     @router.post("/batch", tags=["batch"], summary="Up to 1,000 mixed writes, one result per item")
-    async def batch(
-        request: Request, principal: BatchWriterKey, body: BatchRequest
-    ) -> BatchResponse:
-        # Each item needs the scope of its kind as well (service_layer/batch.py KIND_SCOPES).
-        if len(body.items) > batch_max_items:
-            raise FieldError([("items", f"at most {batch_max_items} items per batch")])
-        results = await writer.write(request.app.state.pool, principal, body.items)
-        accepted = sum(1 for r in results if r.status < 300)
-        return BatchResponse(accepted=accepted, rejected=len(results) - accepted, results=results)
+    async def batch(c: BatchWriter, body: BatchRequest) -> BatchResponse:
+        return await write_batch(writes, c, body.items, batch_max_items)
 
     return router

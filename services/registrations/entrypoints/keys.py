@@ -1,32 +1,28 @@
 """HTTP: an organisation's keys for its volunteers (scope `attendance` only), issued, listed and
-revoked with a key that carries the scope `keys`. The keys live in ``platform``; this service
-writes them only through the two functions its database role may call (shared/auth.py)."""
+revoked with a key that carries the scope `keys` (service_layer/keys.py). The keys live in
+``platform``; this service writes them only through the two functions its database role may
+call (shared/auth.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.auth import (
-    VOLUNTEER_LABEL_MAX,
-    KeyInfo,
-    Principal,
-    Scope,
-    issue_volunteer_key,
-    revoke_volunteer_key,
-    volunteer_keys,
-)
-from shared.errors import NotFoundError
-from shared.http import COMMON_RESPONSES, path_id, require_scope
+from services.registrations.service_layer import keys
+from services.registrations.service_layer.unit_of_work import RegistrationsUnitOfWork
+from shared.auth import VOLUNTEER_LABEL_MAX, KeyInfo, Scope
+from shared.http import COMMON_RESPONSES, Caller, caller, path_id
 from shared.text import StorableText
 
 __all__ = ["build_keys_router"]
 
-KeyManager = Annotated[Principal, Depends(require_scope(Scope.KEYS))]
+KeyManager = Annotated[
+    Caller[RegistrationsUnitOfWork], Depends(caller(Scope.KEYS), scope="function")
+]
 
 
 class NewVolunteerKey(StorableText):
@@ -81,11 +77,10 @@ def build_keys_router() -> APIRouter:
         summary="Issue a key for a volunteer (scope `attendance`: activities and attendance)",
         response_model=IssuedVolunteerKey,
     )
-    async def issue(request: Request, principal: KeyManager, body: NewVolunteerKey) -> JSONResponse:
-        org = principal.organisation_id
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
-            key = await issue_volunteer_key(conn, org, body.label, principal.key_id)
-            info = next(k for k in await volunteer_keys(conn, org) if k.key_id == key.key_id)
+    async def issue(c: KeyManager, body: NewVolunteerKey) -> JSONResponse:
+        key, info = await keys.issue(
+            c.uow, c.principal.organisation_id, body.label, c.principal.key_id
+        )
         issued = IssuedVolunteerKey(**_out(info).model_dump(), key=key.secret)
         # Never cached anywhere on the way: the key is in this answer only.
         return JSONResponse(
@@ -93,10 +88,9 @@ def build_keys_router() -> APIRouter:
         )
 
     @router.get("/keys", summary="Your organisation's volunteer keys (never the keys themselves)")
-    async def list_keys(request: Request, principal: KeyManager) -> VolunteerKeys:
-        async with request.app.state.pool.acquire() as conn:
-            keys = await volunteer_keys(conn, principal.organisation_id)
-        return VolunteerKeys(keys=[_out(k) for k in keys])
+    async def list_keys(c: KeyManager) -> VolunteerKeys:
+        listed = await keys.listed(c.uow, c.principal.organisation_id)
+        return VolunteerKeys(keys=[_out(k) for k in listed])
 
     @router.delete(
         "/keys/{key_id}",
@@ -104,12 +98,8 @@ def build_keys_router() -> APIRouter:
         summary="Revoke a volunteer key; it is refused from the next request on",
         responses={204: {"description": "Revoked"}},
     )
-    async def revoke(request: Request, principal: KeyManager, key_id: str = path_id()) -> Response:
-        async with request.app.state.pool.acquire() as conn:
-            revoked = await revoke_volunteer_key(conn, principal.organisation_id, key_id)
-        if not revoked:
-            # Another organisation's key, a partner key and an unknown id answer alike.
-            raise NotFoundError(f"no active volunteer key {key_id!r} of your organisation")
+    async def revoke(c: KeyManager, key_id: str = path_id()) -> Response:
+        await keys.revoke(c.uow, c.principal.organisation_id, key_id)
         return Response(status_code=204)
 
     return router

@@ -11,29 +11,29 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
-from services.registrations.adapters.repository import Repository
 from services.registrations.domain.sheets import Lang, SheetKind, language
-from services.registrations.service_layer.batch import KIND_SCOPES
+from services.registrations.service_layer.unit_of_work import RegistrationsUnitOfWork
 from services.registrations.service_layer.uploads import (
     SessionList,
     UploadOutcome,
     UploadReport,
     Uploads,
 )
+from services.registrations.service_layer.writes import KIND_SCOPES
 from shared.auth import Principal, Scope
 from shared.errors import FieldError
-from shared.http import COMMON_RESPONSES, ErrorBody, require_any_scope
+from shared.http import COMMON_RESPONSES, Caller, ErrorBody, caller, require_any_scope
 from shared.reference import ReferenceData
 
 __all__ = ["build_uploads_router"]
 
-ActivityUploader = Annotated[Principal, Depends(require_any_scope(*KIND_SCOPES["activity"]))]
-AttendanceUploader = Annotated[Principal, Depends(require_any_scope(*KIND_SCOPES["attendance"]))]
+Uow = Caller[RegistrationsUnitOfWork]
+ActivityUploader = Annotated[Uow, Depends(caller(*KIND_SCOPES["activity"]), scope="function")]
+AttendanceUploader = Annotated[Uow, Depends(caller(*KIND_SCOPES["attendance"]), scope="function")]
 # What a partner's or a volunteer's key needs to read the templates and lists.
-Filler = Annotated[
-    Principal,
-    Depends(require_any_scope(Scope.ACTIVITIES, Scope.REGISTRATIONS, Scope.ATTENDANCE)),
-]
+FILLING = (Scope.ACTIVITIES, Scope.REGISTRATIONS, Scope.ATTENDANCE)
+Filler = Annotated[Uow, Depends(caller(*FILLING), scope="function")]
+Reader = Annotated[Principal, Depends(require_any_scope(*FILLING))]
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_TYPE = "text/csv"
@@ -165,7 +165,7 @@ def build_uploads_router(uploads: Uploads, reference: ReferenceData) -> APIRoute
     )
     async def upload_attendance(
         request: Request,
-        principal: AttendanceUploader,
+        c: AttendanceUploader,
         write_valid_rows: WriteValidRows = False,
         lang: LangParam = None,
         filename: FilenameParam = None,
@@ -177,8 +177,8 @@ def build_uploads_router(uploads: Uploads, reference: ReferenceData) -> APIRoute
         path as `POST /v1/batch` and become the same events."""
         data, name = await _file(request, filename)
         outcome = await uploads.attendance_file(
-            request.app.state.pool,
-            principal,
+            c.uow,
+            c.principal,
             data,
             name,
             write_valid_rows=write_valid_rows,
@@ -195,7 +195,7 @@ def build_uploads_router(uploads: Uploads, reference: ReferenceData) -> APIRoute
     )
     async def upload_activities(
         request: Request,
-        principal: ActivityUploader,
+        c: ActivityUploader,
         write_valid_rows: WriteValidRows = False,
         lang: LangParam = None,
         filename: FilenameParam = None,
@@ -204,8 +204,8 @@ def build_uploads_router(uploads: Uploads, reference: ReferenceData) -> APIRoute
         `PUT /v1/activities/{activity_id}`)."""
         data, name = await _file(request, filename)
         outcome = await uploads.activities_file(
-            request.app.state.pool,
-            principal,
+            c.uow,
+            c.principal,
             data,
             name,
             write_valid_rows=write_valid_rows,
@@ -221,7 +221,7 @@ def build_uploads_router(uploads: Uploads, reference: ReferenceData) -> APIRoute
     )
     async def attendance_list(
         request: Request,
-        principal: AttendanceUploader,
+        c: AttendanceUploader,
         session: SessionList,
         write_valid_rows: WriteValidRows = False,
         lang: LangParam = None,
@@ -230,8 +230,8 @@ def build_uploads_router(uploads: Uploads, reference: ReferenceData) -> APIRoute
         written exactly like the rows of an uploaded register of that session; problems name
         the position in `participants` as their row."""
         outcome = await uploads.attendance_list(
-            request.app.state.pool,
-            principal,
+            c.uow,
+            c.principal,
             session,
             write_valid_rows=write_valid_rows,
             lang=_lang(request, lang),
@@ -253,20 +253,19 @@ def build_uploads_router(uploads: Uploads, reference: ReferenceData) -> APIRoute
     )
     async def template(
         request: Request,
-        principal: Filler,
+        c: Filler,
         name: Literal["attendance.xlsx", "attendance.csv", "activities.xlsx", "activities.csv"],
         lang: LangParam = None,
     ) -> Response:
         kind_name, _, file_format = name.partition(".")
         kind: SheetKind = "attendance" if kind_name == "attendance" else "activities"
         chosen = _lang(request, lang)
-        async with request.app.state.pool.acquire() as conn:
-            activities = await Repository(conn).activities(principal.organisation_id)
-        body = uploads.template(
+        body = await uploads.template(
+            c.uow,
+            c.principal.organisation_id,
             kind,
             "csv" if file_format == "csv" else "xlsx",
             chosen,
-            [a.activity_id for a in activities if a.active],
         )
         download = f"{TEMPLATE_NAMES[(kind, chosen)]}.{file_format}"
         return Response(
@@ -280,7 +279,7 @@ def build_uploads_router(uploads: Uploads, reference: ReferenceData) -> APIRoute
         tags=["uploads"],
         summary="The municipality's lists: neighbourhoods, age bands, activity categories",
     )
-    async def reference_lists(_: Filler) -> ReferenceLists:
+    async def reference_lists(_: Reader) -> ReferenceLists:
         def values(name: str) -> list[ReferenceValue]:
             return [
                 ReferenceValue(

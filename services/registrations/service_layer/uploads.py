@@ -1,28 +1,28 @@
 """Spreadsheets and ticked lists from partners without a booking system.
 
 Reads the file (pure: domain/sheets), turns the good rows into batch items and hands them to the
-one write path of the service (:class:`BatchWriter`), then reports per row in the uploader's
-language. A file with any problem writes nothing unless the uploader asks for the good rows.
+one write path of the service (the write pipeline, as ``POST /v1/batch``), then reports per row
+in the uploader's language. A file with any problem writes nothing unless the uploader asks for the good rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, time
 from typing import Any, Literal
 
-import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.registrations.adapters.repository import Repository
 from services.registrations.domain import sheets
+from services.registrations.domain.decide import State
+from services.registrations.domain.items import BatchItem
 from services.registrations.domain.sheets import Lang, Parsed, Problem, Table
-from services.registrations.service_layer.batch import BatchWriter
+from services.registrations.service_layer.unit_of_work import RegistrationsUnitOfWork
 from shared.auth import Principal
+from shared.pipeline.items import BatchItemResult
+from shared.pipeline.pipeline import Pipeline
 from shared.pseudonym import Pseudonymiser
 from shared.reference import ReferenceData
-from shared.writes import BatchItemResult
 
 __all__ = [
     "RowProblemOut",
@@ -97,7 +97,7 @@ class UploadOutcome:
 class Uploads:
     def __init__(
         self,
-        writer: BatchWriter,
+        writer: Pipeline[BatchItem, State, RegistrationsUnitOfWork],
         reference: ReferenceData,
         pseudonymiser: Pseudonymiser,
         limits: sheets.Limits,
@@ -111,7 +111,7 @@ class Uploads:
 
     async def attendance_file(
         self,
-        pool: asyncpg.Pool,
+        uow: RegistrationsUnitOfWork,
         principal: Principal,
         data: bytes,
         filename: str | None,
@@ -123,11 +123,11 @@ class Uploads:
             table = sheets.read_table(data, filename, self.limits)
         except sheets.SheetError as exc:
             return self._refused("attendance", exc.problems, lang)
-        return await self._attendance(pool, principal, table, write_valid_rows, lang)
+        return await self._attendance(uow, principal, table, write_valid_rows, lang)
 
     async def attendance_list(
         self,
-        pool: asyncpg.Pool,
+        uow: RegistrationsUnitOfWork,
         principal: Principal,
         session: SessionList,
         *,
@@ -155,12 +155,12 @@ class Uploads:
             )
         table = Table("csv", rows)
         return await self._attendance(
-            pool, principal, table, write_valid_rows, lang, list_format=True
+            uow, principal, table, write_valid_rows, lang, list_format=True
         )
 
     async def activities_file(
         self,
-        pool: asyncpg.Pool,
+        uow: RegistrationsUnitOfWork,
         principal: Principal,
         data: bytes,
         filename: str | None,
@@ -175,28 +175,35 @@ class Uploads:
         parsed = sheets.parse_activities(table, self.reference)
         items = sheets.activity_items(parsed.rows)
         return await self._write(
-            pool, principal, parsed, items, table.format, write_valid_rows, lang
+            uow, principal, parsed, items, table.format, write_valid_rows, lang
         )
 
-    def template(
+    async def template(
         self,
+        uow: RegistrationsUnitOfWork,
+        organisation_id: str,
         kind: sheets.SheetKind,
         file_format: Literal["xlsx", "csv"],
         lang: Lang,
-        activity_ids: Sequence[str] = (),
     ) -> bytes:
+        """A template to fill in; the XLSX offers the organisation's active activity codes."""
         sheet = sheets.SHEETS[kind]
         if file_format == "csv":
             return sheets.csv_template(sheet, lang)
+        activities = await uow.activities.of_organisation(organisation_id)
         return sheets.xlsx_template(
-            sheet, self.reference, lang, rows=self.limits.max_rows, activity_ids=activity_ids
+            sheet,
+            self.reference,
+            lang,
+            rows=self.limits.max_rows,
+            activity_ids=[a.activity_id for a in activities if a.active],
         )
 
     # ---------------------------------------------------------------------------- the rest
 
     async def _attendance(
         self,
-        pool: asyncpg.Pool,
+        uow: RegistrationsUnitOfWork,
         principal: Principal,
         table: Table,
         write_valid_rows: bool,
@@ -205,8 +212,7 @@ class Uploads:
         list_format: bool = False,
     ) -> UploadOutcome:
         org = principal.organisation_id
-        async with pool.acquire() as conn:
-            known = [a.activity_id for a in await Repository(conn).activities(org)]
+        known = [a.activity_id for a in await uow.activities.of_organisation(org)]
         parsed = sheets.parse_attendance(table, self.reference, known_activities=known)
 
         def identity(activity_id: str, session_start: str, number: str) -> str:
@@ -214,7 +220,7 @@ class Uploads:
 
         items = sheets.attendance_items(parsed.rows, identity)
         return await self._write(
-            pool,
+            uow,
             principal,
             parsed,
             items,
@@ -225,7 +231,7 @@ class Uploads:
 
     async def _write(
         self,
-        pool: asyncpg.Pool,
+        uow: RegistrationsUnitOfWork,
         principal: Principal,
         parsed: Parsed[Any],
         items: list[dict[str, Any]],
@@ -237,10 +243,10 @@ class Uploads:
         created = unchanged = 0
         saved = False
         if items and (write_valid_rows or not problems):
-            results = await self.writer.write(
-                pool, principal, items, all_or_nothing=not write_valid_rows
+            results = await self.writer.batch(
+                uow, principal, items, all_or_nothing=not write_valid_rows
             )
-            problems += await self._rejections(pool, principal, parsed, items, results)
+            problems += await self._rejections(uow, principal, parsed, items, results)
             failed = any(r.status >= 300 for r in results)
             saved = write_valid_rows or not failed
             if saved:
@@ -280,7 +286,7 @@ class Uploads:
 
     async def _rejections(
         self,
-        pool: asyncpg.Pool,
+        uow: RegistrationsUnitOfWork,
         principal: Principal,
         parsed: Parsed[Any],
         items: list[dict[str, Any]],
@@ -298,10 +304,7 @@ class Uploads:
         ]
         recorded: dict[str, str] = {}
         if conflicts:
-            async with pool.acquire() as conn:
-                recorded = await Repository(conn).attendance_status(
-                    principal.organisation_id, conflicts
-                )
+            recorded = await uow.attendance.statuses(principal.organisation_id, conflicts)
         problems: list[Problem] = []
         for row, item, result in failed:
             if result.status == 409 and item["kind"] == "attendance":

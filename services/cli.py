@@ -1,28 +1,26 @@
-"""`verbinding`: the platform's command line (partners and keys, migrations, serving, tools)."""
+"""`verbinding`: the platform's runtime command line: partners and keys, migrations, serving, the
+outbox relay, each service's own commands (services/registry.py) and, where installed, the
+developer tools' commands (entry-point group ``verbinding.commands``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib
+import json
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import date
+from importlib.metadata import entry_points
 from typing import Any
+
+from services.registry import SERVICES, writing_services
 
 __all__ = ["main"]
 
-# service name -> (composition root module, schema/migrations package)
-SERVICES: dict[str, tuple[str, str]] = {
-    "registrations": (
-        "services.registrations.bootstrap",
-        "services.registrations.adapters.migrations",
-    ),
-    "referrals": ("services.referrals.bootstrap", "services.referrals.adapters.migrations"),
-    "metrics": ("services.metrics.bootstrap", "services.metrics.adapters.migrations"),
-}
+COMMAND_PLUGINS = "verbinding.commands"  # entry-point group of the developer tools' commands
 
 
 def _settings() -> Any:
@@ -189,7 +187,7 @@ async def _migrate(services: Sequence[str]) -> None:
     pool = await create_pool(settings.database_url, max_size=2)
     try:
         await migrate_services(
-            pool, {name: SERVICES[name][1] for name in services}, settings.role_passwords()
+            pool, {name: SERVICES[name].migrations for name in services}, settings.role_passwords()
         )
         for name in services:
             print(f"schema {name} migrated; role {role_of(name)} granted")
@@ -209,8 +207,7 @@ def _serve(name: str, host: str | None, port: int | None) -> None:
 
     from shared.logging import configure_logging
 
-    module = importlib.import_module(SERVICES[name][0])
-    app = module.build_app()
+    app = importlib.import_module(SERVICES[name].bootstrap).build_app()
     settings = _settings()
     configure_logging(settings.log_level, service=name)
     # Flags win; else VERBINDING_HOST / VERBINDING_PORT; else the service's default port.
@@ -218,12 +215,7 @@ def _serve(name: str, host: str | None, port: int | None) -> None:
     uvicorn.run(
         app,
         host=host or os.environ.get("VERBINDING_HOST", "127.0.0.1"),
-        port=port
-        or (
-            int(env_port)
-            if env_port
-            else {"registrations": 8001, "referrals": 8002, "metrics": 8003}[name]
-        ),
+        port=port or (int(env_port) if env_port else SERVICES[name].port),
         log_config=None,
         access_log=False,
     )
@@ -238,7 +230,7 @@ async def _relay(name: str) -> None:
     settings = AdminSettings()
     configure_logging(settings.log_level, service=f"{name}-relay")
     # The relay is part of the service: it connects as the service's role.
-    pool = await create_pool(settings.service_database_url(name), max_size=3)
+    pool = await create_pool(settings.service_database_url(name), max_size=1)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -301,7 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
 
     relay = sub.add_parser("relay", help="run a service's outbox relay on its own")
-    relay.add_argument("service", choices=["registrations", "referrals"])
+    relay.add_argument("service", choices=writing_services())
+
+    sub.add_parser(
+        "describe",
+        help="print what the code offers as JSON: OpenAPI per service, consumed topics, metrics",
+    )
 
     for extension in _extensions():
         extension.register(sub)
@@ -309,18 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> list[Any]:
-    """Sub-commands that live with their code (simulate, rebuild, ...), loaded if present."""
-    found = []
-    for module in (
-        "tools.simulator.cli",
-        "services.metrics.entrypoints.cli",
-        "tools.disclosure_audit.cli",
-    ):
-        try:
-            found.append(importlib.import_module(module))
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise
+    """The services' own commands (``metrics rebuild``), then the commands of whatever
+    registered itself in the entry-point group (the developer tools: ``simulate``, ...)."""
+    found = [
+        importlib.import_module(module)
+        for service in SERVICES.values()
+        for module in service.commands
+    ]
+    found += [plugin.load() for plugin in entry_points(group=COMMAND_PLUGINS)]
     return found
 
 
@@ -352,6 +345,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "relay":
         asyncio.run(_relay(args.service))
+        return 0
+    if args.command == "describe":
+        from services.describe import describe
+
+        sys.stdout.write(json.dumps(describe()) + "\n")
         return 0
     return int(args.run(args) or 0)
 

@@ -1,0 +1,47 @@
+"""The referrals service's unit of work on PostgreSQL (the one the bootstrap injects)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from services.referrals.adapters.repository import (
+    SCHEMA,
+    PostgresMeasurements,
+    PostgresOrganisations,
+    PostgresReferrals,
+    PostgresTrainings,
+)
+from services.referrals.domain.decide import State
+from services.referrals.service_layer.unit_of_work import ReferralsUnitOfWork
+from shared.pipeline.decisions import BatchState
+from shared.pipeline.postgres import PostgresUnitOfWork
+from shared.pipeline.statements import Write
+
+__all__ = ["PostgresReferralsUnitOfWork"]
+
+
+class PostgresReferralsUnitOfWork(PostgresUnitOfWork, ReferralsUnitOfWork):
+    referrals: PostgresReferrals
+    organisations: PostgresOrganisations
+    trainings: PostgresTrainings
+    measurements: PostgresMeasurements
+
+    def __init__(self, conn: asyncpg.Connection, **options: Any) -> None:
+        """``options``: those of :class:`PostgresUnitOfWork` (topic prefix, after commit)."""
+        super().__init__(conn, SCHEMA, **options)
+        self.referrals = PostgresReferrals(conn)
+        self.organisations = PostgresOrganisations(conn)
+        self.trainings = PostgresTrainings(conn)
+        self.measurements = PostgresMeasurements(conn)
+
+    def record_writes(self, state: BatchState) -> list[Write]:
+        assert isinstance(state, State)
+        return [
+            *self.referrals.writes(
+                state.referrals.added(), state.referrals.changed(), state.history.added()
+            ),
+            *self.trainings.writes(state.trainings.added()),
+            *self.measurements.writes(state.measurements.added()),
+        ]

@@ -1,0 +1,140 @@
+"""The unit of work on PostgreSQL: one connection (the request's), a transaction per ``async
+with``, and every write of a batch in one statement.
+
+A service adds its records (:meth:`PostgresUnitOfWork.record_writes`); the outbox and the
+remembered answers are written here, for both services alike. The writes of one batch are
+joined into one statement of data-modifying CTEs (``WITH w0 AS (INSERT ...), w1 AS (UPDATE
+...) INSERT ...``): one round trip however many tables it touches, and atomic on its own. Each
+part is set-based (``INSERT ... SELECT FROM unnest($1::text[], ...)``), its rows sorted by key,
+so that two batches that write the same new keys meet in the same order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any
+
+import asyncpg
+
+from shared.events import CloudEvent
+from shared.outbox import AfterCommit, outbox_write
+from shared.pipeline.decisions import BatchState, IdempotencyKey, Remembered
+from shared.pipeline.statements import Write, together
+from shared.pipeline.unit_of_work import AbstractUnitOfWork, ConcurrentWrite
+
+__all__ = ["AfterCommit", "PostgresRememberedAnswers", "PostgresUnitOfWork"]
+
+# Errors of a set statement that mean "another transaction got there first", never "bad input":
+# the items are decided again one by one against what that transaction wrote.
+_CONCURRENT = (asyncpg.exceptions.UniqueViolationError, asyncpg.exceptions.DeadlockDetectedError)
+
+
+class PostgresRememberedAnswers:
+    def __init__(self, conn: asyncpg.Connection, schema: str) -> None:
+        self.conn = conn
+        self.schema = schema
+
+    async def load(self, keys: Collection[IdempotencyKey]) -> dict[IdempotencyKey, Remembered]:
+        if not keys:
+            return {}
+        orgs, kinds, ids = zip(*sorted(set(keys)), strict=True)
+        rows = await self.conn.fetch(
+            "SELECT i.organisation_id, i.kind, i.item_id, i.request_digest, i.status_code, "
+            f'i.response FROM "{self.schema}".idempotency i '
+            "JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(o, kind, id) "
+            "ON i.organisation_id = k.o AND i.kind = k.kind AND i.item_id = k.id",
+            list(orgs),
+            list(kinds),
+            list(ids),
+        )
+        return {
+            (r["organisation_id"], r["kind"], r["item_id"]): Remembered(
+                r["request_digest"], r["status_code"], r["response"]
+            )
+            for r in rows
+        }
+
+    def writes(self, added: Sequence[tuple[IdempotencyKey, Remembered]]) -> list[Write]:
+        if not added:
+            return []
+        rows = sorted(added, key=lambda kv: kv[0])
+        return [
+            Write(
+                f'INSERT INTO "{self.schema}".idempotency '
+                "(organisation_id, kind, item_id, request_digest, status_code, response) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+                "$5::int[], $6::jsonb[])",
+                (
+                    [k[0] for k, _ in rows],
+                    [k[1] for k, _ in rows],
+                    [k[2] for k, _ in rows],
+                    [r.digest for _, r in rows],
+                    [r.status_code for _, r in rows],
+                    [r.body for _, r in rows],
+                ),
+            )
+        ]
+
+
+class PostgresUnitOfWork(AbstractUnitOfWork):
+    """A service's unit of work on PostgreSQL; subclasses add their repositories and say how
+    their records are written (:meth:`record_writes`)."""
+
+    remembered: PostgresRememberedAnswers
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        schema: str,
+        *,
+        topic_prefix: str = "",
+        after_commit: AfterCommit | None = None,
+    ) -> None:
+        self.conn = conn
+        self.schema = schema
+        self.topic_prefix = topic_prefix
+        self.after_commit = after_commit
+        self.remembered = PostgresRememberedAnswers(conn, schema)
+        self._transaction: Any = None
+        self._published = False
+
+    async def _begin(self) -> None:
+        self._transaction = self.conn.transaction()
+        await self._transaction.start()
+        self._published = False
+
+    async def _end(self) -> None:
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:
+            await transaction.rollback()
+
+    async def commit(self) -> None:
+        transaction, self._transaction = self._transaction, None
+        await transaction.commit()
+        if self._published and self.after_commit is not None:
+            await self.after_commit(self.conn)
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        async with self.conn.transaction():  # nested in the open transaction: a savepoint
+            yield
+
+    def record_writes(self, state: BatchState) -> list[Write]:
+        """The writes of the service's own records that ``state``'s decisions added or changed."""
+        raise NotImplementedError
+
+    async def save(self, state: BatchState, events: Sequence[CloudEvent[Any]]) -> None:
+        writes = [
+            *self.record_writes(state),
+            *outbox_write(self.schema, events, self.topic_prefix),
+            *self.remembered.writes(state.remembered.added_items()),
+        ]
+        if not writes:
+            return
+        sql, args = together(writes)
+        try:
+            await self.conn.execute(sql, *args)
+        except _CONCURRENT as exc:
+            raise ConcurrentWrite(str(exc)) from exc
+        self._published = self._published or bool(events)
