@@ -384,3 +384,16 @@ def test_cells_that_cannot_leave_zero_are_found_together():
     assert all(found[i].protected and found[i].high == 0 for i in (0, 1, 2))
     assert found[3].protected
     assert found[4].protected
+
+
+def test_partners_with_trained_staff_may_fall_when_partners_leave_the_registry():
+    """Not a stock that only grows: a partner that leaves no longer counts (the simulator's
+    end-to-end test lets every partner leave after its quarter)."""
+    values = {
+        **months("partners", TOTAL, "", {Q1[0]: 40, Q1[1]: 0}),
+        **months("organisations_with_trained_staff", TOTAL, "", {Q1[0]: 25, Q1[1]: 0}),
+        **months("people_trained", TOTAL, "", {f"2025-{m:02d}": 40 for m in range(1, 13)}),
+    }
+    d = suppress(grid(values), exact=True)
+    assert visible(d, "organisations_with_trained_staff", TOTAL, "", Q1[0])
+    assert d.unprotected == ()

@@ -844,7 +844,7 @@ async def _reader_key(dsn: str) -> str:
 @contextlib.asynccontextmanager
 async def _serving_metrics(bench: Bench, dsn: str, prefix: str, group: str, control: str) -> Any:
     """``verbinding serve metrics`` on ``dsn`` with disclosure control ``control`` and no answer
-    cache; its consumer joins the group that applied the pre-fill, so it has nothing to do."""
+    cache, answering only (no consumer: the pre-fill is applied already)."""
     port = _free_port()
     log = bench.work / f"metrics-disclosure-{control}.log"
     env = bench.child_env(
@@ -852,6 +852,7 @@ async def _serving_metrics(bench: Bench, dsn: str, prefix: str, group: str, cont
         VERBINDING_TOPIC_PREFIX=prefix,
         VERBINDING_CONSUMER_GROUP=group,
         VERBINDING_ENVIRONMENT="development",
+        VERBINDING_CONSUME="false",
         VERBINDING_DISCLOSURE_CONTROL=control,
         VERBINDING_INDICATOR_CACHE_SECONDS="0",
         VERBINDING_SNAPSHOT_INTERVAL_SECONDS="3600",
@@ -878,7 +879,7 @@ async def _serving_metrics(bench: Bench, dsn: str, prefix: str, group: str, cont
                 if proc.returncode is not None:
                     raise RuntimeError(f"the metrics service exited; log: {log}")
                 with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
-                    if (await probe.request("GET", "/health/ready")).status == 200:
+                    if (await probe.request("GET", "/readyz")).status == 200:
                         break
                 await asyncio.sleep(0.25)
             else:

@@ -61,12 +61,13 @@ FAMILIES: tuple[tuple[str, ...], ...] = (
 # in two months: the quarter lies between its largest month and the sum), "latest" (people's
 # latest answer in the period: the quarter is at most the sum of its months), "stock" (at the
 # end of the period: the quarter is its last month, and the stock only grows), "level" (a
-# number at the end of the period that may also shrink: partners).
+# number at the end of the period that may also shrink: partners, and those with trained staff,
+# since a partner may leave the registry).
 PERIODS: dict[str, str] = {
     "participants_unique": "sub", "participants_new": "sum", "retained": "sum",
     "attendances": "sum", "no_shows": "sum", "registrations": "sum", "cancellations": "sum",
     "referrals": "sum", "accepted": "sum", "declined": "sum", "converted": "sum", "not_converted": "sum",
-    "people_trained": "stock", "organisations_with_trained_staff": "stock",
+    "people_trained": "stock", "organisations_with_trained_staff": "level",
     "partners": "level", "organisations_without_trained_staff": "level",
     "outcome_pairs": "latest", "improved": "latest", "not_improved": "latest",
 }  # fmt: skip

@@ -195,9 +195,10 @@ class _Model:
             for by in (TOTAL, *spec.breakdowns):
                 for key in self.keys(by):
                     if spec.periods == "cumulative":
-                        # A stock only grows; its complement (partners without trained staff)
-                        # does not, and the number of partners is public anyway.
-                        if spec.complement_of is None and not spec.public:
+                        # A stock only grows; what counts partners does not (a partner may
+                        # leave the registry), nor does its complement, and the number of
+                        # partners is public anyway.
+                        if spec.complement_of is None and not spec.public and not spec.shrinks:
                             self.chains.append(
                                 [self.index[(name, by, key, m)] for m in self.months]
                             )

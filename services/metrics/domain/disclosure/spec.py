@@ -17,7 +17,8 @@ How counts add up decides which arithmetic a reader can do:
   lonely in August may be no longer lonely by the end of the quarter, so a month can exceed its
   quarter; still the quarter is at most the sum of its months.
 * ``cumulative`` — a stock at the end of the period (people trained): no period sums; a quarter
-  *is* its last month, the year its December; a stock only grows.
+  *is* its last month, the year its December; a stock only grows, unless it counts partners
+  (``shrinks``: a partner that leaves the registry no longer counts).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class FigureSpec:
     complement_of: tuple[str, str] | None = None
     # A figure of public record (the number of partner organisations): never suppressed.
     public: bool = False
+    # A stock that may also shrink (it counts partners, and a partner may leave the registry).
+    shrinks: bool = False
 
     def relation(self, by: str) -> Relation:
         return "sub" if self.keys == "sub" or by in self.overlapping else "sum"
@@ -126,7 +129,9 @@ FIGURES: dict[str, FigureSpec] = {
             "people_trained", "s3", None, True, ("role", "organisation"), "cumulative",
             overlapping=frozenset({"role"}),
         ),
-        FigureSpec("organisations_with_trained_staff", "s3", None, True, (), "cumulative"),
+        FigureSpec(
+            "organisations_with_trained_staff", "s3", None, True, (), "cumulative", shrinks=True
+        ),
         FigureSpec("partners", "s3", None, False, (), "cumulative", public=True),
         FigureSpec(
             "organisations_without_trained_staff", "s3", None, False, (), "cumulative",
