@@ -215,7 +215,7 @@ async def test_the_audit_finds_nothing_on_a_year_of_small_cells_and_something_wi
         await applied(private_database, accepted)
         all_applied = time.time()
         timings["seeded"] = time.monotonic() - started
-        released = await cli(env, "metrics", "release")
+        released = await cli(env, "metrics", "release", timeout=300)
         timings["released"] = time.monotonic() - started
         await snapshot_after(urls["metrics"], secrets["metrics"], all_applied)
         protected, published = await read_and_audit(urls["metrics"], secrets, YEAR)
@@ -231,7 +231,7 @@ async def test_the_audit_finds_nothing_on_a_year_of_small_cells_and_something_wi
 
     primary = environment(private_database, baseline_file, VERBINDING_DISCLOSURE_CONTROL="primary")
     async with live_services(("metrics",), primary, tmp_path / "logs-primary") as live:
-        await cli(primary, "metrics", "release")
+        await cli(primary, "metrics", "release", timeout=300)
         exposed, _ = await read_and_audit(live.url("metrics"), secrets, YEAR)
     timings["without secondary suppression"] = time.monotonic() - started
 

@@ -68,11 +68,14 @@ async def test_before_the_first_release_a_breakdown_says_so_and_the_totals_answe
         assert total.json()["s3"]["people_trained_by_role"] == {}
     finally:
         # By hand, as an operator would: the command prints what it did per year.
-        printed = await cli(test_env, "metrics", "release")
-    assert printed[0].startswith("release ")
-    assert any(line.strip().startswith(f"{YEAR - 1}: grid") for line in printed[1:]), printed
+        # (Every year the session's tests wrote, with the exact check: minutes on a busy machine.)
+        printed = await cli(test_env, "metrics", "release", timeout=600)
+    # (HiGHS prints its banner on stdout when the process creates its first solver, before
+    # any option can silence it: the report starts after it.)
+    report = printed[next(i for i, line in enumerate(printed) if line.startswith("release ")) :]
+    assert any(line.strip().startswith(f"{YEAR - 1}: grid") for line in report[1:]), printed
     assert all(
-        re.match(r"^\s+\d{4}: grid [0-9.]+ s, engine [0-9.]+ s", line) for line in printed[1:]
+        re.match(r"^\s+\d{4}: grid [0-9.]+ s, engine [0-9.]+ s", line) for line in report[1:]
     )
     r = await metrics.get(
         "/v1/indicators",
