@@ -264,8 +264,10 @@ class Deployment:
             "VERBINDING_TOPIC_PREFIX": self.prefix,
             "VERBINDING_PSEUDONYM_SECRET": SECRET,
             "VERBINDING_CONSUMER_GROUP": f"metrics-{self.name}",
-            # k = 1: every figure is published, so every one is compared (nothing hides a miss).
+            # k = 1 and no disclosure control (which hides zeros and, beside them, more):
+            # every figure is published, so every one is compared (nothing hides a miss).
             "VERBINDING_SUPPRESSION_K": "1",
+            "VERBINDING_DISCLOSURE_CONTROL": "off",
             "VERBINDING_INDICATOR_CACHE_SECONDS": "0",
             "VERBINDING_SNAPSHOT_INTERVAL_SECONDS": "600",
             "VERBINDING_LOG_LEVEL": "WARNING",
