@@ -42,6 +42,10 @@ class Scope(StrEnum):
     TRAININGS = "trainings"
     MEASUREMENTS = "measurements"
     INDICATORS = "indicators"
+    # The programme's analysts: the indicators also broken down by organisation (domain.md §7).
+    INDICATORS_ORGANISATIONS = "indicators:organisations"
+    # The Prometheus scrape credential: `GET /metrics` of every service.
+    METRICS = "metrics"
     # A volunteer's key: keep the organisation's activities and record attendance, nothing
     # else (no registrations, no referrals). Issued and revoked by the organisation itself.
     ATTENDANCE = "attendance"

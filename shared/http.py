@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import asyncpg
-from fastapi import APIRouter, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -44,6 +44,7 @@ __all__ = [
     "field_errors_from_validation",
     "path_id",
     "require_any_scope",
+    "require_key",
     "require_scope",
     "write_batch",
 ]
@@ -237,6 +238,29 @@ def path_id() -> Any:
 def require_scope(scope: KeyScope) -> Callable[..., Any]:
     """Dependency: the caller's principal, if its key is valid and carries ``scope``."""
     return require_any_scope(scope)
+
+
+async def _principal(request: Request) -> Principal:
+    """The principal of the request's bearer key, whatever its scopes; 401 without a key or
+    with an unknown one."""
+    key = _bearer(request)
+    principal = await authenticate(request.app.state.pool, key)
+    if principal is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "unknown or revoked API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+def require_key() -> Callable[..., Any]:
+    """Dependency: the caller's principal, whatever its scopes, if its key is valid.
+
+    For reads that are restricted by the key's organisation rather than by a scope (a partner
+    reading its own figures)."""
+    return _principal
 
 
 def require_any_scope(*scopes: KeyScope) -> Callable[..., Any]:
@@ -458,7 +482,15 @@ def create_app(
             status_code=200 if ok else 503,
         )
 
-    @ops.get("/metrics", summary="Prometheus exposition", response_class=Response)
+    # Not public (domain.md §7): the exposition carries figures of the programme, and the
+    # platform's own health is nobody else's business. Prometheus sends a `metrics` key.
+    @ops.get(
+        "/metrics",
+        summary="Prometheus exposition (needs a key with scope `metrics`)",
+        response_class=Response,
+        responses={code: COMMON_RESPONSES[code] for code in (401, 403)},  # type: ignore[misc]
+        dependencies=[Depends(require_scope(KeyScope.METRICS))],
+    )
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -1,5 +1,9 @@
 """The Grafana dashboard as code: one row per subgoal (S1, S2, S3) and one for operations.
 
+Municipality-level figures only: `/metrics` carries no breakdowns (domain.md §7), so the
+breakdowns by neighbourhood, age band, category, referrer role, role and signal are read on the
+coalition dashboard and the JSON API, which take them from the same disclosure decisions.
+
     python -m tools.grafana_dashboard          write deploy/grafana/verbinding.json
     python -m tools.grafana_dashboard --check  exit 1 when the committed file is out of date
 
@@ -17,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import get_args
 
-from grafana_foundation_sdk.builders import bargauge, stat, table, timeseries
+from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.builders.dashboard import (
     CustomVariable,
     Dashboard,
@@ -26,7 +30,6 @@ from grafana_foundation_sdk.builders.dashboard import (
 )
 from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.common import BarGaugeDisplayMode, VizOrientation
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DataSourceRef,
@@ -50,7 +53,7 @@ PERIODS: tuple[str, ...] = get_args(PeriodKind)  # the `period` label of the ind
 RATE = "$__rate_interval"
 API_ROUTES = 'route!~"/healthz|/readyz|/metrics"'
 
-Panel = stat.Panel | timeseries.Panel | bargauge.Panel | table.Panel
+Panel = stat.Panel | timeseries.Panel | table.Panel
 
 
 class _Ids:
@@ -100,35 +103,6 @@ def _stat(
             .steps([Threshold(value=None, color="green"), Threshold(value=red_from, color="red")])
         )
     return _with(panel, queries, instant=True)  # type: ignore[return-value]
-
-
-def _bars(
-    ids: _Ids,
-    title: str,
-    description: str,
-    expr: str,
-    legend: str,
-    *,
-    unit: str = "short",
-    width: int = 8,
-) -> bargauge.Panel:
-    panel = (
-        bargauge.Panel()
-        .id(ids())
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .unit(unit)
-        .span(width)
-        .height(8)
-        .min(0)
-        .orientation(VizOrientation.HORIZONTAL)
-        .display_mode(BarGaugeDisplayMode.BASIC)
-        .no_value("suppressed / none")
-    )
-    if unit == "percentunit":
-        panel.max(1)
-    return _with(panel, [(expr, legend)], instant=True)  # type: ignore[return-value]
 
 
 def _series(
@@ -207,22 +181,7 @@ def _s1(ids: _Ids) -> tuple[Row, list[Panel]]:
                 (f"verbinding_s1_prevalence_lonely_ratio_baseline{{{PERIOD}}}", "lonely, baseline"),
             ],
             unit="percentunit",
-        ),
-        _bars(
-            ids,
-            "Lonely by neighbourhood",
-            "Suppressed cells are absent.",
-            f"verbinding_s1_prevalence_lonely_ratio_by_neighbourhood{{{PERIOD}}}",
-            "{{neighbourhood}}",
-            unit="percentunit",
-        ),
-        _bars(
-            ids,
-            "Lonely by age band",
-            "Suppressed cells are absent.",
-            f"verbinding_s1_prevalence_lonely_ratio_by_age_band{{{PERIOD}}}",
-            "{{age_band}}",
-            unit="percentunit",
+            width=24,
         ),
         _stat(
             ids,
@@ -323,27 +282,6 @@ def _s2(ids: _Ids) -> tuple[Row, list[Panel]]:
             ],
             width=24,
         ),
-        _bars(
-            ids,
-            "Unique participants by neighbourhood",
-            "Suppressed cells are absent.",
-            f"verbinding_s2_participants_unique_by_neighbourhood{{{PERIOD}}}",
-            "{{neighbourhood}}",
-        ),
-        _bars(
-            ids,
-            "Unique participants by age band",
-            "Suppressed cells are absent.",
-            f"verbinding_s2_participants_unique_by_age_band{{{PERIOD}}}",
-            "{{age_band}}",
-        ),
-        _bars(
-            ids,
-            "Unique participants by activity category",
-            "Suppressed cells are absent.",
-            f"verbinding_s2_participants_unique_by_category{{{PERIOD}}}",
-            "{{category}}",
-        ),
     ]
 
 
@@ -390,34 +328,12 @@ def _s3(ids: _Ids) -> tuple[Row, list[Panel]]:
             width=4,
             red_from=21,
         ),
-        _bars(
-            ids,
-            "People trained by role",
-            "Distinct trained people, cumulative to the end of the period.",
-            f"verbinding_s3_people_trained_by_role{{{PERIOD}}}",
-            "{{role}}",
-        ),
-        _bars(
-            ids,
-            "Referrals by referrer role",
-            "Referrals created in the period.",
-            f"verbinding_s3_referrals_by_referrer_role{{{PERIOD}}}",
-            "{{referrer_role}}",
-        ),
-        _bars(
-            ids,
-            "Conversion by referrer role",
-            "Share of referrals that led to an attended session within 60 days.",
-            f"verbinding_s3_referral_conversion_ratio_by_referrer_role{{{PERIOD}}}",
-            "{{referrer_role}}",
-            unit="percentunit",
-        ),
         _stat(
             ids,
             "Organisations with trained staff",
             "Partner organisations with at least one trained person, and their share of all.",
             [(f"verbinding_s3_organisations_with_trained_staff{{{PERIOD}}}", "organisations")],
-            width=8,
+            width=12,
         ),
         _stat(
             ids,
@@ -425,14 +341,7 @@ def _s3(ids: _Ids) -> tuple[Row, list[Panel]]:
             "Of all registered partner organisations.",
             [(f"verbinding_s3_organisations_with_trained_staff_ratio{{{PERIOD}}}", "share")],
             unit="percentunit",
-            width=8,
-        ),
-        _bars(
-            ids,
-            "Referrals by signal",
-            "A referral can carry several signals.",
-            f"verbinding_s3_referrals_by_signal{{{PERIOD}}}",
-            "{{signal}}",
+            width=12,
         ),
     ]
 

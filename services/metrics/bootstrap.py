@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import asyncpg
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from services.metrics.adapters.facts import FactWriter
-from services.metrics.domain.baseline import load_baseline
+from services.metrics.domain.baseline import Baseline, load_baseline
 from services.metrics.entrypoints.consumer import CONSUMED_TOPICS, MetricsConsumer
 from services.metrics.entrypoints.http import build_router
 from services.metrics.service_layer.indicators import IndicatorService
 from services.metrics.service_layer.rebuild import REBUILD_LOCK
+from services.metrics.service_layer.release_schedule import ReleaseSchedule
 from services.metrics.service_layer.snapshot import IndicatorSnapshot
 from services.metrics.settings import MetricsSettings
 from shared.consumer import BatchConsumer
@@ -22,12 +24,31 @@ from shared.db import create_pool, require_migrated
 from shared.events import Topic
 from shared.http import create_app
 from shared.kafka import ensure_topics
-from shared.reference import load_reference
+from shared.reference import ReferenceData, load_reference
 
-__all__ = ["MIGRATIONS", "SCHEMA", "build_app"]
+__all__ = ["MIGRATIONS", "SCHEMA", "build_app", "indicator_service"]
 
 SCHEMA = "metrics"
 MIGRATIONS = "services.metrics.adapters.migrations"
+
+
+def indicator_service(
+    settings: MetricsSettings,
+    pool: asyncpg.Pool,
+    reference: ReferenceData | None = None,
+    baseline: Baseline | None = None,
+) -> IndicatorService:
+    """The indicators under disclosure control, as configured (the app and the CLI's release)."""
+    return IndicatorService(
+        pool,
+        baseline or load_baseline(settings.baseline_file),
+        reference or load_reference(settings.reference_file),
+        k=settings.suppression_k,
+        cache_seconds=settings.indicator_cache_seconds,
+        thresholds=settings.thresholds(),
+        signal_trainings=settings.signal_training_codes,
+        control=settings.disclosure_control,
+    )
 
 
 def build_app(settings: MetricsSettings | None = None) -> FastAPI:
@@ -44,20 +65,15 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
             await pool.close()
             raise
         app.state.pool = pool
-        service = IndicatorService(
-            pool,
-            baseline,
-            reference,
-            k=settings.suppression_k,
-            cache_seconds=settings.indicator_cache_seconds,
-            thresholds=settings.thresholds(),
-            signal_trainings=settings.signal_training_codes,
-        )
+        service = indicator_service(settings, pool, reference, baseline)
         app.state.indicators = service
         snapshot = IndicatorSnapshot(service, settings.snapshot_interval_seconds)
         REGISTRY.register(snapshot)
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(snapshot.run(stop))]
+        # Breakdowns come from releases (domain.md §7 rule 6), cut here on the interval.
+        schedule = ReleaseSchedule(service, settings.release_interval)
+        app.state.release_schedule = schedule
+        tasks = [asyncio.create_task(snapshot.run(stop)), asyncio.create_task(schedule.run(stop))]
         consumer = None
         if settings.consume:
             # Only the topics this service reads and writes: its Kafka user may see no others.
@@ -99,8 +115,9 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
         title="Verbinding metrics service",
         description=(
             "Live indicators of the loneliness programme per subgoal (S1 loneliness, S2 "
-            "participation, S3 signalling and referral), computed from the event stream, with "
-            "small-cell suppression. Also serves the coalition dashboard at `/`."
+            "participation, S3 signalling and referral), computed from the event stream, under "
+            "disclosure control (docs/disclosure.md): municipality totals live, breakdowns from "
+            "a daily release. Also serves the coalition dashboard at `/`."
         ),
         version="1.0.0",
         max_body_bytes=settings.max_body_bytes,

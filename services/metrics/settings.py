@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from datetime import timedelta
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.scale import ScaleSettings
@@ -26,7 +27,23 @@ class MetricsSettings(ServiceSettings, ScaleSettings):
         description="This service's own PostgreSQL DSN (role `verbinding_metrics`); default: "
         "the server and database of VERBINDING_DATABASE_URL as that role, without password.",
     )
-    suppression_k: int = Field(10, ge=1, description="Small-cell suppression threshold k.")
+    suppression_k: int = Field(
+        10, ge=1, description="Disclosure control: the fewest people a figure may be about (k)."
+    )
+    disclosure_control: Literal["full", "primary", "off"] = Field(
+        "full",
+        description="`full`: every rule of domain.md §7 (the only value allowed in "
+        "production). `primary`: rules 1-3 only, no secondary suppression (the disclosure "
+        "audit's own test shows what that leaves open). `off`: every figure as it is (tests "
+        "and benchmarks that compare with unsuppressed figures).",
+    )
+    release_interval: timedelta = Field(
+        timedelta(days=1),
+        gt=timedelta(0),
+        description="How often the breakdowns are released (domain.md §7 rule 6): seconds or "
+        "an ISO 8601 duration, e.g. `P1D`, `PT6H`. `verbinding metrics release` cuts one by "
+        "hand.",
+    )
     baseline_file: str | None = Field(
         None, description="Baselines and targets (JSON); default built in."
     )
@@ -37,7 +54,10 @@ class MetricsSettings(ServiceSettings, ScaleSettings):
         15.0, gt=0, description="Refresh of the /metrics gauges."
     )
     indicator_cache_seconds: float = Field(
-        2.0, ge=0, description="How long an API answer is reused."
+        2.0,
+        ge=0,
+        description="How long the live municipality totals of a year (and which release is the "
+        "latest) are reused: a dashboard polled by many costs one computation.",
     )
     signal_training_codes: list[str] = Field(
         ["signaling-loneliness"],
@@ -46,3 +66,12 @@ class MetricsSettings(ServiceSettings, ScaleSettings):
         "loneliness (`people_trained`, organisations with trained staff); other trainings are "
         'recorded but not counted. JSON list, e.g. `["signaling-loneliness"]`.',
     )
+
+    @model_validator(mode="after")
+    def _full_control_in_production(self) -> MetricsSettings:
+        if self.environment == "production" and self.disclosure_control != "full":
+            raise ValueError(
+                "VERBINDING_DISCLOSURE_CONTROL must be `full` in production: anything else "
+                "publishes small groups"
+            )
+        return self

@@ -44,6 +44,7 @@ class FilledStack:
     reader: Partner
     written: int
     seconds: float
+    partners: dict[str, Partner]
 
 
 async def _post_batches(
@@ -111,8 +112,10 @@ async def filled_stack(
     written = data.count()
     await wait_for_applied(metrics_app, before + written, timeout=180)
     await _settled(pool)
+    # Breakdowns and own figures are published from a release: cut one now.
+    await metrics_app.state.indicators.cut_release()
     reader = await make_partner(scopes="indicators")
-    return FilledStack(data, reader, written, time.monotonic() - started)
+    return FilledStack(data, reader, written, time.monotonic() - started, partners)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,13 @@
 """The coalition dashboard in headless Chromium, against a stack filled through the partner APIs.
 
-What a coalition member sees must be what the JSON API says: every S1/S2/S3 headline figure,
-its baseline, the neighbourhood table (including which cells are suppressed), the referral
+What a coalition member sees must be what the JSON API says: every S1/S2/S3 headline figure
+(the live municipality totals), its baseline, the participation table by neighbourhood, age or
+activity (the release's breakdowns, including which cells are suppressed and why), the referral
 funnel by role, trained people by role and the monthly trend, for the default period and after
-the period picker changed it. The page loads without console errors or failed requests, speaks
-Dutch by default and English on request, and shows hostile keys as text.
+the period picker changed it; from when the breakdowns are ("Uitsplitsingen van ..."), and why
+figures are hidden, in plain Dutch. A partner's key shows its own organisation's figures. The
+page loads without console errors or failed requests, speaks Dutch by default and English on
+request, and shows hostile keys as text.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ DOCS_SCREENSHOT = REPO / "docs" / "dashboard.png"
 # Everything the page shows, read in one round trip: [data-testid] elements with their data.
 READ_PAGE = """() => Array.from(document.querySelectorAll('[data-testid]')).map(e => ({
     id: e.dataset.testid, value: e.dataset.value ?? null, suppressed: e.dataset.suppressed ?? null,
-    provisional: e.dataset.provisional ?? null,
+    provisional: e.dataset.provisional ?? null, reason: e.dataset.reason ?? null,
+    title: e.getAttribute('title'),
     key: e.closest('[data-key]')?.dataset.key ?? null, text: e.textContent.trim(),
 }))"""
 
@@ -112,15 +116,19 @@ def parse_number(text: str, lang: str) -> float:
     return float(cleaned)
 
 
+HIDDEN = {"nl": "verborgen", "en": "hidden"}
+
+
 def assert_shown(shown: dict[str, Any], fig: dict[str, Any], k: int, lang: str, what: str) -> None:
-    """The element shows this figure: its raw value, its suppression and its text.
+    """The element shows this figure: its raw value, its suppression (and why) and its text.
 
     ``what`` starts with the figure's (dotted) name, which says how the page formats it."""
     name = what.split(" ")[0].rsplit(".", 1)[-1]
     if fig["suppressed"]:
         assert shown["suppressed"] == "true", f"{what}: should be suppressed, page shows {shown}"
         assert shown["value"] == "", what
-        assert shown["text"] == f"< {k}", what
+        assert shown["text"] == HIDDEN[lang], what
+        assert shown["reason"] == fig.get("reason", ""), what
         return
     assert shown["suppressed"] == "false", f"{what}: page suppresses {fig}"
     # Retention and conversion of a period whose window is open are marked provisional.
@@ -153,12 +161,12 @@ async def api(base: str, key: str, path: str, **params: Any) -> dict[str, Any]:
 
 
 async def assert_page_matches_api(
-    page: Any, base: str, api_key: str, period: str
+    page: Any, base: str, api_key: str, period: str, by: str = "neighbourhood"
 ) -> dict[str, Any]:
     """Compare everything the dashboard shows for ``period`` with the JSON API's answer."""
     lang = await page.evaluate("document.documentElement.lang")
     total = await api(base, api_key, "/v1/indicators", period=period)
-    nb = await api(base, api_key, "/v1/indicators", period=period, by="neighbourhood")
+    nb = await api(base, api_key, "/v1/indicators", period=period, by=by)
     roles = await api(base, api_key, "/v1/indicators", period=period, by="referrer_role")
     items = await page.evaluate(READ_PAGE)
     shown = by_id(items)
@@ -180,12 +188,24 @@ async def assert_page_matches_api(
             compared += 1
     assert compared >= 25, compared
 
-    # The neighbourhood table: same keys, same order, same figures, same suppressed cells.
+    # Why figures are hidden: the engine's texts, in the page's language.
+    reasons = {i["key"]: i["text"] for i in items if i["id"] == "reason-text"}
+    assert reasons == total["reasons"][lang], reasons
+    for item in items:
+        if item["suppressed"] == "true":
+            assert item["title"] == total["reasons"][lang][item["reason"]], item
+    # From when the breakdowns are: the release's moment.
+    assert shown["released"]["value"] == nb["released_at"]
+    assert shown["released"]["text"].startswith(
+        {"nl": "Uitsplitsingen van ", "en": "Breakdowns as of "}[lang]
+    ), shown["released"]
+
+    # The participation table: same keys, same order, same figures, same suppressed cells.
     rows = [i for i in items if i["id"] == "nb-row"]
     assert [r["key"] for r in rows] == [c["key"] for c in nb["breakdown"]]
     cells = {c["key"]: c for c in nb["breakdown"]}
     for item in items:
-        if item["id"].startswith("nb-") and item["id"] not in ("nb-row", "nb-key"):
+        if item["id"].startswith("nb-") and item["id"] not in ("nb-row", "nb-key", "nb-missing"):
             cell = cells[item["key"]]
             name = item["id"].removeprefix("nb-")
             if name == "prevalence_lonely-baseline":
@@ -232,7 +252,7 @@ async def assert_page_matches_api(
             )
 
     assert shown["freshness"]["value"] == (total["freshness"]["newest_event_at"] or "")
-    return {"total": total, "nb": nb, "roles": roles, "shown": shown}
+    return {"total": total, "nb": nb, "roles": roles, "shown": shown, "items": items}
 
 
 # ---------------------------------------------------------------------------------- tests
@@ -265,8 +285,10 @@ async def test_dashboard_shows_the_api_figures(
     assert "Bijgewerkt tot" in month["shown"]["freshness"]["text"]
     assert (
         " ".join(month["shown"]["legend"]["text"].split())
-        == f"< {month['total']['k']} minder dan {month['total']['k']}: niet getoond ter bescherming van privacy"
+        == "verborgen niet getoond ter bescherming van privacy"
     )
+    # Every reason the page explains is one a hidden figure of this month has.
+    assert {i["reason"] for i in month["items"] if i["suppressed"] == "true"} >= {"primary"}
     assert [
         (await page.text_content(f'[data-testid="heading-{s}"]')) for s in ("s1", "s2", "s3")
     ] == list(HEADINGS["nl"])
@@ -300,6 +322,18 @@ async def test_dashboard_shows_the_api_figures(
     assert q["shown"]["fig-s2.attendances"]["text"] != month["shown"]["fig-s2.attendances"]["text"]
     assert q["shown"]["period-range"]["text"] != month["shown"]["period-range"]["text"]
 
+    # The same table by age and by kind of activity (every breakdown of the coalition).
+    for by in ("age_band", "category"):
+        await page.select_option('[data-testid="breakdown-by"]', by)
+        await page.wait_for_selector(
+            f'[data-testid="dashboard"][data-state="ready"][data-by="{by}"]'
+        )
+        await assert_page_matches_api(page, metrics_url, key, earlier, by)
+    await page.select_option('[data-testid="breakdown-by"]', "neighbourhood")
+    await page.wait_for_selector(
+        '[data-testid="dashboard"][data-state="ready"][data-by="neighbourhood"]'
+    )
+
     # English on request: the headings change, the figures stay the API's, the choice is kept.
     await page.click('[data-testid="lang-toggle"]')
     assert await page.evaluate("document.documentElement.lang") == "en"
@@ -315,6 +349,57 @@ async def test_dashboard_shows_the_api_figures(
     assert await page.text_content('[data-testid="heading-s2"]') == HEADINGS["en"][1]
 
     assert problems.items == []
+
+
+async def assert_own_view_matches_api(page: Any, base: str, key: str) -> None:
+    period = await wait_ready(page)
+    assert await page.get_attribute('[data-testid="dashboard"]', "data-view") == "own"
+    own = await api(base, key, "/v1/own/indicators", period=period)
+    items = await page.evaluate(READ_PAGE)
+    shown = by_id(items)
+    compared = 0
+    for subgoal in ("s2", "s3"):
+        for path, fig in figures(own[subgoal], subgoal):
+            assert_shown(shown[f"fig-{path}"], fig, own["k"], "nl", path)
+            compared += 1
+    assert compared >= 10, compared
+    # Worth comparing: the welfare organisation has figures of its own to show.
+    assert any(not fig["suppressed"] for _, fig in figures(own["s2"], "s2"))
+    assert own["organisation_id"] in shown["own-lead"]["text"]
+    assert shown["released"]["value"] == own["released_at"]
+    # Nothing of the coalition's: no neighbourhoods, no trend.
+    assert await page.is_hidden('[data-testid="neighbourhoods"]')
+    assert await page.is_hidden('[data-testid="trend"]')
+
+
+async def test_a_partner_sees_its_own_figures(
+    filled_stack: FilledStack, metrics_url: str, browser: Any, make_partner: Any
+) -> None:
+    """A partner's own view: its cell of the release's breakdown by organisation, what
+    `/v1/own/indicators` says. A key that also reads the coalition's figures switches between
+    the two; a key that does not opens the own view and cannot switch."""
+    org = filled_stack.data.org("welzijn")
+    both = filled_stack.partners[org]  # its write key also carries `indicators`
+    page = await browser.new_page()
+    problems = Problems(page)
+    await page.goto(f"{metrics_url}/#key={both.key}")
+    await wait_ready(page)
+    assert await page.get_attribute('[data-testid="dashboard"]', "data-view") == "coalition"
+    await page.click('[data-testid="view-toggle"]')
+    await page.wait_for_selector('[data-testid="dashboard"][data-state="ready"][data-view="own"]')
+    await assert_own_view_matches_api(page, metrics_url, both.key)
+    assert problems.items == []
+
+    only_own = await make_partner(scopes="registrations", organisation_id=org)
+    page = await browser.new_page()
+    # The coalition's figures answer 403 to such a key: that is how the page finds out.
+    problems = Problems(page, allow_status=frozenset({403}))
+    await page.goto(f"{metrics_url}/#key={only_own.key}")
+    await assert_own_view_matches_api(page, metrics_url, only_own.key)
+    assert await page.is_hidden('[data-testid="view-toggle"]')
+    assert problems.items == []
+    assert problems.allowed
+    assert all(a.startswith("403 ") for a in problems.allowed)
 
 
 async def test_key_form_when_there_is_no_key(
@@ -363,10 +448,11 @@ async def test_hostile_keys_are_shown_as_text(
         doc = await response.json()
         for cell in doc.get("breakdown", []):
             cell["key"] = HOSTILE + cell["key"]
-        doc["s3"]["people_trained_by_role"][HOSTILE] = {"value": 12, "suppressed": False}
+        if doc["by"] is None:  # the lists come with the municipality answer
+            doc["s3"]["people_trained_by_role"][HOSTILE] = {"value": 12, "suppressed": False}
         await route.fulfill(response=response, body=json.dumps(doc))
 
-    await page.route(re.compile(r".*/v1/indicators\?.*by=.*"), inject)
+    await page.route(re.compile(r".*/v1/indicators\?.*"), inject)
     await page.goto(f"{metrics_url}/#key={filled_stack.reader.key}")
     await wait_ready(page)
     rows = await page.locator('[data-testid="nb-key"]').all_text_contents()

@@ -244,6 +244,7 @@ class Deployment:
     ports: dict[str, int]
     keys: dict[str, str] = field(default_factory=dict)
     reader_key: str = ""
+    metrics_key: str = ""
     relays: list[asyncio.subprocess.Process] = field(default_factory=list)
     relay_in_process: bool = True
 
@@ -263,8 +264,10 @@ class Deployment:
             "VERBINDING_TOPIC_PREFIX": self.prefix,
             "VERBINDING_PSEUDONYM_SECRET": SECRET,
             "VERBINDING_CONSUMER_GROUP": f"metrics-{self.name}",
-            # k = 1: every figure is published, so every one is compared (nothing hides a miss).
+            # k = 1 and no disclosure control (which hides zeros and, beside them, more):
+            # every figure is published, so every one is compared (nothing hides a miss).
             "VERBINDING_SUPPRESSION_K": "1",
+            "VERBINDING_DISCLOSURE_CONTROL": "off",
             "VERBINDING_INDICATOR_CACHE_SECONDS": "0",
             "VERBINDING_SNAPSHOT_INTERVAL_SECONDS": "600",
             "VERBINDING_LOG_LEVEL": "WARNING",
@@ -286,6 +289,9 @@ class Deployment:
             await create_organisation(conn, "fault-suite-reader", "Fault suite reader")
             deployment.reader_key = (
                 await issue_key(conn, "fault-suite-reader", ["indicators"])
+            ).secret
+            deployment.metrics_key = (
+                await issue_key(conn, "fault-suite-reader", ["metrics"])
             ).secret
         finally:
             await conn.close()

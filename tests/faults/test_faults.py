@@ -297,8 +297,8 @@ async def test_5_a_second_metrics_instance_joins_and_leaves_mid_load(stack, depl
     await d.start_metrics("metrics2")
     await load.until_answered(0.75)
     # On a slow machine the second instance may still be joining: give it a bounded moment.
-    await until(lambda: at_least(lambda: consumed_by(d.url("metrics2")), 1), what="instance 2 applying")  # fmt: skip
-    applied_by_second = await consumed_by(d.url("metrics2"))
+    await until(lambda: at_least(lambda: consumed_by(d, "metrics2"), 1), what="instance 2 applying")  # fmt: skip
+    applied_by_second = await consumed_by(d, "metrics2")
     clock.mark("injected")
     await d.stop_metrics("metrics2")
     clock.mark("cleared")
@@ -366,10 +366,15 @@ async def at_least(read: Callable[[], Awaitable[int]], n: int) -> bool:
     return await read() >= n
 
 
-async def consumed_by(metrics_url: str) -> int:
-    """Events a metrics instance applied, from its own Prometheus exposition."""
+async def consumed_by(d: Deployment, instance: str) -> int:
+    """Events a metrics instance applied, from its own Prometheus exposition (scraped with the
+    deployment's `metrics` key, as Prometheus would)."""
     async with httpx.AsyncClient(timeout=10) as client:
-        text = (await client.get(f"{metrics_url}/metrics")).text
+        response = await client.get(
+            f"{d.url(instance)}/metrics", headers={"Authorization": f"Bearer {d.metrics_key}"}
+        )
+        response.raise_for_status()
+        text = response.text
     return int(
         sum(
             float(line.rsplit(" ", 1)[1])

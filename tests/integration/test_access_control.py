@@ -1,5 +1,10 @@
 """Nobody reads or writes where they do not belong.
 
+Audiences (domain.md §7): every scope against every read endpoint and every `by` value — the
+indicators and the trend for `indicators` and `indicators:organisations`, the breakdown by
+organisation for the analysts alone, a partner's own figures for any key of that organisation
+(its own figures, nobody else's), and `/metrics` of every service for the `metrics` scrape key.
+
 Every endpoint of the three services (the table below is checked against their OpenAPI
 documents, so a new endpoint cannot slip past) is called without a key, with malformed
 ``Authorization`` headers, with an unknown key, with a guessed secret for a real key id, with a
@@ -18,6 +23,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import asyncpg
@@ -100,7 +106,7 @@ class Endpoint:
     service: str
     method: str
     template: str  # as in the OpenAPI document
-    scopes: tuple[Scope, ...]  # any one of them opens it (admin opens everything)
+    scopes: tuple[Scope, ...]  # any one of them opens it (admin opens everything); () any key
     path: Callable[[Owned], str]
     body: Callable[[Owned], Any] | None = None
     params: dict[str, str] | None = None
@@ -149,12 +155,16 @@ ENDPOINTS = [
     Endpoint("referrals", "GET", "/v1/webhooks/{webhook_id}/failures", (Scope.REFERRALS,), lambda o: f"/v1/webhooks/{o.webhook_id}/failures"),
     Endpoint("referrals", "POST", "/v1/webhooks/{webhook_id}/redeliver", (Scope.REFERRALS,), lambda o: f"/v1/webhooks/{o.webhook_id}/redeliver"),
     Endpoint("referrals", "DELETE", "/v1/webhooks/{webhook_id}", (Scope.REFERRALS,), lambda o: f"/v1/webhooks/{o.webhook_id}"),
-    Endpoint("metrics", "GET", "/v1/indicators", (Scope.INDICATORS,), lambda o: "/v1/indicators", params={"period": "2025"}),
-    Endpoint("metrics", "GET", "/v1/trend", (Scope.INDICATORS,), lambda o: "/v1/trend"),
+    Endpoint("metrics", "GET", "/v1/indicators", (Scope.INDICATORS, Scope.INDICATORS_ORGANISATIONS), lambda o: "/v1/indicators", params={"period": "2025"}),
+    Endpoint("metrics", "GET", "/v1/trend", (Scope.INDICATORS, Scope.INDICATORS_ORGANISATIONS), lambda o: "/v1/trend"),
+    Endpoint("metrics", "GET", "/v1/own/indicators", (), lambda o: "/v1/own/indicators", params={"period": "2025"}),
+    Endpoint("registrations", "GET", "/metrics", (Scope.METRICS,), lambda o: "/metrics"),
+    Endpoint("referrals", "GET", "/metrics", (Scope.METRICS,), lambda o: "/metrics"),
+    Endpoint("metrics", "GET", "/metrics", (Scope.METRICS,), lambda o: "/metrics"),
 ]  # fmt: skip
 
-# Open to anyone by design: probes and the Prometheus exposition (aggregates only).
-PUBLIC = {"/healthz", "/readyz", "/metrics"}
+# Open to anyone by design: the probes (they say nothing but "up" and "ready").
+PUBLIC = {"/healthz", "/readyz"}
 
 
 def test_the_table_covers_every_endpoint_of_the_openapi_documents(test_env: dict[str, str]) -> None:
@@ -243,10 +253,16 @@ def assert_refused(response: Any, status: int) -> None:
 
 
 FAILURES = ["no key", "empty bearer", "basic", "token scheme", "unknown key", "guessed secret", "revoked", "lacking scope"]  # fmt: skip
+# Every endpoint with every failure, except "lacking scope" where any valid key opens it.
+REFUSALS = [
+    pytest.param(endpoint, failure, id=f"{endpoint.name}-{failure}")
+    for endpoint in ENDPOINTS
+    for failure in FAILURES
+    if endpoint.scopes or failure != "lacking scope"
+]
 
 
-@pytest.mark.parametrize("failure", FAILURES)
-@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.name for e in ENDPOINTS])
+@pytest.mark.parametrize(("endpoint", "failure"), REFUSALS)
 async def test_every_endpoint_refuses_and_writes_nothing(
     registrations, referrals, metrics, make_partner, pool, owner, endpoint, failure
 ):
@@ -324,6 +340,171 @@ async def test_a_batch_item_needing_a_scope_the_key_lacks_is_refused_and_not_wri
     assert "scope" in regs.text
     assert "scope" in refs.text
     assert await row_counts(pool) == before
+
+
+# ------------------------------------------------------------------------------------ audiences
+
+BY_VALUES = (None, "neighbourhood", "age_band", "category", "referrer_role", "organisation")
+
+
+@dataclass(frozen=True)
+class Read:
+    service: str
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.service} {self.path}" + "".join(f" {k}={v}" for k, v in self.params)
+
+
+READS = [
+    *(Read("metrics", "/v1/indicators", (("period", "2025"),) + ((("by", by),) if by else ())) for by in BY_VALUES),
+    Read("metrics", "/v1/trend", (("months", "3"), ("until", "2025-03"))),
+    Read("metrics", "/v1/own/indicators", (("period", "2025"),)),
+    # The registrations service's reads for partners without IT (the volunteers' page).
+    Read("registrations", "/v1/activities"),
+    Read("registrations", "/v1/reference"),
+    Read("registrations", "/v1/keys"),
+    Read("registrations", "/metrics"),
+    Read("referrals", "/metrics"),
+    Read("metrics", "/metrics"),
+]  # fmt: skip
+
+
+# Reads of the writing side: who may keep activities, record attendance or manage keys.
+PARTNER_READS: dict[str, tuple[Scope, ...]] = {
+    "/v1/activities": (Scope.ACTIVITIES, Scope.ATTENDANCE),
+    "/v1/reference": (Scope.ACTIVITIES, Scope.REGISTRATIONS, Scope.ATTENDANCE),
+    "/v1/keys": (Scope.KEYS,),
+}
+
+
+def opens(scope: Scope, read: Read) -> bool:
+    """Who reads what (domain.md §7 "Audiences"; contract.md)."""
+    if scope is Scope.ADMIN:
+        return True
+    if read.path in PARTNER_READS:
+        return scope in PARTNER_READS[read.path]
+    if read.path == "/metrics":
+        return scope is Scope.METRICS
+    if read.path == "/v1/own/indicators":
+        return True  # any key, for its own organisation
+    if dict(read.params).get("by") == "organisation":
+        return scope is Scope.INDICATORS_ORGANISATIONS
+    return scope in (Scope.INDICATORS, Scope.INDICATORS_ORGANISATIONS)
+
+
+def test_the_audience_table_covers_every_read_of_the_openapi_documents(
+    test_env: dict[str, str],
+) -> None:
+    """Every GET of the three services except the probes and the record reads (which belong to
+    the writing organisation and are covered above) is in READS, with every `by` value."""
+    reads = set()
+    for service, build in (
+        ("registrations", registrations_app),
+        ("referrals", referrals_app),
+        ("metrics", metrics_app),
+    ):
+        doc = build().openapi()
+        for path, operations in doc["paths"].items():
+            if "get" in operations and path not in PUBLIC and "{" not in path:
+                reads.add((service, path))
+        if service == "metrics":
+            (by,) = [p for p in doc["paths"]["/v1/indicators"]["get"]["parameters"] if p["name"] == "by"]  # fmt: skip
+            (offered,) = [x["enum"] for x in by["schema"]["anyOf"] if "enum" in x]
+            assert {None, *offered} == set(BY_VALUES)
+    assert reads == {(r.service, r.path) for r in READS}
+
+
+@pytest.mark.parametrize("read", READS, ids=[r.name for r in READS])
+@pytest.mark.parametrize("scope", list(Scope), ids=[s.value for s in Scope])
+async def test_every_scope_reads_exactly_what_its_audience_may(
+    registrations, referrals, metrics, make_partner, scope, read
+):
+    client = {"registrations": registrations, "referrals": referrals, "metrics": metrics}[
+        read.service
+    ]
+    key = await make_partner(scopes=scope.value)
+
+    response = await client.get(read.path, params=dict(read.params), headers=key.headers)
+
+    if opens(scope, read):
+        assert response.status_code == 200, response.text
+        if read.path == "/metrics":
+            assert "verbinding_" in response.text
+        elif read.path == "/v1/own/indicators":
+            assert response.json()["organisation_id"] == key.organisation_id
+        elif read.path == "/v1/indicators":
+            assert response.json()["by"] == dict(read.params).get("by")
+    else:
+        assert_refused(response, 403)
+        # The answer says which scope would open it, so that a caller knows whom to ask.
+        wanted = {
+            "/metrics": "`metrics`",
+            "/v1/indicators": "`indicators:organisations`",
+            "/v1/trend": "`indicators:organisations`",
+            **{path: f"`{scopes[-1].value}`" for path, scopes in PARTNER_READS.items()},
+        }[read.path]
+        assert wanted in response.json()["message"], response.text
+
+
+async def test_a_partner_reads_its_own_figures_and_no_one_elses(
+    metrics, metrics_app, make_partner, pool
+):
+    """Own figures are the organisation's cell of the breakdown by organisation (one decision
+    per cell): the same figures the analysts see for it, and nothing of any other organisation."""
+    from tests.conftest import TOPIC_PREFIX
+    from tests.integration.test_metrics_scenario import (
+        activity,
+        attendance,
+        hexid,
+        person,
+        publish,
+        wait_applied,
+    )
+
+    # A period no other test writes in, so that the three organisations are its only cells.
+    period, day = "2011-05", date(2011, 5, 10)
+    sizes = {"big": 15, "middle": 12, "small": 3}
+    orgs = {name: await make_partner(scopes="registrations") for name in sizes}
+    events = []
+    for name, n in sizes.items():
+        org = orgs[name].organisation_id
+        events.append(
+            activity(org, "own-act", "meeting", True, updated="2011-01-01T09:00:00+01:00")
+        )
+        for i in range(n):
+            who = person(hexid(f"own-{org}-{i}"), "delfgauw", "75+")
+            events.append(attendance(org, f"own-{i}", "own-act", who, f"{day}T10:00:00+02:00", day))
+    await publish(events, TOPIC_PREFIX)
+    await wait_applied(pool, "metrics", events)
+    # Breakdowns and own figures come from a release: cut one now rather than wait a day.
+    await metrics_app.state.indicators.cut_release()
+    analyst = await make_partner(scopes="indicators:organisations")
+    by_org = (
+        await metrics.get("/v1/indicators", params={"period": period, "by": "organisation"}, headers=analyst.headers)
+    ).json()  # fmt: skip
+    cells = {c["key"]: c for c in by_org["breakdown"]}
+
+    for name, partner in orgs.items():
+        r = await metrics.get("/v1/own/indicators", params={"period": period}, headers=partner.headers)  # fmt: skip
+        assert r.status_code == 200, r.text
+        own = r.json()
+        assert own["organisation_id"] == partner.organisation_id
+        assert own["s2"] == cells[partner.organisation_id]["s2"], name
+        assert own["s3"] == cells[partner.organisation_id]["s3"], name
+        for other in orgs.values():
+            if other is not partner:
+                assert other.organisation_id not in r.text
+    big = (await metrics.get("/v1/own/indicators", params={"period": period}, headers=orgs["big"].headers)).json()  # fmt: skip
+    assert big["s2"]["participants_unique"] == {"value": 15, "suppressed": False}
+    assert big["released_at"] == by_org["released_at"]
+    small = (await metrics.get("/v1/own/indicators", params={"period": period}, headers=orgs["small"].headers)).json()  # fmt: skip
+    assert small["s2"]["participants_unique"] == {"value": None, "suppressed": True, "reason": "primary"}  # 3 < k  # fmt: skip
+    nobody = await make_partner(scopes="referrals")
+    empty = (await metrics.get("/v1/own/indicators", params={"period": period}, headers=nobody.headers)).json()  # fmt: skip
+    assert empty["s2"]["attendances"] == {"value": None, "suppressed": True, "reason": "primary"}
 
 
 # ------------------------------------------------------------------------- across organisations

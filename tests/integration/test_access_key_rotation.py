@@ -19,7 +19,7 @@ from tests.faults.live import VERBINDING
 pytestmark = pytest.mark.integration
 
 
-async def cli(env: dict[str, str], *args: str) -> list[str]:
+async def cli(env: dict[str, str], *args: str, timeout: float = 60) -> list[str]:
     proc = await asyncio.create_subprocess_exec(
         str(VERBINDING),
         *args,
@@ -27,7 +27,7 @@ async def cli(env: dict[str, str], *args: str) -> list[str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode == 0, (args, out.decode(), err.decode())
     return out.decode().strip().splitlines()
 

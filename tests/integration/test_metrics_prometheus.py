@@ -1,5 +1,6 @@
-"""``GET /metrics``: the live indicators of the current month, quarter and year as gauges (from a
-snapshot, suppressed cells omitted) and the consumer's own health counters."""
+"""``GET /metrics``: the live municipality-level indicators of the current month, quarter and year
+as gauges (from a snapshot, suppressed cells omitted, no breakdowns: domain.md §7) and the
+consumer's own health counters, for a key with scope `metrics` only."""
 
 from __future__ import annotations
 
@@ -56,13 +57,28 @@ def sessions_now(org: str, activity_id: str, people: list[Any], tag: str) -> lis
     ]
 
 
+# Labels an indicator series may carry: the period kind, and the organisation only on the
+# partner-silence timestamp (operational). Anything else would be a breakdown.
+INDICATOR_LABELS = {"period"}
+
+
+def breakdown_series(series: Series) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """Indicator series (verbinding_s1/s2/s3_*) with a label other than the period."""
+    return [
+        (name, labels)
+        for name, labels in series
+        if name.startswith(("verbinding_s1_", "verbinding_s2_", "verbinding_s3_"))
+        and {label for label, _ in labels} - INDICATOR_LABELS
+    ]
+
+
 async def test_metrics_endpoint_shows_the_current_figures_above_k_and_omits_the_rest(
-    metrics, metrics_app, pool
+    metrics, metrics_app, pool, make_partner
 ):
     org = f"prom-{RUN_ID}"
     big = [person(hexid(f"prom-big-{RUN_ID}-{i}"), "s-gravenhout", "26-64") for i in range(12)]
-    # A second visible cell: klapwijk's 3 would otherwise be the only hidden non-empty cell,
-    # and complementary suppression would hide the smallest visible one with it.
+    # Neighbourhoods of 12, 10 and 3 people: cells a breakdown would show or hide, which
+    # /metrics must not carry at all.
     more = [person(hexid(f"prom-more-{RUN_ID}-{i}"), "delfgauw", "26-64") for i in range(10)]
     small = [person(hexid(f"prom-small-{RUN_ID}-{i}"), "klapwijk", "26-64") for i in range(3)]
     events = [activity(org, "prom-act", "meeting", True)]
@@ -75,9 +91,11 @@ async def test_metrics_endpoint_shows_the_current_figures_above_k_and_omits_the_
     assert svc.k == 10
     series: Series = {}
 
+    scraper = await make_partner(scopes="metrics")
+
     async def exposed() -> bool:
         nonlocal series
-        response = await metrics.get("/metrics")
+        response = await metrics.get("/metrics", headers=scraper.headers)
         assert response.status_code == 200
         series, duplicates = parse(response.text)
         assert duplicates == [], duplicates
@@ -96,18 +114,10 @@ async def test_metrics_endpoint_shows_the_current_figures_above_k_and_omits_the_
         series[("verbinding_s2_participants_unique", (("period", "month"),))]
         == (expected["s2"]["participants_unique"]["value"])
     )
-    cells = {c["key"]: c for c in (await svc.compute(month, "neighbourhood"))["breakdown"]}
-    name = "verbinding_s2_participants_unique_by_neighbourhood"
-    for key, cell in cells.items():
-        labels = (("neighbourhood", key), ("period", "month"))
-        fig = cell["s2"]["participants_unique"]
-        if fig["suppressed"]:
-            assert (name, labels) not in series, key  # omitted, not 0
-        else:
-            assert series[(name, labels)] == fig["value"], key
-    # The larger of the two visible cells stays visible whatever else the session recorded.
-    assert cells["s-gravenhout"]["s2"]["participants_unique"]["value"] >= 12
-    assert cells["klapwijk"]["s2"]["participants_unique"]["suppressed"]  # our 3 < k
+    # Municipality level only: the neighbourhoods of this test (12, 10 and 3 people) are not
+    # there, whatever their suppression, and neither are by-role or by-signal lists.
+    assert breakdown_series(series) == []
+    assert not [name for name, _ in series if "_by_" in name]
     # The service's own health: events applied per topic, the last event time per partner.
     consumed = series[("verbinding_metrics_events_consumed_total", (("topic", "registrations"),))]
     assert consumed >= 15
@@ -124,8 +134,7 @@ async def test_the_snapshot_renders_each_series_once_with_exact_values(pool):
         org = f"snap-{RUN_ID}"
         people = [person(hexid(f"snap-{i}"), "delfgauw", "65-74") for i in range(3)]
         lone = person(hexid("snap-lone"), "emerald", "75+")
-        # Two more in another cell: the lone hidden cell (emerald, 1) would otherwise be the
-        # total minus the visible cells, so the smallest visible one (klapwijk, 2) is hidden too.
+        # Neighbourhoods and age bands of 3, 1 and 2 people: breakdown cells, never series.
         pair = [person(hexid(f"snap-pair-{i}"), "klapwijk", "26-64") for i in range(2)]
         old = (datetime.now(AMSTERDAM) - timedelta(days=40)).isoformat()
         events = [activity(org, "snap-act", "meeting", True)]
@@ -161,15 +170,11 @@ async def test_the_snapshot_renders_each_series_once_with_exact_values(pool):
         period = (("period", kind),)
         assert series[("verbinding_s2_participants_unique", period)] == 6
         assert series[("verbinding_s2_attendances", period)] == 6
-        assert series[("verbinding_s2_attendance_ratio", period)] == 1.0
         assert ("verbinding_s2_no_shows", period) not in series  # 0 < k: omitted
-        by = "verbinding_s2_participants_unique_by_neighbourhood"
-        assert series[(by, (("neighbourhood", "delfgauw"), ("period", kind)))] == 3
-        assert (by, (("neighbourhood", "emerald"), ("period", kind))) not in series  # 1 < k
-        assert (by, (("neighbourhood", "klapwijk"), ("period", kind))) not in series  # complement
-        by = "verbinding_s2_participants_unique_by_age_band"
-        assert series[(by, (("age_band", "65-74"), ("period", kind)))] == 3
-        assert (by, (("age_band", "75+"), ("period", kind))) not in series
-        assert (by, (("age_band", "26-64"), ("period", kind))) not in series  # complement
+        # 6 of 6: a rate of 1.0 would say that nobody stayed away (rule 3: both sides hold k).
+        assert ("verbinding_s2_attendance_ratio", period) not in series
+    # The snapshot holds cells of 3, 1 and 2 people per neighbourhood and age band (k = 2):
+    # none of them is a series.
+    assert breakdown_series(series) == []
     assert series[("verbinding_s3_referrals_overdue", ())] == 3
     assert series[("verbinding_partner_last_event_timestamp_seconds", (("organisation", org),))] > 0

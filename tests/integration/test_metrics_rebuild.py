@@ -13,8 +13,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.metrics.adapters import queries
-from services.metrics.adapters.queries import BREAKDOWNS
 from services.metrics.bootstrap import MIGRATIONS
+from services.metrics.domain.answers import BREAKDOWNS
 from services.metrics.domain.periods import parse_period
 from services.metrics.entrypoints.consumer import CONSUMED_TOPICS
 from services.metrics.service_layer.rebuild import REBUILD_LOCK, rebuild
@@ -73,7 +73,7 @@ async def test_a_rebuild_from_the_topics_gives_the_live_figures(pool, topic_pref
             finally:
                 await producer.stop()
             await wait_applied(pool, live, [e for e in events if e is not second[2]])
-            svc = service(pool, live, k=1)
+            svc = service(pool, live, k=1, control="off")
             before = await everything(svc)
             assert before[("2014", None)]["s2"]["attendances"]["value"] == 13  # the scenario
             assert before[("2015", None)]["freshness"]["events_applied"] == changing
@@ -242,7 +242,7 @@ async def test_old_events_decode_and_a_rebuild_gives_the_corrected_figures(pool,
                 )  # fmt: skip
     try:
         await migrate_service(pool, live, MIGRATIONS)  # the upgrade: migration 002
-        svc = service(pool, live, k=1)
+        svc = service(pool, live, k=1, control="off")
 
         async def figures() -> tuple[Any, ...]:
             r = await svc.compute(parse_period("2016"))

@@ -8,8 +8,10 @@ The platform schema (organisations, keys, the partner registry) is shared by the
 where another test registered partners that count at the end of a period here, the share of
 partners with trained staff takes them into account (they have no trained staff here).
 
-Figures are read with k = 2 (small enough for hand-countable numbers to show), k = 1 (for the
-period boundaries) and the default k = 10 (same data: almost everything suppressed).
+The figures are read without disclosure control (``control="off"``: the query layer's year grid
+as it is, every count of at least 1 shown), which the hand computation checks exactly; then with
+the disclosure engine at k = 2 (a release of the scenario, audited: nothing can be worked out)
+and at the default k = 10 (same data: everything suppressed).
 
 People, in years 2013-2015 (pseudonyms are arbitrary 64-hex strings):
 
@@ -49,13 +51,14 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.metrics.adapters import queries
 from services.metrics.adapters.facts import FactWriter
 from services.metrics.bootstrap import MIGRATIONS
+from services.metrics.domain.answers import BREAKDOWNS
 from services.metrics.domain.baseline import load_baseline
+from services.metrics.domain.disclosure import FIGURES, year_periods
 from services.metrics.domain.periods import parse_period
 from services.metrics.entrypoints.consumer import CONSUMED_TOPICS, MetricsConsumer
-from services.metrics.service_layer.indicators import IndicatorService
+from services.metrics.service_layer.indicators import Control, IndicatorService
 from services.metrics.settings import MetricsSettings
 from shared.consumer import BatchConsumer, BatchResult, RawRecord
 from shared.db import migrate_service
@@ -79,6 +82,8 @@ from shared.events import (
 from shared.kafka import ensure_topics
 from shared.reference import load_reference
 from tests.conftest import KAFKA, RUN_ID, eventually
+from tools.disclosure_audit.check import audit
+from tools.disclosure_audit.published import from_indicators, from_trend
 
 pytestmark = pytest.mark.integration
 
@@ -673,7 +678,8 @@ def s3row(referrals, accepted, converted, acceptance, conversion, days):
     }
 
 
-# Published values with k = 2 (None = suppressed). Reasoning per figure in the comments.
+# The figures without disclosure control (None: nothing, i.e. zero, or a rate or median of no
+# cases). Reasoning per figure in the comments.
 #
 # S2 connection sessions (A1, A2, A4) attended, by Amsterdam date:
 #   2013: 01-10 P9, 01-10 P1, 01-17 P2 | 10-01 P1, 10-15 P3 (late), 10-27 P1, 10-27 P2, 11-01 P2
@@ -701,6 +707,17 @@ def s3row(referrals, accepted, converted, acceptance, conversion, days):
 # Intake → follow-up (total): P1 djg6 3 → 1 on 1 Feb (better category), P5 5 → 6 on 12 Mar
 #   (same category), P7 8 → 2 on 6 May (better), P8 9 → 7 on 20 May (better); P6's follow-up
 #   has no intake.
+def roles(**known: int) -> dict[str, int | None]:
+    """Trained people per role: every referrer role of the reference list (underscores for
+    dashes in the names), None where nobody."""
+    found = {name.replace("_", "-"): n for name, n in known.items()}
+    return {role: found.get(role) for role in sorted(load_reference().referrer_roles)}
+
+
+def signals(**known: int) -> dict[str, int | None]:
+    return {signal: known.get(signal) for signal in sorted(load_reference().signals)}
+
+
 EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
     "2014-01": {
         "s1": {
@@ -711,18 +728,18 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
             "referral_outcome": {"pairs": None, "mean_change": None, "improved_share": None},
         },
         # unique P3, P4, P1, P5 = 4; new P4, P5 = 2 (P3 began in 2013); 6 attended, 3 no-shows:
-        # 6/9; registrations g03, g07, g04, g05, g11 = 5; cancellations 2; retained P4 = 1 < k;
+        # 6/9; registrations g03, g07, g04, g05, g11 = 5; cancellations 2; retained P4 = 1;
         # growth 4 / 3 (2013-01: P9, P1, P2) - 1.
-        "s2": s2row(4, 2, 6, 3, 0.6667, 5, 2, None, 0.3333),
+        "s2": s2row(4, 2, 6, 3, 0.6667, 5, 2, 1, 0.3333),
         "s3": {
-            # R6, R5 = 2, both accepted: 2/2; converted R5 = 1 < k but conversion 1/2 shows;
-            # the median of one case is hidden.
-            **s3row(2, 2, None, 1.0, 0.5, None),
+            # R6, R5 = 2, both accepted: 2/2; converted R5 = 1: 1/2, after 12 days.
+            **s3row(2, 2, 1, 1.0, 0.5, 12.0),
             "people_trained": 4,  # A/T1, A/T2, C/T3, B/T1
             "organisations_with_trained_staff": 3,  # A, B, C
             "organisations_with_trained_staff_share": SHARE,  # A B C of the partners A B C D
-            "people_trained_by_role": {"gp": None, "volunteer": 2, "welfare-coach": None},
-            "referrals_by_signal": {"emotional": None, "social": None},  # R5; R6
+            # every role and signal of the reference lists is a row, also the empty ones
+            "people_trained_by_role": roles(gp=1, volunteer=2, welfare_coach=1),
+            "referrals_by_signal": signals(emotional=1, social=1),  # R5; R6
             # open and silent: R2 (accepted), R4 (created), R6 (contacted); of 2015: R9 of C and
             # of A, R10, R11 (its self-acceptance does not count). Not R12: closed, at the same
             # `at` as its acceptance but later in arrival order.
@@ -747,9 +764,9 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
             "people_trained": 4,  # C/T3's second training adds no person; B/T4 is April
             "organisations_with_trained_staff": 3,
             "organisations_with_trained_staff_share": SHARE,  # A B C of the partners A B C D
-            "people_trained_by_role": {"gp": None, "volunteer": 2, "welfare-coach": None},
+            "people_trained_by_role": roles(gp=1, volunteer=2, welfare_coach=1),
             # emotional R5 R1 R3; social R6 R1 R2; practical R3
-            "referrals_by_signal": {"emotional": 3, "practical": None, "social": 3},
+            "referrals_by_signal": signals(emotional=3, practical=1, social=3),
             "referrals_overdue": 7,
         },
     },
@@ -771,14 +788,10 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
             "people_trained": 6,  # + B/T4, C/T5
             "organisations_with_trained_staff": 3,
             "organisations_with_trained_staff_share": SHARE,  # A B C of the partners A B C D
-            "people_trained_by_role": {
-                "gp": None,  # C/T3
-                "poh-ggz": None,  # C/T5
-                "volunteer": 3,  # A/T2, B/T1, B/T4
-                "welfare-coach": None,  # A/T1
-            },
+            # gp C/T3; poh-ggz C/T5; volunteer A/T2, B/T1, B/T4; welfare-coach A/T1
+            "people_trained_by_role": roles(gp=1, poh_ggz=1, volunteer=3, welfare_coach=1),
             # emotional R5 R1 R3; social R6 R1 R2 R4; practical R3
-            "referrals_by_signal": {"emotional": 3, "practical": None, "social": 4},
+            "referrals_by_signal": signals(emotional=3, practical=1, social=4),
             "referrals_overdue": 7,
         },
     },
@@ -795,90 +808,120 @@ NONE_S1 = s1row(None, None, None, None, None)
 NONE_S2 = s2row(*[None] * 9)
 NONE_S3 = s3row(*[None] * 6)
 
-# Breakdowns of 2014, k = 2. Keys not listed have nothing: every figure suppressed.
+# Breakdowns of 2014. Keys not listed have nothing: every figure None.
 BY_NEIGHBOURHOOD_2014 = {
     # S1: m12 m03 m08 m09 → lonely 3/4, severe m12 m03 2/4, emotional 2/4, social 2/4.
-    # S2: P1 attended once (x09); no-show x11 (P2): rate 1/2 shows (denominator 2 = k);
-    #     registration g11 and its cancellation (1 Feb); growth hidden (1 < k) against 2013's
-    #     P1, P2 = 2, which is shown as the baseline.
+    # S2: P1 attended once (x09); no-show x11 (P2): 1/2; registration g11 and its cancellation
+    #     (1 Feb); growth 1 / 2 (2013: P1, P2) - 1.
     "delfgauw": {
         "s1": s1row(4, 0.75, 0.5, 0.5, 0.5),
-        "s2": s2row(None, None, None, None, 0.5, None, None, None, None),
+        "s2": s2row(1, None, 1, 1, 0.5, 1, 1, None, -0.5),
     },
     # S1: m04 (7 4 3), m05 (djg6 4 2 2): both lonely, neither severe, both emotionally and
     #     socially lonely (djg6 cut-off 2).
     # S2: P3 (x08, y02) and P4 (y01, y03, y05) = 5 attended, no-show y04: 5/6; new P4; g03, g04;
-    #     cancelled g04; retained P4; growth hidden (2013: P3 only, 1 < k).
+    #     cancelled g04; retained P4; growth 2 / 1 (2013: P3) - 1.
     "pijnacker-noord": {
         "s1": s1row(2, 1.0, 0.0, 1.0, 1.0),
-        "s2": s2row(2, None, 5, None, 0.8333, 2, None, None, None),
+        "s2": s2row(2, 1, 5, 1, 0.8333, 2, 1, 1, 1.0),
     },
-    # S1: m11 (one total), social scores m11 (2) and m06 (3): social 1/2 shows.
-    # S2: P5 x12 x13 x14, no-show x10: 3/4; new P5; registration g05.
-    #     Attendances 3 are hidden as the complement: delfgauw's 1 is the only hidden cell
-    #     that is not empty, so the total minus the visible cells would reveal it; emerald's 3
-    #     is the smallest visible cell.
+    # S1: m11 (4 2 2) the one total: lonely, not severe, not emotionally lonely; social scores
+    #     m11 (2) and m06 (3): 1/2.
+    # S2: P5 x12 x13 x14, no-show x10: 3/4; new P5 (not retained: day 91); registration g05;
+    #     growth 1 / 1 (2013: P9) - 1.
     "emerald": {
-        "s1": s1row(None, None, None, None, 0.5),
-        "s2": s2row(None, None, None, None, 0.75, None, None, None, None),
+        "s1": s1row(1, 1.0, 0.0, 0.0, 0.5),
+        "s2": s2row(1, 1, 3, 1, 0.75, 1, None, None, 0.0),
     },
-    # S1: m07 alone. S2: P7 ×3, P8 ×1 = 4/4; both new; g08, g09; retained P7.
+    # S1: m07 (11 6 5). S2: P7 ×3, P8 ×1 = 4/4; both new; g08, g09; retained P7; nobody there
+    #     in 2013: no growth.
     "nootdorp-oost": {
-        "s1": NONE_S1,
-        "s2": s2row(2, 2, 4, None, 1.0, 2, None, None, None),
+        "s1": s1row(1, 1.0, 1.0, 1.0, 1.0),
+        "s2": s2row(2, 2, 4, None, 1.0, 2, None, 1, None),
     },
-    # S2: P6 only at A3 (not connection); registered at A1 (g07) and cancelled: 1 each < k.
-    "koningshof": {"s1": NONE_S1, "s2": NONE_S2},
+    # S2: P6 only at A3 (not connection); registered at A1 (g07) and cancelled.
+    "koningshof": {"s1": NONE_S1, "s2": s2row(None, None, None, None, None, 1, 1, None, None)},
 }
 BY_AGE_BAND_2014 = {
     # S1: m12 (9 5 4) m07 (11 6 5) m09 (0 0 0) + m06 (social 3): lonely 2/3, severe 2/3,
     #     emotional 2/3, social 3/4. S2: P1 x09, P5 ×3, P8 w04 = 5 attended, no-show x10: 5/6;
-    #     new P5, P8; registrations g11 g05 g09; cancelled g11 (1 < k).
+    #     new P5, P8; registrations g11 g05 g09; cancelled g11; growth 3 / 1 (2013: P1) - 1.
     "65-74": {
         "s1": s1row(3, 0.6667, 0.6667, 0.6667, 0.75),
-        "s2": s2row(3, 2, 5, None, 0.8333, 3, None, None, None),
+        "s2": s2row(3, 2, 5, 1, 0.8333, 3, 1, None, 2.0),
     },
-    # S1: m03 (10 6 4), m08 (3 2 1). S2: P7 ×3 (new, retained), no-show x11 (P2): 3/4; g08.
+    # S1: m03 (10 6 4), m08 (3 2 1). S2: P7 ×3 (new, retained), no-show x11 (P2): 3/4; g08;
+    #     growth 1 / 1 (2013: P2) - 1.
     "75+": {
         "s1": s1row(2, 1.0, 0.5, 0.5, 0.5),
-        "s2": s2row(None, None, 3, None, 0.75, None, None, None, None),
+        "s2": s2row(1, 1, 3, 1, 0.75, 1, None, 1, 0.0),
     },
     # S1: m05 (djg6 4 2 2), m11 (djg11 4 2 2): lonely both; emotionally and socially lonely
-    #     m05 only (2 is the 6-item cut-off, not the 11-item one). Measurements 2 are hidden as
-    #     the complement of 16-25's lone 1 (the smallest visible cell, tied with 75+ and first
-    #     in the list).
-    # S2: P3 x08 y02 = 2/2; registrations g04 (P3), g07 (P6): 2, both cancelled: 2 — hidden
-    #     as the complement of 65-74's lone cancellation (1 < k).
+    #     m05 only (2 is the 6-item cut-off, not the 11-item one).
+    # S2: P3 x08 y02 = 2/2; registrations g04 (P3), g07 (P6): 2, both cancelled; growth 1 / 2
+    #     (2013: P9, P3) - 1.
     "26-64": {
-        "s1": s1row(None, 1.0, 0.0, 0.5, 0.5),
-        "s2": s2row(None, None, 2, None, 1.0, 2, None, None, None),
+        "s1": s1row(2, 1.0, 0.0, 0.5, 0.5),
+        "s2": s2row(1, None, 2, None, 1.0, 2, 2, None, -0.5),
     },
-    # S1: m04 alone. S2: P4 y01 y03 y05, no-show y04: 3/4; new and retained P4; g03.
+    # S1: m04 (7 4 3). S2: P4 y01 y03 y05, no-show y04: 3/4; new and retained P4; g03.
     "16-25": {
-        "s1": NONE_S1,
-        "s2": s2row(None, None, 3, None, 0.75, None, None, None, None),
+        "s1": s1row(1, 1.0, 0.0, 1.0, 1.0),
+        "s2": s2row(1, 1, 3, 1, 0.75, 1, None, 1, None),
     },
 }
 BY_CATEGORY_2014 = {
     # A1: P3 P1 P5; x08 x09 x12 x13 x14 = 5, no-shows x10 x11: 5/7; new P5; g05 g07 g11;
-    # cancelled g07 g11; growth 3 / 4 (2013 at A1: P9 P1 P2 P3) - 1. No-shows 2 and
-    # cancellations 2 are hidden as the complements of learning's lone 1 of each.
-    "meeting": s2row(3, None, 5, None, 0.7143, 3, None, None, -0.25),
-    # A2 (version 2): P4 P3; y01 y02 y03 y05 = 4, no-show y04: 4/5; new P4; g03 g04; cancelled g04.
-    "learning": s2row(2, None, 4, None, 0.8, 2, None, None, None),
+    # cancelled g07 g11; growth 3 / 4 (2013 at A1: P9 P1 P2 P3) - 1.
+    "meeting": s2row(3, 1, 5, 2, 0.7143, 3, 2, None, -0.25),
+    # A2 (version 2): P4 P3; y01 y02 y03 y05 = 4, no-show y04: 4/5; new and retained P4; g03
+    # g04; cancelled g04; no learning in 2013.
+    "learning": s2row(2, 1, 4, 1, 0.8, 2, 1, 1, None),
     # A4: P7 P8; 4/4; both new; g08 g09; retained P7.
-    "sport": s2row(2, 2, 4, None, 1.0, 2, None, None, None),
+    "sport": s2row(2, 2, 4, None, 1.0, 2, None, 1, None),
     # A3 is digital but not aimed at connection; A2's stale version 1 said culture.
     "digital": NONE_S2,
     "culture": NONE_S2,
 }
 BY_REFERRER_ROLE_2014 = {
-    "gp": s3row(2, 2, None, 1.0, 0.5, None),  # R1 (converted), R2 (66 days)
-    "welfare-coach": s3row(2, None, None, 0.5, 0.0, None),  # R3 declined, R6 accepted
-    "volunteer": NONE_S3,  # R4, open
-    "poh-ggz": NONE_S3,  # R5, converted
+    "gp": s3row(2, 2, 1, 1.0, 0.5, 17.0),  # R1 (converted after 17 days), R2 (66 days)
+    "welfare-coach": s3row(2, 1, None, 0.5, 0.0, None),  # R3 declined, R6 accepted
+    "volunteer": s3row(1, None, None, None, 0.0, None),  # R4, open
+    "poh-ggz": s3row(1, 1, 1, 1.0, 1.0, 12.0),  # R5, converted after 12 days
     "district-nurse": NONE_S3,  # R8 is 2013
 }
+
+
+async def k2_totals_hold(raw: IndicatorService, k2: IndicatorService) -> None:
+    """The live municipality totals of 2014 at k = 2, read as a reader reads them (every period
+    and the trend): every figure shown is the true one and rests on at least k people, the
+    answer of the full grid decides every total as the totals alone do (one decision per cell,
+    whichever grid), and the audit finds nothing hidden that the rest gives away. (A release's
+    exact check of every breakdown costs seconds per year of data: the audit test of the
+    whole pipeline does that, tests/integration/test_disclosure_audit_ci.py.)"""
+    read: list[Any] = []
+    shown = 0
+    for label in year_periods(2014):
+        period = parse_period(label)
+        live = await k2.live(period)
+        read += from_indicators(live, f"live {label}")
+        truth = dict(all_figures(await raw.compute(period)))
+        for path, fig in all_figures(live):
+            if not fig["suppressed"]:
+                assert fig["value"] == truth[path]["value"], (label, path)
+                shown += 1
+        full = await k2.compute(period)
+        assert {sg: published(full[sg]) for sg in ("s1", "s2")} == {
+            sg: published(live[sg]) for sg in ("s1", "s2")
+        }, label
+    months = [parse_period(m) for m in year_periods(2014)[5:]]
+    read += from_trend({"months": await k2.trend(months)}, "trend 2014")
+    counts = {name for name, spec in FIGURES.items() if spec.published}
+    small = [p for p in read if p.figure in counts and p.value is not None and p.value < 2]
+    assert small == [], small
+    assert shown >= 20, "figures worth auditing are shown"
+    checked = audit(read, 2014, 2)
+    assert checked.ok, checked.describe()
 
 
 @pytest.fixture
@@ -901,9 +944,19 @@ async def scenario_schema(pool: asyncpg.Pool, make_partner: Any) -> AsyncIterato
     await drop_schema(pool, schema)
 
 
-def service(pool: asyncpg.Pool, schema: str, k: int, baseline_year: int = 2013) -> IndicatorService:
+def service(
+    pool: asyncpg.Pool,
+    schema: str,
+    k: int,
+    baseline_year: int = 2013,
+    *,
+    control: Control = "full",
+) -> IndicatorService:
+    """The indicator service on ``schema``; ``control="off"``: without disclosure control."""
     baseline = dataclasses.replace(load_baseline(), baseline_year=baseline_year)
-    return IndicatorService(pool, baseline, load_reference(), k=k, schema=schema, cache_seconds=0)
+    return IndicatorService(
+        pool, baseline, load_reference(), k=k, schema=schema, cache_seconds=0, control=control
+    )
 
 
 def cells(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -916,7 +969,9 @@ async def test_every_indicator_of_the_scenario_by_hand(
     schema = scenario_schema
     await ensure_topics(KAFKA, topic_prefix, partitions=4)
     first, second = scenario()
-    k1, k2 = service(pool, schema, 1), service(pool, schema, 2)
+    # Without disclosure control: the query layer's figures, checked by hand below.
+    k1 = service(pool, schema, 1, control="off")
+    k2 = service(pool, schema, 2)
     k10 = service(pool, schema, MetricsSettings().suppression_k)
     assert k10.k == 10
 
@@ -967,10 +1022,10 @@ async def test_every_indicator_of_the_scenario_by_hand(
     ]
     assert rows[0]["valid_to"] == rows[1]["valid_from"] == at("2013-12-01T09:00:00+01:00")
 
-    # ---- totals for a month, a quarter and a year, k = 2 -----------------------------------------
+    # ---- totals for a month, a quarter and a year ------------------------------------------------
     for label, expected in EXPECTED.items():
-        result = await k2.compute(parse_period(label))
-        assert (result["period"], result["k"]) == (label, 2)
+        result = await k1.compute(parse_period(label))
+        assert (result["period"], result["k"]) == (label, 1)
         assert (
             result["freshness"]["events_applied"] == distinct - 1
         )  # the stale version changed nothing
@@ -984,7 +1039,7 @@ async def test_every_indicator_of_the_scenario_by_hand(
         for path, fig in all_figures(result):
             assert fig["suppressed"] is (fig["value"] is None), path
 
-    # ---- the late event, the period boundaries and DST (k = 1: all that is not zero shows) -------
+    # ---- the late event, the period boundaries and DST -------------------------------------------
     boundary = {
         # October 2013: x04, x05 and x06 (both 02:30s of the DST night), x15 (late) = 4,
         # of P1, P2, P3; September has no registration: g01 (30 Sep 22:30 UTC) is 1 Oct.
@@ -1030,16 +1085,16 @@ async def test_every_indicator_of_the_scenario_by_hand(
     outcome = (await k1.compute(parse_period("2014-02")))["s1"]["referral_outcome"]
     assert published(outcome) == {"pairs": 1, "mean_change": -2.0, "improved_share": 1.0}
 
-    # The dashboard's monthly trend, suppressed the same way: unique P1 P3 P2 / P2 / - / P3 P4
-    # P1 P5; new P3 / - / - / P4 P5.
+    # The dashboard's monthly trend: unique P1 P3 P2 / P2 / - / P3 P4 P1 P5; new P3 / - / - / P4
+    # P5.
     months = [parse_period(m) for m in ("2013-10", "2013-11", "2013-12", "2014-01")]
     assert [
         (m["period"], m["participants_unique"]["value"], m["participants_new"]["value"])
-        for m in await k2.trend(months)
-    ] == [("2013-10", 3, None), ("2013-11", None, None), ("2013-12", None, None), ("2014-01", 4, 2)]
+        for m in await k1.trend(months)
+    ] == [("2013-10", 3, 1), ("2013-11", 1, None), ("2013-12", None, None), ("2014-01", 4, 2)]
 
-    # ---- breakdowns of the year 2014, k = 2 --------------------------------------------------------
-    result = await k2.compute(parse_period("2014"), "neighbourhood")
+    # ---- breakdowns of the year 2014 -------------------------------------------------------------
+    result = await k1.compute(parse_period("2014"), "neighbourhood")
     by = cells(result)
     assert list(by) == list(load_reference().neighbourhood_order)  # every known cell, in order
     for key, cell in by.items():
@@ -1051,7 +1106,7 @@ async def test_every_indicator_of_the_scenario_by_hand(
     assert "baseline" not in by["delfgauw"]["s1"]["prevalence_lonely"]
     assert by["delfgauw"]["s2"]["growth_vs_baseline"]["baseline"] == 2  # P1, P2 in 2013
 
-    result = await k2.compute(parse_period("2014"), "age_band")
+    result = await k1.compute(parse_period("2014"), "age_band")
     by = cells(result)
     assert list(by) == ["0-15", "16-25", "26-64", "65-74", "75+", "unknown"]
     for key, cell in by.items():
@@ -1061,7 +1116,7 @@ async def test_every_indicator_of_the_scenario_by_hand(
     assert by["16-25"]["s1"]["prevalence_lonely"]["baseline"] == 0.65
     assert by["26-64"]["s2"]["growth_vs_baseline"]["baseline"] == 2  # P9, P3 in 2013
 
-    result = await k2.compute(parse_period("2014"), "category")
+    result = await k1.compute(parse_period("2014"), "category")
     by = cells(result)
     assert sorted(by) == sorted(load_reference().activity_categories)
     for key, cell in by.items():
@@ -1069,7 +1124,7 @@ async def test_every_indicator_of_the_scenario_by_hand(
         assert set(cell) == {"key", "s2"}
     assert by["meeting"]["s2"]["growth_vs_baseline"]["baseline"] == 4
 
-    result = await k2.compute(parse_period("2014"), "referrer_role")
+    result = await k1.compute(parse_period("2014"), "referrer_role")
     by = cells(result)
     assert sorted(by) == sorted(load_reference().referrer_roles)
     for key, cell in by.items():
@@ -1077,56 +1132,41 @@ async def test_every_indicator_of_the_scenario_by_hand(
         assert set(cell) == {"key", "s3"}
 
     # By organisation (no fixed list: the organisations in the data, in key order).
-    result = await k2.compute(parse_period("2014"), "organisation")
+    result = await k1.compute(parse_period("2014"), "organisation")
     by = cells(result)
     assert list(by) == sorted([A, B, C, D])
-    # C runs no activity: its S2 cell is 0, i.e. hidden. One hidden cell would be "total minus
-    # the others", so the smallest visible cell is hidden too; B and D tie (2 participants,
-    # 4 attendances, 2 registrations each), so exactly one of them goes.
-    # A's no-shows (2) and cancellations (2) are hidden as the complements of B's lone 1 each.
-    assert published(by[A]["s2"]) == s2row(3, None, 5, None, 0.7143, 3, None, None, -0.25)
+    # A runs A1 (P3 P1 P5; see meeting), B A2 (see learning), D A4 (see sport); C runs nothing.
+    assert published(by[A]["s2"]) == BY_CATEGORY_2014["meeting"]
+    assert published(by[B]["s2"]) == BY_CATEGORY_2014["learning"]
+    assert published(by[D]["s2"]) == BY_CATEGORY_2014["sport"]
     assert published(by[C]["s2"]) == NONE_S2
-    tie = {"participants_unique": 2, "attendances": 4, "registrations": 2}
-    b_rest = s2row(..., None, ..., None, 0.8, ..., None, None, None)  # new P4, no-show y04,
-    d_rest = s2row(..., 2, ..., None, 1.0, ..., None, None, None)  # cancel g04, retained P4/P7
-    for name, value in tie.items():
-        pair = [by[B]["s2"][name]["value"], by[D]["s2"][name]["value"]]
-        assert sorted(pair, key=lambda v: v is not None) == [None, value], name
-        b_rest.pop(name)
-        d_rest.pop(name)
-    assert {n: v for n, v in published(by[B]["s2"]).items() if n not in tie} == b_rest
-    assert {n: v for n, v in published(by[D]["s2"]).items() if n not in tie} == d_rest
     # S3 by referring organisation; people trained by their own organisation (cumulative).
-    # R1, R2, R5: converted R1, R5; accepted 3 hidden as the complement of A's lone 1 (R6).
-    c_cell = s3row(3, None, 2, 1.0, 0.6667, 14.5)
-    a_cell = s3row(3, None, None, 0.5, 0.0, None)  # R3 declined, R4 open, R6 accepted
-    extra = {"people_trained": 2, "organisations_with_trained_staff": None}
-    assert published(by[C]["s3"]) == {**c_cell, **extra}  # C/T3, C/T5
-    assert published(by[A]["s3"]) == {**a_cell, **extra}  # A/T1, A/T2
-    assert published(by[B]["s3"]) == {**NONE_S3, **extra}  # B/T1, B/T4
-    assert published(by[D]["s3"]) == NONE_S3
+    # C: R1, R2, R5, all accepted, converted R1 (17 days) and R5 (12); A: R3 declined, R4 open,
+    # R6 accepted.
+    assert published(by[C]["s3"]) == {
+        **s3row(3, 3, 2, 1.0, 0.6667, 14.5),
+        "people_trained": 2,
+    }  # C/T3, C/T5
+    assert published(by[A]["s3"]) == {
+        **s3row(3, 1, None, 0.5, 0.0, None),
+        "people_trained": 2,
+    }  # A/T1, A/T2
+    assert published(by[B]["s3"]) == {**NONE_S3, "people_trained": 2}  # B/T1, B/T4
+    assert published(by[D]["s3"]) == {**NONE_S3, "people_trained": None}
 
-    # ---- the same data with the default k = 10 ---------------------------------------------------
-    for label, visible in {
-        "2014-01": {},
-        # 11 attendances of 14 sessions are the only figures that reach 10.
-        "2014-Q1": {"s2.attendances": 11, "s2.attendance_rate": 0.7857},
-        "2014": {"s2.attendances": 13, "s2.attendance_rate": 0.8125},
-    }.items():
+    # ---- the same data under disclosure control ------------------------------------------------
+    # k = 10: nothing reaches ten people (the most, 8 survey answers in 2014).
+    for label in ("2014-01", "2014-Q1", "2014"):
         result = await k10.compute(parse_period(label))
-        shown = {
-            path: fig["value"]
-            for path, fig in all_figures(result)
-            if not fig["suppressed"] and not path.endswith("_share")
-        }
-        assert shown == visible, label
-        partners = await partners_at(pool, parse_period(label).end)
-        shown_share = result["s3"]["organisations_with_trained_staff_share"]["value"]
-        assert shown_share == (round(3 / partners, 4) if partners >= 10 else None)
-    for by_name in queries.BREAKDOWNS:
+        shown = {path for path, fig in all_figures(result) if not fig["suppressed"]}
+        assert shown == set(), (label, shown)
+    for by_name in BREAKDOWNS:
         result = await k10.compute(parse_period("2014"), by_name)
         shown = [p for p, fig in all_figures(result) if p.startswith("b") and not fig["suppressed"]]
         assert shown == [], by_name
+    # k = 2: every total shown is the true one, and nothing hidden can be worked out from what
+    # a reader of the totals of 2014 can read (the audit of tools/).
+    await k2_totals_hold(k1, k2)
 
     # ---- 2015: the definitions of issue 12 (k = 1) -------------------------------------------
     # S2. Sessions: A1 as meeting until 1 May (P10 6 Jan — reported twice, one session —, 3 Feb,
@@ -1152,8 +1192,8 @@ async def test_every_indicator_of_the_scenario_by_hand(
         "organisations_with_trained_staff_share": round(
             3 / await partners_at(pool, date(2015, 12, 31)), 4
         ),
-        "people_trained_by_role": {"gp": 1, "poh-ggz": 1, "volunteer": 3, "welfare-coach": 1},
-        "referrals_by_signal": {"social": 5},
+        "people_trained_by_role": roles(gp=1, poh_ggz=1, volunteer=3, welfare_coach=1),
+        "referrals_by_signal": signals(social=5),
         "referrals_overdue": 7,
     }
     q1 = await k1.compute(parse_period("2015-Q1"))
@@ -1215,7 +1255,9 @@ async def test_activity_versions_tile_time_even_when_a_clock_went_back(pool: asy
         async with pool.acquire() as conn, conn.transaction():
             await FactWriter(schema)(conn, events)
 
-        result = await service(pool, schema, k=1).compute(parse_period("2016"), "category")
+        result = await service(pool, schema, k=1, control="off").compute(
+            parse_period("2016"), "category"
+        )
 
         by = {c["key"]: c["s2"]["attendances"]["value"] for c in result["breakdown"]}
         assert result["s2"]["attendances"]["value"] == 2

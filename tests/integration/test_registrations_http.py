@@ -166,11 +166,12 @@ async def test_readyz_checks_database_and_kafka(client: httpx.AsyncClient) -> No
 
 
 async def test_metrics_are_prometheus_with_bounded_labels(
-    client: httpx.AsyncClient, partner: Partner, activity: str
+    client: httpx.AsyncClient, partner: Partner, activity: str, make_partner: Any
 ) -> None:
     await client.get(f"/v1/activities/{activity}", headers=partner.headers)
+    scraper = await make_partner(scopes="metrics")
 
-    r = await client.get("/metrics")
+    r = await client.get("/metrics", headers=scraper.headers)
 
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")

@@ -150,11 +150,39 @@ def test_promtool_checks_the_rules() -> None:
     _run("check", "rules", *map(str, RULE_FILES))
 
 
-def test_promtool_checks_the_prometheus_config_and_finds_the_rules() -> None:
+def test_promtool_checks_the_prometheus_config_and_finds_the_rules(tmp_path: Path) -> None:
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
     loaded = {p for pattern in config["rule_files"] for p in PROMETHEUS.glob(pattern)}
     assert loaded == set(RULE_FILES), "prometheus.yml does not load every rule file"
-    _run("check", "config", str(PROMETHEUS / "prometheus.yml"))
+    # promtool checks that the scrape key's file exists; the real one is a deployment's secret,
+    # never in the repository, so the check runs on a copy beside a stand-in key.
+    copy = tmp_path / "prometheus"
+    shutil.copytree(PROMETHEUS, copy)
+    with pytest.raises(AssertionError, match="credentials"):
+        _run("check", "config", str(copy / "prometheus.yml"))
+    for job in config["scrape_configs"]:
+        if "authorization" in job:
+            secret = copy / job["authorization"]["credentials_file"]
+            secret.parent.mkdir(parents=True, exist_ok=True)
+            secret.write_text("vb_example_not-a-real-key\n", encoding="utf-8")
+    _run("check", "config", str(copy / "prometheus.yml"))
+
+
+def test_prometheus_sends_the_metrics_key_to_every_service() -> None:
+    """`/metrics` needs a key with scope `metrics` (contract.md): every job of a Verbinding
+    service authenticates with the mounted key file, and no other job receives it."""
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    ours = {name for name in jobs if name.startswith("verbinding-")}
+    assert ours == {"verbinding-registrations", "verbinding-referrals", "verbinding-metrics"}
+    for name, job in jobs.items():
+        if name in ours:
+            assert job["authorization"] == {
+                "type": "Bearer",
+                "credentials_file": "secrets/metrics-scrape-key",
+            }, name
+        else:
+            assert "authorization" not in job, f"{name} must not receive the key"
 
 
 def test_promtool_unit_tests_pass() -> None:

@@ -265,6 +265,35 @@ def test_service_addresses_match_their_servers() -> None:
     assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
 
 
+def test_prometheus_gets_the_scrape_key_as_a_secret_file_outside_git() -> None:
+    """The key Prometheus sends to `/metrics` is a compose secret from secrets/ (ignored by git
+    and by the image build), mounted where prometheus.yml reads it (relative to itself)."""
+    resolved = _resolved()
+    prometheus = resolved["services"]["prometheus"]
+    (mount,) = prometheus["secrets"]
+    config_mount = next(
+        v.split(":")[1] for v in prometheus["volumes"] if v.endswith("/prometheus.yml:ro")
+    )
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text(encoding="utf-8"))
+    files = {
+        job["authorization"]["credentials_file"]
+        for job in config["scrape_configs"]
+        if "authorization" in job
+    }
+    assert files == {"secrets/metrics-scrape-key"}
+    assert mount["target"] == str(Path(config_mount).parent / "secrets/metrics-scrape-key")
+    source = resolved["secrets"][mount["source"]]["file"]
+    assert source.startswith("./secrets/")
+    ignored = (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert "secrets/" in ignored
+    docker_ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert "*" in docker_ignored
+    assert "!secrets" not in " ".join(docker_ignored)
+    for name, svc in resolved["services"].items():
+        if name != "prometheus":
+            assert "secrets" not in svc, f"{name} has no use for the scrape key"
+
+
 # ------------------------------------------------------------------------ Kafka: SASL, ACLs
 
 

@@ -37,6 +37,7 @@ from tools.bench.stack import REPO, VENV_BIN, Stack
 __all__ = [
     "Bench",
     "aggregation",
+    "disclosure",
     "drop_database",
     "fresh_database",
     "freshness",
@@ -264,6 +265,7 @@ async def _metrics_instance(bench: Bench, prefill: Prefill, dsn: str) -> dict[st
     return {
         "cpu_us_per_event": (cpu1 - cpu0) / events * 1e6,
         "postgres_cpu_us_per_event": (pg1 - pg0) / events * 1e6,
+        "group": group,
         "events": prefill.events,
         "events_per_second": steady,
         "seconds": finished[0] - started[0],
@@ -816,4 +818,191 @@ async def freshness(
         "batch_post": _summary_ms(post_latency),
         "load_generator_lateness_p99_ms": percentile(lateness, 99) * 1000 if lateness else None,
         "measured_in": "GET /v1/indicators?period=<the probe's month> (polled every 20 ms)",
+    }
+
+
+# ------------------------------------------------------------------------------- disclosure
+
+# The answers each instance gives per round: every period of the year, the totals.
+DISCLOSURE_ROUNDS = 5
+
+
+async def _reader_key(dsn: str) -> str:
+    """A key with the scope `indicators` in the benchmark's database (the instances check
+    keys there)."""
+    from shared.auth import create_organisation, issue_key
+
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        organisation = f"bench-disclosure-{uuid.uuid4().hex[:6]}"
+        await create_organisation(conn, organisation, "Benchmark reader")
+        return (await issue_key(conn, organisation, ["indicators"])).secret
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def _serving_metrics(bench: Bench, dsn: str, prefix: str, group: str, control: str) -> Any:
+    """``verbinding serve metrics`` on ``dsn`` with disclosure control ``control`` and no answer
+    cache, answering only (no consumer: the pre-fill is applied already)."""
+    port = _free_port()
+    log = bench.work / f"metrics-disclosure-{control}.log"
+    env = bench.child_env(
+        VERBINDING_DATABASE_URL=dsn,
+        VERBINDING_TOPIC_PREFIX=prefix,
+        VERBINDING_CONSUMER_GROUP=group,
+        VERBINDING_ENVIRONMENT="development",
+        VERBINDING_CONSUME="false",
+        VERBINDING_DISCLOSURE_CONTROL=control,
+        VERBINDING_INDICATOR_CACHE_SECONDS="0",
+        VERBINDING_SNAPSHOT_INTERVAL_SECONDS="3600",
+    )
+    with log.open("ab") as fh:
+        proc = await asyncio.create_subprocess_exec(
+            str(VENV_BIN / "verbinding"),
+            "serve",
+            "metrics",
+            "--port",
+            str(port),
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    bench.memory.watch(f"metrics (disclosure {control})", proc.pid)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with ConnectionPool(url, {}, size=1) as probe:
+            for _ in range(600):
+                if proc.returncode is not None:
+                    raise RuntimeError(f"the metrics service exited; log: {log}")
+                with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
+                    if (await probe.request("GET", "/readyz")).status == 200:
+                        break
+                await asyncio.sleep(0.25)
+            else:
+                raise TimeoutError(f"the metrics service did not get ready; log: {log}")
+        yield url, proc.pid
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def _periods(year: int) -> list[str]:
+    return [str(year), *(f"{year}-Q{q}" for q in range(1, 5))] + [
+        f"{year}-{m:02d}" for m in range(1, 13)
+    ]
+
+
+async def disclosure(bench: Bench, prefill: Prefill, dsn: str, group: str) -> dict[str, Any]:
+    """What disclosure control costs (domain.md §7, issue 11), on the aggregated pre-fill:
+
+    - **a release** (``verbinding metrics release``: every year with data, exact check), its
+      time per year (grid and engine) as the command reports it;
+    - **per ``/v1/indicators`` answer**: two metrics services on the same database, one with
+      disclosure control (``full``) and one without (``off``), no answer cache, asked in turn
+      for the totals of every period of the busiest year (the live path: grid of the totals,
+      engine, rendering) and for every breakdown (from the release); the latency per answer
+      and each service's CPU per answer, with against without.
+    """
+    started = time.perf_counter()
+    out, cpu = await _verbinding(bench, "metrics", "release", VERBINDING_DATABASE_URL=dsn)
+    release_seconds = time.perf_counter() - started
+    years: dict[str, dict[str, float]] = {}
+    for found in re.finditer(
+        r"^\s+(\d{4}): grid ([\d.]+) s, engine ([\d.]+) s, ([\d,]+) figures decided", out, re.M
+    ):
+        years[found[1]] = {
+            "grid_seconds": float(found[2]),
+            "engine_seconds": float(found[3]),
+            "figures": int(found[4].replace(",", "")),
+        }
+    if not years:
+        raise RuntimeError(f"verbinding metrics release said: {out[-500:]}")
+    bench.say(
+        f"  release: {len(years)} years in {release_seconds:.1f} s; "
+        + ", ".join(
+            f"{y}: {t['grid_seconds'] + t['engine_seconds']:.1f} s" for y, t in years.items()
+        )
+    )
+    busiest = max(years, key=lambda y: years[y]["figures"])
+    headers = {"Authorization": f"Bearer {await _reader_key(dsn)}"}
+    totals = [f"/v1/indicators?period={p}" for p in _periods(int(busiest))]
+    breakdowns = [
+        f"/v1/indicators?period={p}&by={by}"
+        for p in _periods(int(busiest))
+        for by in ("neighbourhood", "age_band", "category", "referrer_role")
+    ]
+    latencies: dict[tuple[str, str], list[float]] = {}
+    cpu_us: dict[tuple[str, str], list[float]] = {}
+    async with (
+        _serving_metrics(bench, dsn, prefill.prefix, group, "full") as (full_url, full_pid),
+        _serving_metrics(bench, dsn, prefill.prefix, group, "off") as (off_url, off_pid),
+        ConnectionPool(full_url, headers, size=1) as full,
+        ConnectionPool(off_url, headers, size=1) as off,
+    ):
+        instances = {"with": (full, full_pid), "without": (off, off_pid)}
+        loop = asyncio.get_running_loop()
+
+        async def ask(kind: str, control: str, paths: list[str]) -> None:
+            client, pid = instances[control]
+            before = cpu_seconds(pid)
+            times = latencies.setdefault((kind, control), [])
+            for path in paths:
+                sent = loop.time()
+                answer = await client.request("GET", path)
+                if answer.status != 200:
+                    raise RuntimeError(
+                        f"GET {path} answered {answer.status}: {answer.body[:300]!r}"
+                    )
+                times.append(loop.time() - sent)
+            cpu_us.setdefault((kind, control), []).append(
+                (cpu_seconds(pid) - before) / len(paths) * 1e6
+            )
+
+        for control in instances:  # warm-up: imports, the pool's connections, the release
+            await ask("warm-up", control, totals[:3] + breakdowns[:3])
+        # In turn, so that a burst of load from elsewhere hits both alike.
+        for _ in range(DISCLOSURE_ROUNDS):
+            for control in instances:
+                await ask("totals", control, totals)
+                await ask("breakdowns", control, breakdowns)
+
+    def summary(kind: str, control: str) -> dict[str, Any]:
+        return {
+            **_summary_ms(latencies[(kind, control)]),
+            "cpu_us_per_answer": _median(cpu_us[(kind, control)]),
+        }
+
+    per_answer = {
+        kind: {control: summary(kind, control) for control in ("with", "without")}
+        for kind in ("totals", "breakdowns")
+    }
+    for kind, figures in per_answer.items():
+        figures["latency_ratio"] = figures["with"]["p50_ms"] / max(
+            figures["without"]["p50_ms"], 1e-9
+        )
+        figures["cpu_ratio"] = figures["with"]["cpu_us_per_answer"] / max(
+            figures["without"]["cpu_us_per_answer"], 1e-9
+        )
+        bench.say(
+            f"  {kind}: p50 {figures['with']['p50_ms']:.1f} ms with, "
+            f"{figures['without']['p50_ms']:.1f} ms without suppression"
+        )
+    return {
+        "release": {
+            "seconds": release_seconds,
+            "cpu_seconds": cpu,
+            "years": years,
+        },
+        "year": int(busiest),
+        "rounds": DISCLOSURE_ROUNDS,
+        "per_answer": per_answer,
     }

@@ -23,7 +23,7 @@ from tools.bench.stack import REPO, Stack
 
 __all__ = ["main"]
 
-CASES = ("aggregation", "rebuild", "ingestion", "latency", "freshness")
+CASES = ("aggregation", "rebuild", "disclosure", "ingestion", "latency", "freshness")
 
 
 def say(message: str) -> None:
@@ -139,7 +139,7 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     load = {"start": load_average()}
     filled = None
     try:
-        if {"aggregation", "rebuild"} & set(args.cases):
+        if {"aggregation", "rebuild", "disclosure"} & set(args.cases):
             say(f"pre-fill: {args.events:,} simulator events ...")
             filled = await prefill(
                 stack.bootstrap,
@@ -164,7 +164,7 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
                 "pseudonymisation, scoring and models) and produced straight to Kafka",
             }
         bare_rate = 0.0
-        if "aggregation" in args.cases and filled is not None:
+        if {"aggregation", "disclosure"} & set(args.cases) and filled is not None:
             say("aggregation ...")
             results["aggregation"] = await cases.aggregation(bench, filled)
             bare_rate = results["aggregation"]["bare_decode"]["events_per_second"]
@@ -175,6 +175,15 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
             )
             results["rebuild"] = await cases.rebuild(bench, filled, dsn, bare_rate)
             say(f"  rebuild: {results['rebuild']['events_per_second']:,.0f}/s")
+        if "disclosure" in args.cases and filled is not None:
+            say("disclosure: a release, then /v1/indicators with and without suppression ...")
+            aggregated = results["aggregation"]
+            results["disclosure"] = await cases.disclosure(
+                bench,
+                filled,
+                aggregated["database"],
+                aggregated["metrics_service"]["group"],
+            )
         if "ingestion" in args.cases:
             say(f"ingestion: {args.ingest_writes:,} writes through POST /v1/batch ...")
             results["ingestion"] = await cases.ingestion(bench, args.ingest_writes, filled)

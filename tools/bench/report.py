@@ -8,6 +8,8 @@ from typing import Any
 __all__ = ["render_table", "targets"]
 
 METRICS_RSS_MIB = 250
+# Disclosure control may cost this much more per /v1/indicators answer (issue 11).
+SUPPRESSION_COST = 0.20
 
 
 def _rate(x: float | None) -> str:
@@ -43,6 +45,16 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rate = agg["metrics_service"]["events_per_second"]
         add("aggregation events/s", rate, 20_000, True, "events/s")
         add("aggregation / bare consumer", agg["ratio_to_bare"], 0.5, True, "ratio")
+    disc = results.get("disclosure")
+    if disc:
+        totals = disc["per_answer"]["totals"]
+        add(
+            "suppression cost per /v1/indicators answer (CPU)",
+            totals["cpu_ratio"] - 1,
+            SUPPRESSION_COST,
+            False,
+            "ratio",
+        )
     ing = results.get("ingestion")
     if ing:
         add("ingestion events/s", ing["events_per_second"], 5_000, True, "events/s")
@@ -134,6 +146,36 @@ def render_table(report: dict[str, Any]) -> str:
                 "",
             )
         )
+    disc = r.get("disclosure")
+    if disc:
+        release = disc["release"]
+        rows.append(
+            (
+                f"release: verbinding metrics release, {len(release['years'])} years",
+                f"{release['seconds']:,.1f} s",
+                "per year (grid + engine): "
+                + ", ".join(
+                    f"{y} {t['grid_seconds'] + t['engine_seconds']:,.1f} s"
+                    for y, t in sorted(release["years"].items())
+                ),
+                "",
+                "",
+            )
+        )
+        for kind, label in (("totals", "totals, live"), ("breakdowns", "by=, from the release")):
+            f = disc["per_answer"][kind]
+            rows.append(
+                (
+                    f"/v1/indicators {label}, with suppression",
+                    f"p50 {_ms(f['with']['p50_ms'])}, CPU {f['with']['cpu_us_per_answer']:,.0f} µs",
+                    f"without: p50 {_ms(f['without']['p50_ms'])}, "
+                    f"CPU {f['without']['cpu_us_per_answer']:,.0f} µs",
+                    _pct(f["cpu_ratio"]),
+                    "≤+20% CPU" + mark("suppression cost per /v1/indicators answer (CPU)")
+                    if kind == "totals"
+                    else "",
+                )
+            )
     ing = r.get("ingestion")
     if ing:
         perf = ing["kafka_producer_perf_test"]

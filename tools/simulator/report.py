@@ -205,7 +205,7 @@ def render_addresses(a: Addresses, period: str) -> str:
         f"  dashboard         {a.metrics}/#key={key}",
         f"  JSON API          curl -s -H 'Authorization: Bearer {key}' "
         f"'{a.metrics}/v1/indicators?period={period}&by=neighbourhood'",
-        f"  Prometheus        {a.metrics}/metrics",
+        f"  Prometheus        {a.metrics}/metrics (a key with scope `metrics`)",
         f"  volunteers' page  {a.registrations}/invoer/  (a key: verbinding partner volunteer-key <org>)",
         f"  OpenAPI docs      {a.registrations}/docs  {a.referrals}/docs  {a.metrics}/docs",
         f"  AsyncAPI          {asyncapi}",

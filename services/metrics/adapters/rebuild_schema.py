@@ -83,6 +83,7 @@ class RebuildSchema:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", REBUILD_LOCK)
             await catch_up()
+            await self._carry_releases(conn)
             retired = f"{self.live}_retired"
             await conn.execute(f"DROP SCHEMA IF EXISTS {retired} CASCADE")
             await conn.execute(f"ALTER SCHEMA {self.live} RENAME TO {retired}")
@@ -90,3 +91,18 @@ class RebuildSchema:
             # Dropped in the same transaction so that no statement prepared against the old
             # tables can keep writing into them after the swap.
             await conn.execute(f"DROP SCHEMA {retired} CASCADE")
+
+    async def _carry_releases(self, conn: asyncpg.Connection) -> None:
+        """The published release stays published until a fresh one of the rebuilt facts is cut
+        (the CLI does so at once): breakdowns never answer "no release" after a rebuild."""
+        await conn.execute(
+            f"INSERT INTO {self.new}.releases OVERRIDING SYSTEM VALUE "
+            f"SELECT * FROM {self.live}.releases"
+        )
+        await conn.execute(
+            f"INSERT INTO {self.new}.release_answers SELECT * FROM {self.live}.release_answers"
+        )
+        await conn.execute(
+            f"SELECT setval(pg_get_serial_sequence('{self.new}.releases', 'release_id'), "
+            f"coalesce((SELECT max(release_id) FROM {self.new}.releases), 0) + 1, false)"
+        )

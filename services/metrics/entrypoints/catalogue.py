@@ -8,52 +8,51 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, get_args
 
-from services.metrics.domain import figures
+from services.metrics.domain import answers
+from services.metrics.domain.disclosure import (
+    FIGURES,
+    TOTAL,
+    Baseline,
+    Count,
+    YearGrid,
+    unsuppressed,
+)
 from services.metrics.domain.periods import PeriodKind
 from services.metrics.entrypoints.consumer import MetricsConsumer
-from services.metrics.service_layer.snapshot import BREAKDOWN_FIGURES, IndicatorSnapshot
+from services.metrics.service_layer.snapshot import IndicatorSnapshot
 
 __all__ = ["series", "snapshot_families"]
 
 
-class _Plenty(dict[str, Any]):
-    """A stand-in for raw query results in which every figure is large enough to be shown."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if key.endswith(("_by_role", "_by_signal")):
-            return {"example": 1000}
-        return 1000
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-
 def snapshot_families() -> list[Any]:
     """The indicator gauges, rendered from a snapshot in which no cell is suppressed."""
-    prevalence: dict[str, float | None] = dict.fromkeys(
-        (
-            "prevalence_lonely",
-            "prevalence_severe",
-            "prevalence_emotional",
-            "prevalence_social",
-        ),
-        0.4,
+    period = "2025"
+    names = [*FIGURES, "emotional_measured", "social_measured"]
+    stocks = {name for name, spec in FIGURES.items() if spec.periods == "cumulative"}
+    plenty = YearGrid(
+        year=2025,
+        keys={},
+        # Stocks (trained people, partners) are counted at the end of the period: December.
+        counts={
+            (name, TOTAL, "", "2025-12" if name in stocks else period): Count(1000, 1000)
+            for name in names
+        }
+        | {("partners", TOTAL, "", "2025-12"): Count(2000, 2000)},
+        statistics={
+            ("days_to_first_attendance", TOTAL, "", period): 10.0,
+            ("outcome_mean_change", TOTAL, "", period): -1.0,
+        },
+        baselines={(TOTAL, "", period): Baseline(500, public=True)},
     )
+    prevalence = dict.fromkeys(answers.PREVALENCES, 0.4)
     result = {
         "freshness": {"newest_event_at": datetime.now(UTC).isoformat()},
-        "s1": figures.s1_figures(_Plenty(), 10, prevalence, True),
-        "s2": figures.s2_figures(_Plenty(), 10, 1000),
-        "s3": {**figures.s3_figures(_Plenty(), 10, True), "referrals_overdue": {"value": 1000}},
+        **answers.sections(unsuppressed(plenty), period, prevalence),
     }
+    result["s3"]["referrals_overdue"] = {"value": 1000, "suppressed": False}
     snapshot = IndicatorSnapshot(service=None, interval=60)  # type: ignore[arg-type]
     for kind in get_args(PeriodKind):
         snapshot.periods[kind] = result
-        for by in BREAKDOWN_FIGURES:
-            cell: dict[str, Any] = {"key": "example"}
-            cell["s1"] = figures.s1_figures(_Plenty(), 10, prevalence, False)
-            cell["s2"] = figures.s2_figures(_Plenty(), 10, 1000)
-            cell["s3"] = figures.s3_figures(_Plenty(), 10, False)
-            snapshot.breakdowns[(kind, by)] = {"breakdown": [cell]}
     snapshot.partners = {"example": 0.0}
     snapshot.taken_at = 0.0
     return list(snapshot.collect())

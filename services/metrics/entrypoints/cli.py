@@ -19,6 +19,48 @@ def register(sub: Any) -> None:
     rebuild.add_argument("--batch-size", type=int, default=5000)
     rebuild.add_argument("--no-swap", action="store_true", help="replay only; keep the live tables")
     rebuild.set_defaults(run=_run_rebuild)
+    release = msub.add_parser(
+        "release",
+        help="cut a release now: decide every year with data (exact check) and publish its "
+        "breakdowns (the service does this on VERBINDING_RELEASE_INTERVAL)",
+    )
+    release.set_defaults(run=_run_release)
+
+
+def _run_release(args: argparse.Namespace) -> int:
+    return asyncio.run(_release())
+
+
+async def _release() -> int:
+    """As the metrics service's own role, with the service's settings: the same cut the
+    service makes on its interval."""
+    from services.metrics.bootstrap import indicator_service
+    from services.metrics.settings import MetricsSettings
+    from shared.db import create_pool
+
+    settings = MetricsSettings()
+    pool = await create_pool(settings.database_url, max_size=3)
+    try:
+        report = await indicator_service(settings, pool).cut_release()
+    finally:
+        await pool.close()
+    assert report is not None  # waited for the lock: always a report
+    print(describe_release(report))
+    return 0
+
+
+def describe_release(report: Any) -> str:
+    lines = [
+        f"release {report.release.release_id} cut at {report.release.released_at:%Y-%m-%d %H:%M:%S %Z} "
+        f"(k = {report.release.k}): {len(report.years)} years in {report.seconds:.1f} s"
+    ]
+    for year, t in sorted(report.years.items()):
+        lines.append(
+            f"  {year}: grid {t['grid_seconds']:.2f} s, engine {t['engine_seconds']:.2f} s, "
+            f"{t['figures']:,} figures decided"
+            + (f", {t['unprotected']} LEFT UNPROTECTED" if t["unprotected"] else "")
+        )
+    return "\n".join(lines)
 
 
 def _run_rebuild(args: argparse.Namespace) -> int:
@@ -70,4 +112,8 @@ async def _rebuild(args: argparse.Namespace) -> int:
         f"skipped) in {report.seconds:.1f} s = {report.events_per_second:,.0f} events/s; "
         f"{'swapped in' if report.swapped else 'not swapped (--no-swap)'}"
     )
+    if report.swapped:
+        # The published breakdowns are still the last release of the old facts (carried over
+        # by the swap): a fresh one, of the rebuilt facts, at once.
+        await _release()
     return 0

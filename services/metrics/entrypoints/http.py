@@ -15,16 +15,47 @@ from services.metrics.domain.periods import (
     month_range,
     parse_period,
 )
-from services.metrics.service_layer.indicators import IndicatorService
+from services.metrics.service_layer.indicators import IndicatorService, NoRelease
 from shared.auth import Principal, Scope
 from shared.errors import FieldError
-from shared.http import COMMON_RESPONSES, require_scope
+from shared.http import COMMON_RESPONSES, ApiError, ErrorBody, require_any_scope, require_key
 from shared.timerules import AMSTERDAM
 
 __all__ = ["build_router"]
 
-Reader = Annotated[Principal, Depends(require_scope(Scope.INDICATORS))]
+# The coalition (`indicators`) and the programme's analysts (`indicators:organisations`) read
+# the indicators; only the analysts see them by organisation (domain.md §7, "Audiences").
+Reader = Annotated[
+    Principal, Depends(require_any_scope(Scope.INDICATORS, Scope.INDICATORS_ORGANISATIONS))
+]
+# A partner reads its own organisation's figures with any valid key of that organisation.
+AnyKey = Annotated[Principal, Depends(require_key())]
 Breakdown = Literal["neighbourhood", "age_band", "category", "organisation", "referrer_role"]
+
+
+# Breakdowns before the first release: a clear answer, not an empty table (docs/disclosure.md).
+def no_release() -> ApiError:
+    return ApiError(
+        503,
+        "no_release",
+        "breakdowns and own figures are published from a release, and none has been cut yet; "
+        "the metrics service cuts one at start-up and then on its interval (or an operator "
+        "with `verbinding metrics release`): try again in a minute",
+        headers={"Retry-After": "60"},
+    )
+
+
+RELEASE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "No release has been cut yet (`no_release`)."}
+}
+DISCLOSURE = (
+    " Disclosure control (domain.md §7, docs/disclosure.md): every figure is the disclosure "
+    "engine's decision for its cell, the same on every channel; a hidden figure is "
+    '`{"value": null, "suppressed": true, "reason": ...}` with `reason` `primary` (fewer than '
+    "`k` people, or fewer than `k` on one side of a rate), `secondary` (hidden so that another "
+    "hidden figure cannot be worked out from the visible ones) or `linked` (a figure it rests on "
+    "is hidden); `reasons` explains them in Dutch and English."
+)
 
 STATIC = resources.files("services.metrics.entrypoints").joinpath("static")
 CONTENT_TYPES = {
@@ -45,16 +76,24 @@ def build_router() -> APIRouter:
         "/indicators",
         summary="The indicators of domain.md §6 for a period",
         description="Per subgoal (`s1`, `s2`, `s3`), every figure is `{value, suppressed}` (with "
-        "`baseline` where there is one). Figures that look ahead of their period (`retained`: "
-        "90 days; `converted`, `referral_conversion`, `days_to_first_attendance`: 60 days) "
-        "also carry `provisional`: true while that window has not closed for the period. "
-        "Sessions, registrations and cancellations count with the activity version in force "
-        "at their moment; the share of partners with trained staff divides by the partner "
-        "registry at the period's end.",
+        "`baseline` where there is one). Without `by` the municipality totals are live (cached "
+        "for a moment); the lists `people_trained_by_role` and `referrals_by_signal` are "
+        "breakdowns and come from the latest release (`released_at`; empty before the first). "
+        "With `by` the whole answer (totals and `breakdown`) is the latest release's: "
+        "breakdowns are released once per interval (default daily), never live, so that two "
+        "answers a minute apart cannot isolate one person's event; `released_at` says from "
+        "when they are. Before the first release an answer with `by` is a 503 `no_release`. "
+        "Figures that look ahead of their period (`retained`: 90 days; `converted`, "
+        "`referral_conversion`, `days_to_first_attendance`: 60 days) also carry "
+        "`provisional`: true while that window has not closed for the period. Sessions, "
+        "registrations and cancellations count with the activity version in force at their "
+        "moment; the share of partners with trained staff divides by the partner registry at "
+        "the period's end." + DISCLOSURE,
+        responses=RELEASE_RESPONSES,
     )
     async def indicators(
         request: Request,
-        _: Reader,
+        reader: Reader,
         period: Annotated[
             str,
             Query(
@@ -69,10 +108,54 @@ def build_router() -> APIRouter:
             parse_period(period)
         except ValueError as exc:
             raise FieldError([("query.period", str(exc))]) from None
+        if by == "organisation" and not reader.has(Scope.INDICATORS_ORGANISATIONS):
+            raise ApiError(
+                403,
+                "forbidden",
+                "`by=organisation` needs the scope `indicators:organisations` (the programme's "
+                "analysts); partners read their own figures at `/v1/own/indicators`",
+            )
         service: IndicatorService = request.app.state.indicators
-        return await service.indicators(period, by)
+        try:
+            return await service.indicators(period, by)
+        except NoRelease:
+            raise no_release() from None
 
-    @api.get("/trend", summary="Monthly unique and new participants")
+    @api.get(
+        "/own/indicators",
+        summary="The calling organisation's own indicators for a period",
+        description=(
+            "The S2 and S3 indicators restricted to the organisation of the key (any valid key "
+            "of that organisation): exactly the organisation's cell of the breakdown by "
+            "organisation of the latest release (`released_at`), with the same decisions the "
+            "programme's analysts see. S1 (loneliness measurements) has no breakdown by "
+            "organisation. Before the first release: 503 `no_release`." + DISCLOSURE
+        ),
+        responses=RELEASE_RESPONSES,
+    )
+    async def own_indicators(
+        request: Request,
+        caller: AnyKey,
+        period: Annotated[
+            str, Query(description="`YYYY-MM`, `YYYY-Qn` or `YYYY`", examples=["2025-03"])
+        ],
+    ) -> dict[str, Any]:
+        try:
+            parse_period(period)
+        except ValueError as exc:
+            raise FieldError([("period", str(exc))]) from None
+        service: IndicatorService = request.app.state.indicators
+        try:
+            return await service.own_indicators(period, caller.organisation_id)
+        except NoRelease:
+            raise no_release() from None
+
+    @api.get(
+        "/trend",
+        summary="Monthly unique and new participants",
+        description="Municipality totals per month, live: the same decisions as the months' "
+        "answers of `/v1/indicators`." + DISCLOSURE,
+    )
     async def trend(
         request: Request,
         _: Reader,

@@ -1,19 +1,46 @@
-"""Use case: the indicators of a period, optionally broken down, ready to publish."""
+"""Use cases: the indicators of a period, under disclosure control (domain.md §7).
+
+- Municipality totals are **live**: the year's totals-only grid, decided by the engine from the
+  totals alone (cached for ``cache_seconds``), so every channel shows the same decision for a
+  total (rule 5): ``/v1/indicators``, the trend, the dashboard, ``/metrics``.
+- Breakdowns, the lists of the municipality answer (trained people by role, referrals by
+  signal) and a partner's own figures come from the latest **release** (rule 6): every answer
+  with ``by`` of every period of every year with data, decided once with the exact check and
+  stored (:meth:`IndicatorService.cut_release`). Before the first release they are not there
+  (:class:`NoRelease`).
+- :meth:`IndicatorService.compute` answers from the facts as they are now, the way a release
+  would (tests, and the release itself).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import asyncpg
+import orjson
 
 from services.metrics.adapters import queries
-from services.metrics.domain import figures
+from services.metrics.adapters.releases import RELEASE_LOCK, Release, ReleaseStore
+from services.metrics.adapters.year_grid import GridOptions, SqlGridSource
+from services.metrics.domain import answers
 from services.metrics.domain.baseline import Baseline
+from services.metrics.domain.disclosure import (
+    TOTAL,
+    Decisions,
+    YearGrid,
+    suppress,
+    unsuppressed,
+    year_periods,
+)
+from services.metrics.domain.growth import baselines as growth_baselines
 from services.metrics.domain.periods import Period, parse_period
 from services.metrics.domain.windows import provisional
 from services.metrics.service_layer.rebuild import REBUILD_LOCK
@@ -21,9 +48,52 @@ from shared.reference import ReferenceData
 from shared.scale import DEFAULT_THRESHOLDS, Thresholds
 from shared.timerules import AMSTERDAM
 
-__all__ = ["BREAKDOWN_NAMES", "IndicatorService"]
+__all__ = [
+    "BREAKDOWN_NAMES",
+    "Control",
+    "GridSource",
+    "IndicatorService",
+    "NoRelease",
+    "ReleaseReport",
+]
 
-BREAKDOWN_NAMES = tuple(queries.BREAKDOWNS)
+log = logging.getLogger(__name__)
+
+BREAKDOWN_NAMES = tuple(answers.BREAKDOWNS)
+# full: the engine (rules 1-5); primary: rules 1-3 only (the audit's own test); off: no control
+# (tests and benchmarks that compare with unsuppressed figures). Never anything but full in
+# production (MetricsSettings refuses it).
+Control = Literal["full", "primary", "off"]
+# Release answers kept decoded in memory (a dashboard asks the same few again and again).
+RELEASE_CACHE_SIZE = 512
+
+
+class GridSource(Protocol):
+    """Where the year grids come from (the query layer; issue 14 swaps it for rollups)."""
+
+    async def years(self, conn: asyncpg.Connection) -> list[int]: ...
+
+    async def grid(
+        self, conn: asyncpg.Connection, year: int, *, totals_only: bool = False
+    ) -> YearGrid: ...
+
+
+class NoRelease(Exception):
+    """Breakdowns are published from a release, and none has been cut yet."""
+
+
+@dataclass(frozen=True)
+class YearDecisions:
+    grid: YearGrid
+    decisions: Decisions
+
+
+@dataclass(frozen=True)
+class ReleaseReport:
+    release: Release
+    # per year: seconds for its grid and for the engine, figures decided, cells left unprotected
+    years: dict[int, dict[str, float]]
+    seconds: float
 
 
 @contextlib.asynccontextmanager
@@ -51,6 +121,8 @@ class IndicatorService:
         cache_seconds: float = 2.0,
         thresholds: Mapping[str, Thresholds] = DEFAULT_THRESHOLDS,
         signal_trainings: Sequence[str] = ("signaling-loneliness",),
+        control: Control = "full",
+        source: GridSource | None = None,
     ) -> None:
         self.pool = pool
         self.baseline = baseline
@@ -58,166 +130,390 @@ class IndicatorService:
         self.k = k
         self.schema = schema
         self.cache_seconds = cache_seconds
-        self.thresholds = thresholds
-        self.signal_trainings = tuple(signal_trainings)
-        self._cache: dict[tuple[str, str | None], tuple[float, dict[str, Any]]] = {}
-        self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
-
-    async def indicators(self, period_label: str, by: str | None = None) -> dict[str, Any]:
-        """Cached for a moment: a dashboard polled by many people costs one computation."""
-        key = (period_label, by)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            hit = self._cache.get(key)
-            if hit and time.monotonic() - hit[0] < self.cache_seconds:
-                return hit[1]
-            result = await self.compute(parse_period(period_label), by)
-            self._cache[key] = (time.monotonic(), result)
-            return result
-
-    async def compute(
-        self, period: Period, by: str | None = None, *, today: date | None = None
-    ) -> dict[str, Any]:
-        """``today`` (default: today in Amsterdam) decides which figures are still provisional."""
-        if by is not None and by not in queries.BREAKDOWNS:
-            raise ValueError(f"by must be one of {', '.join(queries.BREAKDOWNS)}")
-        k, s = self.k, self.schema
+        self.control: Control = control
         # Each instrument with its own cut-offs, the ones the referrals service scores with
         # (shared/scale.py): the 6-item subscales only reach 3.
-        thresholds = {name: (cut.emotional, cut.social) for name, cut in self.thresholds.items()}
-        signal = self.signal_trainings
-        windows_open = provisional(period.end, today or datetime.now(AMSTERDAM).date())
-        base_period = period.shifted_to_year(self.baseline.baseline_year)
+        options = GridOptions(
+            reference,
+            {name: (cut.emotional, cut.social) for name, cut in thresholds.items()},
+            tuple(signal_trainings),
+        )
+        self.source: GridSource = source or SqlGridSource(schema, options)
+        self.releases = ReleaseStore(schema)
+        self._totals: dict[int, tuple[float, YearDecisions, dict[str, Any]]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._latest: tuple[float, Release | None] | None = None
+        self._answers: dict[tuple[int, str, str], dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------------ reading
+
+    @contextlib.asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+        """One read-only snapshot: the figures of one answer (or release) agree."""
         async with (
             self.pool.acquire() as conn,
             _no_swap(conn),
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            # One snapshot for all queries: figures of one answer are mutually consistent.
-            raw1 = await queries.s1(conn, s, period.start, period.end, None, thresholds)
-            raw2 = await queries.s2(conn, s, period.start, period.end, None)
-            raw3 = await queries.s3(conn, s, period.start, period.end, None, signal)
-            base2 = await queries.participants_unique(
-                conn, s, base_period.start, base_period.end, None
-            )
-            live = await queries.live_figures(conn, s)
-            events_applied = await conn.fetchval(f"SELECT count(*) FROM {s}.processed_events")
-            cells_raw: dict[str, dict[str, Any]] = {}
-            base_cells: dict[str, Any] = {}
-            if by is not None:
-                for subgoal, fetch in (
-                    ("s1", queries.s1(conn, s, period.start, period.end, by, thresholds)),
-                    ("s2", queries.s2(conn, s, period.start, period.end, by)),
-                    ("s3", queries.s3(conn, s, period.start, period.end, by, signal)),
-                ):
-                    for key, values in (await fetch).items():
-                        cells_raw.setdefault(key, {})[subgoal] = values
-                base_cells = await queries.participants_unique(
-                    conn, s, base_period.start, base_period.end, by
-                )
+            yield conn
 
+    async def _grids(
+        self, conn: asyncpg.Connection, years: Sequence[int], *, totals_only: bool
+    ) -> tuple[dict[int, YearGrid], dict[int, float]]:
+        """The grids of ``years`` and of the baseline year (growth rests on it), with the
+        seconds each took."""
+        grids: dict[int, YearGrid] = {}
+        seconds: dict[int, float] = {}
+        for year in sorted({*years, self.baseline.baseline_year}):
+            started = time.perf_counter()
+            grids[year] = await self.source.grid(conn, year, totals_only=totals_only)
+            seconds[year] = time.perf_counter() - started
+        return grids, seconds
+
+    # ----------------------------------------------------------------------- deciding
+
+    def _engine(self, grid: YearGrid, exact: bool) -> Decisions:
+        if self.control == "off":
+            return unsuppressed(grid)
+        return suppress(grid, self.k, exact=exact, secondary=self.control == "full")
+
+    async def _decide(
+        self,
+        grids: Mapping[int, YearGrid],
+        *,
+        exact: bool,
+        seconds: dict[int, float] | None = None,
+    ) -> dict[int, YearDecisions]:
+        """Every year's decisions, the baseline year's first: whether a reader knows a
+        baseline is the baseline year's decision. The exact check (a release) runs in a
+        thread, so that the service keeps answering meanwhile."""
+        first = self.baseline.baseline_year
+        out: dict[int, YearDecisions] = {}
+        base: YearDecisions | None = None
+        for year in sorted(grids, key=lambda y: (y != first, y)):
+            started = time.perf_counter()
+            grid = grids[year]
+            grid = dataclasses.replace(
+                grid,
+                baselines=growth_baselines(
+                    grid,
+                    first,
+                    self.baseline.participants_unique,
+                    base.grid if base else None,
+                    base.decisions if base else None,
+                ),
+            )
+            if exact:
+                decisions = await asyncio.to_thread(self._engine, grid, True)
+            else:
+                decisions = self._engine(grid, False)
+            if decisions.unprotected:
+                log.error(
+                    "the disclosure engine left cells unprotected",
+                    extra={"year": year, "cells": [str(c) for c in decisions.unprotected[:20]]},
+                )
+            out[year] = YearDecisions(grid, decisions)
+            if year == first:
+                base = out[year]
+            if seconds is not None:
+                seconds[year] = time.perf_counter() - started
+        return out
+
+    async def _live_totals(self, year: int) -> tuple[YearDecisions, dict[str, Any]]:
+        """The municipality totals of ``year``, decided from the totals alone, and the live
+        figures; cached for ``cache_seconds`` (many readers, one computation)."""
+        lock = self._locks.setdefault(year, asyncio.Lock())
+        async with lock:
+            hit = self._totals.get(year)
+            if hit and time.monotonic() - hit[0] < self.cache_seconds:
+                return hit[1], hit[2]
+            async with self._snapshot() as conn:
+                grids, _ = await self._grids(conn, [year], totals_only=True)
+                live = await queries.live_figures(conn, self.schema)
+            decided = (await self._decide(grids, exact=False))[year]
+            self._totals[year] = (time.monotonic(), decided, live)
+            return decided, live
+
+    # ------------------------------------------------------------------------ answers
+
+    def _prevalence_baselines(self, by: str = TOTAL, key: str = "") -> dict[str, float | None]:
+        return {
+            name: self.baseline.prevalence_for(name, by or None, key or None)
+            for name in answers.PREVALENCES
+        }
+
+    def _k_shown(self) -> int:
+        return 1 if self.control == "off" else self.k
+
+    def _answer(
+        self,
+        period: Period,
+        by: str | None,
+        decided: YearDecisions,
+        live: Mapping[str, Any],
+        *,
+        lists: bool,
+        generated_at: datetime,
+    ) -> dict[str, Any]:
+        decisions, grid = decided.decisions, decided.grid
+        newest = live["newest_event_at"]
+        overdue = int(live["referrals_overdue"])
         result: dict[str, Any] = {
             "period": period.label,
             "period_kind": period.kind,
             "from": period.start.isoformat(),
             "to": period.end.isoformat(),
             "by": by,
-            "k": k,
-            "generated_at": datetime.now(UTC).isoformat(),
+            "k": self.k,
+            "generated_at": generated_at.isoformat(),
             "freshness": {
-                "newest_event_at": live["newest_event_at"].isoformat()
-                if live["newest_event_at"]
-                else None,
-                "events_applied": events_applied,
+                "newest_event_at": newest.isoformat() if newest else None,
+                "events_applied": live["events_applied"],
             },
             "baseline_year": self.baseline.baseline_year,
-            "s1": figures.s1_figures(raw1.get("", {}), k, self._prevalence_baselines(), True),
-            "s2": figures.s2_figures(
-                raw2.get("", {}), k, self._baseline_unique(base_period, base2.get("", {}))
+            **answers.sections(
+                decisions,
+                period.label,
+                self._prevalence_baselines(),
+                lists=grid.keys if lists else None,
             ),
-            "s3": {
-                **figures.s3_figures(raw3.get("", {}), k, True),
-                "referrals_overdue": figures.count(live["referrals_overdue"], k),
-            },
         }
-        figures.mark_provisional(result, windows_open)
+        # A live figure of no period, about people: hidden below k like any count.
+        result["s3"]["referrals_overdue"] = (
+            {"value": overdue, "suppressed": False}
+            if overdue >= self._k_shown()
+            else {"value": None, "suppressed": True, "reason": "primary"}
+        )
         if by is not None:
-            result["breakdown"] = self._cells(by, cells_raw, base_cells, base_period)
-            for cell in result["breakdown"]:
-                figures.mark_provisional(cell, windows_open)
+            result["breakdown"] = [
+                answers.cell(decisions, by, key, period.label, self._prevalence_baselines(by, key))
+                for key in grid.keys.get(by, ())
+            ]
+        result["reasons"] = answers.reasons(self.k)
         return result
 
-    def _prevalence_baselines(
-        self, by: str | None = None, key: str | None = None
-    ) -> dict[str, float | None]:
-        return {
-            name: self.baseline.prevalence_for(name, by, key)
-            for name in (
-                "prevalence_lonely",
-                "prevalence_severe",
-                "prevalence_emotional",
-                "prevalence_social",
+    @staticmethod
+    def _mark(result: dict[str, Any], period: Period, today: date | None) -> dict[str, Any]:
+        """Provisional marks as of ``today`` (default: today in Amsterdam)."""
+        windows_open = provisional(period.end, today or datetime.now(AMSTERDAM).date())
+        answers.mark_provisional(result, windows_open)
+        for cell in result.get("breakdown", []):
+            answers.mark_provisional(cell, windows_open)
+        return result
+
+    async def compute(
+        self,
+        period: Period,
+        by: str | None = None,
+        *,
+        today: date | None = None,
+        exact: bool = False,
+    ) -> dict[str, Any]:
+        """The answer as a release cut now would give it (``exact``: with the exact check of
+        everything, as a release does), from the facts as they are. ``today`` (default: today
+        in Amsterdam) decides which figures are still provisional."""
+        if by is not None and by not in answers.BREAKDOWNS:
+            raise ValueError(f"by must be one of {', '.join(answers.BREAKDOWNS)}")
+        year = period.start.year
+        async with self._snapshot() as conn:
+            grids, _ = await self._grids(conn, [year], totals_only=False)
+            live = await queries.live_figures(conn, self.schema)
+        decided = (await self._decide(grids, exact=exact))[year]
+        result = self._answer(period, by, decided, live, lists=True, generated_at=datetime.now(UTC))
+        return self._mark(result, period, today)
+
+    async def live(
+        self, period: Period, *, today: date | None = None, lists: bool = True
+    ) -> dict[str, Any]:
+        """The municipality answer: live totals; the lists (by role, by signal) from the
+        latest release, empty before the first (``lists`` False: without them, for
+        ``/metrics``, which carries no breakdown)."""
+        decided, live = await self._live_totals(period.start.year)
+        result = self._answer(
+            period, None, decided, live, lists=False, generated_at=datetime.now(UTC)
+        )
+        if lists:
+            release = await self.latest_release()
+            result["released_at"] = release.released_at.isoformat() if release else None
+            released = await self._released_answer(release, period, "") if release else None
+            for name in answers.LISTS:
+                result["s3"][name] = released["s3"].get(name, {}) if released else {}
+        return self._mark(result, period, today)
+
+    async def indicators(self, period_label: str, by: str | None = None) -> dict[str, Any]:
+        """``GET /v1/indicators``: live municipality totals, or a breakdown from the release."""
+        period = parse_period(period_label)
+        if by is None:
+            return await self.live(period)
+        return await self.released(period, by)
+
+    async def released(
+        self, period: Period, by: str, *, today: date | None = None
+    ) -> dict[str, Any]:
+        """A breakdown answer from the latest release (NoRelease before the first)."""
+        if by not in answers.BREAKDOWNS:
+            raise ValueError(f"by must be one of {', '.join(answers.BREAKDOWNS)}")
+        release = await self.latest_release()
+        if release is None:
+            raise NoRelease()
+        result = await self._released_answer(release, period, by)
+        if result is None:
+            # Nothing recorded in that year when the release was cut: every cell empty.
+            result = self._empty_answer(period, by, release)
+        result["released_at"] = release.released_at.isoformat()
+        return self._mark(result, period, today)
+
+    def _empty_answer(self, period: Period, by: str | None, release: Release) -> dict[str, Any]:
+        grid = YearGrid(year=period.start.year, keys={}, counts={})
+        decided = YearDecisions(
+            grid, Decisions(k=release.k, year=grid.year, figures={}, baselines={})
+        )
+        live = {
+            "newest_event_at": release.newest_event_at,
+            "events_applied": release.events_applied,
+            "referrals_overdue": 0,
+        }
+        return self._answer(
+            period, by, decided, live, lists=False, generated_at=release.released_at
+        )
+
+    async def own_indicators(
+        self, period_label: str, organisation_id: str, *, today: date | None = None
+    ) -> dict[str, Any]:
+        """A partner's own figures: its cell of the release's breakdown by organisation,
+        exactly as the analysts see it (one decision per cell, domain.md §7 rule 5). An
+        organisation without a cell (nothing recorded in the year) gets an empty cell."""
+        period = parse_period(period_label)
+        by_organisation = await self.released(period, "organisation", today=today)
+        found = next((c for c in by_organisation["breakdown"] if c["key"] == organisation_id), None)
+        if found is None:
+            found = answers.empty_cell("organisation", organisation_id, self.k, period.start.year)
+            found.pop("key")
+            answers.mark_provisional(
+                found, provisional(period.end, today or datetime.now(AMSTERDAM).date())
             )
+        return {
+            "period": by_organisation["period"],
+            "period_kind": by_organisation["period_kind"],
+            "from": by_organisation["from"],
+            "to": by_organisation["to"],
+            "organisation_id": organisation_id,
+            "k": by_organisation["k"],
+            "generated_at": by_organisation["generated_at"],
+            "released_at": by_organisation["released_at"],
+            "freshness": by_organisation["freshness"],
+            "s2": found["s2"],
+            "s3": found["s3"],
+            "reasons": by_organisation["reasons"],
         }
 
-    def _baseline_unique(self, base_period: Period, raw: dict[str, Any]) -> int | None:
-        configured = self.baseline.participants_unique.get(base_period.label)
-        if configured is not None:
-            return configured
-        value = raw.get("participants_unique")
-        return int(value) if value is not None else 0
-
-    def _cells(
-        self,
-        by: str,
-        cells_raw: dict[str, dict[str, Any]],
-        base_cells: dict[str, Any],
-        base_period: Period,
-    ) -> list[dict[str, Any]]:
-        known = {
-            "neighbourhood": self.reference.neighbourhood_order,
-            "age_band": self.reference.age_band_order,
-            "category": tuple(sorted(self.reference.activity_categories)),
-            "referrer_role": tuple(sorted(self.reference.referrer_roles)),
-        }.get(by, ())
-        # Every known key gets a cell, so that an absent cell cannot be read as "zero".
-        keys = list(known) + sorted(set(cells_raw) - set(known))
-        applicable = queries.BREAKDOWNS[by]
-        cells = []
-        for key in keys:
-            raw = cells_raw.get(key, {})
-            cell: dict[str, Any] = {"key": key}
-            if "s1" in applicable:
-                cell["s1"] = figures.s1_figures(
-                    raw.get("s1", {}), self.k, self._prevalence_baselines(by, key), False
-                )
-            if "s2" in applicable:
-                base = base_cells.get(key, {}).get("participants_unique", 0)
-                cell["s2"] = figures.s2_figures(raw.get("s2", {}), self.k, int(base or 0))
-            if "s3" in applicable:
-                cell["s3"] = figures.s3_figures(raw.get("s3", {}), self.k, False)
-            cells.append(cell)
-        return figures.breakdown_cells(cells, [cells_raw.get(c["key"], {}) for c in cells])
-
     async def trend(self, months: list[Period]) -> list[dict[str, Any]]:
-        """Monthly unique and new participants (suppressed like everything else)."""
+        """Monthly unique and new participants: the live totals' decisions of their years."""
         out = []
-        async with (
-            self.pool.acquire() as conn,
-            _no_swap(conn),
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            for month in months:
-                raw = (await queries.s2(conn, self.schema, month.start, month.end, None)).get(
-                    "", {}
-                )
-                out.append(
-                    {
-                        "period": month.label,
-                        "participants_unique": figures.count(
-                            raw.get("participants_unique"), self.k
-                        ),
-                        "participants_new": figures.count(raw.get("participants_new"), self.k),
-                    }
-                )
+        for month in months:
+            decided, _ = await self._live_totals(month.start.year)
+            section = answers.s2_section(decided.decisions, TOTAL, "", month.label)
+            out.append(
+                {
+                    "period": month.label,
+                    "participants_unique": section["participants_unique"],
+                    "participants_new": section["participants_new"],
+                }
+            )
         return out
+
+    # ----------------------------------------------------------------------- releases
+
+    async def latest_release(self) -> Release | None:
+        hit = self._latest
+        if hit is not None and time.monotonic() - hit[0] < self.cache_seconds:
+            return hit[1]
+        async with self.pool.acquire() as conn:
+            release = await self.releases.latest(conn)
+        self._latest = (time.monotonic(), release)
+        return release
+
+    async def _released_answer(
+        self, release: Release, period: Period, by: str
+    ) -> dict[str, Any] | None:
+        key = (release.release_id, period.label, by)
+        hit = self._answers.get(key)
+        if hit is None:
+            async with self.pool.acquire() as conn:
+                hit = await self.releases.answer(conn, release.release_id, period.label, by)
+            if hit is None:
+                return None
+            if len(self._answers) >= RELEASE_CACHE_SIZE:
+                self._answers.clear()
+            self._answers[key] = hit
+        # A copy: the caller marks it (provisional, released_at).
+        return _copy(hit)
+
+    async def cut_release(self, *, wait: bool = True) -> ReleaseReport | None:
+        """Decide every year with data (exact check of everything) and store every breakdown
+        answer as the new release, atomically. One cut at a time across instances: with
+        ``wait`` False, None when another cut is under way."""
+        async with self.pool.acquire() as lock:
+            if wait:
+                await lock.execute("SELECT pg_advisory_lock($1)", RELEASE_LOCK)
+            elif not await lock.fetchval("SELECT pg_try_advisory_lock($1)", RELEASE_LOCK):
+                return None
+            try:
+                return await self._cut()
+            finally:
+                await lock.execute("SELECT pg_advisory_unlock($1)", RELEASE_LOCK)
+
+    async def _cut(self) -> ReleaseReport:
+        started = time.perf_counter()
+        released_at = datetime.now(UTC)
+        async with self._snapshot() as conn:
+            years = await self.source.years(conn)
+            grids, grid_seconds = await self._grids(conn, years, totals_only=False)
+            live = await queries.live_figures(conn, self.schema)
+        engine_seconds: dict[int, float] = {}
+        decided = await self._decide(grids, exact=True, seconds=engine_seconds)
+        rows: list[tuple[str, str, dict[str, Any]]] = []
+        timings: dict[int, dict[str, float]] = {}
+        for year in years:
+            yd = decided[year]
+            for label in year_periods(year):
+                period = parse_period(label)
+                for by in (None, *answers.BREAKDOWNS):
+                    answer = self._answer(
+                        period, by, yd, live, lists=by is None, generated_at=released_at
+                    )
+                    rows.append((label, by or "", answer))
+            timings[year] = {
+                "grid_seconds": round(grid_seconds[year], 3),
+                "engine_seconds": round(engine_seconds[year], 3),
+                "figures": len(yd.decisions),
+                "unprotected": len(yd.decisions.unprotected),
+            }
+        async with self.pool.acquire() as conn, _no_swap(conn):
+            release = await self.releases.save(
+                conn,
+                released_at=released_at,
+                k=self.k,
+                control=self.control,
+                newest_event_at=live["newest_event_at"],
+                events_applied=live["events_applied"],
+                years={str(y): t for y, t in timings.items()},
+                answers=rows,
+            )
+        self._latest = (time.monotonic(), release)
+        seconds = time.perf_counter() - started
+        log.info(
+            "release cut",
+            extra={
+                "release": release.release_id,
+                "years": len(years),
+                "seconds": round(seconds, 1),
+            },
+        )
+        return ReleaseReport(release, timings, seconds)
+
+
+def _copy(answer: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a JSON document (cheaper than copy.deepcopy for plain data)."""
+    copied: dict[str, Any] = orjson.loads(orjson.dumps(answer))
+    return copied

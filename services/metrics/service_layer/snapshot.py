@@ -1,8 +1,11 @@
 """The live indicators as Prometheus gauges, from a snapshot refreshed every few seconds.
 
-A scrape never queries the database: a custom collector renders the latest snapshot. Suppressed
-cells are omitted (an absent series, not a zero). Labels are bounded: period kind, neighbourhood,
-age band, category, referrer role, and organisation only for the partner-silence timestamp.
+A scrape never queries the database: a custom collector renders the latest snapshot. The figures
+are those of the live municipality answer of ``/v1/indicators`` (the disclosure engine's
+decisions, domain.md §7 rule 5); suppressed ones are omitted (an absent series, not a zero).
+Only municipality-level indicators are exposed: no breakdown and no by-role or by-signal list,
+which would be live breakdowns that change with every scrape. Labels are bounded: the period kind, and the organisation only
+for the partner-silence timestamp (operational, behind the `metrics` scrape credential).
 """
 
 from __future__ import annotations
@@ -38,16 +41,6 @@ RATES = {
     "prevalence_emotional": "prevalence_emotional_ratio",
     "prevalence_social": "prevalence_social_ratio",
 }
-# Breakdown series are limited to the figures a dashboard or alert uses, to keep series bounded.
-BREAKDOWN_FIGURES = {
-    "neighbourhood": {
-        "s1": ["prevalence_lonely"],
-        "s2": ["participants_unique", "participants_new"],
-    },
-    "age_band": {"s1": ["prevalence_lonely"], "s2": ["participants_unique", "participants_new"]},
-    "category": {"s2": ["participants_unique", "attendances"]},
-    "referrer_role": {"s3": ["referrals", "accepted", "converted", "referral_conversion"]},
-}
 
 
 def metric_name(subgoal: str, indicator: str) -> str:
@@ -68,7 +61,6 @@ class IndicatorSnapshot(Collector):
         self.service = service
         self.interval = interval
         self.periods: dict[str, dict[str, Any]] = {}
-        self.breakdowns: dict[tuple[str, str], dict[str, Any]] = {}
         self.partners: dict[str, float] = {}
         self.taken_at: float | None = None
 
@@ -76,17 +68,15 @@ class IndicatorSnapshot(Collector):
         # Built aside and swapped in at once: a scrape during a refresh (or after a failed one)
         # sees one whole snapshot, never this round's month beside last round's year.
         figures: dict[str, dict[str, Any]] = {}
-        breakdowns: dict[tuple[str, str], dict[str, Any]] = {}
         for kind, period in current_periods(datetime.now(UTC)).items():
-            figures[kind] = await self.service.compute(period)
-            for by in BREAKDOWN_FIGURES:
-                breakdowns[(kind, by)] = await self.service.compute(period, by)
+            # The live municipality answer: the same decisions as /v1/indicators (rule 5).
+            figures[kind] = await self.service.live(period, lists=False)
         async with self.service.pool.acquire() as conn:
             rows = await conn.fetch(
                 f"SELECT organisation_id, extract(epoch FROM last_event_at)::float AS t "
                 f"FROM {self.service.schema}.organisation_activity"
             )
-        self.periods, self.breakdowns = figures, breakdowns
+        self.periods = figures
         self.partners = {r["organisation_id"]: r["t"] for r in rows}
         self.taken_at = time.time()
 
@@ -138,17 +128,8 @@ class IndicatorSnapshot(Collector):
                                     ["period"],
                                 ).add_metric([kind], value)
                         continue
-                    if isinstance(fig, dict) and "value" not in fig:  # e.g. people_trained_by_role
-                        label = "role" if indicator.endswith("_by_role") else "signal"
-                        for key, sub in fig.items():
-                            value = _value(sub, indicator)
-                            if value is not None:
-                                gauge(
-                                    f"verbinding_{subgoal}_{indicator}",
-                                    f"{indicator} ({subgoal}).",
-                                    ["period", label],
-                                ).add_metric([kind, key], value)
-                        continue
+                    if isinstance(fig, dict) and "value" not in fig:
+                        continue  # a by-role or by-signal list: a breakdown, not exposed
                     value = _value(fig, indicator)
                     if value is not None:
                         gauge(
@@ -167,17 +148,6 @@ class IndicatorSnapshot(Collector):
                         gauge(
                             name + "_baseline", f"Baseline of {indicator}.", ["period"]
                         ).add_metric([kind], float(baseline))
-        for (kind, by), result in self.breakdowns.items():
-            for cell in result.get("breakdown", []):
-                for subgoal, names in BREAKDOWN_FIGURES[by].items():
-                    for indicator in names:
-                        value = _value(cell.get(subgoal, {}).get(indicator), indicator)
-                        if value is not None:
-                            gauge(
-                                f"{metric_name(subgoal, indicator)}_by_{by}",
-                                f"{indicator} by {by}, current {kind}.",
-                                ["period", by],
-                            ).add_metric([kind, cell["key"]], value)
         newest = self.periods.get("month", {}).get("freshness", {}).get("newest_event_at")
         if newest:
             gauge(

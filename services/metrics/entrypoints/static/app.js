@@ -31,8 +31,30 @@
       "range": "Van {from} tot en met {to}",
       "fresh": "Bijgewerkt tot {time}",
       "fresh.none": "Nog geen gegevens ontvangen",
-      "legend": "minder dan {k}: niet getoond ter bescherming van privacy",
-      "suppressed.title": "minder dan {k}: niet getoond ter bescherming van privacy",
+      "subtitle.own": "De cijfers van uw eigen organisatie, met dezelfde bescherming van inwoners als alle cijfers.",
+      "legend": "niet getoond ter bescherming van privacy",
+      "hidden": "verborgen",
+      "suppressed.title": "niet getoond ter bescherming van privacy",
+      "reasons.title": "Waarom staat er soms geen getal?",
+      "reasons.lead": "Achter elk getal staan inwoners. Een getal dat te veel over een kleine groep zegt, tonen we niet. Er zijn drie redenen:",
+      "reason.primary": "Te weinig mensen",
+      "reason.secondary": "Ter bescherming van een ander getal",
+      "reason.linked": "Hangt af van een verborgen getal",
+      "released": "Uitsplitsingen van {time}",
+      "released.none": "Uitsplitsingen nog niet beschikbaar",
+      "released.hint": "Uitsplitsingen (per wijk, leeftijd, activiteit, beroep en organisatie) worden eens per dag vrijgegeven; de totalen zijn actueel.",
+      "view.own": "Cijfers van mijn organisatie",
+      "view.coalition": "Cijfers van de hele gemeente",
+      "own.lead": "{org}: de cijfers van uw organisatie in deze periode, uit de uitsplitsingen van {time}.",
+      "nb.by": "Uitsplitsen naar",
+      "by.neighbourhood": "Wijk",
+      "by.age_band": "Leeftijd",
+      "by.category": "Soort activiteit",
+      "nb.title.age_band": "Deelname per leeftijd",
+      "nb.hint.age_band": "Hoe oud de deelnemers zijn. Eenzaamheid per leeftijd komt uit het bevolkingsonderzoek.",
+      "nb.title.category": "Deelname per soort activiteit",
+      "nb.hint.category": "Aan wat voor activiteiten inwoners meedoen.",
+      "nb.missing": "De uitsplitsingen zijn nog niet beschikbaar: ze worden eens per dag vrijgegeven. Probeer het later opnieuw.",
       "provisional.title": "voorlopig: de termijn van dit cijfer loopt nog, het kan nog stijgen",
       "missing": "geen gegevens",
       "loading": "Cijfers laden…",
@@ -57,7 +79,7 @@
       "unit.days": "dagen",
       "unit.points": "punten",
       "trend.title": "Deelnemers per maand",
-      "trend.hint": "De laatste twaalf maanden. Een onderbroken lijn betekent: minder dan 10, niet getoond.",
+      "trend.hint": "De laatste twaalf maanden. Een onderbroken lijn betekent: niet getoond ter bescherming van privacy.",
       "trend.unique": "Unieke deelnemers",
       "trend.new": "Nieuwe deelnemers",
       "trend.table": "Toon de cijfers als tabel",
@@ -87,7 +109,7 @@
       "signals.hint": "Welke signalen de verwijzer zag. Eén verwijzing kan meerdere signalen hebben.",
       "empty": "Nog niets voor deze periode.",
       "extra.title": "Overige cijfers",
-      "footer": "Cijfers van partners van het actieprogramma „Samen naar verbinding!”. Inwoners zijn niet herkenbaar: aantallen onder de 10 worden niet getoond.",
+      "footer": "Cijfers van partners van het actieprogramma „Samen naar verbinding!”. Inwoners zijn niet herkenbaar: een getal over minder dan 10 mensen, of waaruit zo'n getal terug te rekenen is, wordt niet getoond.",
     },
     en: {
       "skip": "Skip to the figures",
@@ -111,8 +133,30 @@
       "range": "From {from} to {to}",
       "fresh": "Updated until {time}",
       "fresh.none": "No data received yet",
-      "legend": "fewer than {k}: not shown to protect privacy",
-      "suppressed.title": "fewer than {k}: not shown to protect privacy",
+      "subtitle.own": "The figures of your own organisation, with the same protection of residents as every figure.",
+      "legend": "not shown to protect privacy",
+      "hidden": "hidden",
+      "suppressed.title": "not shown to protect privacy",
+      "reasons.title": "Why is a figure sometimes missing?",
+      "reasons.lead": "Every figure is about residents. A figure that says too much about a small group is not shown. There are three reasons:",
+      "reason.primary": "Too few people",
+      "reason.secondary": "To protect another figure",
+      "reason.linked": "Rests on a hidden figure",
+      "released": "Breakdowns as of {time}",
+      "released.none": "Breakdowns not yet available",
+      "released.hint": "Breakdowns (by neighbourhood, age, activity, profession and organisation) are released once a day; the totals are up to date.",
+      "view.own": "My organisation's figures",
+      "view.coalition": "Figures of the whole municipality",
+      "own.lead": "{org}: your organisation's figures for this period, from the breakdowns of {time}.",
+      "nb.by": "Break down by",
+      "by.neighbourhood": "Neighbourhood",
+      "by.age_band": "Age",
+      "by.category": "Kind of activity",
+      "nb.title.age_band": "Participation by age",
+      "nb.hint.age_band": "How old the participants are. Loneliness by age comes from the population survey.",
+      "nb.title.category": "Participation by kind of activity",
+      "nb.hint.category": "What kind of activities residents take part in.",
+      "nb.missing": "The breakdowns are not available yet: they are released once a day. Please try again later.",
       "provisional.title": "provisional: this figure's window is still open, it can still grow",
       "missing": "no data",
       "loading": "Loading figures…",
@@ -137,7 +181,7 @@
       "unit.days": "days",
       "unit.points": "points",
       "trend.title": "Participants per month",
-      "trend.hint": "The last twelve months. A broken line means: fewer than 10, not shown.",
+      "trend.hint": "The last twelve months. A broken line means: not shown to protect privacy.",
       "trend.unique": "Unique participants",
       "trend.new": "New participants",
       "trend.table": "Show the figures as a table",
@@ -167,7 +211,7 @@
       "signals.hint": "The signals the referrer saw. One referral can have several signals.",
       "empty": "Nothing for this period yet.",
       "extra.title": "Other figures",
-      "footer": "Figures from the partners of the action programme \u201cSamen naar verbinding!\u201d. Residents cannot be recognised: counts below 10 are not shown.",
+      "footer": "Figures from the partners of the action programme \u201cSamen naar verbinding!\u201d. Residents cannot be recognised: a figure about fewer than 10 people, or from which such a figure could be worked out, is not shown.",
     },
   };
 
@@ -269,6 +313,19 @@
       "social": "Sociaal",
       "practical": "Praktisch",
       "health": "Gezondheid",
+      "meeting": "Ontmoeting",
+      "sport": "Sport en bewegen",
+      "culture": "Cultuur",
+      "learning": "Leren",
+      "support-group": "Lotgenotengroep",
+      "volunteering": "Vrijwilligerswerk",
+      "digital": "Digitaal",
+      "help": "Hulp (zoals een maatje)",
+      "0-15": "0 tot 16 jaar",
+      "16-25": "16 tot 26 jaar",
+      "26-64": "26 tot 65 jaar",
+      "65-74": "65 tot 75 jaar",
+      "75+": "75 jaar en ouder",
     },
     en: {
       "outside-municipality": "Outside the municipality",
@@ -287,6 +344,19 @@
       "social": "Social",
       "practical": "Practical",
       "health": "Health",
+      "meeting": "Meeting people",
+      "sport": "Sport and exercise",
+      "culture": "Culture",
+      "learning": "Learning",
+      "support-group": "Support group",
+      "volunteering": "Volunteering",
+      "digital": "Digital",
+      "help": "Help (such as a buddy)",
+      "0-15": "0 to 15",
+      "16-25": "16 to 25",
+      "26-64": "26 to 64",
+      "65-74": "65 to 74",
+      "75+": "75 and older",
     },
   };
 
@@ -314,8 +384,11 @@
     kind: "month",
     period: null,
     current: null, // {year, month} today in Amsterdam
-    data: null, // {totals, nb, roles, trend}
+    data: null, // {totals, nb, roles, trend}: nb and roles null before the first release
     seq: 0,
+    view: "coalition", // or "own": the organisation's own figures (/v1/own/indicators)
+    coalition: false, // the key may read the coalition's figures
+    by: "neighbourhood", // the breakdown of the participation table
   };
 
   const $ = (id) => document.getElementById(id);
@@ -422,6 +495,13 @@
     return state.data && state.data.totals ? state.data.totals.k : 10;
   }
 
+  /** Why a figure is hidden, in the reader's language: the texts come with every answer. */
+  function reasonText(reason) {
+    const texts = state.data && state.data.totals && state.data.totals.reasons;
+    const own = texts && texts[state.lang] && reason && texts[state.lang][reason];
+    return own || t("suppressed.title");
+  }
+
   /** A figure's value element: the number, "< k" greyed when suppressed, "–" when absent. */
   function valueNode(tag, testid, name, fig, extraClass) {
     const f = fig || { value: null, suppressed: false };
@@ -439,9 +519,11 @@
       attrs.title = t("provisional.title");
     }
     if (f.suppressed) {
+      // Hidden: the engine's reason, in plain words (primary, secondary or linked).
       attrs["class"] += " suppressed";
-      attrs.title = t("suppressed.title", { k: k() });
-      attrs.text = "< " + k();
+      attrs["data-reason"] = f.reason || "";
+      attrs.title = reasonText(f.reason);
+      attrs.text = t("hidden");
     } else if (f.value === null || f.value === undefined) {
       attrs["class"] += " missing";
       attrs.title = t("missing");
@@ -558,6 +640,7 @@
   async function defaultPeriod() {
     // The current month, unless it has nothing to show yet: then the latest month that has.
     const now = monthLabel(state.current);
+    if (state.view === "own") return ownDefaultPeriod(now);
     const trend = await api("v1/trend?months=12&until=" + encodeURIComponent(now));
     const months = trend.months || [];
     for (let i = months.length - 1; i >= 0; i--) {
@@ -565,6 +648,31 @@
       if (fig && !fig.suppressed && fig.value) return months[i].period;
     }
     return now;
+  }
+
+  async function ownDefaultPeriod(now) {
+    // The latest of the last twelve months in which the organisation has figures to show.
+    const p = parsePeriod(now);
+    for (let i = 0; i < 12; i++) {
+      const idx = p.year * 12 + p.first - 1 - i;
+      const label = periodOf("month", Math.floor(idx / 12), (idx % 12) + 1);
+      const own = await released("v1/own/indicators?period=" + encodeURIComponent(label));
+      if (!own) return now;
+      const shown = ["s2.participants_unique", "s3.referrals"]
+        .some((path) => { const f = get(own, path); return f && !f.suppressed && f.value; });
+      if (shown) return label;
+    }
+    return now;
+  }
+
+  /** An answer from the release; null while no release has been cut yet (503). */
+  async function released(path) {
+    try {
+      return await api(path);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 503) return null;
+      throw e;
+    }
   }
 
   async function load(period) {
@@ -575,17 +683,27 @@
     setStatus(t("loading"));
     try {
       const q = encodeURIComponent(period);
-      const [nb, roles, trend] = await Promise.all([
-        api("v1/indicators?period=" + q + "&by=neighbourhood"),
-        api("v1/indicators?period=" + q + "&by=referrer_role"),
-        api("v1/trend?months=12&until=" + encodeURIComponent(trendUntil(period))),
-      ]);
+      let data;
+      if (state.view === "own") {
+        const own = await released("v1/own/indicators?period=" + q);
+        data = { totals: own, nb: null, roles: null, trend: [] };
+      } else {
+        const [totals, nb, roles, trend] = await Promise.all([
+          api("v1/indicators?period=" + q),
+          released("v1/indicators?period=" + q + "&by=" + state.by),
+          released("v1/indicators?period=" + q + "&by=referrer_role"),
+          api("v1/trend?months=12&until=" + encodeURIComponent(trendUntil(period))),
+        ]);
+        data = { totals, nb, roles, trend: trend.months || [] };
+      }
       if (seq !== state.seq) return; // a newer choice is already on its way
-      state.data = { totals: nb, nb: nb.breakdown || [], roles: roles.breakdown || [], trend: trend.months || [] };
+      state.data = data;
       state.period = period;
       render();
       setStatus(t("loaded", { period: periodName(period) }));
       main.dataset.period = period;
+      main.dataset.view = state.view;
+      main.dataset.by = state.by;
       main.dataset.state = "ready";
     } catch (e) {
       if (seq !== state.seq) return;
@@ -609,23 +727,59 @@
   // ------------------------------------------------------------------------------ rendering
   function render() {
     if (!state.data) return;
+    const own = state.view === "own";
     const d = state.data.totals;
     fillPeriodSelect();
+    $("subtitle").textContent = t(own ? "subtitle.own" : "subtitle");
+    for (const id of ["s1", "trend-panel", "nb-panel", "roles-panel", "lists-panel"]) $(id).hidden = own;
+    $("own-head").hidden = !own;
+    const view = $("view");
+    view.hidden = !state.coalition;
+    view.textContent = t(own ? "view.coalition" : "view.own");
+    if (!d) {
+      // Own figures before the first release: nothing to show but the reason.
+      for (const id of ["s1", "s2", "s3"]) $(id).hidden = true;
+      $("own-lead").textContent = t("nb.missing");
+      $("released").textContent = t("released.none");
+      return;
+    }
+    for (const id of ["s2", "s3"]) $(id).hidden = false;
     $("range").textContent = t("range", { from: dateName(d.from), to: dateName(d.to) });
     const newest = d.freshness && d.freshness.newest_event_at;
     const fresh = $("freshness");
     fresh.dataset.value = newest || "";
     fresh.textContent = newest ? t("fresh", { time: timeName(newest) }) : t("fresh.none");
-    document.querySelector(".legend .pill").textContent = "< " + d.k;
-    $("legend-text").textContent = t("legend", { k: d.k });
-    renderPrevalence(d);
+    // From when the breakdowns are (domain.md §7 rule 6): the release's moment.
+    const releasedAt = own ? d.released_at : (state.data.nb && state.data.nb.released_at) || d.released_at;
+    const rel = $("released");
+    rel.dataset.value = releasedAt || "";
+    rel.title = t("released.hint");
+    rel.textContent = releasedAt ? t("released", { time: timeName(releasedAt) }) : t("released.none");
+    document.querySelector(".legend .pill").textContent = t("hidden");
+    $("legend-text").textContent = t("legend");
+    renderReasons(d);
+    if (own) {
+      $("own-lead").textContent = t("own.lead", { org: d.organisation_id, time: releasedAt ? timeName(releasedAt) : "" });
+    } else {
+      renderPrevalence(d);
+      renderTrend(state.data.trend);
+      renderNeighbourhoods(state.data.nb);
+      renderRoles(state.data.roles ? state.data.roles.breakdown || [] : null);
+      renderBars($("trained"), "trained", d.s3.people_trained_by_role || {});
+      renderBars($("signals"), "signal", d.s3.referrals_by_signal || {});
+    }
     renderCards(d);
-    renderTrend(state.data.trend);
-    renderNeighbourhoods(state.data.nb);
     renderFunnel(d.s3);
-    renderRoles(state.data.roles);
-    renderBars($("trained"), "trained", d.s3.people_trained_by_role || {});
-    renderBars($("signals"), "signal", d.s3.referrals_by_signal || {});
+  }
+
+  function renderReasons(d) {
+    const list = clear($("reasons-list"));
+    const texts = (d.reasons && d.reasons[state.lang]) || {};
+    for (const reason of ["primary", "secondary", "linked"]) {
+      if (!texts[reason]) continue;
+      list.appendChild(el("dt", { "data-testid": "reason-name", "data-key": reason, text: t("reason." + reason) }));
+      list.appendChild(el("dd", { "data-testid": "reason-text", "data-key": reason, text: texts[reason] }));
+    }
   }
 
   function dateName(iso) {
@@ -646,6 +800,7 @@
 
   function renderPrevalence(d) {
     const box = clear($("prevalence"));
+    if (!d.s1) return;
     for (const name of PREVALENCE) {
       const path = "s1." + name;
       const fig = d.s1[name];
@@ -858,31 +1013,45 @@
     return track;
   }
 
-  function renderNeighbourhoods(cells) {
+  function renderNeighbourhoods(answer) {
     const body = clear($("nb-body"));
+    const by = state.by;
+    $("nb-title").textContent = t(by === "neighbourhood" ? "nb.title" : "nb.title." + by);
+    $("nb-hint").textContent = t(by === "neighbourhood" ? "nb.hint" : "nb.hint." + by);
+    $("nb-col-key").textContent = t("by." + by);
+    $("nb-by").value = by;
+    const withLonely = by !== "category";
+    $("nb-col-lonely").hidden = !withLonely;
+    const missing = $("nb-missing");
+    missing.hidden = Boolean(answer);
+    missing.textContent = answer ? "" : t("nb.missing");
+    const cells = answer ? answer.breakdown || [] : [];
     const visible = cells.map((c) => get(c, "s2.participants_unique.value")).filter((v) => v !== null && v !== undefined);
     const max = Math.max(1, ...visible);
     for (const cell of cells) {
       const unique = get(cell, "s2.participants_unique");
-      const lonely = get(cell, "s1.prevalence_lonely");
-      const lonelyCell = el("td", { "class": "num" }, [valueNode("span", "nb-prevalence_lonely", "prevalence_lonely", lonely)]);
-      if (lonely && lonely.baseline !== undefined && lonely.baseline !== null) {
-        lonelyCell.appendChild(el("span", {
-          "class": "cell-base", "data-testid": "nb-prevalence_lonely-baseline", "data-value": String(lonely.baseline),
-          text: t("baseline.value", { value: fmtPercent(lonely.baseline) }),
-        }));
-      }
       const uniqueCell = el("td", { "class": "num with-bar" }, [
         valueNode("span", "nb-participants_unique", "participants_unique", unique),
         bar(unique && !unique.suppressed ? unique.value : 0, max),
       ]);
-      body.appendChild(el("tr", { "data-testid": "nb-row", "data-key": cell.key }, [
+      const row = [
         el("th", { scope: "row", "data-testid": "nb-key", text: keyLabel(cell.key) }),
         uniqueCell,
         el("td", { "class": "num" }, [valueNode("span", "nb-participants_new", "participants_new", get(cell, "s2.participants_new"))]),
         el("td", { "class": "num" }, [valueNode("span", "nb-attendances", "attendances", get(cell, "s2.attendances"))]),
-        lonelyCell,
-      ]));
+      ];
+      if (withLonely) {
+        const lonely = get(cell, "s1.prevalence_lonely");
+        const lonelyCell = el("td", { "class": "num" }, [valueNode("span", "nb-prevalence_lonely", "prevalence_lonely", lonely)]);
+        if (lonely && lonely.baseline !== undefined && lonely.baseline !== null) {
+          lonelyCell.appendChild(el("span", {
+            "class": "cell-base", "data-testid": "nb-prevalence_lonely-baseline", "data-value": String(lonely.baseline),
+            text: t("baseline.value", { value: fmtPercent(lonely.baseline) }),
+          }));
+        }
+        row.push(lonelyCell);
+      }
+      body.appendChild(el("tr", { "data-testid": "nb-row", "data-key": cell.key }, row));
     }
   }
 
@@ -908,6 +1077,10 @@
 
   function renderRoles(cells) {
     const body = clear($("roles-body"));
+    if (!cells) {
+      body.appendChild(el("tr", {}, [el("td", { colspan: "5", "class": "empty", "data-testid": "roles-missing", text: t("nb.missing") })]));
+      return;
+    }
     const max = Math.max(1, ...cells.map((c) => get(c, "s3.referrals.value") || 0));
     // Most referrals first; the suppressed ones after, in the API's order.
     const sorted = cells.slice().sort((p, q) => (get(q, "s3.referrals.value") || 0) - (get(p, "s3.referrals.value") || 0));
@@ -1001,7 +1174,19 @@
     $("content").hidden = false;
     $("forget").hidden = false;
     try {
-      const period = state.period || (await defaultPeriod());
+      let period = state.period;
+      try {
+        state.view = "coalition";
+        const first = await defaultPeriod();
+        state.coalition = true;
+        period = period || first;
+      } catch (e) {
+        if (!(e instanceof ApiError) || e.status !== 403) throw e;
+        // A partner's key without the coalition's scope: its own organisation's figures.
+        state.coalition = false;
+        state.view = "own";
+        period = period || (await defaultPeriod());
+      }
       const p = parsePeriod(period);
       state.kind = p.kind;
       state.period = period;
@@ -1044,6 +1229,14 @@
     });
     $("period-value").addEventListener("change", () => {
       state.period = $("period-value").value;
+      load(state.period);
+    });
+    $("nb-by").addEventListener("change", () => {
+      state.by = $("nb-by").value;
+      load(state.period);
+    });
+    $("view").addEventListener("click", () => {
+      state.view = state.view === "own" ? "coalition" : "own";
       load(state.period);
     });
 

@@ -1,0 +1,111 @@
+"""Releases in the metrics schema: every breakdown answer of a cut, stored atomically.
+
+A release is one row of ``releases`` and its answers in ``release_answers``, written in one
+transaction: a reader sees the previous release or the new one, never part of one. The newest
+release is the one published; the one before it is kept (a reader that looked up the newest a
+moment before the new one was committed still finds its answers), older ones are deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+__all__ = ["RELEASE_LOCK", "Release", "ReleaseStore"]
+
+# Advisory lock held while a release is cut: one cut at a time, whichever instance or command.
+RELEASE_LOCK = 0x5E1EA5E
+KEEP = 2
+
+
+@dataclass(frozen=True)
+class Release:
+    release_id: int
+    released_at: datetime
+    k: int
+    control: str
+    newest_event_at: datetime | None
+    events_applied: int
+    years: Mapping[str, Any]
+
+
+class ReleaseStore:
+    """Role: keep releases and read their answers (schema ``metrics``, or a test's)."""
+
+    def __init__(self, schema: str = "metrics") -> None:
+        self.s = schema
+
+    async def latest(self, conn: asyncpg.Connection) -> Release | None:
+        row = await conn.fetchrow(
+            f"SELECT * FROM {self.s}.releases ORDER BY release_id DESC LIMIT 1"
+        )
+        return _release(row) if row else None
+
+    async def answer(
+        self, conn: asyncpg.Connection, release_id: int, period: str, breakdown: str
+    ) -> dict[str, Any] | None:
+        answer: dict[str, Any] | None = await conn.fetchval(
+            f"SELECT answer FROM {self.s}.release_answers "
+            "WHERE release_id = $1 AND period = $2 AND breakdown = $3",
+            release_id,
+            period,
+            breakdown,
+        )
+        return answer
+
+    async def save(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        released_at: datetime,
+        k: int,
+        control: str,
+        newest_event_at: datetime | None,
+        events_applied: int,
+        years: Mapping[str, Any],
+        answers: Iterable[tuple[str, str, dict[str, Any]]],
+    ) -> Release:
+        """Store a release and its answers ((period, breakdown, answer); breakdown ``""`` for
+        the municipality answer) in one transaction; drop the releases before the previous."""
+        rows = list(answers)
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                f"INSERT INTO {self.s}.releases (released_at, k, control, newest_event_at, "
+                "events_applied, years) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+                released_at,
+                k,
+                control,
+                newest_event_at,
+                events_applied,
+                dict(years),
+            )
+            release = _release(row)
+            await conn.execute(
+                f"INSERT INTO {self.s}.release_answers (release_id, period, breakdown, answer) "
+                "SELECT $1, * FROM unnest($2::text[], $3::text[], $4::jsonb[])",
+                release.release_id,
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+            )
+            await conn.execute(
+                f"DELETE FROM {self.s}.releases WHERE release_id NOT IN ("
+                f"SELECT release_id FROM {self.s}.releases ORDER BY release_id DESC LIMIT {KEEP})"
+            )
+        return release
+
+
+def _release(row: asyncpg.Record) -> Release:
+    return Release(
+        release_id=row["release_id"],
+        released_at=row["released_at"],
+        k=row["k"],
+        control=row["control"],
+        newest_event_at=row["newest_event_at"],
+        events_applied=row["events_applied"],
+        years=row["years"],
+    )

@@ -1,0 +1,562 @@
+"""The query layer of disclosure control: the year grid of domain.md §6 over the fact tables.
+
+One function, :func:`read_year_grid`, answers for one calendar year every base figure the
+suppression engine needs (``services/metrics/domain/disclosure/grid.py``): for every period of
+the year (the year, its quarters, its months) × the municipality total and every key of every
+breakdown, the value and the distinct people behind it; the distinct people of each subgoal
+section; the medians and means; the stocks of trained people at the end of every month.
+:func:`years_with_data` says which years a release must cover. Nothing else of the service reads
+the facts for the published figures: a faster source (rollups kept by the consumer) replaces
+this module behind the same two functions.
+
+How: each kind of record is read once for the year and expanded to its three periods (a
+lateral ``VALUES`` of the year, quarter and month labels); ``GROUPING SETS`` then aggregate the
+municipality total and every breakdown in one pass, with ``count(DISTINCT ...)`` for the people.
+The definitions are those of domain.md §6, as in the answers before disclosure control (issue
+12): activity versions in force at a session's start, sessions not rows, conversion by
+(referrer, id) at the receiving side, acceptance only by the receiving side, signal-training
+codes from settings, the partner registry, the latest survey answer per person and period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import asyncpg
+
+from services.metrics.domain.disclosure import TOTAL, Count, YearGrid
+from services.metrics.domain.windows import CONVERSION_DAYS, RETENTION_DAYS, RETENTION_SESSIONS
+from shared.reference import ReferenceData
+from shared.referral_parties import RECEIVER_STATUSES
+
+__all__ = ["GridOptions", "SqlGridSource", "read_year_grid", "years_with_data"]
+
+# Unknown keys (a record without one) are published under this key.
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """What the figures depend on besides the facts (settings and reference data)."""
+
+    reference: ReferenceData
+    # instrument -> (emotional cut-off, social cut-off) of the subscales (shared/scale.py)
+    thresholds: Mapping[str, tuple[int, int]]
+    signal_trainings: Sequence[str] = ("signaling-loneliness",)
+
+
+# The three period labels of a date column (year, quarter, month), one row each.
+def _periods(column: str) -> str:
+    return (
+        f"CROSS JOIN LATERAL (VALUES (to_char({column}, 'YYYY')), "
+        f"(to_char({column}, 'YYYY-\"Q\"Q')), (to_char({column}, 'YYYY-MM'))) AS p(period)"
+    )
+
+
+# One row per person and session, classified by the version of the activity in force at the
+# session's start (domain.md §6): a session is one (activity, session start), and one person at
+# one session counts once, however often it was reported.
+_SESSIONS = """
+    SELECT t.organisation_id, t.activity_id, t.session_start, t.participant_id,
+           min(t.session_date) AS session_date, min(t.neighbourhood) AS neighbourhood,
+           min(t.age_band) AS age_band, bool_or(t.attended) AS attended, v.category
+    FROM {s}.attendance t
+    JOIN {s}.activity_validity v ON v.organisation_id = t.organisation_id
+         AND v.activity_id = t.activity_id
+         AND t.session_start >= v.valid_from AND t.session_start < v.valid_to
+    WHERE v.aimed_at_connection
+    GROUP BY t.organisation_id, t.activity_id, t.session_start, t.participant_id, v.category
+"""
+
+
+def _in_force(table: str, moment: str) -> str:
+    """Join clause: the activity version in force at ``moment`` of a row of ``table``."""
+    return (
+        f"JOIN {{s}}.activity_validity a ON a.organisation_id = {table}.organisation_id "
+        f"AND a.activity_id = {table}.activity_id "
+        f"AND {table}.{moment} >= a.valid_from AND {table}.{moment} < a.valid_to"
+    )
+
+
+# GROUPING() bitmasks: which grouping set a row belongs to (a bit is 1 where the column is NOT
+# grouped by), mapped to the breakdown it is.
+_S2_SETS = {15: TOTAL, 7: "neighbourhood", 11: "age_band", 13: "category", 14: "organisation"}
+_S3_SETS = {3: TOTAL, 1: "referrer_role", 2: "organisation"}
+_S1_SETS = {3: TOTAL, 1: "neighbourhood", 2: "age_band"}
+_TRAINED_SETS = {3: TOTAL, 1: "role", 2: "organisation"}
+
+
+def _grouping(totals_only: bool, *columns: str) -> str:
+    """The grouping set of a row (``g``) and its key columns; for the totals alone (no
+    grouping sets) the bitmask of the total and no keys."""
+    names = [c.split(".")[1] for c in columns]
+    if totals_only:
+        return ", ".join([f"{2 ** len(columns) - 1} AS g", *(f"NULL AS {n}" for n in names)])
+    return ", ".join([f"GROUPING({', '.join(columns)}) AS g", *columns])
+
+
+async def years_with_data(conn: asyncpg.Connection, s: str) -> list[int]:
+    """Every year in which some record falls (the years a release covers), ascending."""
+    rows = await conn.fetch(
+        f"""
+        SELECT DISTINCT y FROM (
+            SELECT DISTINCT extract(year FROM session_date)::int AS y FROM {s}.attendance
+            UNION SELECT DISTINCT extract(year FROM registered_date)::int FROM {s}.registrations
+            UNION SELECT DISTINCT extract(year FROM cancelled_date)::int FROM {s}.cancellations
+            UNION SELECT DISTINCT extract(year FROM created_date)::int FROM {s}.referrals
+            UNION SELECT DISTINCT extract(year FROM completed_date)::int FROM {s}.trainings
+            UNION SELECT DISTINCT extract(year FROM measured_date)::int FROM {s}.measurements
+        ) x ORDER BY y
+        """
+    )
+    return [int(r["y"]) for r in rows]
+
+
+class _Collector:
+    """Counts, sections and statistics as they come from the rows."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, str, str], Count] = {}
+        self.sections: dict[tuple[str, str, str, str], int] = {}
+        self.statistics: dict[tuple[str, str, str, str], float] = {}
+        self.seen: dict[str, set[str]] = {}
+
+    def count(self, figure: str, by: str, key: str, period: str, value: Any, people: Any) -> None:
+        value, people = int(value or 0), int(people or 0)
+        if value:
+            self.counts[(figure, by, key, period)] = Count(value, people)
+        if by != TOTAL:
+            self.seen.setdefault(by, set()).add(key)
+
+
+def _key(value: Any) -> str:
+    return UNKNOWN if value is None else str(value)
+
+
+async def read_year_grid(
+    conn: asyncpg.Connection,
+    s: str,
+    year: int,
+    options: GridOptions,
+    *,
+    totals_only: bool = False,
+) -> YearGrid:
+    """The year grid of ``year`` from the facts in schema ``s`` (no baselines: those come from
+    the baseline year's grid and decisions, which is the service layer's business). With
+    ``totals_only`` just the municipality totals (what the live answers need). Run it in one
+    read-only snapshot (a repeatable-read transaction) so that the figures agree."""
+    start, end = date(year, 1, 1), date(year, 12, 31)
+    out = _Collector()
+    await _s2(conn, s, start, end, totals_only, out)
+    await _s3(conn, s, start, end, totals_only, out)
+    await _trained(conn, s, year, options.signal_trainings, totals_only, out)
+    await _s1(conn, s, start, end, options.thresholds, totals_only, out)
+    return YearGrid(
+        year=year,
+        keys={} if totals_only else _keys(options.reference, out.seen),
+        counts=out.counts,
+        sections=out.sections,
+        statistics=out.statistics,
+    )
+
+
+def _keys(reference: ReferenceData, seen: Mapping[str, set[str]]) -> dict[str, list[str]]:
+    """Every key of every breakdown: the reference list in its order (so that an empty cell is
+    a row, never an absence), then whatever else the data hold, sorted."""
+    known: dict[str, Iterable[str]] = {
+        "neighbourhood": reference.neighbourhood_order,
+        "age_band": reference.age_band_order,
+        "category": sorted(reference.activity_categories),
+        "referrer_role": sorted(reference.referrer_roles),
+        "organisation": (),
+        "role": sorted(reference.referrer_roles),
+        "signal": sorted(reference.signals),
+    }
+    keys = {}
+    for by, listed in known.items():
+        first = list(listed)
+        keys[by] = first + sorted(seen.get(by, set()) - set(first))
+    return keys
+
+
+async def _s2(
+    conn: asyncpg.Connection, s: str, start: date, end: date, totals_only: bool, out: _Collector
+) -> None:
+    sessions = _SESSIONS.format(s=s)
+    in_force_reg = _in_force("r", "registered_at").format(s=s)
+    in_force_can = _in_force("c", "cancelled_at").format(s=s)
+    sets = (
+        "(p.period)"
+        if totals_only
+        else "(p.period), (p.period, e.neighbourhood), (p.period, e.age_band), "
+        "(p.period, e.category), (p.period, e.organisation_id)"
+    )
+    rows = await conn.fetch(
+        f"""
+        WITH sessions AS MATERIALIZED ({sessions}),
+        firsts AS (
+            SELECT DISTINCT ON (participant_id) participant_id, session_date AS first_date,
+                   organisation_id, neighbourhood, age_band, category
+            FROM sessions WHERE attended
+            ORDER BY participant_id, session_date, session_start, organisation_id, activity_id
+        ),
+        new AS (
+            -- Retention counts sessions on days before the first session's day + {RETENTION_DAYS}.
+            SELECT f.participant_id, f.first_date, f.organisation_id, f.neighbourhood,
+                   f.age_band, f.category, count(*) >= {RETENTION_SESSIONS} AS retained
+            FROM firsts f
+            JOIN sessions c ON c.participant_id = f.participant_id AND c.attended
+                 AND c.session_date >= f.first_date
+                 AND c.session_date < f.first_date + {RETENTION_DAYS}
+            WHERE f.first_date BETWEEN $1 AND $2
+            GROUP BY 1, 2, 3, 4, 5, 6
+        ),
+        -- Every S2 record of the year: a = attended session, n = no-show, r = registration,
+        -- c = cancellation, f = first session ever (a new participant).
+        e AS (
+            SELECT participant_id AS who, CASE WHEN attended THEN 'a' ELSE 'n' END AS kind,
+                   session_date AS day, neighbourhood, age_band, category, organisation_id,
+                   false AS retained
+            FROM sessions WHERE session_date BETWEEN $1 AND $2
+            UNION ALL
+            SELECT r.participant_id, 'r', r.registered_date, r.neighbourhood, r.age_band,
+                   a.category, r.organisation_id, false
+            FROM {s}.registrations r {in_force_reg}
+            WHERE a.aimed_at_connection AND r.registered_date BETWEEN $1 AND $2
+            UNION ALL
+            -- A cancellation counts with its registration's person and attributes; one whose
+            -- registration is not known is a person of its own, of unknown attributes.
+            SELECT coalesce(r.participant_id, 'cancellation:' || c.organisation_id || ':'
+                            || c.registration_id),
+                   'c', c.cancelled_date, coalesce(r.neighbourhood, '{UNKNOWN}'),
+                   coalesce(r.age_band, '{UNKNOWN}'), a.category, c.organisation_id, false
+            FROM {s}.cancellations c {in_force_can}
+            LEFT JOIN {s}.registrations r ON r.organisation_id = c.organisation_id
+                 AND r.registration_id = c.registration_id
+            WHERE a.aimed_at_connection AND c.cancelled_date BETWEEN $1 AND $2
+            UNION ALL
+            SELECT participant_id, 'f', first_date, neighbourhood, age_band, category,
+                   organisation_id, retained
+            FROM new
+        )
+        SELECT p.period, {_grouping(totals_only, "e.neighbourhood", "e.age_band", "e.category", "e.organisation_id")},
+               count(DISTINCT e.who) FILTER (WHERE kind = 'a') AS participants_unique,
+               count(*) FILTER (WHERE kind = 'a') AS attendances,
+               count(*) FILTER (WHERE kind = 'n') AS no_shows,
+               count(DISTINCT e.who) FILTER (WHERE kind = 'n') AS no_shows_people,
+               count(*) FILTER (WHERE kind = 'r') AS registrations,
+               count(DISTINCT e.who) FILTER (WHERE kind = 'r') AS registrations_people,
+               count(*) FILTER (WHERE kind = 'c') AS cancellations,
+               count(DISTINCT e.who) FILTER (WHERE kind = 'c') AS cancellations_people,
+               count(*) FILTER (WHERE kind = 'f') AS participants_new,
+               count(*) FILTER (WHERE kind = 'f' AND retained) AS retained,
+               count(DISTINCT e.who) AS section
+        FROM e {_periods("e.day")}
+        GROUP BY GROUPING SETS ({sets})
+        """,
+        start,
+        end,
+    )
+    columns = {
+        "neighbourhood": "neighbourhood",
+        "age_band": "age_band",
+        "category": "category",
+        "organisation": "organisation_id",
+    }
+    for row in rows:
+        by = _S2_SETS[row["g"]]
+        key = "" if by == TOTAL else _key(row[columns[by]])
+        cell = (by, key, row["period"])
+        unique = row["participants_unique"]
+        out.count("participants_unique", *cell, unique, unique)
+        out.count("attendances", *cell, row["attendances"], unique)
+        out.count("no_shows", *cell, row["no_shows"], row["no_shows_people"])
+        out.count("registrations", *cell, row["registrations"], row["registrations_people"])
+        out.count("cancellations", *cell, row["cancellations"], row["cancellations_people"])
+        out.count("participants_new", *cell, row["participants_new"], row["participants_new"])
+        out.count("retained", *cell, row["retained"], row["retained"])
+        if row["section"]:
+            out.sections[("s2", *cell)] = int(row["section"])
+
+
+async def _s3(
+    conn: asyncpg.Connection, s: str, start: date, end: date, totals_only: bool, out: _Collector
+) -> None:
+    # Acceptance and declining are the receiving side's (shared/referral_parties.py): a status
+    # change by anyone else (a referrer accepting its own referral, in events from before that
+    # rule) does not count. A referral both accepted and declined (impossible in the referrals
+    # service's lifecycle) counts as accepted, so that accepted + declined never exceeds the
+    # referrals.
+    assert {"accepted", "declined"} <= RECEIVER_STATUSES
+    sets = (
+        "(p.period)"
+        if totals_only
+        else "(p.period), (p.period, r.referrer_role), (p.period, r.organisation_id)"
+    )
+    rows = await conn.fetch(
+        f"""
+        WITH refs AS (
+            SELECT r.organisation_id, r.referrer_role, r.participant_id, r.created_date,
+                   r.signals,
+                   EXISTS (SELECT 1 FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
+                           AND x.referral_id = r.referral_id AND x.status = 'accepted'
+                           AND x.changed_by = r.receiving_organisation_id) AS accepted,
+                   EXISTS (SELECT 1 FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
+                           AND x.referral_id = r.referral_id AND x.status = 'declined'
+                           AND x.changed_by = r.receiving_organisation_id) AS declined,
+                   -- A registration at the receiving side that names this referral: by referrer
+                   -- and id, or by the id alone where the receiver holds no other referral with
+                   -- that id. Nobody else's registration converts it.
+                   (SELECT min(t.session_date) FROM {s}.registrations g
+                    JOIN {s}.attendance t ON t.organisation_id = g.organisation_id
+                        AND t.activity_id = g.activity_id AND t.participant_id = g.participant_id
+                    WHERE g.organisation_id = r.receiving_organisation_id
+                      AND g.referral_id = r.referral_id
+                      AND (g.referring_organisation_id = r.organisation_id
+                           OR (g.referring_organisation_id IS NULL AND NOT EXISTS (
+                               SELECT 1 FROM {s}.referrals o
+                               WHERE o.receiving_organisation_id = g.organisation_id
+                                 AND o.referral_id = g.referral_id
+                                 AND o.organisation_id <> r.organisation_id)))
+                      AND t.attended AND t.session_date >= g.registered_date
+                      AND t.session_date BETWEEN r.created_date AND r.created_date + {CONVERSION_DAYS}
+                   ) AS first_attended
+            FROM {s}.referrals r WHERE r.created_date BETWEEN $1 AND $2
+        )
+        SELECT p.period, {_grouping(totals_only, "r.referrer_role", "r.organisation_id")},
+               count(*) AS referrals,
+               count(DISTINCT r.participant_id) AS referrals_people,
+               count(*) FILTER (WHERE accepted) AS accepted,
+               count(DISTINCT r.participant_id) FILTER (WHERE accepted) AS accepted_people,
+               count(*) FILTER (WHERE declined AND NOT accepted) AS declined,
+               count(DISTINCT r.participant_id) FILTER (WHERE declined AND NOT accepted)
+                   AS declined_people,
+               count(*) FILTER (WHERE first_attended IS NOT NULL) AS converted,
+               count(DISTINCT r.participant_id) FILTER (WHERE first_attended IS NOT NULL)
+                   AS converted_people,
+               count(*) FILTER (WHERE first_attended IS NULL) AS not_converted,
+               count(DISTINCT r.participant_id) FILTER (WHERE first_attended IS NULL)
+                   AS not_converted_people,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY first_attended - created_date)
+                   FILTER (WHERE first_attended IS NOT NULL) AS days_to_first_attendance
+        FROM refs r {_periods("r.created_date")}
+        GROUP BY GROUPING SETS ({sets})
+        """,
+        start,
+        end,
+    )
+    columns = {"referrer_role": "referrer_role", "organisation": "organisation_id"}
+    for row in rows:
+        by = _S3_SETS[row["g"]]
+        key = "" if by == TOTAL else _key(row[columns[by]])
+        cell = (by, key, row["period"])
+        for figure in ("referrals", "accepted", "declined", "converted", "not_converted"):
+            out.count(figure, *cell, row[figure], row[f"{figure}_people"])
+        if row["referrals_people"]:
+            out.sections[("s3", *cell)] = int(row["referrals_people"])
+        if row["days_to_first_attendance"] is not None:
+            out.statistics[("days_to_first_attendance", *cell)] = float(
+                row["days_to_first_attendance"]
+            )
+    if totals_only:
+        return
+    # By signal: a referral with two signals counts under both (but once under each).
+    for row in await conn.fetch(
+        f"""
+        SELECT p.period, x.signal, count(*) AS referrals,
+               count(DISTINCT x.participant_id) AS people
+        FROM (SELECT DISTINCT r.organisation_id, r.referral_id, r.participant_id,
+                     r.created_date, unnest(r.signals) AS signal
+              FROM {s}.referrals r WHERE r.created_date BETWEEN $1 AND $2) x
+             {_periods("x.created_date")}
+        GROUP BY 1, 2
+        """,
+        start,
+        end,
+    ):
+        out.count("referrals", "signal", _key(row["signal"]), row["period"], row["referrals"], row["people"])  # fmt: skip
+
+
+async def _trained(
+    conn: asyncpg.Connection,
+    s: str,
+    year: int,
+    codes: Sequence[str],
+    totals_only: bool,
+    out: _Collector,
+) -> None:
+    """Stocks at the end of every month: people trained in recognising signals (configured
+    codes; pseudonymised per organisation), by role and by their organisation; the coalition's
+    partners (the registry) and those among them with trained staff."""
+    sets = (
+        "(m.period)"
+        if totals_only
+        else "(m.period), (m.period, t.role), (m.period, t.organisation_id)"
+    )
+    months = f"""
+        SELECT to_char(d, 'YYYY-MM') AS period,
+               (d + interval '1 month' - interval '1 day')::date AS last_day
+        FROM generate_series(make_date({int(year)}, 1, 1), make_date({int(year)}, 12, 1),
+                             interval '1 month') AS d
+    """
+    for row in await conn.fetch(
+        f"""
+        WITH m AS ({months})
+        SELECT m.period, {_grouping(totals_only, "t.role", "t.organisation_id")},
+               count(DISTINCT (t.organisation_id, t.person_id)) AS people_trained
+        FROM m JOIN {s}.trainings t ON t.completed_date <= m.last_day
+             AND t.training = ANY($1::text[])
+        GROUP BY GROUPING SETS ({sets})
+        """,
+        list(codes),
+    ):
+        by = _TRAINED_SETS[row["g"]]
+        key = "" if by == TOTAL else _key(row["role" if by == "role" else "organisation_id"])
+        n = row["people_trained"]
+        out.count("people_trained", by, key, row["period"], n, n)
+    for row in await conn.fetch(
+        f"""
+        WITH m AS ({months})
+        SELECT m.period,
+               (SELECT count(*) FROM platform.partners p
+                WHERE p.joined <= m.last_day AND (p.left_on IS NULL OR p.left_on > m.last_day))
+                   AS partners,
+               (SELECT count(DISTINCT t.organisation_id) FROM {s}.trainings t
+                JOIN platform.partners p ON p.organisation_id = t.organisation_id
+                     AND p.joined <= m.last_day AND (p.left_on IS NULL OR p.left_on > m.last_day)
+                WHERE t.completed_date <= m.last_day AND t.training = ANY($1::text[]))
+                   AS with_staff
+        FROM m
+        """,
+        list(codes),
+    ):
+        # Organisations count as the "people" of these figures (rule 1: k of them).
+        out.count("partners", TOTAL, "", row["period"], row["partners"], row["partners"])
+        n = row["with_staff"]
+        out.count("organisations_with_trained_staff", TOTAL, "", row["period"], n, n)
+
+
+async def _s1(
+    conn: asyncpg.Connection,
+    s: str,
+    start: date,
+    end: date,
+    thresholds: Mapping[str, tuple[int, int]],
+    totals_only: bool,
+    out: _Collector,
+) -> None:
+    """Survey measurements: in every period the latest answer per known participant (and every
+    anonymous one); intake and follow-up pairs of referred residents (total only)."""
+    (e11, s11), (e6, s6) = thresholds["djg11"], thresholds["djg6"]
+    sets = (
+        "(m.period)"
+        if totals_only
+        else "(m.period), (m.period, m.neighbourhood), (m.period, m.age_band)"
+    )
+    rows = await conn.fetch(
+        f"""
+        WITH m AS (
+            -- A djg6 without a total may still have a subscale: it counts for that prevalence.
+            SELECT x.*, p.period FROM {s}.measurements x {_periods("x.measured_date")}
+            WHERE x.context = 'survey' AND x.measured_date BETWEEN $1 AND $2
+              AND (x.total IS NOT NULL OR x.emotional IS NOT NULL OR x.social IS NOT NULL)
+        ), latest AS (
+            (SELECT DISTINCT ON (period, participant_id) * FROM m WHERE participant_id IS NOT NULL
+             ORDER BY period, participant_id, measured_at DESC, measurement_id DESC)
+            UNION ALL
+            (SELECT * FROM m WHERE participant_id IS NULL)
+        )
+        SELECT m.period, {_grouping(totals_only, "m.neighbourhood", "m.age_band")},
+            count(*) AS respondents,
+            count(*) FILTER (WHERE total IS NOT NULL) AS measurements,
+            count(*) FILTER (WHERE (instrument = 'djg11' AND total >= 3)
+                                OR (instrument = 'djg6' AND total >= 2)) AS lonely,
+            count(*) FILTER (WHERE (instrument = 'djg11' AND total >= 9)
+                                OR (instrument = 'djg6' AND total >= 5)) AS severe,
+            count(*) FILTER (WHERE emotional IS NOT NULL) AS emotional_measured,
+            count(*) FILTER (WHERE (instrument = 'djg11' AND emotional >= $3)
+                                OR (instrument = 'djg6' AND emotional >= $5)) AS emotional,
+            count(*) FILTER (WHERE social IS NOT NULL) AS social_measured,
+            count(*) FILTER (WHERE (instrument = 'djg11' AND social >= $4)
+                                OR (instrument = 'djg6' AND social >= $6)) AS social
+        FROM latest m
+        GROUP BY GROUPING SETS ({sets})
+        """,
+        start,
+        end,
+        e11,
+        s11,
+        e6,
+        s6,
+    )
+    columns = {"neighbourhood": "neighbourhood", "age_band": "age_band"}
+    for row in rows:
+        by = _S1_SETS[row["g"]]
+        key = "" if by == TOTAL else _key(row[columns[by]])
+        cell = (by, key, row["period"])
+        # One record per respondent: each count is about as many people as it counts.
+        for figure in (
+            "measurements",
+            "lonely",
+            "severe",
+            "emotional_measured",
+            "emotional",
+            "social_measured",
+            "social",
+        ):
+            out.count(figure, *cell, row[figure], row[figure])
+        if row["respondents"]:
+            out.sections[("s1", *cell)] = int(row["respondents"])
+    for row in await conn.fetch(
+        f"""
+        WITH f AS (
+            SELECT DISTINCT ON (p.period, x.participant_id) x.*, p.period
+            FROM {s}.measurements x {_periods("x.measured_date")}
+            WHERE x.context = 'follow_up' AND x.total IS NOT NULL
+              AND x.measured_date BETWEEN $1 AND $2
+            ORDER BY p.period, x.participant_id, x.measured_at DESC
+        ), pairs AS (
+            SELECT f.period, f.total - i.total AS change,
+                   array_position(ARRAY['not_lonely','moderately_lonely','severely_lonely',
+                                        'very_severely_lonely'], f.category)
+                 < array_position(ARRAY['not_lonely','moderately_lonely','severely_lonely',
+                                        'very_severely_lonely'], i.category) AS improved
+            FROM f JOIN LATERAL (
+                SELECT * FROM {s}.measurements i
+                WHERE i.participant_id = f.participant_id AND i.context = 'intake'
+                  AND i.instrument = f.instrument AND i.total IS NOT NULL
+                  AND i.measured_at < f.measured_at
+                ORDER BY i.measured_at LIMIT 1
+            ) i ON true
+        )
+        SELECT period, count(*) AS pairs, avg(change)::float AS mean_change,
+               count(*) FILTER (WHERE improved) AS improved
+        FROM pairs GROUP BY period
+        """,
+        start,
+        end,
+    ):
+        cell = (TOTAL, "", row["period"])
+        out.count("outcome_pairs", *cell, row["pairs"], row["pairs"])
+        out.count("improved", *cell, row["improved"], row["improved"])
+        if row["mean_change"] is not None:
+            out.statistics[("outcome_mean_change", *cell)] = float(row["mean_change"])
+
+
+class SqlGridSource:
+    """The year grids of schema ``schema`` (the service layer's ``GridSource``)."""
+
+    def __init__(self, schema: str, options: GridOptions) -> None:
+        self.schema = schema
+        self.options = options
+
+    async def years(self, conn: asyncpg.Connection) -> list[int]:
+        return await years_with_data(conn, self.schema)
+
+    async def grid(
+        self, conn: asyncpg.Connection, year: int, *, totals_only: bool = False
+    ) -> YearGrid:
+        return await read_year_grid(conn, self.schema, year, self.options, totals_only=totals_only)

@@ -1,0 +1,263 @@
+"""Exact bounds of hidden cells by linear programming (HiGHS), for the engine's own check.
+
+Given linear constraints over the hidden cells (the published cells already substituted), the
+smallest and largest value each hidden cell can take is a pair of linear programs. A hidden cell
+is *protected* when they lie at least 2 apart (domain.md §7 rule 4), or when both are 0 (a zero:
+showing it would be allowed, rule 7).
+
+What keeps this affordable: the model of a connected component is built once and only the
+objective changes between solves (HiGHS re-uses the previous basis), the search stays within a
+box of ±2 around the truth, and every optimal vertex moves many cells at once, so a cell whose
+range seen so far already spans 2 needs no solve of its own. Still it costs seconds for a year
+of the demo's size (docs/disclosure.md), far more than the rest of the engine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+
+__all__ = ["Constraint", "Range", "ranges"]
+
+# Solver noise: a range of 1.9999999 is a range of 2.
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``lower <= sum(coef * x[var]) <= upper`` over the variables (hidden cells) of a model."""
+
+    variables: tuple[int, ...]
+    coefficients: tuple[float, ...]
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float
+    high: float  # math.inf when unbounded
+    # For an exact range: the constraints that bind at its ends (non-zero dual values), which
+    # are what pins the cell.
+    binding: tuple[int, ...] = ()
+
+    @property
+    def protected(self) -> bool:
+        return self.high - self.low >= 2 - EPS or self.high <= EPS
+
+    @property
+    def exact(self) -> bool:
+        return self.high - self.low <= EPS
+
+
+class _Model:
+    def __init__(
+        self,
+        n: int,
+        constraints: Sequence[Constraint],
+        box: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        self.n = n
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        # Re-solves after a change of objective start from the last basis, which is still
+        # primal feasible: primal simplex, without presolve reshaping the model each time
+        # (measured: an order of magnitude faster than dual simplex or presolve here).
+        self.highs.setOptionValue("presolve", "off")
+        self.highs.setOptionValue("simplex_strategy", 4)
+        lp = highspy.HighsLp()
+        lp.num_col_ = n
+        lp.num_row_ = len(constraints)
+        lp.col_cost_ = np.zeros(n)
+        lp.col_lower_ = np.zeros(n) if box is None else box[0]
+        lp.col_upper_ = np.full(n, highspy.kHighsInf) if box is None else box[1]
+        lp.row_lower_ = np.array([c.lower for c in constraints], dtype=np.float64)
+        lp.row_upper_ = np.array([c.upper for c in constraints], dtype=np.float64)
+        starts: list[int] = [0]
+        index: list[int] = []
+        values: list[float] = []
+        for c in constraints:
+            index.extend(c.variables)
+            values.extend(c.coefficients)
+            starts.append(len(index))
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        lp.a_matrix_.num_col_ = n
+        lp.a_matrix_.num_row_ = len(constraints)
+        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
+        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
+        lp.a_matrix_.value_ = np.array(values, dtype=np.float64)
+        self.highs.passModel(lp)
+        self._objective: list[int] = []
+
+    def _solve(self) -> np.ndarray | None:
+        self.highs.run()
+        status = self.highs.getModelStatus()
+        if status == highspy.HighsModelStatus.kOptimal:
+            return np.asarray(self.highs.getSolution().col_value)
+        if status in (
+            highspy.HighsModelStatus.kUnbounded,
+            highspy.HighsModelStatus.kUnboundedOrInfeasible,
+        ):
+            return None
+        raise ValueError(
+            "the published figures contradict each other (the model is "
+            f"{self.highs.modelStatusToString(status)}); the grid is inconsistent"
+        )
+
+    def binding(self) -> list[int]:
+        """The constraints with a non-zero dual value at the last optimum."""
+        duals = np.asarray(self.highs.getSolution().row_dual)
+        return [int(i) for i in np.nonzero(np.abs(duals) > 1e-7)[0]]
+
+    def optimise(self, var: int, sense: float) -> np.ndarray | None:
+        """Minimise ``sense * x[var]``; the optimal point, or None when unbounded."""
+        # One column at a time: replacing the whole cost vector costs HiGHS far more.
+        for old in self._objective:
+            if old != var:
+                self.highs.changeColCost(old, 0.0)
+        self.highs.changeColCost(var, sense)
+        self._objective = [var]
+        return self._solve()
+
+    def optimise_mixed(self, up: np.ndarray, variables: np.ndarray, seed: int) -> np.ndarray | None:
+        """Maximise ``variables`` in ``up`` and minimise the others of ``variables``, with
+        weights that differ per ``seed`` (deterministic)."""
+        for old in self._objective:
+            self.highs.changeColCost(old, 0.0)
+        ups = {int(v) for v in up}
+        for i, var in enumerate(variables):
+            weight = 1.0 + ((i * 7919 + seed * 104729) % 5) / 4
+            self.highs.changeColCost(int(var), -weight if int(var) in ups else weight)
+        self._objective = [int(v) for v in variables]
+        return self._solve()
+
+    def optimise_sum(self, variables: np.ndarray, sense: float) -> np.ndarray | None:
+        """Minimise ``sense * sum(x[variables])``."""
+        for old in self._objective:
+            self.highs.changeColCost(old, 0.0)
+        for var in variables:
+            self.highs.changeColCost(int(var), sense)
+        self._objective = [int(v) for v in variables]
+        return self._solve()
+
+
+def _sweep(
+    model: _Model, variables: np.ndarray, low: np.ndarray, high: np.ndarray, into: np.ndarray
+) -> set[int]:
+    """Move the pending ``variables`` of ``model`` (all up, all down, then one by one) and
+    widen ``low``/``high`` (indexed by ``into``, the model's variables in the full problem).
+    Returns the variables shown to be fixed at zero (protected: a zero may be shown)."""
+
+    def seen(x: np.ndarray | None) -> None:
+        if x is not None:
+            np.minimum.at(low, into, x)
+            np.maximum.at(high, into, x)
+
+    def pending() -> np.ndarray:
+        full = into[variables]
+        return variables[high[full] - low[full] < 2 - EPS]
+
+    # Many cells at once: everything pending up, then down, then in mixed directions while
+    # that still settles a good share (a vertex moves many cells; one cell per program is
+    # the expensive last resort).
+    rounds = 0
+    while len(todo := pending()):
+        before = len(todo)
+        if rounds < 2:
+            seen(model.optimise_sum(todo, -1.0 if rounds == 0 else 1.0))
+        else:
+            half = todo[(np.arange(len(todo)) + rounds) % 2 == 0]
+            seen(model.optimise_mixed(half, todo, rounds))
+        rounds += 1
+        if rounds >= 2 and before - len(pending()) < max(2, before // 50):
+            break
+    # Cells that cannot leave zero (a hidden empty cell beside shown ones): most of a year of
+    # small cells. Maximising the sum of the candidates moves every one that can move; when
+    # the maximum is zero, none can: all of them are zeros at once, not one program each.
+    zero = set()
+    candidates = pending()
+    candidates = candidates[high[into[candidates]] <= EPS]
+    while len(candidates):
+        x = model.optimise_sum(candidates, -1.0)
+        if x is None:
+            break
+        seen(x)
+        moved = x[candidates] > EPS
+        if not moved.any():
+            zero = {int(v) for v in candidates}
+            break
+        candidates = candidates[~moved]
+    return zero
+
+
+def _one_by_one(model: _Model, variables: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+    """Each pending variable up and down on its own: the expensive last resort."""
+    for var in variables:
+        for sense in (-1.0, 1.0):
+            if high[var] - low[var] >= 2 - EPS:
+                break
+            x = model.optimise(int(var), sense)
+            if x is not None:
+                np.minimum(low, x, out=low)
+                np.maximum(high, x, out=high)
+
+
+def ranges(
+    n: int,
+    constraints: Sequence[Constraint],
+    truth: Sequence[float],
+    wanted: Sequence[int] | None = None,
+    *,
+    stop_when_protected: bool = True,
+) -> dict[int, Range]:
+    """The range of each wanted variable (all by default) under the constraints and ``x >= 0``.
+
+    ``truth`` is a feasible point (the real values). With ``stop_when_protected`` a variable's
+    range is reported as soon as it is known to be protected (then ``low``/``high`` are the
+    extremes seen so far, not necessarily the optimum); unprotected ranges are always exact.
+
+    Protection is shown with points found within a box of ±2 around the truth, first moving
+    many cells at once (all up, all down, mixed directions), then one by one. Points found
+    there are feasible, so a range seen there is a range of the cell, and bounded programs
+    solve far faster (measured: about ten times). Only cells that the box cannot show
+    protected are solved again without it, exactly (with the constraints that pin them)."""
+    wanted_vars = np.arange(n) if wanted is None else np.asarray(wanted, dtype=np.int64)
+    point = np.asarray(truth, dtype=np.float64)
+    low, high = point.copy(), point.copy()
+    out: dict[int, Range] = {}
+    if stop_when_protected:
+        if (high[wanted_vars] - low[wanted_vars] < 2 - EPS).any():
+            # Within the box, a cell that cannot rise above zero cannot anywhere: the truth is
+            # feasible and the feasible set convex, so any rise far away is a small rise near
+            # the truth.
+            boxed = _Model(n, constraints, (np.maximum(point - 2, 0), point + 2))
+            zero = _sweep(boxed, wanted_vars, low, high, np.arange(n))
+            for var in zero:
+                out[var] = Range(0.0, 0.0)
+
+            def pending() -> np.ndarray:
+                left = wanted_vars[high[wanted_vars] - low[wanted_vars] < 2 - EPS]
+                return np.asarray([v for v in left if int(v) not in zero], dtype=np.int64)
+
+            _one_by_one(boxed, pending(), low, high)
+        for var in wanted_vars[high[wanted_vars] - low[wanted_vars] >= 2 - EPS]:
+            out[int(var)] = Range(float(low[var]), float(high[var]))
+    exact: _Model | None = None
+    for var in wanted_vars:
+        if int(var) in out:
+            continue
+        exact = exact or _Model(n, constraints)
+        maximum = exact.optimise(int(var), -1.0)
+        binding = set(exact.binding()) if maximum is not None else set()
+        minimum = exact.optimise(int(var), 1.0)
+        binding.update(exact.binding())
+        out[int(var)] = Range(
+            0.0 if minimum is None else max(0.0, float(minimum[var])),
+            math.inf if maximum is None else float(maximum[var]),
+            tuple(sorted(binding)),
+        )
+    return out

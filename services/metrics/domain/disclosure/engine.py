@@ -1,0 +1,694 @@
+"""The suppression engine: a year grid in, one decision per cell and figure out (domain.md §7).
+
+Pure and deterministic: no I/O, no clock, no randomness; ties are broken by the grid's fixed
+order of figures, breakdowns, keys and periods. The method, and why:
+
+1. **Primary suppression** (rules 1–3): a subgoal section of a cell about fewer than k people
+   hides all its figures; a count shows only when it is at least k and rests on at least k
+   distinct people; zeros are hidden like 1..k−1 (rule 7 only *allows* showing them). Both
+   sides of a rate are counts of their own, so "both sides hold k" is rule 2 on each side.
+2. **Linked figures**: a rate is shown iff both its sides are (so a rate never gives back a
+   hidden count, nor a hidden count's complement); a side that is never shown as a count
+   (``declined``, ``lonely``) is hidden with its partner, so that the model does not pretend a
+   reader knows it. Growth is shown iff participants_unique is and the baseline is known.
+3. **Secondary suppression** (rule 4), top-down as in τ-ARGUS's HiTaS: first the municipality
+   totals alone over the period hierarchy (they are served live, and must be safe on their
+   own), then each breakdown with the totals' decisions as given, never choosing a total. In
+   each pass a fixpoint over every equation — a parent and its children: total = Σ keys per
+   period, year = Σ quarters and quarter = Σ months per key, whole = part + complement per
+   cell — until no equation holds exactly one hidden non-zero cell that is small (a large one
+   beside hidden zeros only says that they are zeros). The complementary cell is
+   chosen as in the hypercube method (GHMITER): among the visible cells of the equation, the
+   one that closes another equation's lone hidden cell or at least opens no new one, then the
+   least information lost (smallest value, half when the same cell already lost a linked
+   figure), then the fixed order. People counts, which only bound their parent (a person in
+   two months), are protected as if they added up: the stronger reader.
+4. **Exact check** (rule 4's own test): for the hidden cells of each connected component, the
+   smallest and largest value consistent with everything shown, by linear programming over the
+   relations that hold for the data (sums, bounds of people counts, stocks that only grow,
+   new ≤ unique ≤ attendances, ...). A hidden cell whose range is narrower than 2 (and not
+   exactly 0) gets one more complementary cell beside it, and the check repeats: the totals
+   alone first, then everything together.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from .bounds import Constraint, Range, ranges
+from .decisions import Decision, Decisions, Reason, Ref
+from .grid import TOTAL, Count, YearGrid, year_periods
+from .spec import (
+    BREAKDOWNS,
+    FIGURES,
+    GROWTH,
+    RATES,
+    STATISTICS,
+    VALID_INEQUALITIES,
+    FigureSpec,
+)
+
+__all__ = ["suppress", "unsuppressed"]
+
+RATE_DIGITS = 4
+
+
+@dataclass(frozen=True)
+class Equation:
+    """parent = Σ children ("sum"), max(children) <= parent <= Σ children ("sub"), or only
+    parent <= Σ children ("latest")."""
+
+    parent: int
+    children: tuple[int, ...]
+    relation: str
+
+    @property
+    def cells(self) -> tuple[int, ...]:
+        return (self.parent, *self.children)
+
+
+class _Model:
+    """Every base cell of the year as an integer id, and the relations between them."""
+
+    def __init__(self, grid: YearGrid, k: int) -> None:
+        self.grid = grid
+        self.k = k
+        self.periods = year_periods(grid.year)
+        self.year_label, self.quarters, self.months = (
+            self.periods[0],
+            self.periods[1:5],
+            self.periods[5:],
+        )
+        self.index: dict[Ref, int] = {}
+        self._by_figure: dict[str, list[tuple[Ref, int]]] = {}
+        self.refs: list[Ref] = []
+        self.value: list[int] = []
+        self.people: list[int] = []
+        self.spec: list[FigureSpec] = []
+        self.total: list[bool] = []
+        self.group: list[int] = []  # the table cell (breakdown, key, period) of each id
+        self._groups: dict[tuple[str, str, str], int] = {}
+        self.group_members: list[list[int]] = []
+        for spec in FIGURES.values():
+            for by in (TOTAL, *spec.breakdowns):
+                for key in self.keys(by):
+                    self._add_row(spec, by, key)
+        n = len(self.refs)
+        self.hidden = [False] * n
+        self.reason: list[Reason | None] = [None] * n
+        self.partners: list[list[int]] = [[] for _ in range(n)]
+        self.equations: list[Equation] = []
+        self.inequalities: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        self.chains: list[list[int]] = []  # stocks month by month: each <= the next
+        self._build_relations()
+        self.by_of = [ref[1] for ref in self.refs]
+        self.eqs_of: list[list[int]] = [[] for _ in range(n)]
+        # The pass an equation belongs to: the breakdown of its non-total cells, or the totals.
+        self.pass_of: list[str] = []
+        for e, eq in enumerate(self.equations):
+            for cell in eq.cells:
+                self.eqs_of[cell].append(e)
+            self.pass_of.append(max(self.by_of[c] for c in eq.cells))
+        # The cells each cell shares an inequality with (for repairs the exact check asks for).
+        self.relations_of: list[list[tuple[int, ...]]] = [[] for _ in range(n)]
+        for small, large in self.inequalities:
+            for cell in (*small, *large):
+                self.relations_of[cell].append((*small, *large))
+        for chain in self.chains:
+            for cell in chain:
+                self.relations_of[cell].append(tuple(chain))
+        self.nonzero_hidden = [0] * len(self.equations)
+        self.pinned_by: dict[int, list[int]] = {}
+
+    # ------------------------------------------------------------------------------ cells
+
+    def keys(self, by: str) -> Sequence[str]:
+        return ("",) if by == TOTAL else tuple(self.grid.keys.get(by, ()))
+
+    def _periods_of(self, spec: FigureSpec) -> list[str]:
+        # A stock at the end of the period: the quarter is its last month, the year December.
+        return self.months if spec.periods == "cumulative" else self.periods
+
+    def _add_row(self, spec: FigureSpec, by: str, key: str) -> None:
+        for period in self._periods_of(spec):
+            ref = (spec.name, by, key, period)
+            count = self._count(spec, by, key, period)
+            self.index[ref] = len(self.refs)
+            self.refs.append(ref)
+            self.value.append(count.value)
+            self.people.append(count.people)
+            self.spec.append(spec)
+            self.total.append(by == TOTAL)
+            group = self._groups.setdefault((by, key, period), len(self._groups))
+            if group == len(self.group_members):
+                self.group_members.append([])
+            self.group_members[group].append(len(self.refs) - 1)
+            self.group.append(group)
+        if spec.periods == "cumulative":
+            self.index[(spec.name, by, key, self.year_label)] = self.index[
+                (spec.name, by, key, self.months[-1])
+            ]
+            for q, quarter in enumerate(self.quarters):
+                self.index[(spec.name, by, key, quarter)] = self.index[
+                    (spec.name, by, key, self.months[3 * q + 2])
+                ]
+
+    def _count(self, spec: FigureSpec, by: str, key: str, period: str) -> Count:
+        ref = (spec.name, by, key, period)
+        if ref in self.grid.counts or spec.complement_of is None:
+            return self.grid.count(ref)
+        whole, part = spec.complement_of
+        rest = max(
+            0,
+            self.grid.count((whole, by, key, period)).value
+            - self.grid.count((part, by, key, period)).value,
+        )
+        # One record per person (a respondent's latest measurement, an organisation): the
+        # complement's people are its value. Figures where that is not so (not_converted: a
+        # resident may be referred twice) come from the grid itself.
+        return Count(rest, rest)
+
+    def cell(self, figure: str, by: str, key: str, period: str) -> int | None:
+        return self.index.get((figure, by, key, period))
+
+    def refs_of(self, figure: str) -> list[tuple[Ref, int]]:
+        """Every label of a figure's cells (the quarter and year of a stock too), in order."""
+        if not self._by_figure:
+            for ref, cell in self.index.items():
+                self._by_figure.setdefault(ref[0], []).append((ref, cell))
+        return self._by_figure.get(figure, [])
+
+    # -------------------------------------------------------------------------- relations
+
+    def _equation(self, parent: int | None, children: Iterable[int | None], rel: str) -> None:
+        kids = tuple(c for c in children if c is not None)
+        if parent is not None and kids:
+            self.equations.append(Equation(parent, kids, rel))
+
+    def _build_relations(self) -> None:
+        for spec in FIGURES.values():
+            name = spec.name
+            for by in (TOTAL, *spec.breakdowns):
+                for key in self.keys(by):
+                    if spec.periods == "cumulative":
+                        # A stock only grows; what counts partners does not (a partner may
+                        # leave the registry), nor does its complement, and the number of
+                        # partners is public anyway.
+                        if spec.complement_of is None and not spec.public and not spec.shrinks:
+                            self.chains.append(
+                                [self.index[(name, by, key, m)] for m in self.months]
+                            )
+                        continue
+                    row = {p: self.index[(name, by, key, p)] for p in self.periods}
+                    self._equation(
+                        row[self.year_label], (row[q] for q in self.quarters), spec.periods
+                    )
+                    for q, quarter in enumerate(self.quarters):
+                        self._equation(
+                            row[quarter],
+                            (row[m] for m in self.months[3 * q : 3 * q + 3]),
+                            spec.periods,
+                        )
+            for by in spec.breakdowns:
+                for period in self._periods_of(spec):
+                    self._equation(
+                        self.cell(name, TOTAL, "", period),
+                        (self.cell(name, by, key, period) for key in self.keys(by)),
+                        spec.relation(by),
+                    )
+            if spec.complement_of and spec.complement_of[0] in FIGURES:
+                whole, part = spec.complement_of
+                for by in (TOTAL, *spec.breakdowns):
+                    for key in self.keys(by):
+                        for period in self._periods_of(spec):
+                            self._equation(
+                                self.cell(whole, by, key, period),
+                                (
+                                    self.cell(part, by, key, period),
+                                    self.cell(name, by, key, period),
+                                ),
+                                "sum",
+                            )
+        for rate in RATES.values():
+            for ref, cell in self.refs_of(rate.numerator):
+                other = self.cell(rate.other, *ref[1:])
+                if other is not None and other not in self.partners[cell]:
+                    self.partners[cell].append(other)
+                    self.partners[other].append(cell)
+        for small, large in VALID_INEQUALITIES:
+            for by, key, period in self._groups:
+                small_ids = [self.cell(f, by, key, period) for f in small]
+                large_ids = [self.cell(f, by, key, period) for f in large]
+                found_small = tuple(i for i in small_ids if i is not None)
+                found_large = tuple(i for i in large_ids if i is not None)
+                if len(found_small) == len(small) and len(found_large) == len(large):
+                    self.inequalities.append((found_small, found_large))
+
+    # --------------------------------------------------------------------------- suppression
+
+    def hide(self, cell: int, reason: Reason, queue: deque[int] | None = None) -> None:
+        if self.hidden[cell]:
+            return
+        self.hidden[cell] = True
+        self.reason[cell] = reason
+        if self.value[cell]:
+            for e in self.eqs_of[cell]:
+                self.nonzero_hidden[e] += 1
+        if queue is not None:
+            queue.extend(self.eqs_of[cell])
+        # A side never shown as a count is known only through its rate: hidden with its partner.
+        for other in self.partners[cell]:
+            if not self.spec[other].published:
+                self.hide(other, "linked", queue)
+
+    def primary(self) -> None:
+        k = self.k
+        sections: dict[tuple[str, int], int] = {}
+        for cell, spec in enumerate(self.spec):
+            if spec.section is None:
+                continue
+            by, key, period = self.refs[cell][1:]
+            slot = (spec.section, self.group[cell])
+            if slot not in sections:
+                given = self.grid.sections.get((spec.section, by, key, period))
+                # Without the section's own count: the most people behind any of its figures,
+                # a lower bound, so the rule errs on the side of hiding.
+                sections[slot] = (
+                    given
+                    if given is not None
+                    else max(
+                        self.people[c]
+                        for c in self.group_members[self.group[cell]]
+                        if self.spec[c].section == spec.section
+                    )
+                )
+        for cell, spec in enumerate(self.spec):
+            if spec.public:
+                continue
+            small_section = (
+                spec.section is not None and sections[(spec.section, self.group[cell])] < k
+            )
+            if small_section or self.value[cell] < k or self.people[cell] < k:
+                self.hide(cell, "primary")
+
+    def _candidates(self, cells: Iterable[int], free: Callable[[int], bool]) -> list[int]:
+        return [
+            c
+            for c in cells
+            if free(c) and not self.hidden[c] and self.value[c] > 0 and not self.spec[c].public
+        ]
+
+    def _cost(self, cell: int, equation: int | None) -> tuple[int, float, int]:
+        # Hypercube spirit: prefer the cell that closes another equation's lone hidden cell
+        # (there it becomes the second), and avoid one that opens new lone cells.
+        opens = 0
+        for e in self.eqs_of[cell]:
+            # Only equations of the cell's own pass: a total is chosen for the totals alone.
+            if e == equation or self.pass_of[e] != self.by_of[cell]:
+                continue
+            if self.nonzero_hidden[e] == 0:
+                opens += 1
+            elif self.nonzero_hidden[e] == 1:
+                opens -= 1
+        loss = float(self.value[cell]) if self.spec[cell].published else 0.5 * self.value[cell]
+        if any(self.hidden[c] for c in self.group_members[self.group[cell]] if c != cell):
+            loss *= 0.5
+        return (opens, loss, cell)
+
+    def choose(
+        self, cells: Iterable[int], free: Callable[[int], bool], equation: int | None
+    ) -> int | None:
+        candidates = self._candidates(cells, free)
+        if not candidates:
+            return None
+        return min(candidates, key=lambda c: self._cost(c, equation))
+
+    def fixpoint(self, equations: Iterable[int], by: str) -> None:
+        """Until no equation of the pass ``by`` (among those reachable from ``equations``)
+        holds exactly one hidden non-zero cell; complementary cells come from that pass."""
+
+        def free(c: int) -> bool:
+            return self.by_of[c] == by
+
+        queue: deque[int] = deque(equations)
+        stuck: set[int] = set()
+        while queue:
+            e = queue.popleft()
+            if self.nonzero_hidden[e] != 1 or self.pass_of[e] != by or e in stuck:
+                continue
+            cells = self.equations[e].cells
+            lone = next(c for c in cells if self.hidden[c] and self.value[c])
+            beside_zeros = any(self.hidden[c] and not self.value[c] for c in cells)
+            if beside_zeros and self.value[lone] >= self.k and self.people[lone] >= self.k:
+                # A large cell beside hidden zeros: knowing where the mass lies only says that
+                # the zeros are zeros (rule 7); whether the large one is pinned by something
+                # else is for the exact check.
+                continue
+            chosen = self.choose(cells, free, e)
+            if chosen is None:
+                stuck.add(e)  # left to the exact check, which looks further
+                continue
+            self.hide(chosen, "secondary", queue)
+
+    def narrow_inequalities(self, by: str) -> list[tuple[int, list[int]]]:
+        """Hidden cells that one relation alone pins to a range narrower than 2: the hidden
+        part of ``accepted + declined <= referrals`` when the rest is shown (12 referrals, 11
+        accepted: at most one declined), or a month of a stock between two shown months.
+        Returns (hidden cell, the shown cells that pin it) for cells of the pass ``by``."""
+
+        def free(c: int) -> bool:
+            return self.by_of[c] == by
+
+        found: list[tuple[int, list[int]]] = []
+        for small, large in self.inequalities:
+            if any(self.hidden[c] for c in large):
+                continue
+            hidden = [c for c in small if self.hidden[c]]
+            if not hidden or not any(free(c) for c in (*small, *large)):
+                continue
+            room = sum(self.value[c] for c in large) - sum(
+                self.value[c] for c in small if not self.hidden[c]
+            )
+            if 0 < room < 2:
+                shown = [c for c in (*small, *large) if not self.hidden[c]]
+                found.append((hidden[0], shown))
+        for chain in self.chains:
+            for i, cell in enumerate(chain):
+                if not self.hidden[cell] or not free(cell):
+                    continue
+                before = next((c for c in reversed(chain[:i]) if not self.hidden[c]), None)
+                after = next((c for c in chain[i + 1 :] if not self.hidden[c]), None)
+                if after is None:
+                    continue
+                low = self.value[before] if before is not None else 0
+                high = self.value[after]
+                if high - low < 2 and high > 0:
+                    found.append((cell, [c for c in (before, after) if c is not None]))
+        return found
+
+    def settle(self, equations: Iterable[int], by: str) -> None:
+        """The fixpoint over the equations of the pass ``by``, then over its single
+        relations, until both hold."""
+
+        def free(c: int) -> bool:
+            return self.by_of[c] == by
+
+        self.fixpoint(equations, by)
+        while True:
+            queue: deque[int] = deque()
+            for _, shown in self.narrow_inequalities(by):
+                chosen = self.choose(shown, free, None)
+                if chosen is not None and not self.hidden[chosen]:
+                    self.hide(chosen, "secondary", queue)
+            if not queue:
+                return
+            self.fixpoint(queue, by)
+
+    # ------------------------------------------------------------------------- exact check
+
+    def constraints(
+        self, include: Callable[[int], bool]
+    ) -> list[tuple[tuple[int, ...], tuple[float, ...], float, float]]:
+        """The relations over cells that ``include`` admits, as (cells, coefficients, lower,
+        upper) with every cell still a variable (visible ones are substituted later)."""
+        out: list[tuple[tuple[int, ...], tuple[float, ...], float, float]] = []
+        inf = float("inf")
+        for eq in self.equations:
+            if not all(include(c) for c in eq.cells):
+                continue
+            coefs = (1.0, *(-1.0 for _ in eq.children))
+            if eq.relation == "sum":
+                out.append((eq.cells, coefs, 0.0, 0.0))
+            else:
+                out.append((eq.cells, coefs, -inf, 0.0))  # parent <= Σ children
+                if eq.relation == "sub":
+                    for child in eq.children:
+                        out.append(((child, eq.parent), (1.0, -1.0), -inf, 0.0))  # child <= parent
+        for small, large in self.inequalities:
+            cells = (*small, *large)
+            if all(include(c) for c in cells):
+                coefs = (*(1.0 for _ in small), *(-1.0 for _ in large))
+                out.append((cells, coefs, -inf, 0.0))
+        for chain in self.chains:
+            for a, b in itertools.pairwise(chain):
+                if include(a) and include(b):
+                    out.append(((a, b), (1.0, -1.0), -inf, 0.0))
+        return out
+
+    def violations(self) -> list[str]:
+        """The relations the grid's own values break (each a bug of whoever built it)."""
+        found = []
+        for cells, coefs, lower, upper in self.constraints(lambda c: True):
+            total = sum(c * self.value[cell] for cell, c in zip(cells, coefs, strict=True))
+            if total < lower - 1e-9 or total > upper + 1e-9:
+                terms = " ".join(
+                    f"{'+' if c > 0 else '-'} {'/'.join(self.refs[cell])}={self.value[cell]}"
+                    for cell, c in zip(cells, coefs, strict=True)
+                )
+                found.append(f"{terms} should lie in [{lower}, {upper}]")
+        return found
+
+    def unprotected(
+        self, include: Callable[[int], bool], only: set[int] | None = None
+    ) -> dict[int, Range]:
+        """Hidden cells (among ``include``, and among ``only`` if given) whose exact range is
+        narrower than 2. (Hiding more cells only widens ranges, so a cell once shown to be
+        protected needs no second look.)"""
+        rows = [r for r in self.constraints(include) if any(self.hidden[c] for c in r[0])]
+        parent = {c: c for r in rows for c in r[0] if self.hidden[c]}
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for cells, *_ in rows:
+            hidden = [c for c in cells if self.hidden[c]]
+            for other in hidden[1:]:
+                a, b = find(hidden[0]), find(other)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+        components: dict[int, list[int]] = {}
+        for c in sorted(parent):
+            components.setdefault(find(c), []).append(c)
+        rows_of: dict[int, list[int]] = {}
+        for number, (cells, *_) in enumerate(rows):
+            first = next(c for c in cells if self.hidden[c])
+            rows_of.setdefault(find(first), []).append(number)
+        found: dict[int, Range] = {}
+        for root, members in components.items():
+            wanted = [i for i, c in enumerate(members) if only is None or c in only]
+            if not wanted:
+                continue
+            local = {c: i for i, c in enumerate(members)}
+            constraints = []
+            for number in rows_of.get(root, []):
+                cells, coefs, lower, upper = rows[number]
+                shift = sum(
+                    coef * self.value[c]
+                    for c, coef in zip(cells, coefs, strict=True)
+                    if not self.hidden[c]
+                )
+                variables = tuple(local[c] for c in cells if self.hidden[c])
+                kept = tuple(coef for c, coef in zip(cells, coefs, strict=True) if self.hidden[c])
+                constraints.append(Constraint(variables, kept, lower - shift, upper - shift))
+            if all(c.lower in (0.0, -math.inf) and c.upper in (0.0, math.inf) for c in constraints):
+                # Nothing shown bounds this component (every relation is homogeneous): its
+                # feasible counts form a cone, so each cell is either always 0 or unbounded.
+                continue
+            truth = [float(self.value[c]) for c in members]
+            mine = rows_of.get(root, [])
+            for i, span in ranges(len(members), constraints, truth, wanted).items():
+                if not span.protected:
+                    found[members[i]] = span
+                    # What pins it: the shown cells of the binding relations.
+                    self.pinned_by[members[i]] = sorted(
+                        {c for b in span.binding for c in rows[mine[b]][0] if not self.hidden[c]}
+                    )
+        return found
+
+
+def _protect(model: _Model, exact: bool) -> list[int]:
+    """Secondary suppression and the exact check; the cells it could not protect."""
+    for by in (TOTAL, *BREAKDOWNS):
+        model.settle(
+            (e for e, owner in enumerate(model.pass_of) if owner == by),
+            by,
+        )
+
+    def total(c: int) -> bool:
+        return model.total[c]
+
+    def everything(c: int) -> bool:
+        return True
+
+    def helpers(cell: int) -> Callable[[int], bool]:
+        """Who may protect ``cell``: a total by another total in the totals' own check, by a
+        cell of any breakdown later; a breakdown cell by a cell of its own breakdown."""
+        if model.total[cell]:
+            return total if include is total else (lambda c: not model.total[c])
+        return lambda c: model.by_of[c] == model.by_of[cell]
+
+    left: list[int] = []
+    # The totals alone first (they are published live, on their own; cheap), then, when asked
+    # for, everything together.
+    for include in (total, everything) if exact else (total,):
+        # The hidden cells that hold someone first: a hidden empty cell is mostly narrow only
+        # because a parent is (every neighbourhood's retained below a municipality's hidden 1),
+        # and widens with it. Then every hidden cell, zeros too: a reader cannot tell a cell
+        # known to be 0 or 1 from one that is 1.
+        only: set[int] | None = {c for c, h in enumerate(model.hidden) if h and model.value[c]}
+        zeros_checked = False
+        while True:
+            hidden_before = {c for c, h in enumerate(model.hidden) if h}
+            unsafe = model.unprotected(include, only)
+            if not unsafe:
+                if zeros_checked:
+                    break
+                zeros_checked, only = True, None
+                continue
+            progress = False
+            for cell in sorted(unsafe):
+                if not model.hidden[cell]:
+                    continue
+                free = helpers(cell)
+                # The shown cells of the relations that pin it first, then its neighbours.
+                chosen = model.choose(model.pinned_by.get(cell, []), free, None)
+                neighbours = {c for e in model.eqs_of[cell] for c in model.equations[e].cells}
+                neighbours.update(c for cells in model.relations_of[cell] for c in cells)
+                if chosen is None:
+                    chosen = model.choose(sorted(neighbours), free, None)
+                if chosen is None:
+                    # Further out: any cell of the same figure and breakdown.
+                    table = [
+                        c
+                        for c in range(len(model.refs))
+                        if model.refs[c][:2] == model.refs[cell][:2]
+                    ]
+                    chosen = model.choose(table, free, None)
+                if chosen is None:
+                    continue
+                queue: deque[int] = deque()
+                model.hide(chosen, "secondary", queue)
+                model.settle(queue, model.by_of[chosen])
+                progress = True
+            if not progress:
+                left.extend(c for c in sorted(unsafe) if c not in left)
+                break
+            # Next round: the cells still in doubt, and the ones hidden since.
+            only = set(unsafe) | {c for c, h in enumerate(model.hidden) if h} - hidden_before
+    return left
+
+
+def suppress(
+    grid: YearGrid, k: int = 10, *, exact: bool = False, secondary: bool = True
+) -> Decisions:
+    """One decision per cell and figure of the year: base counts, rates, statistics, growth.
+
+    The exact check of rule 4 (linear programming) always runs over the municipality totals,
+    which are published live and on their own. With ``exact`` it also runs over every
+    breakdown and repairs what it finds; that costs far more than everything else (seconds to
+    a minute for a year of the demo's size, see docs/disclosure.md), so it is for cutting a
+    release, not for answering a request.
+
+    ``secondary=False`` applies rules 1–3 alone (no secondary suppression, no exact check):
+    never for publishing; the disclosure audit's own test uses it to show that the audit
+    finds what that leaves open."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    model = _Model(grid, k)
+    broken = model.violations()
+    if broken:
+        raise ValueError(
+            "the grid contradicts the relations between its figures (a bug of the query "
+            "layer?): " + "; ".join(broken[:5])
+        )
+    model.primary()
+    left = _protect(model, exact) if secondary else []
+    return _decisions(model, grid, left)
+
+
+def unsuppressed(grid: YearGrid) -> Decisions:
+    """Every figure as it is, without disclosure control: a count of at least 1 is shown (an
+    empty one is hidden, as "nothing"), a rate, mean or median whenever it has a case. For
+    tests and benchmarks that compare figures with hand-computed or unsuppressed ones
+    (``VERBINDING_DISCLOSURE_CONTROL=off``), never for publishing."""
+    model = _Model(grid, 1)
+    for cell in range(len(model.refs)):
+        if model.value[cell] == 0 and not model.spec[cell].public:
+            model.hidden[cell] = True
+            model.reason[cell] = "primary"
+    return _decisions(model, grid, [], control=False)
+
+
+def _decisions(
+    model: _Model, grid: YearGrid, left: list[int], *, control: bool = True
+) -> Decisions:
+    """The decisions of a settled model: every base count, then the figures derived from
+    them (rates, statistics, growth). Without ``control`` a rate is shown whenever it has a
+    case and a statistic whenever it rests on anyone (disclosure control off)."""
+    k = model.k
+    figures: dict[Ref, Decision] = {}
+    for ref, cell in model.index.items():
+        hidden = model.hidden[cell]
+        figures[ref] = Decision(None if hidden else model.value[cell], hidden, model.reason[cell])
+    for rate in RATES.values():
+        for ref, cell in model.refs_of(rate.numerator):
+            other = model.cell(rate.other, *ref[1:])
+            if other is None:
+                continue
+            out = (rate.name, *ref[1:])
+            n, rest = model.value[cell], model.value[other]
+            if not control:
+                figures[out] = (
+                    Decision(round(n / (n + rest), RATE_DIGITS), False)
+                    if n + rest > 0
+                    else Decision(None, True, "primary")
+                )
+            elif model.hidden[cell] or model.hidden[other]:
+                primary = "primary" in (model.reason[cell], model.reason[other])
+                figures[out] = Decision(None, True, "primary" if primary else "linked")
+            else:
+                figures[out] = Decision(round(n / (n + rest), RATE_DIGITS), False)
+    for stat in STATISTICS.values():
+        for (name, by, key, period), value in grid.statistics.items():
+            if name != stat.name:
+                continue
+            support = model.cell(stat.support, by, key, period)
+            if support is None:
+                continue
+            small = model.people[support] < k or (control and model.reason[support] == "primary")
+            figures[(name, by, key, period)] = (
+                Decision(None, True, "primary") if small else Decision(round(value, 2), False)
+            )
+    baselines: dict[tuple[str, str, str], int] = {}
+    for (by, key, period), base in grid.baselines.items():
+        unique = model.cell("participants_unique", by, key, period)
+        if unique is None:
+            continue
+        shown = not model.hidden[unique]
+        known = (
+            base.public
+            or base.visible
+            or (base.same_cell and shown)
+            or (not control and base.value > 0)
+        )
+        if known:
+            baselines[(by, key, period)] = base.value
+        if not shown or not known or base.value <= 0:
+            figures[(GROWTH, by, key, period)] = Decision(None, True, "linked")
+        else:
+            growth = round(model.value[unique] / base.value - 1, RATE_DIGITS)
+            figures[(GROWTH, by, key, period)] = Decision(growth, False)
+    return Decisions(
+        k=k,
+        year=grid.year,
+        figures=figures,
+        baselines=baselines,
+        unprotected=tuple(model.refs[c] for c in left),
+    )

@@ -1,0 +1,139 @@
+"""Breakdowns come from releases (domain.md §7 rule 6), municipality totals stay live.
+
+A breakdown answered from the live facts would let two snapshots a minute apart isolate one
+person's event. So every answer with `by` (and a partner's own figures, and the lists of the
+municipality answer) is a stored release: cut at start-up, on the interval and by hand
+(`verbinding metrics release`), atomically, and answered with the moment it was cut.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+import pytest
+
+from tests.conftest import TOPIC_PREFIX
+from tests.integration.test_access_key_rotation import cli
+from tests.integration.test_metrics_scenario import (
+    activity,
+    attendance,
+    hexid,
+    person,
+    publish,
+    wait_applied,
+)
+
+pytestmark = pytest.mark.integration
+
+# A year no other test writes in.
+YEAR = 2008
+
+
+def sessions(org: str, n: int, day: date, tag: str) -> list[Any]:
+    events: list[Any] = [activity(org, "rel-act", "meeting", True, updated=f"{YEAR}-01-01T09:00:00+01:00")]  # fmt: skip
+    for i in range(n):
+        who = person(hexid(f"rel-{tag}-{i}"), "delfgauw", "75+")
+        events.append(attendance(org, f"rel-{tag}-{i}", "rel-act", who, f"{day}T10:00:00+01:00", day))  # fmt: skip
+    return events
+
+
+async def test_before_the_first_release_a_breakdown_says_so_and_the_totals_answer(
+    metrics, metrics_app, make_partner, pool, test_env
+):
+    analyst = await make_partner(scopes="indicators:organisations,registrations")
+    # Something to release: a few sessions the year before.
+    events = sessions(analyst.organisation_id, 3, date(YEAR - 1, 6, 3), "before")
+    await publish(events, TOPIC_PREFIX)
+    await wait_applied(pool, "metrics", events)
+    async with pool.acquire() as conn:
+        await conn.execute("DELETE FROM metrics.releases")
+    try:
+        for path, params in (
+            ("/v1/indicators", {"period": f"{YEAR}", "by": "neighbourhood"}),
+            ("/v1/indicators", {"period": f"{YEAR}-03", "by": "organisation"}),
+            ("/v1/own/indicators", {"period": f"{YEAR}"}),
+        ):
+            r = await metrics.get(path, params=params, headers=analyst.headers)
+            assert r.status_code == 503, r.text
+            assert r.json()["error"] == "no_release"
+            assert "verbinding metrics release" in r.json()["message"]
+            assert r.headers["retry-after"] == "60"
+        total = await metrics.get(
+            "/v1/indicators", params={"period": f"{YEAR}"}, headers=analyst.headers
+        )
+        assert total.status_code == 200, total.text
+        assert total.json()["released_at"] is None
+        assert total.json()["s3"]["people_trained_by_role"] == {}
+    finally:
+        # By hand, as an operator would: the command prints what it did per year.
+        # (Every year the session's tests wrote, with the exact check: minutes on a busy machine.)
+        printed = await cli(test_env, "metrics", "release", timeout=600)
+    # (HiGHS prints its banner on stdout when the process creates its first solver, before
+    # any option can silence it: the report starts after it.)
+    report = printed[next(i for i, line in enumerate(printed) if line.startswith("release ")) :]
+    assert any(line.strip().startswith(f"{YEAR - 1}: grid") for line in report[1:]), printed
+    assert all(
+        re.match(r"^\s+\d{4}: grid [0-9.]+ s, engine [0-9.]+ s", line) for line in report[1:]
+    )
+    r = await metrics.get(
+        "/v1/indicators",
+        params={"period": f"{YEAR}", "by": "neighbourhood"},
+        headers=analyst.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["released_at"] is not None
+
+
+async def test_a_breakdown_is_the_release_while_the_totals_are_live(
+    metrics, metrics_app, make_partner, pool
+):
+    org = (await make_partner(scopes="registrations")).organisation_id
+    reader = await make_partner(scopes="indicators:organisations")
+    service = metrics_app.state.indicators
+    first = sessions(org, 15, date(YEAR, 3, 4), "a")
+    await publish(first, TOPIC_PREFIX)
+    await wait_applied(pool, "metrics", first)
+    report = await service.cut_release()
+    # Every year with data, each with its own timing; nothing left unprotected.
+    assert YEAR in report.years
+    assert all(t["unprotected"] == 0 for t in report.years.values())
+
+    async def read(by: str | None) -> dict[str, Any]:
+        params = {"period": f"{YEAR}-03"} | ({"by": by} if by else {})
+        r = await metrics.get("/v1/indicators", params=params, headers=reader.headers)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def cell(answer: dict[str, Any]) -> dict[str, Any]:
+        return next(c for c in answer["breakdown"] if c["key"] == org)
+
+    before = await read("organisation")
+    assert before["released_at"] == report.release.released_at.isoformat()
+    assert cell(before)["s2"]["participants_unique"]["value"] == 15
+    assert before["s2"]["participants_unique"]["value"] == 15  # the release's own totals
+
+    more = sessions(org, 5, date(YEAR, 3, 11), "b")[1:]
+    await publish(more, TOPIC_PREFIX)
+    await wait_applied(pool, "metrics", more)
+
+    # The totals are live; the breakdown is still the release's, to the figure.
+    assert (await read(None))["s2"]["participants_unique"]["value"] == 20
+    assert await read("organisation") == before
+
+    again = await service.cut_release()
+    after = await read("organisation")
+    assert after["released_at"] == again.release.released_at.isoformat() != before["released_at"]
+    assert cell(after)["s2"]["participants_unique"]["value"] == 20
+    # Only the newest release and the one before it are kept.
+    async with pool.acquire() as conn:
+        kept = await conn.fetch("SELECT release_id FROM metrics.releases ORDER BY release_id")
+        answers = await conn.fetchval(
+            "SELECT count(*) FROM metrics.release_answers WHERE release_id = $1",
+            again.release.release_id,
+        )
+    assert [r["release_id"] for r in kept][-1] == again.release.release_id
+    assert len(kept) == 2
+    # Every period of every year with data, the municipality answer and each breakdown.
+    assert answers == len(again.years) * 17 * 6

@@ -1,0 +1,5 @@
+import sys
+
+from tools.disclosure_audit.cli import main
+
+sys.exit(main())
