@@ -366,6 +366,9 @@ READS = [
     Read("registrations", "/v1/activities"),
     Read("registrations", "/v1/reference"),
     Read("registrations", "/v1/keys"),
+    # The referral loop: the feed and the webhook endpoints of an organisation (issue 15).
+    Read("referrals", "/v1/referrals"),
+    Read("referrals", "/v1/webhooks"),
     Read("registrations", "/metrics"),
     Read("referrals", "/metrics"),
     Read("metrics", "/metrics"),
@@ -377,6 +380,8 @@ PARTNER_READS: dict[str, tuple[Scope, ...]] = {
     "/v1/activities": (Scope.ACTIVITIES, Scope.ATTENDANCE),
     "/v1/reference": (Scope.ACTIVITIES, Scope.REGISTRATIONS, Scope.ATTENDANCE),
     "/v1/keys": (Scope.KEYS,),
+    "/v1/referrals": (Scope.REFERRALS,),
+    "/v1/webhooks": (Scope.REFERRALS,),
 }
 
 
