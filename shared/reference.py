@@ -1,5 +1,10 @@
-"""Reference lists (neighbourhoods, age bands, categories, roles, signals) and the coalition's
-service list (service -> the partner organisation that provides it).
+"""Reference lists (neighbourhoods, age bands, categories, roles, signals, cancellation reasons,
+referral outcomes) and the coalition's service list (service -> the partner organisation that
+provides it).
+
+Cancellation reasons and referral outcomes are codes from these lists, never free text: a note
+field is an easy channel for names and health details, and no indicator reads one
+(docs/privacy.md, "Minimisation").
 
 They are data, not code: a municipality that adopts Verbinding brings its own file
 (``VERBINDING_REFERENCE_FILE``). The defaults are Pijnacker-Nootdorp's (domain.md §4).
@@ -26,6 +31,9 @@ class ReferenceData:
     activity_categories: frozenset[str]
     referrer_roles: frozenset[str]
     signals: frozenset[str]
+    # A cancellation's `reason` and a status change's `outcome` are one of these codes.
+    cancellation_reasons: frozenset[str]
+    referral_outcomes: frozenset[str]
     # A referral to a service names one of these; its provider is the referral's receiving side.
     services: Mapping[str, str]
     # Ordered copies for display and for documentation (sets lose the order of the file).
@@ -67,6 +75,8 @@ def load_reference(path: str | None = None) -> ReferenceData:
         activity_categories=frozenset(data["activity_categories"]),
         referrer_roles=frozenset(data["referrer_roles"]),
         signals=frozenset(data["signals"]),
+        cancellation_reasons=frozenset(data["cancellation_reasons"]),
+        referral_outcomes=frozenset(data["referral_outcomes"]),
         services=MappingProxyType(dict(data.get("services", {}))),
         neighbourhood_order=tuple(data["neighbourhoods"]),
         age_band_order=tuple(data["age_bands"]),

@@ -13,6 +13,9 @@ from services.referrals.service_layer.unit_of_work import ReferralsUnitOfWork
 from services.referrals.service_layer.views import ReferralViews
 from services.referrals.service_layer.writes import ReferralWrites
 from services.referrals.settings import ReferralsSettings
+from shared.auth import Scope
+from shared.erasure import ErasableTable, Eraser, like_literal
+from shared.erasure_http import build_erasure_router
 from shared.http import create_app, document_schema
 from shared.lifespan import writing_service_lifespan
 from shared.outbox import AfterCommit
@@ -20,10 +23,34 @@ from shared.pipeline.pipeline import Pipeline
 from shared.pseudonym import Pseudonymiser
 from shared.reference import load_reference
 
-__all__ = ["SCHEMA", "build_app"]
+__all__ = ["ERASABLE", "SCHEMA", "build_app", "eraser"]
 
 SCHEMA = "referrals"
 MIGRATIONS = "services.referrals.adapters.migrations"
+
+# The tables that hold a person's records, and the remembered answers of their writes (a status
+# change is remembered per caller under `<referrer>/<referral id>:<status>`). Trainings name a
+# trained professional, not a participant: they are not erased with a participant.
+ERASABLE = (
+    ErasableTable(
+        "referrals",
+        "referral_id",
+        lambda org, id_: [
+            (org, "referral", like_literal(id_)),
+            (None, "referral_status", like_literal(f"{org}/{id_}:") + "%"),
+        ],
+        dependents=("referral_status_history",),
+    ),
+    ErasableTable(
+        "measurements",
+        "measurement_id",
+        lambda org, id_: [(org, "measurement", like_literal(id_))],
+    ),
+)
+
+
+def eraser(pseudonymiser: Pseudonymiser, topic_prefix: str = "") -> Eraser:
+    return Eraser(SCHEMA, ERASABLE, pseudonymiser, topic_prefix)
 
 
 def build_app(settings: ReferralsSettings | None = None) -> FastAPI:
@@ -56,7 +83,12 @@ def build_app(settings: ReferralsSettings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         kafka_bootstrap=settings.kafka_bootstrap,
         lifespan=writing_service_lifespan(settings, SCHEMA, MIGRATIONS, unit_of_work),
-        routers=[build_router(writes, ReferralViews(decisions), settings.batch_max_items)],
+        routers=[
+            build_router(writes, ReferralViews(decisions), settings.batch_max_items),
+            build_erasure_router(
+                eraser(pseudonymiser, settings.topic_prefix), Scope.REFERRALS, Scope.MEASUREMENTS
+            ),
+        ],
     )
     document_schema(app, BATCH_ITEM_SCHEMA, batch_item_adapter())
     return app

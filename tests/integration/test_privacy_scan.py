@@ -91,7 +91,7 @@ async def send_everything(live: LiveServices, org_key: str, other_key: str) -> l
             {"kind": "attendance", "body": {**attendance, "attendance_id": nid("att"), "participant": {**p(REFS[3]), "age_band": "ancient"}}},
         ]}  # fmt: skip
         statuses.append((await reg.post("/v1/batch", json=batch)).status_code)
-        cancel = {"cancelled_at": "2025-03-02T10:00:00+01:00", "reason": "moved away"}
+        cancel = {"cancelled_at": "2025-03-02T10:00:00+01:00", "reason": "moved-away"}
         statuses.append((await reg.post(f"/v1/registrations/{registration['registration_id']}/cancellation", json=cancel)).status_code)  # fmt: skip
 
         referral = {"referral_id": nid("ref"), "participant": p(REFS[4], TOKENS[0]), "referrer_role": "gp", "signals": ["social"], "referred_to": {"service": "buddy-programme"}, "consent": True, "created_at": "2025-03-03T09:30:00+01:00"}  # fmt: skip
@@ -101,7 +101,7 @@ async def send_everything(live: LiveServices, org_key: str, other_key: str) -> l
         status = {
             "status": "accepted",
             "at": "2025-03-04T09:00:00+01:00",
-            "outcome": "contact made",
+            "outcome": "support-in-place",
         }
         statuses.append((await ref.post(f"/v1/referrals/{referral['referral_id']}/status", json=status)).status_code)  # fmt: skip
         training = {"training_id": nid("tr"), "person_ref": PERSONS[0], "role": "gp", "training": "signaling-loneliness", "completed_at": "2025-02-10T16:00:00+01:00"}  # fmt: skip
