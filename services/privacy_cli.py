@@ -98,7 +98,7 @@ def _run_retention(args: argparse.Namespace) -> int:
 
 
 async def _retention() -> int:
-    from shared.retention import RetentionSettings, run_retention
+    from services.retention import RetentionSettings, run_retention
 
     report = await run_retention(RetentionSettings())
     print(json.dumps(report, indent=2))

@@ -105,6 +105,7 @@ class ErasableTable:
     name: str
     id_column: str
     answers: Callable[[str, str], Sequence[AnswerKey]]
+    moment_column: str  # when the record happened: its retention counts from there
     person_column: str = "participant_id"
     dependents: tuple[str, ...] = field(default=())
 
@@ -189,7 +190,7 @@ async def erase(
             requested_by,
             now,
             request.scope,
-            orjson.dumps(deleted).decode(),
+            deleted,
         )
     return _answer(request.erasure_id, now, deleted)
 
@@ -207,7 +208,7 @@ async def _tombstones(conn: asyncpg.Connection, s: str, answers: Sequence[Answer
         [a[1] for a in answers],
         [a[2] for a in answers],
         ERASED_STATUS,
-        orjson.dumps(ERASED_ANSWER).decode(),
+        ERASED_ANSWER,  # jsonb: the pool's codec encodes it (shared/db.py)
     )
     return _count(status)
 

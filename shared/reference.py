@@ -40,6 +40,8 @@ class ReferenceData:
     neighbourhood_order: tuple[str, ...]
     age_band_order: tuple[str, ...]
     category_order: tuple[str, ...] = ()
+    cancellation_reason_order: tuple[str, ...] = ()
+    referral_outcome_order: tuple[str, ...] = ()
     # Readable names per language and list (``labels["nl"]["neighbourhoods"]["oude-leede"]``),
     # for people who fill in a form or a spreadsheet. Optional in a municipality's own file: a
     # value without a label is shown as it is.
@@ -52,6 +54,8 @@ class ReferenceData:
             "neighbourhoods": self.neighbourhood_order,
             "age_bands": self.age_band_order,
             "activity_categories": self.category_order,
+            "cancellation_reasons": self.cancellation_reason_order,
+            "referral_outcomes": self.referral_outcome_order,
         }[name]
 
     def label(self, name: str, value: str, lang: str) -> str:
@@ -81,6 +85,8 @@ def load_reference(path: str | None = None) -> ReferenceData:
         neighbourhood_order=tuple(data["neighbourhoods"]),
         age_band_order=tuple(data["age_bands"]),
         category_order=tuple(data["activity_categories"]),
+        cancellation_reason_order=tuple(data["cancellation_reasons"]),
+        referral_outcome_order=tuple(data["referral_outcomes"]),
         labels=data.get("labels", {}),
     )
 

@@ -39,12 +39,14 @@ ERASABLE = (
             (org, "referral", like_literal(id_)),
             (None, "referral_status", like_literal(f"{org}/{id_}:") + "%"),
         ],
+        moment_column="created_at",
         dependents=("referral_status_history",),
     ),
     ErasableTable(
         "measurements",
         "measurement_id",
         lambda org, id_: [(org, "measurement", like_literal(id_))],
+        moment_column="measured_at",
     ),
 )
 

@@ -41,9 +41,13 @@ ERASABLE = (
             (org, "registration", like_literal(id_)),
             (org, "cancellation", like_literal(id_)),
         ],
+        moment_column="registered_at",
     ),
     ErasableTable(
-        "attendance", "attendance_id", lambda org, id_: [(org, "attendance", like_literal(id_))]
+        "attendance",
+        "attendance_id",
+        lambda org, id_: [(org, "attendance", like_literal(id_))],
+        moment_column="session_start",
     ),
 )
 
