@@ -115,7 +115,8 @@ async def _prune_records(
 
 
 async def _deadletter_retention(settings: RetentionSettings) -> int:
-    from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     from shared.events import Topic, topic_name
 
