@@ -54,6 +54,12 @@ DatabaseUnavailable: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # When PostgreSQL shuts down, a connection may read the FATAL message before it notices the
+    # socket closing: its protocol then waits forever for the end of the failed command, and the
+    # next use (the pool's reset on release, or the next request's query) fails with "another
+    # operation is in progress". asyncpg terminates such a connection on release; the request is
+    # as retryable as any other during the outage.
+    asyncpg.exceptions.InternalClientError,
     TimeoutError,
 )
 

@@ -80,13 +80,25 @@ async def database(test_env: dict[str, str]) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def kafka(test_env: dict[str, str]) -> str:
+async def kafka(test_env: dict[str, str]) -> AsyncIterator[str]:
     from shared.kafka import ensure_topics, kafka_reachable
 
     if not await kafka_reachable(KAFKA, wait=3):
         pytest.fail(f"Kafka is not reachable at {KAFKA}; run `make up` first")
     await ensure_topics(KAFKA, TOPIC_PREFIX, partitions=4)
-    return KAFKA
+    yield KAFKA
+    # The session's topics go with it, as its database does: a broker that kept every run's
+    # topics took minutes to start after a day of test runs (thousands of partitions).
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(TOPIC_PREFIX)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")
