@@ -12,6 +12,9 @@ an erased write answers 410; the erasure is recorded without personal data.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 import uuid
 from typing import Any
 
@@ -232,3 +235,41 @@ async def test_an_erasure_by_resident_token_and_its_validation(registrations, ma
     )
     assert nobody.status_code == 202, nobody.text
     assert nobody.json()["deleted"]["subjects"] == 0
+
+
+async def test_an_administrator_erases_from_the_command_line_in_both_services(
+    registrations, referrals, make_partner, pool, test_env
+):
+    partner = await make_partner(scopes="admin")
+    org = partner.organisation_id
+    activity = f"act-{uuid.uuid4().hex[:8]}"
+    await registrations.put(
+        f"/v1/activities/{activity}",
+        headers=partner.headers,
+        json={"title": "Koffie", "category": "meeting", "aimed_at_connection": True, "neighbourhood": "delfgauw"},
+    )  # fmt: skip
+    ref = f"CLI-ERASE-{uuid.uuid4().hex[:8]}"
+    await write_person(registrations, referrals, partner.headers, activity, ref)
+    pseudonym = Pseudonymiser(SECRET).participant(org, ref)
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "erase", org, "--ref", "-", "--by", "dpo",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, **test_env},
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(ref.encode() + b"\n"), timeout=60)
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert ref.encode() not in out + err  # read from standard input, never echoed
+
+    answers = json.loads(out)
+    assert answers["registrations"]["deleted"]["registrations"] == 1
+    assert answers["referrals"]["deleted"]["measurements"] == 1
+    for schema in ("registrations", "referrals"):
+        assert not await pool.fetchval(
+            f"SELECT count(*) FROM {schema}.subjects WHERE pseudonym = $1", pseudonym
+        )
+        by = await pool.fetchval(
+            f"SELECT requested_by FROM {schema}.erasures WHERE erasure_id = $1",
+            answers[schema]["erasure_id"],
+        )
+        assert by == "admin:dpo"
