@@ -26,9 +26,12 @@ def writing_service_lifespan(
     schema: str,
     migrations: str,
     unit_of_work: Callable[[asyncpg.Connection, AfterCommit | None], Any],
+    workers: Callable[[AfterCommit | None], AbstractAsyncContextManager[None]] | None = None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """``unit_of_work(connection, after_commit)``: the service's unit of work on a connection;
-    ``after_commit`` tells the relay that rows were committed."""
+    ``after_commit`` tells the relay that rows were committed. ``workers(after_commit)``: what
+    else runs beside the requests (consumers, senders) on connections of its own, for as long
+    as the context lasts."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,7 +57,8 @@ def writing_service_lifespan(
         if relay is not None:
             tasks.append(asyncio.create_task(run_service_relay(relay, settings, stop)))
         try:
-            yield
+            async with workers(after_commit) if workers else contextlib.nullcontext():
+                yield
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -33,6 +33,8 @@ PURPOSES: dict[str, bytes] = {
     "resident": b"verbinding/v1/pseudonym/resident",
     "idempotency": b"verbinding/v1/digest/idempotency",
     "attendance": b"verbinding/v1/id/attendance",
+    # Not a pseudonym: the key that encrypts webhook signing secrets at rest (shared/secretbox.py).
+    "webhook-secrets": b"verbinding/v1/key/webhook-secrets",
 }
 
 

@@ -31,7 +31,8 @@ class ReferenceData:
     activity_categories: frozenset[str]
     referrer_roles: frozenset[str]
     signals: frozenset[str]
-    # A cancellation's `reason` and a status change's `outcome` are one of these codes.
+    # A cancellation's `reason` and a status change's `outcome` are one of these codes (the
+    # outcome travels to the other side of the referral too: feed, webhooks).
     cancellation_reasons: frozenset[str]
     referral_outcomes: frozenset[str]
     # A referral to a service names one of these; its provider is the referral's receiving side.

@@ -56,6 +56,16 @@ def test_env() -> dict[str, str]:
         "VERBINDING_KAFKA_BOOTSTRAP": KAFKA,
         "VERBINDING_TOPIC_PREFIX": TOPIC_PREFIX,
         "VERBINDING_PSEUDONYM_SECRET": SECRET,
+        # The referrals service's consumers, in groups of this session alone.
+        "VERBINDING_ATTENDANCE_CONSUMER_GROUP": f"referrals-attendance-{RUN_ID}",
+        "VERBINDING_WEBHOOK_CONSUMER_GROUP": f"referrals-webhooks-{RUN_ID}",
+        # Webhook retries on a test's time scale: a receiver down for 30 s still gets its
+        # deliveries (14 attempts, waits doubling from 0.5 s to at most 4 s: 33 to 44 s in
+        # all); one that always fails is dead within a minute.
+        "VERBINDING_WEBHOOK_RETRY_BASE_SECONDS": "0.5",
+        "VERBINDING_WEBHOOK_RETRY_MAX_SECONDS": "4",
+        "VERBINDING_WEBHOOK_MAX_ATTEMPTS": "14",
+        "VERBINDING_WEBHOOK_TIMEOUT_SECONDS": "3",
     }
     # Each service as its own role on the session's database (explicitly: a shell that
     # exported another DSN for a service must not point a test at another database).

@@ -37,6 +37,7 @@ __all__ = [
     "Participant",
     "PersonErased",
     "ReferralCreated",
+    "ReferralFirstAttended",
     "ReferralStatusChanged",
     "ReferredTo",
     "RegistrationCancelled",
@@ -295,6 +296,62 @@ class ReferralStatusChanged(EventData):
         max_length=64,
         pattern=CODE_PATTERN,
         description="A code of the reference list `referral_outcomes`; never free text.",
+    )
+
+    def partition_key(self) -> str:
+        return self.participant_id
+
+    def subject(self) -> str | None:
+        return self.participant_id
+
+
+@register
+class ReferralFirstAttended(EventData):
+    """The referred resident attended a session for the first time: the referrals service saw a
+    registration at the receiving side that names the referral, then an attended session of that
+    registration (its activity, its participant) on or after the day of the registration and of
+    the referral. Recorded once per referral, whatever the order in which the three arrived.
+
+    Derived by the referrals service from the `registrations` topic (it never calls the
+    registrations service). Keyed like the referral's other events, so that it follows them."""
+
+    event_name: ClassVar[str] = "referral.first_attendance"
+    topic: ClassVar[Topic] = Topic.REFERRALS
+
+    organisation_id: str = Field(
+        pattern=ORGANISATION_ID_PATTERN, description="The referring organisation."
+    )
+    referral_id: str = ID
+    participant_id: Pseudonym = PSEUDONYM
+    receiving_organisation_id: str = Field(
+        pattern=ORGANISATION_ID_PATTERN,
+        description="The receiving side, where the resident registered and attended.",
+    )
+    registration_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=ID_PATTERN,
+        description="The receiving side's registration that names the referral (its "
+        "`registration.created`), which the attended session belongs to.",
+    )
+    activity_id: str = ID
+    session_start: AwareDatetime = Field(
+        description="Start of the first attended session, with its UTC offset."
+    )
+    referred_on: date = Field(description="The referral's day (Europe/Amsterdam).")
+    attended_on: date = Field(description="The session's day (Europe/Amsterdam).")
+    days_after_referral: int = Field(
+        ge=0, description="`attended_on` minus `referred_on`, in days."
+    )
+    within_window: bool = Field(
+        description="Within the conversion window of domain.md §6 (60 days from the referral's "
+        "day, both ends included): the referral counts as converted. A first attendance after "
+        "the window is still recorded and reported to both sides, marked false."
+    )
+    sequence: int = Field(
+        ge=0,
+        description="Place among the referral's changes (`referral.status_changed`'s "
+        "`sequence`): of two changes of one referral, the higher was recorded later.",
     )
 
     def partition_key(self) -> str:

@@ -14,7 +14,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -33,6 +33,7 @@ _TYPES: dict[Any, str] = {
     int: "bigint",
     bool: "bool",
     datetime: "timestamptz",
+    date: "date",
     UUID: "uuid",
 }
 

@@ -368,8 +368,17 @@ class Deployment:
             await conn.close()
 
     async def applied(self) -> int:
+        """Events of partners' writes the metrics service applied. The first attendances the
+        referrals service derives from the registrations topic (issue 15) are no partner's
+        write: they are left out (their ids are in the referral's history)."""
         async with self.connection() as conn:
-            return int(await conn.fetchval("SELECT count(*) FROM metrics.processed_events"))
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM metrics.processed_events p WHERE NOT EXISTS ("
+                    "SELECT 1 FROM referrals.referral_status_history h "
+                    "WHERE h.status = 'first_attendance' AND h.event_id = p.event_id)"
+                )
+            )
 
     async def outbox_backlog(self) -> int:
         async with self.connection() as conn:

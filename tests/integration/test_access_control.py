@@ -52,6 +52,7 @@ class Owned:
     training_id: str
     measurement_id: str
     volunteer_key_id: str = ""
+    webhook_id: str = ""
 
 
 def attendance_sheet(o: Owned) -> bytes:
@@ -88,6 +89,10 @@ def training_body(o: Owned | None = None) -> dict[str, Any]:
 
 def measurement_body(o: Owned | None = None) -> dict[str, Any]:
     return {"measurement_id": new_id("m"), "instrument": "djg6", "context": "survey", "participant": {"neighbourhood": "delfgauw", "age_band": "75+"}, "answers": ["no"] * 6, "measured_at": "2025-03-05T10:00:00+01:00"}  # fmt: skip
+
+
+def webhook_body(o: Owned) -> dict[str, Any]:
+    return {"webhook_id": o.webhook_id, "url": "http://127.0.0.1:9/hooks"}
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,13 @@ ENDPOINTS = [
     Endpoint("referrals", "POST", "/v1/batch", (Scope.REFERRALS, Scope.TRAININGS, Scope.MEASUREMENTS), lambda o: "/v1/batch", lambda o: {"items": [{"kind": "training", "body": training_body()}, {"kind": "referral", "body": referral_body()}, {"kind": "measurement", "body": measurement_body()}]}),
     Endpoint("registrations", "POST", "/v1/erasures", (Scope.REGISTRATIONS,), lambda o: "/v1/erasures", lambda o: {"erasure_id": new_id("er"), "ref": "p-nobody"}),
     Endpoint("referrals", "POST", "/v1/erasures", (Scope.REFERRALS, Scope.MEASUREMENTS), lambda o: "/v1/erasures", lambda o: {"erasure_id": new_id("er"), "ref": "p-nobody"}),
+    Endpoint("referrals", "GET", "/v1/referrals", (Scope.REFERRALS,), lambda o: "/v1/referrals"),
+    Endpoint("referrals", "POST", "/v1/webhooks", (Scope.REFERRALS,), lambda o: "/v1/webhooks", lambda o: {**webhook_body(o), "webhook_id": new_id("hook")}),
+    Endpoint("referrals", "GET", "/v1/webhooks", (Scope.REFERRALS,), lambda o: "/v1/webhooks"),
+    Endpoint("referrals", "POST", "/v1/webhooks/{webhook_id}/rotate", (Scope.REFERRALS,), lambda o: f"/v1/webhooks/{o.webhook_id}/rotate"),
+    Endpoint("referrals", "GET", "/v1/webhooks/{webhook_id}/failures", (Scope.REFERRALS,), lambda o: f"/v1/webhooks/{o.webhook_id}/failures"),
+    Endpoint("referrals", "POST", "/v1/webhooks/{webhook_id}/redeliver", (Scope.REFERRALS,), lambda o: f"/v1/webhooks/{o.webhook_id}/redeliver"),
+    Endpoint("referrals", "DELETE", "/v1/webhooks/{webhook_id}", (Scope.REFERRALS,), lambda o: f"/v1/webhooks/{o.webhook_id}"),
     Endpoint("metrics", "GET", "/v1/indicators", (Scope.INDICATORS,), lambda o: "/v1/indicators", params={"period": "2025"}),
     Endpoint("metrics", "GET", "/v1/trend", (Scope.INDICATORS,), lambda o: "/v1/trend"),
 ]  # fmt: skip
@@ -209,6 +221,7 @@ async def write_owned(registrations: Any, referrals: Any, make_partner: Any) -> 
         new_id("tr"),
         new_id("m"),
         issued.json()["key_id"],
+        new_id("hook"),
     )
     answers = [
         await registrations.put(f"/v1/activities/{o.activity_id}", headers=h, json=activity_body()),
@@ -216,8 +229,9 @@ async def write_owned(registrations: Any, referrals: Any, make_partner: Any) -> 
         await referrals.post("/v1/referrals", headers=h, json={**referral_body(), "referral_id": o.referral_id}),
         await referrals.post("/v1/trainings", headers=h, json={**training_body(), "training_id": o.training_id}),
         await referrals.post("/v1/measurements", headers=h, json={**measurement_body(), "measurement_id": o.measurement_id}),
+        await referrals.post("/v1/webhooks", headers=h, json=webhook_body(o)),
     ]  # fmt: skip
-    assert [a.status_code for a in answers] == [201] * 5, [a.text for a in answers]
+    assert [a.status_code for a in answers] == [201] * 6, [a.text for a in answers]
     return partner, o
 
 

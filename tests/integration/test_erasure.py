@@ -52,7 +52,7 @@ async def write_person(
         (registrations, "/v1/attendance", {"attendance_id": f"att-{tag}", "activity_id": activity, "participant": person, "session_start": AT, "status": "attended"}),
         (registrations, f"/v1/registrations/reg-{tag}/cancellation", {"cancelled_at": "2025-03-05T10:00:00+01:00", "reason": "transport"}),
         (referrals, "/v1/referrals", {"referral_id": f"rf-{tag}", "referrer_role": "gp", "signals": ["social"], "participant": person, "referred_to": {"service": "buddy-programme"}, "consent": True, "created_at": "2025-03-02T10:00:00+01:00"}),
-        (referrals, f"/v1/referrals/rf-{tag}/status", {"status": "withdrawn", "at": "2025-03-03T10:00:00+01:00", "outcome": "not-interested"}),
+        (referrals, f"/v1/referrals/rf-{tag}/status", {"status": "withdrawn", "at": "2025-03-03T10:00:00+01:00", "outcome": "declined-by-resident"}),
         (referrals, "/v1/measurements", {"measurement_id": f"m-{tag}", "instrument": "djg11", "context": "intake", "participant": person, "answers": ANSWERS, "measured_at": "2025-03-02T11:00:00+01:00"}),
     ]  # fmt: skip
     event_ids, bodies = [], {}

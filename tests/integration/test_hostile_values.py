@@ -166,13 +166,13 @@ async def test_free_text_as_an_outcome_or_a_service_is_refused_by_name(referrals
     hostile = referral(referred_to={"service": outcome[:200]})
     refused = await referrals.post("/v1/referrals", headers=partner.headers, json=hostile)
     coded = await referrals.post(
-        f"{url}/status", headers=partner.headers, json={**change, "outcome": "not-reached"}
+        f"{url}/status", headers=partner.headers, json={**change, "outcome": "no-contact-possible"}
     )
     view = await referrals.get(url, headers=partner.headers)
 
     assert_rejected(changed, "outcome")
     assert coded.status_code == 201, coded.text
-    assert [h["outcome"] for h in view.json()["history"]] == [None, "not-reached"]
+    assert [h["outcome"] for h in view.json()["history"]] == [None, "no-contact-possible"]
     assert refused.status_code == 422, refused.text
     assert_rejected(refused, "referred_to.service")
     assert (

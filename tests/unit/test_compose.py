@@ -22,6 +22,7 @@ import yaml
 from services.cli import build_parser
 from services.metrics.entrypoints.consumer import CONSUMED_TOPICS
 from services.metrics.settings import MetricsSettings
+from services.referrals.entrypoints.consumer import CONSUMERS as REFERRALS_CONSUMERS
 from services.referrals.settings import ReferralsSettings
 from services.registrations.settings import RegistrationsSettings
 from services.registry import SERVICES
@@ -341,6 +342,14 @@ def test_each_service_user_may_do_exactly_what_its_code_does() -> None:
     expected |= {
         ("verbinding-referrals", "Write", "topic", t) for t in _written_topics("referrals")
     }
+    # The referrals service's consumers: their topics, their groups (as compose names them),
+    # and the deadletter topic for what they cannot apply.
+    referrals_env = services["referrals"]["environment"]
+    for _, topics, group_setting in REFERRALS_CONSUMERS:
+        expected |= {("verbinding-referrals", "Read", "topic", t.value) for t in topics}
+        group = referrals_env[f"VERBINDING_{group_setting.upper()}"]
+        expected.add(("verbinding-referrals", "Read", "group", group))
+    expected.add(("verbinding-referrals", "Write", "topic", Topic.DEADLETTER.value))
     group = services["metrics"]["environment"]["VERBINDING_CONSUMER_GROUP"]
     expected |= {("verbinding-metrics", "Read", "topic", t.value) for t in CONSUMED_TOPICS}
     expected |= {

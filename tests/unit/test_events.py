@@ -33,6 +33,7 @@ from shared.events import (
     Participant,
     PersonErased,
     ReferralCreated,
+    ReferralFirstAttended,
     ReferralStatusChanged,
     ReferredTo,
     RegistrationCancelled,
@@ -147,6 +148,23 @@ def _erased() -> PersonErased:
     return PersonErased(subject_id=PARTICIPANT_ID, erased_at=WHEN)
 
 
+def _first_attendance() -> ReferralFirstAttended:
+    return ReferralFirstAttended(
+        organisation_id=ORG,
+        referral_id="ref-7",
+        participant_id=PARTICIPANT_ID,
+        receiving_organisation_id="buurtwerk",
+        registration_id="reg-7",
+        activity_id="koffie-ochtend",
+        session_start=WHEN,
+        referred_on=date(2025, 3, 1),
+        attended_on=date(2025, 3, 14),
+        days_after_referral=13,
+        within_window=True,
+        sequence=3,
+    )
+
+
 def _training() -> TrainingCompleted:
     return TrainingCompleted(
         organisation_id=ORG,
@@ -201,6 +219,7 @@ FACTORIES: dict[type[EventData], Callable[[], EventData]] = {
     AttendanceRecorded: _attendance,
     ReferralCreated: _referral,
     ReferralStatusChanged: _referral_status,
+    ReferralFirstAttended: _first_attendance,
     TrainingCompleted: _training,
     MeasurementRecorded: _measurement,
     DeadLettered: _deadletter,

@@ -38,6 +38,7 @@ def test_known_vector_pins_the_derivation() -> None:
         "resident": b"verbinding/v1/pseudonym/resident",
         "idempotency": b"verbinding/v1/digest/idempotency",
         "attendance": b"verbinding/v1/id/attendance",
+        "webhook-secrets": b"verbinding/v1/key/webhook-secrets",
     }
     assert p.participant("buurtwerk", "client-0042") == (
         "d0d34e61d068c28742a6b838d9d47b624cda87c0398c002c5f0f63f6bfec9f62"

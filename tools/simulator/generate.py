@@ -429,13 +429,15 @@ class _Generator:
                 outcome = (
                     "joined-activity"
                     if converted
-                    else rng.choice(("support-in-place", "not-interested", "referred-elsewhere"))
+                    else rng.choice(
+                        ("support-in-place", "declined-by-resident", "referred-elsewhere")
+                    )
                 )
                 self.status(receiver, ref, "closed", self.after(last, 20, 90), outcome)
             if rng.random() < 0.8 and r.total is not None:
                 self.measurements(r, org, accepted, converted)
         elif u < 0.85:
-            self.status(receiver, ref, "declined", self.after(created, 1, 14), "not-interested")
+            self.status(receiver, ref, "declined", self.after(created, 1, 14), "not-eligible")
         elif u < 0.90:
             self.status(org, ref, "withdrawn", self.after(created, 2, 21))
 

@@ -22,6 +22,7 @@ from shared.events import (
     MeasurementRecorded,
     PersonErased,
     ReferralCreated,
+    ReferralFirstAttended,
     ReferralStatusChanged,
     RegistrationCancelled,
     RegistrationCreated,
@@ -287,4 +288,8 @@ class FactWriter:
         TrainingCompleted: _trainings,
         MeasurementRecorded: _measurements,
         DeadLettered: _ignore,
+        # Derived by the referrals service from the registrations topic, which the metrics
+        # service reads itself: conversion is counted from the registrations and attendance.
+        ReferralFirstAttended: _ignore,
+        PersonErased: _ignore,  # applied before the others, in _without_erased
     }

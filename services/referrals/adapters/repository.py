@@ -72,12 +72,50 @@ class PostgresReferrals:
         )
         return [HISTORY.of(r) for r in rows]
 
+    async def feed(
+        self,
+        organisation_id: str,
+        services: Collection[str],
+        after: tuple[int, int],
+        limit: int,
+    ) -> list[tuple[Referral, tuple[int, int], dict[str, str], str | None]]:
+        """Referrals ``organisation_id`` sent or received, changed after ``after``, in change
+        order: each with its position, the moments of its history and its current outcome.
+        Only changes of transactions older than any still running (see 005_feed.sql)."""
+        rows = await self.conn.fetch(
+            f"SELECT {_R}, r.changed_xid::text AS xid, r.changed_seq, "
+            f"(SELECT jsonb_object_agg(h.status, h.at) FROM {HISTORY.name} h "
+            " WHERE h.organisation_id = r.organisation_id AND h.referral_id = r.referral_id) AS milestones, "
+            f"(SELECT h.outcome FROM {HISTORY.name} h WHERE h.organisation_id = r.organisation_id "
+            " AND h.referral_id = r.referral_id AND h.status = r.status) AS outcome "
+            f"FROM {REFERRALS.name} r "
+            "WHERE (r.organisation_id = $1 OR r.receiving_organisation_id = $1 "
+            "       OR (r.receiving_organisation_id IS NULL AND r.referred_to_service = ANY($2::text[]))) "
+            "AND (r.changed_xid, r.changed_seq) > ($3::text::xid8, $4::bigint) "
+            "AND r.changed_xid < pg_snapshot_xmin(pg_current_snapshot()) "
+            "ORDER BY r.changed_xid, r.changed_seq LIMIT $5",
+            organisation_id,
+            list(services),
+            str(after[0]),
+            after[1],
+            limit,
+        )
+        return [
+            (
+                REFERRALS.of(r),
+                (int(r["xid"]), r["changed_seq"]),
+                dict(r["milestones"] or {}),
+                r["outcome"],
+            )
+            for r in rows
+        ]
+
     @staticmethod
     def writes(
         added: Sequence[Referral], changed: Sequence[Referral], history: Sequence[StatusChange]
     ) -> list[Write]:
-        # A referral changes only by its status; every change adds to its history.
-        moved = ["status", "status_changed_at", "status_sequence"]
+        # A referral changes by its status and its first attendance; each adds to its history.
+        moved = ["status", "status_changed_at", "status_sequence", "first_attended_on"]
         return [
             *REFERRALS.insert(added),
             *REFERRALS.update(changed, moved),

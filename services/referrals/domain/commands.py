@@ -152,7 +152,7 @@ class StatusCommand(_Command):
     outcome: Code | None = Field(
         None,
         description="A code of the reference list `referral_outcomes` (e.g. `joined-activity`, "
-        "`not-reached`, `other`); free text is not accepted.",
+        "`no-contact-possible`, `other`); free text is not accepted.",
     )
 
 

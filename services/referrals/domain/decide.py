@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 from uuid import UUID
 
@@ -34,6 +34,7 @@ from shared.events import (
     CloudEvent,
     MeasurementRecorded,
     ReferralCreated,
+    ReferralFirstAttended,
     ReferralStatusChanged,
     ReferredTo,
     TrainingCompleted,
@@ -48,8 +49,11 @@ from shared.pipeline.decisions import (
 )
 from shared.pseudonym import participant_of
 from shared.reference import ReferenceData
+from shared.referral_matching import AttendedSession, NamingRegistration
+from shared.timerules import AMSTERDAM
 
 __all__ = [
+    "FIRST_ATTENDANCE",
     "Key",
     "Measurement",
     "Referral",
@@ -62,6 +66,8 @@ __all__ = [
 ]
 
 Key = tuple[str, str]  # (organisation, id); a referral's organisation is its referrer
+# The history's name for the resident's first attended session (a milestone beside the statuses).
+FIRST_ATTENDANCE = "first_attendance"
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,8 @@ class Referral:
     # The sequence of its last change: the next change gets the next number, so that of two
     # changes of one referral the later arrival has the higher one.
     status_sequence: int
+    # The day of the resident's first attended session (domain/first_attendance.py), once seen.
+    first_attended_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,13 @@ class State(BatchState):
     history: Records[tuple[str, str, str], StatusChange] = field(default_factory=Records)
     trainings: Records[Key, Training] = field(default_factory=Records)
     measurements: Records[Key, Measurement] = field(default_factory=Records)
+    # What the first-attendance consumer keeps to match (domain/first_attendance.py): the
+    # registrations that name a referral, by (organisation, registration id), and attended
+    # sessions, by (organisation, activity, participant, session start).
+    named: Records[Key, NamingRegistration] = field(default_factory=Records)
+    sessions: Records[tuple[str, str, str, datetime], AttendedSession] = field(
+        default_factory=Records
+    )
 
 
 def receiver_of(referral: Referral, services: Mapping[str, str]) -> str | None:
@@ -346,6 +361,29 @@ class Referrals:
                     at=e.at,
                     changed_by=e.changed_by,
                     outcome=e.outcome,
+                    event_id=event.id,
+                    sequence=e.sequence,
+                ),
+            )
+        elif isinstance(e, ReferralFirstAttended):
+            key = (e.organisation_id, e.referral_id)
+            referral = state.referrals[key]
+            state.referrals.put(
+                key,
+                replace(referral, first_attended_on=e.attended_on, status_sequence=e.sequence),
+            )
+            # A milestone, not a status: the referral keeps its status; the history shows when
+            # the resident first attended (the session's day, at midnight in Amsterdam).
+            state.history.put(
+                (*key, FIRST_ATTENDANCE),
+                StatusChange(
+                    organisation_id=e.organisation_id,
+                    referral_id=e.referral_id,
+                    status=FIRST_ATTENDANCE,
+                    previous_status=referral.status,
+                    at=datetime.combine(e.attended_on, time(), AMSTERDAM),
+                    changed_by=e.receiving_organisation_id,
+                    outcome=None,
                     event_id=event.id,
                     sequence=e.sequence,
                 ),

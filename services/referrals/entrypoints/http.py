@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +16,7 @@ from services.referrals.domain.commands import (
     TrainingCommand,
 )
 from services.referrals.domain.decide import State
+from services.referrals.domain.feed import DEFAULT_LIMIT, MAX_LIMIT
 from services.referrals.domain.items import (
     BATCH_ITEM_SCHEMA,
     BatchItem,
@@ -26,6 +27,7 @@ from services.referrals.domain.items import (
 )
 from services.referrals.service_layer.unit_of_work import ReferralsUnitOfWork
 from services.referrals.service_layer.views import ReferralViews
+from services.referrals.service_layer.webhooks import WebhookEndpoints
 from shared.auth import Scope
 from shared.http import (
     COMMON_RESPONSES,
@@ -98,8 +100,129 @@ class BatchRequest(BaseModel):
     )
 
 
-def build_router(writes: Writes, views: ReferralViews, batch_max_items: int) -> APIRouter:
+class WebhookRequest(BaseModel):
+    """An endpoint for the events of the referrals your organisation sent or received."""
+
+    model_config = ConfigDict(extra="forbid")
+    webhook_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Your id for the endpoint (idempotency: the same id and body answer 200).",
+    )
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="https (http only on loopback in development); never a private, loopback or "
+        "link-local address in production, checked now and before every delivery.",
+    )
+    description: str | None = Field(None, max_length=200, description="Your own note.")
+
+
+WEBHOOK_NOT_YOURS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such webhook of your organisation."}
+}
+
+
+def build_router(
+    writes: Writes, views: ReferralViews, hooks: WebhookEndpoints, batch_max_items: int
+) -> APIRouter:
     router = APIRouter(prefix="/v1", responses=COMMON_RESPONSES)  # type: ignore[arg-type]
+
+    @router.get(
+        "/referrals",
+        tags=["referrals"],
+        summary="The feed: the referrals your organisation sent or received, changed since a "
+        "cursor",
+        description="Oldest change first; each item is the referral as it is now (its key, your "
+        "side, status, dates, outcome code, day of the first attendance) and never the resident "
+        "or free text. Start without `changed_since`, then ask with `next` of the last answer; "
+        "`has_more` says whether to ask again at once. A referral that changes again moves to "
+        "the end of the feed. The light polling mode for partners without a server.",
+        responses={422: {"model": ErrorBody, "description": "Not a cursor of this feed."}},
+    )
+    async def referral_feed(
+        c: ReferralWriter,
+        changed_since: Annotated[
+            str | None,
+            Query(max_length=200, description="`next` of an earlier answer; none: from the start."),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    ) -> dict[str, Any]:
+        return await views.feed(c.uow, c.principal.organisation_id, changed_since, limit)
+
+    @router.post(
+        "/webhooks",
+        tags=["webhooks"],
+        status_code=201,
+        summary="Register an endpoint for your referrals' events; the answer holds its signing "
+        "secret, shown this once",
+        description="Deliveries follow Standard Webhooks: `webhook-id` (the idempotency key), "
+        "`webhook-timestamp`, `webhook-signature` (`v1,<base64 HMAC-SHA256 of "
+        "id.timestamp.body>` with the secret `whsec_...`). At least once, in order per "
+        "referral, retried with backoff, dead after the last attempt (`/failures`).",
+        responses={
+            **REPLAY,
+            409: {"model": ErrorBody, "description": "This id was used with another body."},
+        },
+    )
+    async def register_webhook(c: ReferralWriter, body: WebhookRequest) -> JSONResponse:
+        status, answer_body = await hooks.register(
+            c.uow.webhooks, c.principal.organisation_id, body.webhook_id, body.url, body.description
+        )
+        return JSONResponse(answer_body, status_code=status)
+
+    @router.get("/webhooks", tags=["webhooks"], summary="Your organisation's endpoints")
+    async def list_webhooks(c: ReferralWriter) -> dict[str, Any]:
+        return {"webhooks": await hooks.listed(c.uow.webhooks, c.principal.organisation_id)}
+
+    @router.delete(
+        "/webhooks/{webhook_id}",
+        tags=["webhooks"],
+        status_code=204,
+        summary="Remove an endpoint and whatever waits for it",
+        responses=WEBHOOK_NOT_YOURS,
+    )
+    async def delete_webhook(c: ReferralWriter, webhook_id: str = path_id()) -> Response:
+        await hooks.delete(c.uow.webhooks, c.principal.organisation_id, webhook_id)
+        return Response(status_code=204)
+
+    @router.post(
+        "/webhooks/{webhook_id}/rotate",
+        tags=["webhooks"],
+        summary="A new signing secret, shown this once; the old one keeps signing beside it "
+        "until `previous_secret_expires_at`",
+        responses=WEBHOOK_NOT_YOURS,
+    )
+    async def rotate_webhook_secret(
+        c: ReferralWriter, webhook_id: str = path_id()
+    ) -> dict[str, Any]:
+        return await hooks.rotate(c.uow.webhooks, c.principal.organisation_id, webhook_id)
+
+    @router.get(
+        "/webhooks/{webhook_id}/failures",
+        tags=["webhooks"],
+        summary="Deliveries given up after the last attempt (dead letters), oldest first",
+        responses=WEBHOOK_NOT_YOURS,
+    )
+    async def webhook_failures(c: ReferralWriter, webhook_id: str = path_id()) -> dict[str, Any]:
+        failures = await hooks.failures(c.uow.webhooks, c.principal.organisation_id, webhook_id)
+        return {"failures": failures}
+
+    @router.post(
+        "/webhooks/{webhook_id}/redeliver",
+        tags=["webhooks"],
+        summary="Queue failed deliveries again (one with `?delivery_id=`, else all)",
+        responses=WEBHOOK_NOT_YOURS,
+    )
+    async def redeliver_webhook(
+        c: ReferralWriter,
+        webhook_id: str = path_id(),
+        delivery_id: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
+        return await hooks.redeliver(
+            c.uow.webhooks, c.principal.organisation_id, webhook_id, delivery_id
+        )
 
     @router.post(
         "/referrals",

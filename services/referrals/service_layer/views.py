@@ -14,8 +14,9 @@ from services.referrals.domain.decide import (
     receiver_of,
     training_view,
 )
+from services.referrals.domain.feed import decode_cursor, encode_cursor, feed_item
 from services.referrals.service_layer.unit_of_work import ReferralsUnitOfWork
-from shared.errors import NotFoundError
+from shared.errors import FieldError, NotFoundError
 from shared.pipeline.decisions import Records
 
 __all__ = ["ReferralViews"]
@@ -67,17 +68,72 @@ class ReferralViews:
             "status": row.status,
             "status_changed_at": row.status_changed_at.isoformat(),
             "allowed_next": list(lifecycle.allowed_next(row.status)),
+            "first_attendance_on": (
+                row.first_attended_on.isoformat() if row.first_attended_on else None
+            ),
             "history": [
                 {
                     "status": h.status,
                     "previous_status": h.previous_status,
                     "at": h.at.isoformat(),
                     "changed_by": h.changed_by,
-                    "outcome": h.outcome,
+                    # Outcomes are codes (minimisation); one no longer on the configured list
+                    # (or a note from before the codes, now `other`) is shown to its writer only.
+                    "outcome": (
+                        h.outcome
+                        if h.changed_by == org
+                        or h.outcome in self.decisions.reference.referral_outcomes
+                        else None
+                    ),
                     "event_id": str(h.event_id),
                 }
                 for h in history
             ],
+        }
+
+    async def feed(
+        self,
+        uow: ReferralsUnitOfWork,
+        organisation_id: str,
+        changed_since: str | None,
+        limit: int,
+    ) -> dict[str, Any]:
+        """The referrals the organisation sent or received, changed since the cursor, oldest
+        change first (domain/feed.py says what an item holds). ``next`` is the cursor to ask
+        with next time; it is the same cursor when nothing changed."""
+        try:
+            after = decode_cursor(changed_since) if changed_since else (0, 0)
+        except ValueError as exc:
+            raise FieldError(
+                [("changed_since", f"{exc}; use `next` of an earlier answer")]
+            ) from None
+        org = organisation_id
+        rows = await uow.referrals.feed(org, self.decisions.provided_by(org), after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        services = self.decisions.reference.services
+        outcomes = self.decisions.reference.referral_outcomes
+        items = [
+            feed_item(
+                org,
+                r.organisation_id,
+                r.referral_id,
+                receiver_of(r, services),
+                r.status,
+                r.created_at,
+                r.status_changed_at,
+                r.first_attended_on,
+                milestones,
+                outcome,
+                outcomes,
+            )
+            for r, _, milestones, outcome in rows
+        ]
+        position = rows[-1][1] if rows else after
+        return {
+            "items": items,
+            "next": encode_cursor(position),
+            "has_more": more,
         }
 
     async def training(
