@@ -7,16 +7,30 @@ so an event redelivered by Kafka, or resent after a crash between the database c
 offset commit, is recognised and skipped. The caller commits Kafka offsets only after
 :meth:`BatchConsumer.handle` returned, i.e. after the transaction and the dead-letters.
 An event the applier rejects is isolated (savepoint per event) and dead-lettered; the batch goes on.
+
+Two ways to recognise what was applied before (``tracking``):
+
+- ``"events"`` (the default): every applied event's id goes into ``processed_events`` under its
+  primary key; a redelivered id conflicts and is skipped. Any applier is safe with it, also one
+  that increments.
+- ``"offsets"``: the next offset of every partition goes into ``consumer_offsets`` in the same
+  transaction (one row per partition, locked for the batch), so a batch Kafka delivers again is
+  recognised by its offsets before anything is applied. An event that reaches the topic twice
+  (a relay that resent it) has new offsets: the applier must be idempotent by the facts' natural
+  keys and return the events that changed something. Those are logged in ``processed_events``
+  (no index: an append). No random index insert per event, and the tracking state does not grow
+  with history (docs/scale.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -34,11 +48,24 @@ from shared.events import (
     topic_name,
 )
 
-__all__ = ["BatchConsumer", "BatchResult", "DeadLetter", "KafkaDeadLetterSink", "RawRecord"]
+__all__ = [
+    "BatchConsumer",
+    "BatchResult",
+    "DeadLetter",
+    "DecodedBatch",
+    "KafkaDeadLetterSink",
+    "RawRecord",
+]
 
 log = logging.getLogger(__name__)
 
-Applier = Callable[[asyncpg.Connection, Sequence[CloudEvent[Any]]], Awaitable[None]]
+# The applier may return the events that changed its state (``"offsets"`` tracking needs that);
+# None means all of them.
+Applier = Callable[
+    [asyncpg.Connection, Sequence[CloudEvent[Any]]],
+    Awaitable[Sequence[CloudEvent[Any]] | None],
+]
+Tracking = Literal["events", "offsets"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +90,19 @@ class BatchResult:
     dead_lettered: int
     events: tuple[CloudEvent[Any], ...] = ()
     letters: tuple[DeadLetter, ...] = ()
+
+
+@dataclass
+class DecodedBatch:
+    """Raw records with what decoding made of them (events by id, dead letters)."""
+
+    records: list[RawRecord]
+    decoded: dict[Any, tuple[RawRecord, CloudEvent[Any]]] = field(default_factory=dict)
+    letters: list[DeadLetter] = field(default_factory=list)
+
+
+# Records decoded between two yields to the event loop (see BatchConsumer.decode).
+DECODE_SLICE = 250
 
 
 class DeadLetterSink(Protocol):
@@ -127,26 +167,46 @@ class BatchConsumer:
         deadletters: DeadLetterSink,
         *,
         shared_lock: int | None = None,
+        tracking: Tracking = "events",
+        synchronous_commit: bool = True,
     ) -> None:
         self.pool = pool
         self.schema = schema
         self.apply = apply
         self.deadletters = deadletters
+        self.tracking = tracking
+        # Off only where losing the last commits in a crash is harmless (a rebuild's fresh
+        # schema, swapped in by a synchronous commit or thrown away).
+        self.synchronous_commit = synchronous_commit
         # A rebuild that swaps the consumer's tables takes this advisory lock exclusively;
         # every batch takes it shared, so that no batch straddles the swap.
         self.shared_lock = shared_lock
 
     async def handle(self, records: Sequence[RawRecord]) -> BatchResult:
-        letters: list[DeadLetter] = []
-        decoded: dict[Any, tuple[RawRecord, CloudEvent[Any]]] = {}
-        for record in records:
+        return await self.apply_decoded(await self.decode(records))
+
+    async def decode(self, records: Sequence[RawRecord]) -> DecodedBatch:
+        """Decode (CPU only), yielding to the event loop every ``DECODE_SLICE`` records: a
+        caller that pipelines (decodes the next batch while the current one's transaction
+        runs) lets that transaction's statements go out as soon as their answers are in."""
+        batch = DecodedBatch(list(records))
+        for n, record in enumerate(records, 1):
             try:
                 event = decode_event(record.value or b"")
             except EventDecodeError as exc:
-                letters.append(DeadLetter(record, exc.reason))
-                continue
-            decoded.setdefault(event.id, (record, event))  # a duplicate inside one batch
+                batch.letters.append(DeadLetter(record, exc.reason))
+            else:
+                batch.decoded.setdefault(event.id, (record, event))  # a duplicate in one batch
+            if n % DECODE_SLICE == 0:
+                await asyncio.sleep(0)
+        return batch
+
+    async def apply_decoded(self, batch: DecodedBatch) -> BatchResult:
+        """The decoded batch in one transaction with its tracking records (see the module)."""
+        records, decoded, letters = batch.records, batch.decoded, list(batch.letters)
         undecodable = len(letters)
+        if self.tracking == "offsets":
+            return await self._handle_by_offsets(records, decoded, letters)
         async with self.pool.acquire() as conn, conn.transaction():
             if self.shared_lock is not None:
                 await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", self.shared_lock)
@@ -165,18 +225,7 @@ class BatchConsumer:
             }
             fresh = [(r, e) for r, e in decoded.values() if e.id in fresh_ids]
             applied = await self._apply_isolating_poison(conn, fresh, letters)
-            # Before the commit: if Kafka refuses the dead letters, the tracking records of the
-            # poison roll back too, so the redelivered batch dead-letters it again instead of
-            # skipping it as already processed.
-            if letters:
-                await self.deadletters.send(letters)
-                log.warning(
-                    "dead-lettered",
-                    extra={
-                        "count": len(letters),
-                        "reasons": [x.reason[:200] for x in letters[:5]],
-                    },
-                )
+            await self._send_letters(letters)
         return BatchResult(
             applied=len(applied),
             duplicates=len(records) - undecodable - len(fresh),
@@ -184,6 +233,83 @@ class BatchConsumer:
             events=tuple(applied),
             letters=tuple(letters),
         )
+
+    async def _handle_by_offsets(
+        self,
+        records: Sequence[RawRecord],
+        decoded: dict[Any, tuple[RawRecord, CloudEvent[Any]]],
+        letters: list[DeadLetter],
+    ) -> BatchResult:
+        s = self.schema
+        ends: dict[tuple[str, int], int] = {}
+        for r in records:
+            ends[(r.topic, r.partition)] = max(ends.get((r.topic, r.partition), -1), r.offset + 1)
+        # Sorted: two instances briefly owning the same partitions lock them in one order.
+        parts = sorted(ends)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not self.synchronous_commit:
+                await conn.execute("SET LOCAL synchronous_commit = off")
+            if self.shared_lock is not None:
+                await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", self.shared_lock)
+            # Locked until the commit: a batch of the same partitions in another instance
+            # (during a rebalance) waits here, then sees these offsets as passed.
+            done = {
+                (row["topic"], row["kafka_partition"]): row["next_offset"]
+                for row in await conn.fetch(
+                    f'SELECT topic, kafka_partition, next_offset FROM "{s}".consumer_offsets '
+                    "WHERE (topic, kafka_partition) IN "
+                    "(SELECT * FROM unnest($1::text[], $2::int[])) "
+                    "ORDER BY topic, kafka_partition FOR UPDATE",
+                    [t for t, _ in parts],
+                    [p for _, p in parts],
+                )
+            }
+
+            def passed(r: RawRecord) -> bool:
+                return r.offset < done.get((r.topic, r.partition), 0)
+
+            letters[:] = [x for x in letters if not passed(x.record)]
+            due = [(r, e) for r, e in decoded.values() if not passed(r)]
+            applied = await self._apply_isolating_poison(conn, due, letters)
+            if applied:
+                where = {e.id: r for r, e in due}
+                await conn.execute(
+                    f'INSERT INTO "{s}".processed_events '
+                    "(event_id, topic, kafka_partition, kafka_offset) "
+                    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bigint[])",
+                    [e.id for e in applied],
+                    [where[e.id].topic for e in applied],
+                    [where[e.id].partition for e in applied],
+                    [where[e.id].offset for e in applied],
+                )
+            await conn.execute(
+                f'INSERT INTO "{s}".consumer_offsets (topic, kafka_partition, next_offset) '
+                "SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) "
+                "ON CONFLICT (topic, kafka_partition) DO UPDATE SET next_offset = "
+                f'GREATEST("{s}".consumer_offsets.next_offset, EXCLUDED.next_offset)',
+                [t for t, _ in parts],
+                [p for _, p in parts],
+                [ends[x] for x in parts],
+            )
+            await self._send_letters(letters)
+        return BatchResult(
+            applied=len(applied),
+            duplicates=len(records) - len(applied) - len(letters),
+            dead_lettered=len(letters),
+            events=tuple(applied),
+            letters=tuple(letters),
+        )
+
+    async def _send_letters(self, letters: list[DeadLetter]) -> None:
+        # Before the commit: if Kafka refuses the dead letters, the tracking records of the
+        # poison roll back too, so the redelivered batch dead-letters it again instead of
+        # skipping it as already processed.
+        if letters:
+            await self.deadletters.send(letters)
+            log.warning(
+                "dead-lettered",
+                extra={"count": len(letters), "reasons": [x.reason[:200] for x in letters[:5]]},
+            )
 
     async def _apply_isolating_poison(
         self,
@@ -196,8 +322,8 @@ class BatchConsumer:
             return []
         try:
             async with conn.transaction():  # savepoint: a poison event must not sink the batch
-                await self.apply(conn, events)
-            return events
+                changed = await self.apply(conn, events)
+            return events if changed is None else list(changed)
         except DatabaseUnavailable:
             raise
         except Exception:
@@ -206,8 +332,9 @@ class BatchConsumer:
         for record, event in fresh:
             try:
                 async with conn.transaction():
-                    await self.apply(conn, [event])
-                applied.append(event)
+                    changed = await self.apply(conn, [event])
+                if changed is None or changed:
+                    applied.append(event)
             except DatabaseUnavailable:
                 raise
             except Exception as exc:

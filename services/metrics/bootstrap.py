@@ -75,6 +75,7 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
                     FactWriter(SCHEMA, reference.services),
                     sink,
                     shared_lock=REBUILD_LOCK,
+                    tracking="offsets",
                 ),
                 bootstrap=settings.kafka(),
                 group_id=settings.consumer_group,

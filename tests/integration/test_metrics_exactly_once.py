@@ -130,7 +130,7 @@ async def test_a_crash_between_database_commit_and_offset_commit_counts_nothing_
     topics = [topic_name(t, prefix) for t in CONSUMED_TOPICS]
     group = f"eo-crash-{uuid.uuid4().hex[:8]}"
     letters = KeptLetters()
-    apply = BatchConsumer(pool, schema, FactWriter(schema), letters)
+    apply = BatchConsumer(pool, schema, FactWriter(schema), letters, tracking="offsets")
 
     def member() -> AIOKafkaConsumer:
         return AIOKafkaConsumer(

@@ -143,7 +143,9 @@ async def test_the_snapshot_renders_each_series_once_with_exact_values(pool):
             async def send(self, letters: Any) -> None:
                 raise AssertionError(letters)
 
-        result = await BatchConsumer(pool, schema, FactWriter(schema), NoLetters()).handle(records)
+        result = await BatchConsumer(
+            pool, schema, FactWriter(schema), NoLetters(), tracking="offsets"
+        ).handle(records)
         assert result.applied == len(events)
 
         snapshot = IndicatorSnapshot(service(pool, schema, k=2, baseline_year=2024))

@@ -56,6 +56,8 @@ async def test_a_rebuild_from_the_topics_gives_the_live_figures(pool, topic_pref
     more = history()  # includes 40 redelivered events
     events = first + second + more
     distinct = len({e.id for e in events})
+    # The stale activity version (second[2]) changes no fact: every other event does, once.
+    changing = distinct - 1
     live = await create_metrics_schema(pool)
     try:
         async with consumers(
@@ -70,11 +72,11 @@ async def test_a_rebuild_from_the_topics_gives_the_live_figures(pool, topic_pref
                 await producer.send_and_wait(poison, b"not an event", key=b"poison")
             finally:
                 await producer.stop()
-            await wait_applied(pool, live, events)
+            await wait_applied(pool, live, [e for e in events if e is not second[2]])
             svc = service(pool, live, k=1)
             before = await everything(svc)
             assert before[("2014", None)]["s2"]["attendances"]["value"] == 13  # the scenario
-            assert before[("2015", None)]["freshness"]["events_applied"] == distinct
+            assert before[("2015", None)]["freshness"]["events_applied"] == changing
 
             # While the replay runs, the live schema keeps answering with the old figures.
             task = asyncio.create_task(
@@ -89,7 +91,7 @@ async def test_a_rebuild_from_the_topics_gives_the_live_figures(pool, topic_pref
             report = task.result()
             assert reads >= 1
             # Every record was replayed: the events, the 41 redeliveries, the poison.
-            assert (report.events, report.applied, report.skipped) == (len(events) + 1, distinct, 1)
+            assert (report.events, report.applied, report.skipped) == (len(events) + 1, changing, 1)
             assert report.swapped
 
             after = await everything(svc)
@@ -102,7 +104,7 @@ async def test_a_rebuild_from_the_topics_gives_the_live_figures(pool, topic_pref
             await wait_applied(pool, live, [late])
         result = await svc.compute(parse_period("2014"))
         assert result["s2"]["attendances"]["value"] == 14
-        assert result["freshness"]["events_applied"] == distinct + 1
+        assert result["freshness"]["events_applied"] == changing + 1
     finally:
         await drop_schema(pool, live)
 

@@ -1,15 +1,17 @@
 """Apply decoded events to the fact tables: one set-based statement per event type per batch.
 
 Every statement is idempotent on its own (natural primary keys, ON CONFLICT DO NOTHING, or
-"greatest wins" upserts), on top of the processed-events tracking of shared.consumer: the facts
-are right even if the same event were applied twice, and whatever the order of arrival (every
-version of an activity is kept with the moment it came into force).
+"greatest wins" upserts): the facts are right even if the same event were applied twice, and
+whatever the order of arrival (every version of an activity is kept with the moment it came into
+force). That is the deduplication of an event a relay published twice (shared.consumer's
+``"offsets"`` tracking recognises a batch Kafka redelivers): each statement returns the natural
+keys it inserted, and the writer answers with the events that changed the facts.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import asyncpg
@@ -34,6 +36,19 @@ from shared.timerules import local_date
 __all__ = ["FactWriter"]
 
 
+def _changed(
+    events: Sequence[CloudEvent[Any]],
+    key: Callable[[CloudEvent[Any]], tuple[Any, ...]],
+    inserted: Sequence[asyncpg.Record],
+) -> list[CloudEvent[Any]]:
+    """The events whose natural keys a statement inserted (of two events with one key in a
+    batch, the first one's row is the one inserted)."""
+    first: dict[tuple[Any, ...], CloudEvent[Any]] = {}
+    for event in events:
+        first.setdefault(key(event), event)
+    return [first[tuple(row)] for row in inserted]
+
+
 class FactWriter:
     """Role: turn a batch of events into facts in ``schema`` (``metrics``, or a rebuild's)."""
 
@@ -43,8 +58,13 @@ class FactWriter:
         # not carry it); default: the built-in reference data.
         self.services = load_reference().services if services is None else services
 
-    async def __call__(self, conn: asyncpg.Connection, events: Sequence[CloudEvent[Any]]) -> None:
-        events = await self._without_erased(conn, events)
+    async def __call__(
+        self, conn: asyncpg.Connection, events: Sequence[CloudEvent[Any]]
+    ) -> list[CloudEvent[Any]]:
+        """Apply ``events``; the ones whose fact was new (in the order of their types). An
+        erasure changes the facts; an erased person's event does not."""
+        erasures = [e for e in events if isinstance(e.data, PersonErased)]
+        events = await self._without_erased(conn, events, erasures)
         by_type: dict[type, list[Any]] = defaultdict(list)
         last_seen: dict[str, Any] = {}
         for event in events:
@@ -52,11 +72,12 @@ class FactWriter:
             org = getattr(event.data, "organisation_id", None)
             if org and (org not in last_seen or event.time > last_seen[org]):
                 last_seen[org] = event.time
+        changed: list[CloudEvent[Any]] = []
         for cls, group in by_type.items():
             handler = self._handlers.get(cls)
             if handler is None:
                 raise ValueError(f"the metrics service does not apply {cls.__name__} events")
-            await handler(self, conn, group)
+            changed.extend(await handler(self, conn, group))
         if last_seen:
             # Sorted, so two instances touching the same organisations lock them in one order
             # and cannot deadlock each other.
@@ -69,13 +90,16 @@ class FactWriter:
                 list(last_seen),
                 list(last_seen.values()),
             )
+        return [*erasures, *changed]
 
     async def _without_erased(
-        self, conn: asyncpg.Connection, events: Sequence[CloudEvent[Any]]
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[CloudEvent[Any]],
+        erasures: list[CloudEvent[Any]],
     ) -> Sequence[CloudEvent[Any]]:
         """Erasures first (the person's facts go), then the batch without the events of any
         erased person: a late event, or the replay of a rebuild, never brings a person back."""
-        erasures = [e for e in events if isinstance(e.data, PersonErased)]
         if erasures:
             await self._erase(conn, erasures)
         subjects = {e.subject for e in events if e.subject and not isinstance(e.data, PersonErased)}
@@ -121,16 +145,19 @@ class FactWriter:
         ):
             await conn.execute(statement, subjects)
 
-    async def _activities(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+    async def _activities(
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+    ) -> list[CloudEvent[Any]]:
         # Every version, in force from the moment it was accepted: a session counts with the
         # version in force when it took place, so a later change never rewrites earlier periods.
         rows: list[ActivityUpserted] = [e.data for e in events]
         rows.sort(key=lambda d: (d.organisation_id, d.activity_id, d.version))  # one lock order
-        await conn.execute(
+        inserted = await conn.fetch(
             f"INSERT INTO {self.s}.activity_versions (organisation_id, activity_id, version, "
             "valid_from, category, aimed_at_connection, neighbourhood, active) "
             "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], "
-            "$5::text[], $6::bool[], $7::text[], $8::bool[]) ON CONFLICT DO NOTHING",
+            "$5::text[], $6::bool[], $7::text[], $8::bool[]) ON CONFLICT DO NOTHING "
+            "RETURNING organisation_id, activity_id, version",
             [d.organisation_id for d in rows],
             [d.activity_id for d in rows],
             [d.version for d in rows],
@@ -140,16 +167,21 @@ class FactWriter:
             [d.neighbourhood for d in rows],
             [d.active for d in rows],
         )
+        return _changed(
+            events, lambda e: (e.data.organisation_id, e.data.activity_id, e.data.version), inserted
+        )
 
-    async def _registrations(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+    async def _registrations(
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+    ) -> list[CloudEvent[Any]]:
         rows: list[RegistrationCreated] = [e.data for e in events]
-        await conn.execute(
+        inserted = await conn.fetch(
             f"INSERT INTO {self.s}.registrations (organisation_id, registration_id, activity_id, "
             "participant_id, neighbourhood, age_band, registered_at, registered_date, "
             "referral_id, referring_organisation_id) "
             "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
             "$6::text[], $7::timestamptz[], $8::date[], $9::text[], $10::text[]) "
-            "ON CONFLICT DO NOTHING",
+            "ON CONFLICT DO NOTHING RETURNING organisation_id, registration_id",
             [d.organisation_id for d in rows],
             [d.registration_id for d in rows],
             [d.activity_id for d in rows],
@@ -161,27 +193,39 @@ class FactWriter:
             [d.referral_id for d in rows],
             [d.referring_organisation_id for d in rows],
         )
+        return _changed(
+            events, lambda e: (e.data.organisation_id, e.data.registration_id), inserted
+        )
 
-    async def _cancellations(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+    async def _cancellations(
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+    ) -> list[CloudEvent[Any]]:
         rows: list[RegistrationCancelled] = [e.data for e in events]
-        await conn.execute(
+        inserted = await conn.fetch(
             f"INSERT INTO {self.s}.cancellations (organisation_id, registration_id, activity_id, "
             "cancelled_at, cancelled_date) SELECT * FROM unnest($1::text[], $2::text[], "
-            "$3::text[], $4::timestamptz[], $5::date[]) ON CONFLICT DO NOTHING",
+            "$3::text[], $4::timestamptz[], $5::date[]) ON CONFLICT DO NOTHING "
+            "RETURNING organisation_id, registration_id",
             [d.organisation_id for d in rows],
             [d.registration_id for d in rows],
             [d.activity_id for d in rows],
             [d.cancelled_at for d in rows],
             [local_date(d.cancelled_at) for d in rows],
         )
+        return _changed(
+            events, lambda e: (e.data.organisation_id, e.data.registration_id), inserted
+        )
 
-    async def _attendance(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+    async def _attendance(
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+    ) -> list[CloudEvent[Any]]:
         rows: list[AttendanceRecorded] = [e.data for e in events]
-        await conn.execute(
+        inserted = await conn.fetch(
             f"INSERT INTO {self.s}.attendance (organisation_id, attendance_id, activity_id, "
             "participant_id, neighbourhood, age_band, session_start, session_date, attended) "
             "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-            "$6::text[], $7::timestamptz[], $8::date[], $9::bool[]) ON CONFLICT DO NOTHING",
+            "$6::text[], $7::timestamptz[], $8::date[], $9::bool[]) ON CONFLICT DO NOTHING "
+            "RETURNING organisation_id, attendance_id",
             [d.organisation_id for d in rows],
             [d.attendance_id for d in rows],
             [d.activity_id for d in rows],
@@ -192,18 +236,21 @@ class FactWriter:
             [d.session_date for d in rows],
             [d.status == "attended" for d in rows],
         )
+        return _changed(events, lambda e: (e.data.organisation_id, e.data.attendance_id), inserted)
 
-    async def _referrals(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+    async def _referrals(
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+    ) -> list[CloudEvent[Any]]:
         rows: list[ReferralCreated] = [e.data for e in events]
         # Arrays of arrays cannot go through unnest; signals travel as a delimited string.
-        await conn.execute(
+        inserted = await conn.fetch(
             f"INSERT INTO {self.s}.referrals (organisation_id, referral_id, participant_id, "
             "referrer_role, signals, referred_to_organisation_id, receiving_organisation_id, "
             "created_at, created_date) "
             "SELECT o, r, p, role, string_to_array(sig, ','), rto, rcv, c, cd FROM unnest("
             "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
             "$8::timestamptz[], $9::date[]) AS t(o, r, p, role, sig, rto, rcv, c, cd) "
-            "ON CONFLICT DO NOTHING",
+            "ON CONFLICT DO NOTHING RETURNING organisation_id, referral_id",
             [d.organisation_id for d in rows],
             [d.referral_id for d in rows],
             [d.participant.id for d in rows],
@@ -214,6 +261,7 @@ class FactWriter:
             [d.created_at for d in rows],
             [local_date(d.created_at) for d in rows],
         )
+        return _changed(events, lambda e: (e.data.organisation_id, e.data.referral_id), inserted)
 
     def _receiver(self, d: ReferralCreated) -> str | None:
         if d.receiving_organisation_id is not None:
@@ -222,13 +270,13 @@ class FactWriter:
 
     async def _referral_status(
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
-    ) -> None:
+    ) -> list[CloudEvent[Any]]:
         rows: list[ReferralStatusChanged] = [e.data for e in events]
-        await conn.execute(
+        inserted = await conn.fetch(
             f"INSERT INTO {self.s}.referral_status (event_id, organisation_id, referral_id, "
             "status, at, changed_by, sequence) SELECT * FROM unnest($1::uuid[], $2::text[], "
             "$3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::bigint[]) "
-            "ON CONFLICT DO NOTHING",
+            "ON CONFLICT DO NOTHING RETURNING event_id",
             [e.id for e in events],
             [d.organisation_id for d in rows],
             [d.referral_id for d in rows],
@@ -237,13 +285,17 @@ class FactWriter:
             [d.changed_by for d in rows],
             [d.sequence for d in rows],
         )
+        return _changed(events, lambda e: (e.id,), inserted)
 
-    async def _trainings(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+    async def _trainings(
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+    ) -> list[CloudEvent[Any]]:
         rows: list[TrainingCompleted] = [e.data for e in events]
-        await conn.execute(
+        inserted = await conn.fetch(
             f"INSERT INTO {self.s}.trainings (organisation_id, training_id, person_id, role, "
             "training, completed_date) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-            "$4::text[], $5::text[], $6::date[]) ON CONFLICT DO NOTHING",
+            "$4::text[], $5::text[], $6::date[]) ON CONFLICT DO NOTHING "
+            "RETURNING organisation_id, training_id",
             [d.organisation_id for d in rows],
             [d.training_id for d in rows],
             [d.person_id for d in rows],
@@ -251,15 +303,19 @@ class FactWriter:
             [d.training for d in rows],
             [local_date(d.completed_at) for d in rows],
         )
+        return _changed(events, lambda e: (e.data.organisation_id, e.data.training_id), inserted)
 
-    async def _measurements(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+    async def _measurements(
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+    ) -> list[CloudEvent[Any]]:
         rows: list[MeasurementRecorded] = [e.data for e in events]
-        await conn.execute(
+        inserted = await conn.fetch(
             f"INSERT INTO {self.s}.measurements (organisation_id, measurement_id, instrument, "
             "context, participant_id, neighbourhood, age_band, measured_at, measured_date, total, "
             "emotional, social, category) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
             "$4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::date[], "
-            "$10::int[], $11::int[], $12::int[], $13::text[]) ON CONFLICT DO NOTHING",
+            "$10::int[], $11::int[], $12::int[], $13::text[]) ON CONFLICT DO NOTHING "
+            "RETURNING organisation_id, measurement_id",
             [d.organisation_id for d in rows],
             [d.measurement_id for d in rows],
             [d.instrument for d in rows],
@@ -274,9 +330,13 @@ class FactWriter:
             [d.social for d in rows],
             [d.category for d in rows],
         )
+        return _changed(events, lambda e: (e.data.organisation_id, e.data.measurement_id), inserted)
 
-    async def _ignore(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+    async def _ignore(
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+    ) -> list[CloudEvent[Any]]:
         """Dead letters are for people, not for the figures."""
+        return list(events)
 
     _handlers: ClassVar[dict[type, Any]] = {
         ActivityUpserted: _activities,

@@ -1,34 +1,36 @@
 """Rebuild: recompute every aggregate by replaying the topics from the beginning.
 
 The replay goes into a fresh schema (``metrics_rebuild``) while the live schema keeps serving
-the old figures. When the replay has reached the end of every partition, it takes the swap lock
-(live batches wait on it, see ``REBUILD_LOCK``), replays what arrived meanwhile, and swaps the
-schemas in one transaction. The live consumer then carries on from its committed offsets into
-the new schema; events the replay already applied are recognised by their tracking records.
+the old figures, as a bulk load (adapters/rebuild_schema.py: secondary indexes after the load,
+asynchronous commits until the swap). When the replay has reached the end of every partition,
+the indexes are built; then the swap lock is taken (live batches wait on it, see
+``REBUILD_LOCK``), what arrived meanwhile is replayed, and the schemas are swapped in one
+transaction. The live consumer then carries on from its committed offsets into the new schema;
+the partition offsets the replay stored there make it skip what the replay already applied.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.metrics.adapters.facts import FactWriter
-from shared.consumer import BatchConsumer, DeadLetter, RawRecord
-from shared.db import apply_migrations, migration_files
-from shared.db_roles import grant_service
+from services.metrics.adapters.rebuild_schema import REBUILD_LOCK, RebuildSchema
+from services.metrics.adapters.replay import Offsets, TopicReplay
+from shared.consumer import BatchConsumer, BatchResult, DeadLetter
 from shared.events import Topic, topic_name
-from shared.kafka import KafkaConnection, KafkaTarget, topic_partitions
+from shared.kafka import KafkaTarget
 
 __all__ = ["REBUILD_LOCK", "RebuildReport", "rebuild"]
 
 log = logging.getLogger(__name__)
 
-REBUILD_LOCK = 0x5EB1D  # advisory lock id shared by the live consumer and the rebuild
 NEW_SCHEMA = "metrics_rebuild"
 MIGRATIONS = "services.metrics.adapters.migrations"
 
@@ -75,75 +77,65 @@ async def rebuild(
     that gets its rights on the fresh schema before it is swapped in (shared/db_roles.py).
     ``services``: the service list (v1 referrals to a service are resolved with it)."""
     started = time.perf_counter()
-    async with pool.acquire() as conn:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {NEW_SCHEMA} CASCADE")
-        await apply_migrations(
-            conn,
-            NEW_SCHEMA,
-            [*migration_files("shared.migrations.service"), *migration_files(MIGRATIONS)],
-        )
-        if grant_to is not None:
-            await grant_service(conn, NEW_SCHEMA, grant_to)
+    fresh = RebuildSchema(pool, schema, NEW_SCHEMA, MIGRATIONS)
+    await fresh.create(grant_to)
     sink = _CountingSink()
-    target = BatchConsumer(pool, NEW_SCHEMA, FactWriter(NEW_SCHEMA, services), sink)
-    physical = [topic_name(t, prefix) for t in topics]
-    consumer = AIOKafkaConsumer(
-        **KafkaConnection.of(bootstrap).client_options(),
-        enable_auto_commit=False,
-        max_poll_records=batch_size,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
+    target = BatchConsumer(
+        pool,
+        NEW_SCHEMA,
+        FactWriter(NEW_SCHEMA, services),
+        sink,
+        tracking="offsets",
+        synchronous_commit=False,
     )
-    await consumer.start()
+    replay = TopicReplay(bootstrap, [topic_name(t, prefix) for t in topics], batch_size)
+    total = await replay.start()
     totals = {"events": 0, "applied": 0}
     try:
-        partitions = await topic_partitions(bootstrap, physical)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        begin = await consumer.beginning_offsets(partitions)
-        end = await consumer.end_offsets(partitions)
-        total = sum(end[tp] - begin[tp] for tp in partitions)
 
-        async def behind(targets: dict[TopicPartition, int]) -> bool:
-            for tp, offset in targets.items():
-                if await consumer.position(tp) < offset:
-                    return True
-            return False
-
-        async def replay_until(targets: dict[TopicPartition, int]) -> None:
+        async def replay_until(targets: Offsets) -> None:
             # Everything fetched is applied, also past the targets: skipping records here would
             # lose them, since the next phase continues from the consumer's position.
-            while await behind(targets):
-                batch = await consumer.getmany(timeout_ms=500, max_records=batch_size)
-                records = [
-                    RawRecord(r.topic, r.partition, r.offset, r.key, r.value)
-                    for msgs in batch.values()
-                    for r in msgs
-                ]
-                if records:
-                    result = await target.handle(records)
-                    totals["events"] += len(records)
-                    totals["applied"] += result.applied
-                    if progress:
-                        progress(totals["events"], total)
+            # Pipelined: the next batch is fetched and decoded while the current one's
+            # transaction runs in PostgreSQL (one transaction at a time, in order).
+            running: asyncio.Task[BatchResult] | None = None
+            try:
+                while await replay.behind(targets):
+                    records = await replay.next_batch()
+                    if not records:
+                        continue
+                    decoded = await target.decode(records)
+                    if running is not None:
+                        count(await running)
+                    running = asyncio.create_task(target.apply_decoded(decoded))
+                if running is not None:
+                    count(await running)
+                    running = None
+            finally:
+                if running is not None:  # a failure elsewhere: do not leave it behind
+                    running.cancel()
+                    with contextlib.suppress(BaseException):
+                        await running
 
-        await replay_until(end)
+        def count(result: BatchResult) -> None:
+            totals["events"] += result.applied + result.duplicates + result.dead_lettered
+            totals["applied"] += result.applied
+            if progress:
+                progress(totals["events"], total)
+
+        await replay_until(await replay.ends())
+        await fresh.build_indexes()
         swapped = False
         if swap:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", REBUILD_LOCK)
-                # Live batches now wait; replay what arrived during the rebuild, then swap.
-                await replay_until(await consumer.end_offsets(partitions))
-                retired = f"{schema}_retired"
-                await conn.execute(f"DROP SCHEMA IF EXISTS {retired} CASCADE")
-                await conn.execute(f"ALTER SCHEMA {schema} RENAME TO {retired}")
-                await conn.execute(f"ALTER SCHEMA {NEW_SCHEMA} RENAME TO {schema}")
-                # Dropped in the same transaction so that no statement prepared against the
-                # old tables can keep writing into them after the swap.
-                await conn.execute(f"DROP SCHEMA {retired} CASCADE")
+
+            async def catch_up() -> None:
+                # Live batches now wait; replay what arrived during the rebuild.
+                await replay_until(await replay.ends())
+
+            await fresh.swap(catch_up)
             swapped = True
     finally:
-        await consumer.stop()
+        await replay.stop()
     seconds = time.perf_counter() - started
     log.info("rebuild done", extra={"events": totals["events"], "seconds": round(seconds, 1)})
     return RebuildReport(totals["events"], totals["applied"], sink.count, seconds, swapped)

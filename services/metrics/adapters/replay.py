@@ -1,0 +1,63 @@
+"""Reading topics from their beginning for a rebuild, with a consumer outside any group (it
+commits nothing: the live consumer's group and offsets are left alone)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared.consumer import RawRecord
+from shared.kafka import KafkaConnection, KafkaTarget, topic_partitions
+
+__all__ = ["Offsets", "TopicReplay"]
+
+# Where each partition stands or should get to.
+Offsets = dict[TopicPartition, int]
+
+
+class TopicReplay:
+    """Role: every record of ``topics`` (physical names) from the beginning, in batches."""
+
+    def __init__(self, bootstrap: KafkaTarget, topics: Sequence[str], batch_size: int) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.batch_size = batch_size
+        self.consumer = AIOKafkaConsumer(
+            **KafkaConnection.of(bootstrap).client_options(),
+            enable_auto_commit=False,
+            max_poll_records=batch_size,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        self.partitions: list[TopicPartition] = []
+
+    async def start(self) -> int:
+        """Assigned to every partition at its beginning; the records there are now."""
+        await self.consumer.start()
+        self.partitions = await topic_partitions(self.bootstrap, self.topics)
+        self.consumer.assign(self.partitions)
+        await self.consumer.seek_to_beginning(*self.partitions)
+        begin = await self.consumer.beginning_offsets(self.partitions)
+        end = await self.consumer.end_offsets(self.partitions)
+        return sum(end[tp] - begin[tp] for tp in self.partitions)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def ends(self) -> Offsets:
+        return dict(await self.consumer.end_offsets(self.partitions))
+
+    async def behind(self, targets: Offsets) -> bool:
+        for tp, offset in targets.items():
+            if await self.consumer.position(tp) < offset:
+                return True
+        return False
+
+    async def next_batch(self) -> list[RawRecord]:
+        batch = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+        return [
+            RawRecord(r.topic, r.partition, r.offset, r.key, r.value)
+            for msgs in batch.values()
+            for r in msgs
+        ]
