@@ -41,6 +41,8 @@ CONSUMED_TOPICS = (
     Topic.REFERRALS,
     Topic.TRAININGS,
     Topic.MEASUREMENTS,
+    # Erased people: their facts go, and their events are skipped (docs/privacy.md).
+    Topic.ERASURES,
 )
 
 CONSUMED = Counter(
