@@ -185,6 +185,22 @@ class BatchConsumer:
     async def handle(self, records: Sequence[RawRecord]) -> BatchResult:
         return await self.apply_decoded(await self.decode(records))
 
+    async def stored_offsets(
+        self, partitions: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        """The next offset of each of ``partitions`` (topic, partition) that the database holds
+        (``"offsets"`` tracking): where a consumer that owns them carries on. A partition
+        without a row has nothing applied yet."""
+        if self.tracking != "offsets" or not partitions:
+            return {}
+        rows = await self.pool.fetch(
+            f'SELECT topic, kafka_partition, next_offset FROM "{self.schema}".consumer_offsets '
+            "WHERE (topic, kafka_partition) IN (SELECT * FROM unnest($1::text[], $2::int[]))",
+            [t for t, _ in partitions],
+            [p for _, p in partitions],
+        )
+        return {(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}
+
     async def decode(self, records: Sequence[RawRecord]) -> DecodedBatch:
         """Decode (CPU only), yielding to the event loop every ``DECODE_SLICE`` records: a
         caller that pipelines (decodes the next batch while the current one's transaction

@@ -1,10 +1,23 @@
-"""Kafka entrypoint: a FastStream batch subscriber on every event topic.
+"""Kafka entrypoint: a FastStream batch subscriber on every event topic, pipelined.
 
 The subscriber is thin: it hands the raw records to shared.consumer.BatchConsumer, which applies
-them in one PostgreSQL transaction with their tracking records and dead-letters what cannot be
-decoded or applied. Offsets are committed by FastStream only after the handler returned
-(AckPolicy.NACK_ON_ERROR: on an exception, e.g. the database is down, the consumer seeks back and
-the batch is delivered again; the tracking records make that harmless).
+them in one PostgreSQL transaction with the partitions' next offsets (``"offsets"`` tracking) and
+dead-letters what cannot be decoded or applied. Those offsets in the database are the consumer's
+real position, which is what lets it pipeline: the handler decodes batch N+1 while batch N's
+transaction runs, and returns as soon as N+1's transaction has started.
+
+- On assignment (start, rebalance) every partition is sought to the offset the database holds
+  (``_Positions``); Kafka's committed offset only serves where the database holds none.
+- A batch's offsets are committed to Kafka after its database commit, as a courtesy (the lag
+  gauge, tools that read the group): they are never ahead of the database, so a consumer that
+  starts from them instead (the database unreachable at assignment) only meets records the
+  offsets tracking skips.
+- A failed transaction (database down, a deadlock) rewinds its partitions to the batch's first
+  records; the next handler call, which already holds the batch after it, sees the failure,
+  rewinds that one too and raises (FastStream logs it), so the failed batch comes again before
+  anything after it is applied (AckPolicy.MANUAL: FastStream neither commits nor seeks itself).
+- Before partitions are revoked, the batch in flight is waited for, so that the next owner
+  finds its offsets (two owners at once are still safe: the offsets rows are locked per batch).
 """
 
 from __future__ import annotations
@@ -18,8 +31,9 @@ from collections import Counter as Tally
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -27,7 +41,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
-from shared.consumer import BatchConsumer, KafkaDeadLetterSink, RawRecord
+from shared.consumer import BatchConsumer, DecodedBatch, KafkaDeadLetterSink, RawRecord
 from shared.events import Topic, topic_name
 from shared.kafka import KafkaConnection, KafkaTarget, partitions_of
 
@@ -56,7 +70,8 @@ DEADLETTERED = Counter(
 )
 APPLY_SECONDS = Histogram(
     "verbinding_metrics_batch_apply_duration_seconds",
-    "Time to apply one batch (decode, one transaction, dead letters).",
+    "Time to apply one batch (one transaction with its dead letters; decoding overlaps the "
+    "previous batch's).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 LAG = Gauge(
@@ -86,6 +101,36 @@ def tune_gc_for_batches() -> None:
     gc.set_threshold(max(GC_YOUNG_THRESHOLD, young), older, oldest)
 
 
+def _firsts(records: Sequence[RawRecord]) -> dict[TopicPartition, int]:
+    firsts: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        if tp not in firsts or r.offset < firsts[tp]:
+            firsts[tp] = r.offset
+    return firsts
+
+
+def _ends(records: Sequence[RawRecord]) -> dict[TopicPartition, int]:
+    ends: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        ends[tp] = max(ends.get(tp, 0), r.offset + 1)
+    return ends
+
+
+class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """The database's offsets as the consumer's position (see the module)."""
+
+    def __init__(self, owner: MetricsConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.owner.wait_in_flight()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.owner.seek_to_stored(assigned)
+
+
 class MetricsConsumer:
     def __init__(
         self,
@@ -111,13 +156,17 @@ class MetricsConsumer:
         self._factory = batch_consumer_factory
         self._batch_consumer: BatchConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        # The batch whose transaction runs while the handler decodes the next one.
+        self._in_flight: asyncio.Task[None] | None = None
+        self._in_flight_records: list[RawRecord] = []
 
         @self.broker.subscriber(
             *self.topics,
             batch=True,
             group_id=group_id,
             auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            ack_policy=AckPolicy.MANUAL,
+            listener=_Positions(self),
             max_records=max_records,
             batch_timeout_ms=100,
             max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -128,13 +177,50 @@ class MetricsConsumer:
         async def on_batch(msg: KafkaMessage) -> None:
             await self.handle(msg.raw_message)
 
+    def _consumer(self) -> AIOKafkaConsumer | None:
+        consumer = self.broker.subscribers[0].consumer  # type: ignore[attr-defined]
+        return consumer  # type: ignore[no-any-return]
+
     async def handle(self, records: Sequence[Any]) -> None:
+        """Decode this batch while the previous one's transaction runs; once that one has
+        committed, start this one's and commit the previous one's offsets to Kafka."""
         assert self._batch_consumer is not None
         if not records:
             return
-        started = time.perf_counter()
         raw = [RawRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
-        result = await self._batch_consumer.handle(raw)
+        decoded = await self._batch_consumer.decode(raw)
+        done = await self._settle(raw)
+        self._in_flight = asyncio.create_task(self._apply(decoded))
+        self._in_flight_records = raw
+        if done:
+            await self._commit(done)
+
+    async def _settle(self, following: list[RawRecord]) -> list[RawRecord]:
+        """Wait for the batch in flight; the records it applied. If it failed, rewind it and
+        ``following`` (fetched after it) and raise its error."""
+        task, records = self._in_flight, self._in_flight_records
+        if task is None:
+            return []
+        # asyncio.wait, not await: a handler cancelled by a stop must not cancel the
+        # transaction half-way (stop() waits for it).
+        await asyncio.wait([task])
+        self._in_flight, self._in_flight_records = None, []
+        error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+        if error is not None:
+            self._rewind([*records, *following])
+            raise error
+        return records
+
+    async def _apply(self, decoded: DecodedBatch) -> None:
+        assert self._batch_consumer is not None
+        started = time.perf_counter()
+        try:
+            result = await self._batch_consumer.apply_decoded(decoded)
+        except BaseException:
+            # At once, not only at the next handler call: that call may never come if nothing
+            # more is fetched, and the rewound batch is then fetched again.
+            self._rewind(decoded.records)
+            raise
         APPLY_SECONDS.observe(time.perf_counter() - started)
         for topic, count in Tally(event.data.topic.value for event in result.events).items():
             CONSUMED.labels(topic).inc(count)
@@ -142,6 +228,55 @@ class MetricsConsumer:
             DUPLICATES.inc(result.duplicates)
         for letter in result.letters:
             DEADLETTERED.labels(letter.record.topic.removeprefix(self.prefix)).inc()
+
+    def _rewind(self, records: Sequence[RawRecord]) -> None:
+        consumer = self._consumer()
+        if consumer is None:
+            return
+        owned = consumer.assignment()
+        for tp, offset in _firsts(records).items():
+            if tp in owned:  # a revoked partition starts from the database's offset elsewhere
+                consumer.seek(tp, offset)
+
+    async def _commit(self, records: Sequence[RawRecord]) -> None:
+        """The courtesy commit (see the module): a failure costs nothing but a re-fetch."""
+        consumer = self._consumer()
+        if consumer is None:
+            return
+        owned = consumer.assignment()
+        offsets = {tp: end for tp, end in _ends(records).items() if tp in owned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            log.debug("offsets not committed to Kafka", extra={"error": repr(exc)})
+
+    async def wait_in_flight(self) -> None:
+        """Until the batch in flight has committed or failed (its failure is the handler's)."""
+        task = self._in_flight
+        if task is not None:
+            await asyncio.wait([task])
+
+    async def seek_to_stored(self, assigned: set[TopicPartition]) -> None:
+        consumer = self._consumer()
+        if consumer is None or self._batch_consumer is None or not assigned:
+            return
+        try:
+            stored = await self._batch_consumer.stored_offsets(
+                [(tp.topic, tp.partition) for tp in assigned]
+            )
+        except Exception as exc:
+            # Kafka's committed offsets are never ahead of the database's (see the module):
+            # starting from them re-reads at most what the offsets tracking then skips.
+            log.warning(
+                "stored offsets not read; starting from Kafka's", extra={"error": repr(exc)}
+            )
+            return
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is not None:
+                consumer.seek(tp, offset)
 
     async def start(self) -> None:
         tune_gc_for_batches()
@@ -156,6 +291,9 @@ class MetricsConsumer:
 
     async def stop(self) -> None:
         await self.broker.stop()
+        # The last batch's transaction finishes (or fails) rather than being cut off; its
+        # offsets are in the database either way, which is where the next start begins.
+        await self.wait_in_flight()
         if self._producer is not None:
             await self._producer.stop()
 
