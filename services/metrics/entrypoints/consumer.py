@@ -28,7 +28,7 @@ import gc
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -93,6 +93,17 @@ async def _records_undecoded(msg: StreamMessage[Any]) -> Any:
     batch decoder would turn every record into a message of its own (with a fresh uuid4) and
     JSON-decode its body, only for both to be thrown away: a quarter of the consumer's CPU."""
     return msg.body
+
+
+async def _batch_parsed_lightly(
+    records: tuple[Any, ...], original: Callable[[tuple[Any, ...]], Awaitable[StreamMessage[Any]]]
+) -> StreamMessage[Any]:
+    """FastStream's batch parser turns every record's headers into a dict of its own (2% of
+    the consumer's CPU), for a message whose headers the handler never reads: parse the first
+    record only, then hand the handler the whole batch (``msg.raw_message``)."""
+    message = await original(records[:1])
+    message.raw_message = records
+    return message
 
 
 def tune_gc_for_batches() -> None:
@@ -170,6 +181,7 @@ class MetricsConsumer:
             max_records=max_records,
             batch_timeout_ms=100,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            parser=_batch_parsed_lightly,
             decoder=_records_undecoded,
             title="metrics-events",
             description="Every event of the platform, applied to the indicators exactly once in effect.",
@@ -222,8 +234,9 @@ class MetricsConsumer:
             self._rewind(decoded.records)
             raise
         APPLY_SECONDS.observe(time.perf_counter() - started)
-        for topic, count in Tally(event.data.topic.value for event in result.events).items():
-            CONSUMED.labels(topic).inc(count)
+        # Counted by type, then labelled: an enum's .value per event is a measurable cost.
+        for cls, count in Tally(type(event.data) for event in result.events).items():
+            CONSUMED.labels(cls.topic.value).inc(count)
         if result.duplicates:
             DUPLICATES.inc(result.duplicates)
         for letter in result.letters:
