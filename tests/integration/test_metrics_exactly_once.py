@@ -15,6 +15,7 @@ import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
 
 from services.metrics.adapters.facts import FactWriter
@@ -270,6 +271,37 @@ async def test_a_new_consumer_starts_where_the_database_stands_not_where_kafka_d
     assert batch.duplicates == 0
     assert batch.records == len(events) - half
     assert (await fact_rows(pool, schema))["processed_events"] == len(events)
+
+
+async def test_kafka_learns_the_last_batch_s_offsets_even_when_nothing_follows(
+    pool, prefix, schema
+):
+    """The courtesy commit of the pipelined consumer: once everything is applied, the group's
+    committed offsets reach the end of every partition (the lag gauge reads zero), without a
+    further batch to push them."""
+    events, _ = scenario()
+    await publish(events, prefix)
+    group = f"eo-lag-{uuid.uuid4().hex[:8]}"
+    topics = {topic_name(t, prefix) for t in CONSUMED_TOPICS}
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    probe = AIOKafkaConsumer(bootstrap_servers=KAFKA)
+    await admin.start()
+    await probe.start()
+    try:
+        async with consumers(pool, schema, prefix, group):
+            await wait_applied(pool, schema, events)
+
+            async def caught_up() -> bool:
+                committed = await admin.list_consumer_group_offsets(group)
+                ends = await probe.end_offsets([tp for tp in committed if tp.topic in topics])
+                return sum(ends.values()) == len(events) and all(
+                    committed[tp].offset == end for tp, end in ends.items()
+                )
+
+            await eventually(caught_up, timeout=15, what="Kafka's committed offsets at the end")
+    finally:
+        await probe.stop()
+        await admin.close()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -170,6 +170,7 @@ class MetricsConsumer:
         # The batch whose transaction runs while the handler decodes the next one.
         self._in_flight: asyncio.Task[None] | None = None
         self._in_flight_records: list[RawRecord] = []
+        self._committing: asyncio.Task[None] | None = None
 
         @self.broker.subscriber(
             *self.topics,
@@ -195,24 +196,22 @@ class MetricsConsumer:
 
     async def handle(self, records: Sequence[Any]) -> None:
         """Decode this batch while the previous one's transaction runs; once that one has
-        committed, start this one's and commit the previous one's offsets to Kafka."""
+        committed, start this one's and return."""
         assert self._batch_consumer is not None
         if not records:
             return
         raw = [RawRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
         decoded = await self._batch_consumer.decode(raw)
-        done = await self._settle(raw)
+        await self._settle(raw)
         self._in_flight = asyncio.create_task(self._apply(decoded))
         self._in_flight_records = raw
-        if done:
-            await self._commit(done)
 
-    async def _settle(self, following: list[RawRecord]) -> list[RawRecord]:
-        """Wait for the batch in flight; the records it applied. If it failed, rewind it and
-        ``following`` (fetched after it) and raise its error."""
+    async def _settle(self, following: list[RawRecord]) -> None:
+        """Wait for the batch in flight. If it failed, rewind it and ``following`` (fetched
+        after it) and raise its error."""
         task, records = self._in_flight, self._in_flight_records
         if task is None:
-            return []
+            return
         # asyncio.wait, not await: a handler cancelled by a stop must not cancel the
         # transaction half-way (stop() waits for it).
         await asyncio.wait([task])
@@ -221,7 +220,6 @@ class MetricsConsumer:
         if error is not None:
             self._rewind([*records, *following])
             raise error
-        return records
 
     async def _apply(self, decoded: DecodedBatch) -> None:
         assert self._batch_consumer is not None
@@ -234,6 +232,9 @@ class MetricsConsumer:
             self._rewind(decoded.records)
             raise
         APPLY_SECONDS.observe(time.perf_counter() - started)
+        # In a task of its own, so that the next transaction need not wait for the round trip;
+        # each commit waits for the one before, so they reach Kafka in order.
+        self._committing = asyncio.create_task(self._commit(decoded.records, self._committing))
         # Counted by type, then labelled: an enum's .value per event is a measurable cost.
         for cls, count in Tally(type(event.data) for event in result.events).items():
             CONSUMED.labels(cls.topic.value).inc(count)
@@ -251,8 +252,12 @@ class MetricsConsumer:
             if tp in owned:  # a revoked partition starts from the database's offset elsewhere
                 consumer.seek(tp, offset)
 
-    async def _commit(self, records: Sequence[RawRecord]) -> None:
+    async def _commit(
+        self, records: Sequence[RawRecord], previous: asyncio.Task[None] | None
+    ) -> None:
         """The courtesy commit (see the module): a failure costs nothing but a re-fetch."""
+        if previous is not None:
+            await asyncio.wait([previous])
         consumer = self._consumer()
         if consumer is None:
             return
@@ -307,6 +312,8 @@ class MetricsConsumer:
         # The last batch's transaction finishes (or fails) rather than being cut off; its
         # offsets are in the database either way, which is where the next start begins.
         await self.wait_in_flight()
+        if self._committing is not None:
+            await asyncio.wait([self._committing])
         if self._producer is not None:
             await self._producer.stop()
 
