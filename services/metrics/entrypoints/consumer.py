@@ -318,31 +318,54 @@ class MetricsConsumer:
             await self._producer.stop()
 
     async def watch_lag(self, stop: asyncio.Event, interval: float = 5.0) -> None:
-        """Consumer lag of the whole group (end offsets minus committed), for the lag alert."""
-        while not stop.is_set():
-            try:
-                await self._observe_lag()
-            except Exception as exc:  # lag is a gauge, never a reason to stop
-                log.debug("lag not observed", extra={"error": repr(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+        """Consumer lag of the whole group (end offsets minus committed), for the lag alert.
 
-    async def _observe_lag(self) -> None:
+        Its two clients live as long as the watch (started anew after an error): starting a
+        Kafka client every few seconds costs the consumer measurable CPU."""
+        clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    if clients is None:
+                        clients = await self._lag_clients()
+                    await self._observe_lag(*clients)
+                except Exception as exc:  # lag is a gauge, never a reason to stop
+                    log.debug("lag not observed", extra={"error": repr(exc)})
+                    if clients is not None:
+                        await self._close_lag_clients(*clients)
+                        clients = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+        finally:
+            if clients is not None:
+                await self._close_lag_clients(*clients)
+
+    async def _lag_clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         admin = AIOKafkaAdminClient(**self.kafka.client_options())
         probe = AIOKafkaConsumer(**self.kafka.client_options(), enable_auto_commit=False)
-        await admin.start()
-        await probe.start()
         try:
-            committed = await admin.list_consumer_group_offsets(self.group_id)
-            partitions = await partitions_of(admin, self.topics)
-            ends = await probe.end_offsets(partitions)
-            per_topic: dict[str, int] = {}
-            for tp in partitions:
-                meta = committed.get(tp)
-                done = meta.offset if meta is not None and meta.offset >= 0 else 0
-                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(ends[tp] - done, 0)
-            for topic, lag in per_topic.items():
-                LAG.labels(topic.removeprefix(self.prefix)).set(lag)
-        finally:
+            await admin.start()
+            await probe.start()
+        except BaseException:
+            await self._close_lag_clients(admin, probe)
+            raise
+        return admin, probe
+
+    @staticmethod
+    async def _close_lag_clients(admin: AIOKafkaAdminClient, probe: AIOKafkaConsumer) -> None:
+        with contextlib.suppress(Exception):
             await probe.stop()
+        with contextlib.suppress(Exception):
             await admin.close()
+
+    async def _observe_lag(self, admin: AIOKafkaAdminClient, probe: AIOKafkaConsumer) -> None:
+        committed = await admin.list_consumer_group_offsets(self.group_id)
+        partitions = await partitions_of(admin, self.topics)
+        ends = await probe.end_offsets(partitions)
+        per_topic: dict[str, int] = {}
+        for tp in partitions:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(ends[tp] - done, 0)
+        for topic, lag in per_topic.items():
+            LAG.labels(topic.removeprefix(self.prefix)).set(lag)
