@@ -5,7 +5,9 @@ major version) is dead-lettered with the reason and the original bytes. The rest
 ONE PostgreSQL transaction together with the ids of the events applied (``processed_events``),
 so an event redelivered by Kafka, or resent after a crash between the database commit and the
 offset commit, is recognised and skipped. The caller commits Kafka offsets only after
-:meth:`BatchConsumer.handle` returned, i.e. after the transaction and the dead-letters.
+:meth:`BatchConsumer.handle` returned, i.e. after the transaction and the dead-letters (with
+``"offsets"`` tracking the database's offsets can be the position itself, so that a caller may
+decode the next batch while this one's transaction runs: the metrics entrypoint does).
 An event the applier rejects is isolated (savepoint per event) and dead-lettered; the batch goes on.
 
 Two ways to recognise what was applied before (``tracking``):
