@@ -113,20 +113,23 @@ def tune_gc_for_batches() -> None:
 
 
 def _firsts(records: Sequence[RawRecord]) -> dict[TopicPartition, int]:
-    firsts: dict[TopicPartition, int] = {}
+    firsts: dict[tuple[str, int], int] = {}
     for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        if tp not in firsts or r.offset < firsts[tp]:
-            firsts[tp] = r.offset
-    return firsts
+        key = (r.topic, r.partition)
+        if key not in firsts or r.offset < firsts[key]:
+            firsts[key] = r.offset
+    return {TopicPartition(*key): offset for key, offset in firsts.items()}
 
 
 def _ends(records: Sequence[RawRecord]) -> dict[TopicPartition, int]:
-    ends: dict[TopicPartition, int] = {}
+    # Plain tuples per record, one TopicPartition per partition: a namedtuple per record
+    # would be a measurable cost at a few thousand records per batch.
+    ends: dict[tuple[str, int], int] = {}
     for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        ends[tp] = max(ends.get(tp, 0), r.offset + 1)
-    return ends
+        key = (r.topic, r.partition)
+        if r.offset >= ends.get(key, 0):
+            ends[key] = r.offset + 1
+    return {TopicPartition(*key): end for key, end in ends.items()}
 
 
 class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
