@@ -43,6 +43,8 @@ def _changed(
 ) -> list[CloudEvent[Any]]:
     """The events whose natural keys a statement inserted (of two events with one key in a
     batch, the first one's row is the one inserted)."""
+    if len(inserted) == len(events):  # the usual case: no key twice, none seen before
+        return list(events)
     first: dict[tuple[Any, ...], CloudEvent[Any]] = {}
     for event in events:
         first.setdefault(key(event), event)
@@ -68,10 +70,13 @@ class FactWriter:
         by_type: dict[type, list[Any]] = defaultdict(list)
         last_seen: dict[str, Any] = {}
         for event in events:
-            by_type[type(event.data)].append(event)
-            org = getattr(event.data, "organisation_id", None)
-            if org and (org not in last_seen or event.time > last_seen[org]):
-                last_seen[org] = event.time
+            data = event.data
+            by_type[type(data)].append(event)
+            org = getattr(data, "organisation_id", None)
+            if org:
+                seen = last_seen.get(org)
+                if seen is None or event.time > seen:
+                    last_seen[org] = event.time
         changed: list[CloudEvent[Any]] = []
         for cls, group in by_type.items():
             handler = self._handlers.get(cls)
