@@ -11,7 +11,9 @@ transaction runs, and returns as soon as N+1's transaction has started.
 - A batch's offsets are committed to Kafka after its database commit, as a courtesy (the lag
   gauge, tools that read the group): they are never ahead of the database, so a consumer that
   starts from them instead (the database unreachable at assignment) only meets records the
-  offsets tracking skips.
+  offsets tracking skips. One committer task sends the newest offsets, each commit bounded in
+  time: a commit in flight when the consumer closes never completes in aiokafka, and a stop
+  must not wait for it.
 - A failed transaction (database down, a deadlock) rewinds its partitions to the batch's first
   records; the next handler call, which already holds the batch after it, sees the failure,
   rewinds that one too and raises (FastStream logs it), so the failed batch comes again before
@@ -88,6 +90,9 @@ LAG = Gauge(
 # survive, repeatedly walks the whole heap: a fifth of the consumer's CPU, for garbage that
 # reference counting frees anyway once the batch is done (docs/benchmarks.md).
 GC_YOUNG_THRESHOLD = 50_000
+
+# A courtesy commit that takes longer than this is given up (the next one carries its offsets).
+COMMIT_TIMEOUT_SECONDS = 10.0
 
 
 async def _records_undecoded(msg: StreamMessage[Any]) -> Any:
@@ -175,7 +180,11 @@ class MetricsConsumer:
         # The batch whose transaction runs while the handler decodes the next one.
         self._in_flight: asyncio.Task[None] | None = None
         self._in_flight_records: list[RawRecord] = []
-        self._committing: asyncio.Task[None] | None = None
+        # The courtesy commit (see the module): the newest offsets not yet sent, and the task
+        # that sends them.
+        self._to_commit: dict[TopicPartition, int] = {}
+        self._committer: asyncio.Task[None] | None = None
+        self._stopping = False
 
         @self.broker.subscriber(
             *self.topics,
@@ -237,9 +246,7 @@ class MetricsConsumer:
             self._rewind(decoded.records)
             raise
         APPLY_SECONDS.observe(time.perf_counter() - started)
-        # In a task of its own, so that the next transaction need not wait for the round trip;
-        # each commit waits for the one before, so they reach Kafka in order.
-        self._committing = asyncio.create_task(self._commit(decoded.records, self._committing))
+        self._schedule_commit(decoded.records)
         # Counted by type, then labelled: an enum's .value per event is a measurable cost.
         for cls, count in Tally(type(event.data) for event in result.events).items():
             CONSUMED.labels(cls.topic.value).inc(count)
@@ -257,23 +264,32 @@ class MetricsConsumer:
             if tp in owned:  # a revoked partition starts from the database's offset elsewhere
                 consumer.seek(tp, offset)
 
-    async def _commit(
-        self, records: Sequence[RawRecord], previous: asyncio.Task[None] | None
-    ) -> None:
+    def _schedule_commit(self, records: Sequence[RawRecord]) -> None:
+        """In a task of its own, so that the next transaction need not wait for the round trip.
+        Offsets only grow: a batch applied later ends later on each of its partitions."""
+        if self._stopping:
+            return
+        for tp, end in _ends(records).items():
+            if end > self._to_commit.get(tp, -1):
+                self._to_commit[tp] = end
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_pending())
+
+    async def _commit_pending(self) -> None:
         """The courtesy commit (see the module): a failure costs nothing but a re-fetch."""
-        if previous is not None:
-            await asyncio.wait([previous])
-        consumer = self._consumer()
-        if consumer is None:
-            return
-        owned = consumer.assignment()
-        offsets = {tp: end for tp, end in _ends(records).items() if tp in owned}
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:
-            log.debug("offsets not committed to Kafka", extra={"error": repr(exc)})
+        while self._to_commit and not self._stopping:
+            pending, self._to_commit = self._to_commit, {}
+            consumer = self._consumer()
+            if consumer is None:
+                return
+            owned = consumer.assignment()
+            offsets = {tp: end for tp, end in pending.items() if tp in owned}
+            if not offsets:
+                continue
+            try:
+                await asyncio.wait_for(consumer.commit(offsets), timeout=COMMIT_TIMEOUT_SECONDS)
+            except (KafkaError, TimeoutError) as exc:
+                log.debug("offsets not committed to Kafka", extra={"error": repr(exc)})
 
     async def wait_in_flight(self) -> None:
         """Until the batch in flight has committed or failed (its failure is the handler's)."""
@@ -313,12 +329,20 @@ class MetricsConsumer:
         await self.broker.start()
 
     async def stop(self) -> None:
+        # Kafka learns the newest offsets while the consumer is still open (bounded: batches
+        # go on arriving meanwhile).
+        if self._committer is not None:
+            await asyncio.wait([self._committer], timeout=COMMIT_TIMEOUT_SECONDS)
         await self.broker.stop()
+        # The consumer is closed now: a commit can no longer complete (aiokafka would wait for
+        # its coordinator for ever), and the database holds the position anyway.
+        self._stopping = True
+        if self._committer is not None and not self._committer.done():
+            self._committer.cancel()
+            await asyncio.wait([self._committer])
         # The last batch's transaction finishes (or fails) rather than being cut off; its
         # offsets are in the database either way, which is where the next start begins.
         await self.wait_in_flight()
-        if self._committing is not None:
-            await asyncio.wait([self._committing])
         if self._producer is not None:
             await self._producer.stop()
 
