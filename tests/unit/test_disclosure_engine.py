@@ -232,6 +232,8 @@ def test_growth_is_shown_only_beside_a_known_baseline():
 def test_a_median_needs_k_people():
     values = {
         **months("referrals", TOTAL, "", {Q1[0]: 30}),
+        **months("accepted", TOTAL, "", {Q1[0]: 14}),
+        **months("contacted", TOTAL, "", {Q1[0]: 13}),
         **months("converted", TOTAL, "", {Q1[0]: 12}),
         **months("not_converted", TOTAL, "", {Q1[0]: 18}),
     }
