@@ -667,13 +667,21 @@ def s1row(measurements, lonely, severe, emotional, social):
     }
 
 
-def s3row(referrals, accepted, converted, acceptance, conversion, days):
+def s3row(
+    referrals, accepted, converted, acceptance, conversion, days, *, contacted=None,
+    retained=None, contact_days=None,
+):  # fmt: skip
+    """The S3 referral figures; the funnel's contacted, referrals_retained and the median days
+    to the first contact are keywords (None: nobody)."""
     return {
         "referrals": referrals,
         "accepted": accepted,
+        "contacted": contacted,
         "converted": converted,
+        "referrals_retained": retained,
         "referral_acceptance_rate": acceptance,
         "referral_conversion": conversion,
+        "days_to_first_contact": contact_days,
         "days_to_first_attendance": days,
     }
 
@@ -732,8 +740,11 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
         # growth 4 / 3 (2013-01: P9, P1, P2) - 1.
         "s2": s2row(4, 2, 6, 3, 0.6667, 5, 2, 1, 0.3333),
         "s3": {
-            # R6, R5 = 2, both accepted: 2/2; converted R5 = 1: 1/2, after 12 days.
-            **s3row(2, 2, 1, 1.0, 0.5, 12.0),
+            # R6, R5 = 2, both accepted: 2/2; converted R5 = 1: 1/2, after 12 days. The funnel:
+            # contacted R6 (recorded on 5 Jan: 4 days) and R5 (no recorded contact; its first
+            # attendance on day 12 is the first contact): median 8; retained: R5's third session
+            # is on day 91, so none.
+            **s3row(2, 2, 1, 1.0, 0.5, 12.0, contacted=2, contact_days=8.0),
             "people_trained": 4,  # A/T1, A/T2, C/T3, B/T1
             "organisations_with_trained_staff": 3,  # A, B, C
             "organisations_with_trained_staff_share": SHARE,  # A B C of the partners A B C D
@@ -760,7 +771,10 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
         "s2": s2row(5, 3, 11, 3, 0.7857, 6, 3, 2, 0.6667),
         "s3": {
             # R6 R5 R1 R2 R3 = 5; accepted 4 of 5 decided; converted R5 R1 = 2/5; median(12, 17)
-            **s3row(5, 4, 2, 0.8, 0.4, 14.5),
+            # contacted R6 (4 days) R5 (12) R1 (17, at its first attendance): median 12; R2 was
+            # accepted but never contacted (its attendance came after 66 days); retained R1
+            # (P7: 20 Feb, 6 Mar, 20 Mar).
+            **s3row(5, 4, 2, 0.8, 0.4, 14.5, contacted=3, retained=1, contact_days=12.0),
             "people_trained": 4,  # C/T3's second training adds no person; B/T4 is April
             "organisations_with_trained_staff": 3,
             "organisations_with_trained_staff_share": SHARE,  # A B C of the partners A B C D
@@ -783,8 +797,8 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
         # cancellations 3; retained P4 P7 = 2; growth 6 / 4 (2013: P9 P1 P2 P3) - 1.
         "s2": s2row(6, 4, 13, 3, 0.8125, 7, 3, 2, 0.5),
         "s3": {
-            # + R4 = 6; accepted 4 of 5 decided; converted 2/6; median(12, 17)
-            **s3row(6, 4, 2, 0.8, 0.3333, 14.5),
+            # + R4 = 6; accepted 4 of 5 decided; converted 2/6; median(12, 17); funnel as Q1
+            **s3row(6, 4, 2, 0.8, 0.3333, 14.5, contacted=3, retained=1, contact_days=12.0),
             "people_trained": 6,  # + B/T4, C/T5
             "organisations_with_trained_staff": 3,
             "organisations_with_trained_staff_share": SHARE,  # A B C of the partners A B C D
@@ -884,10 +898,13 @@ BY_CATEGORY_2014 = {
     "culture": NONE_S2,
 }
 BY_REFERRER_ROLE_2014 = {
-    "gp": s3row(2, 2, 1, 1.0, 0.5, 17.0),  # R1 (converted after 17 days), R2 (66 days)
-    "welfare-coach": s3row(2, 1, None, 0.5, 0.0, None),  # R3 declined, R6 accepted
+    # R1 (converted after 17 days, retained), R2 (66 days, never contacted)
+    "gp": s3row(2, 2, 1, 1.0, 0.5, 17.0, contacted=1, retained=1, contact_days=17.0),
+    # R3 declined, R6 accepted and contacted after 4 days
+    "welfare-coach": s3row(2, 1, None, 0.5, 0.0, None, contacted=1, contact_days=4.0),
     "volunteer": s3row(1, None, None, None, 0.0, None),  # R4, open
-    "poh-ggz": s3row(1, 1, 1, 1.0, 1.0, 12.0),  # R5, converted after 12 days
+    # R5, converted (its first contact) after 12 days
+    "poh-ggz": s3row(1, 1, 1, 1.0, 1.0, 12.0, contacted=1, contact_days=12.0),
     "district-nurse": NONE_S3,  # R8 is 2013
 }
 
@@ -1052,6 +1069,18 @@ async def test_every_indicator_of_the_scenario_by_hand(
         ("2013-10", "s3", "referrals"): 1,  # R8 at 23:30 on 31 Oct (winter time)
         ("2013-10", "s3", "converted"): 1,
         ("2013-10", "s3", "days_to_first_attendance"): 1.0,
+        ("2013-10", "s3", "contacted"): 1,  # R8: its first attendance
+        ("2013-10", "s3", "referrals_retained"): None,  # P2's next session is a 2014 no-show
+        # 2015: the funnel counts a referral in every stage up to the furthest it reached. C's
+        # R9 was converted (P11, 2 days) without a recorded acceptance or contact: accepted
+        # and contacted too. With R12 (accepted by B) 2 accepted; R11's self-acceptance and
+        # R10's forged conversion count nowhere; A's R9 (ambiguous registration) neither.
+        ("2015-02", "s3", "referrals"): 5,
+        ("2015-02", "s3", "accepted"): 2,
+        ("2015-02", "s3", "contacted"): 1,
+        ("2015-02", "s3", "converted"): 1,
+        ("2015-02", "s3", "days_to_first_contact"): 2.0,
+        ("2015-02", "s3", "referrals_retained"): None,
         ("2013-11", "s2", "attendances"): 1,  # x07: 31 Oct 23:30 UTC
         ("2013-11", "s3", "referrals"): 1,  # R7
         ("2013-12", "s2", "attendances"): None,  # x08 (31 Dec 23:30 UTC) is 1 January
@@ -1141,14 +1170,14 @@ async def test_every_indicator_of_the_scenario_by_hand(
     assert published(by[D]["s2"]) == BY_CATEGORY_2014["sport"]
     assert published(by[C]["s2"]) == NONE_S2
     # S3 by referring organisation; people trained by their own organisation (cumulative).
-    # C: R1, R2, R5, all accepted, converted R1 (17 days) and R5 (12); A: R3 declined, R4 open,
-    # R6 accepted.
+    # C: R1, R2, R5, all accepted, converted R1 (17 days) and R5 (12), each contacted at its
+    # first attendance, R1 retained; A: R3 declined, R4 open, R6 accepted and contacted (4 days).
     assert published(by[C]["s3"]) == {
-        **s3row(3, 3, 2, 1.0, 0.6667, 14.5),
+        **s3row(3, 3, 2, 1.0, 0.6667, 14.5, contacted=2, retained=1, contact_days=14.5),
         "people_trained": 2,
     }  # C/T3, C/T5
     assert published(by[A]["s3"]) == {
-        **s3row(3, 1, None, 0.5, 0.0, None),
+        **s3row(3, 1, None, 0.5, 0.0, None, contacted=1, contact_days=4.0),
         "people_trained": 2,
     }  # A/T1, A/T2
     assert published(by[B]["s3"]) == {**NONE_S3, "people_trained": 2}  # B/T1, B/T4
@@ -1179,14 +1208,15 @@ async def test_every_indicator_of_the_scenario_by_hand(
     result = await k1.compute(parse_period("2015"))
     assert published(result["s2"]) == s2row(7, 3, 10, None, 1.0, 4, None, None, 0.75)
     assert (await k1_total("2015-01", "s2", "attendances")) == 1
-    # S3. Referrals R9 of C and of A, R10, R11, R12 = 5; accepted R12 alone (R11's acceptance was
-    # its referrer's own); converted C's R9 alone (2 days): B named C as the referrer, its
-    # registration naming R9 alone is ambiguous at B, and D's registration naming R10 is not at
-    # the receiving side (A). People trained: the six of 2014 (D's first-aid training is no
+    # S3. Referrals R9 of C and of A, R10, R11, R12 = 5; converted C's R9 alone (2 days): B named
+    # C as the referrer, its registration naming R9 alone is ambiguous at B, and D's
+    # registration naming R10 is not at the receiving side (A). Accepted R12 and C's R9 (the
+    # funnel: converted, so accepted and contacted, its first contact its first attendance);
+    # R11's acceptance was its referrer's own. People trained: the six of 2014 (D's first-aid training is no
     # signal training). Partners at the end of 2015: A B C (D left on 1 June), all with trained
     # staff.
     assert published(result["s3"]) == {
-        **s3row(5, 1, 1, 1.0, 0.2, 2.0),
+        **s3row(5, 2, 1, 1.0, 0.2, 2.0, contacted=1, contact_days=2.0),
         "people_trained": 6,
         "organisations_with_trained_staff": 3,
         "organisations_with_trained_staff_share": round(
