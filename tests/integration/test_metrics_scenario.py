@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
+import statistics
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
@@ -81,6 +82,8 @@ from shared.events import (
 )
 from shared.kafka import ensure_topics
 from shared.reference import load_reference
+from shared.referral_matching import NamingRegistration, counts_from, names, within_window
+from shared.timerules import local_date
 from tests.conftest import KAFKA, RUN_ID, eventually
 from tools.disclosure_audit.check import audit
 from tools.disclosure_audit.published import from_indicators, from_trend
@@ -629,6 +632,46 @@ def scenario() -> tuple[list[CloudEvent[Any]], list[CloudEvent[Any]]]:
     return first, second
 
 
+def first_attendances(events: Sequence[CloudEvent[Any]]) -> dict[tuple[str, str], tuple[str, date, date | None]]:  # fmt: skip
+    """Every referral's (role, day, first attendance) by the rule of shared/referral_matching.py
+    — the rule the referrals service records ``referral.first_attendance`` by — computed in
+    Python from the scenario's events, to hold the metrics SQL to the same rule."""
+    referrals: dict[tuple[str, str], ReferralCreated] = {}
+    naming: list[NamingRegistration] = []
+    attended: dict[tuple[str, str, str], list[date]] = {}
+    for event in events:
+        data = event.data
+        if isinstance(data, ReferralCreated):
+            referrals[(data.organisation_id, data.referral_id)] = data
+        elif isinstance(data, RegistrationCreated) and data.referral_id is not None:
+            naming.append(
+                NamingRegistration(
+                    data.organisation_id, data.registration_id, data.activity_id,
+                    data.participant.id, local_date(data.registered_at), data.referral_id,
+                    data.referring_organisation_id,
+                )
+            )  # fmt: skip
+        elif isinstance(data, AttendanceRecorded) and data.status == "attended":
+            key = (data.organisation_id, data.activity_id, data.participant.id)
+            attended.setdefault(key, []).append(data.session_date)
+    senders: dict[tuple[str | None, str], set[str]] = {}
+    for (referrer, referral_id), r in referrals.items():
+        senders.setdefault((r.receiving_organisation_id, referral_id), set()).add(referrer)
+    out = {}
+    for (referrer, referral_id), r in referrals.items():
+        made = local_date(r.created_at)
+        receiver = r.receiving_organisation_id
+        days = [
+            day
+            for g in naming
+            if names(g, referrer, referral_id, receiver, senders[(receiver, referral_id)])
+            for day in attended.get(g.attendee, [])
+            if day >= counts_from(g, made) and within_window(made, day)
+        ]
+        out[(referrer, referral_id)] = (r.referrer_role, made, min(days, default=None))
+    return out
+
+
 SHARE = object()  # A, B and C have trained staff: 3 / the partners registered at the period's end
 
 
@@ -1111,6 +1154,25 @@ async def test_every_indicator_of_the_scenario_by_hand(
         if name == "referral_outcome":
             got = got["pairs"]
         assert got["value"] == value, (label, subgoal, name)
+    # ---- conversion: the metrics SQL and shared/referral_matching.py agree ------------------------
+    # The rule is written twice (docs/disclosure.md, "The S3 referral funnel"): in Python for the
+    # referrals service's `referral.first_attendance`, in SQL for the figures. Per year, in total
+    # and by referrer role, the converted referrals and their median days agree.
+    firsts = first_attendances(first + second)
+    assert sum(f is not None for _, _, f in firsts.values()) == 4  # R8, R5, R1, C's R9
+    for year in ("2013", "2014", "2015"):
+        total = await k1.compute(parse_period(year))
+        roles_of_year = cells(await k1.compute(parse_period(year), "referrer_role"))
+        for role, s3 in [(None, total["s3"])] + [(k, c["s3"]) for k, c in roles_of_year.items()]:
+            days = sorted(
+                (f - made).days
+                for r, made, f in firsts.values()
+                if f is not None and str(made.year) == year and role in (None, r)
+            )
+            assert s3["converted"]["value"] == (len(days) or None), (year, role)
+            median = statistics.median(days) if days else None
+            assert s3["days_to_first_attendance"]["value"] == median, (year, role)
+
     outcome = (await k1.compute(parse_period("2014-02")))["s1"]["referral_outcome"]
     assert published(outcome) == {"pairs": 1, "mean_change": -2.0, "improved_share": 1.0}
 
