@@ -1313,20 +1313,28 @@ async def test_every_indicator_of_the_scenario_by_hand(
 
     # ---- provisional: a window that reaches past today ---------------------------------------
     january = parse_period("2015-01")
-    for today, retention_open, conversion_open in (
-        (date(2015, 2, 15), True, True),
-        (date(2015, 4, 1), True, True),  # 31 Jan + 60 days: the last day a conversion counts
-        (date(2015, 4, 2), True, False),
-        (date(2015, 4, 30), True, False),  # 31 Jan + 89 days: the last day retention counts
-        (date(2015, 5, 1), False, False),
+    # The funnel's retained stage: a first attendance up to 1 April, then 90 days of sessions:
+    # open until 31 Jan + 150 days (29 June the last day a session counts).
+    for today, retention_open, conversion_open, referral_retention_open in (
+        (date(2015, 2, 15), True, True, True),
+        (date(2015, 4, 1), True, True, True),  # 31 Jan + 60 days: the last day a conversion counts
+        (date(2015, 4, 2), True, False, True),
+        (date(2015, 4, 30), True, False, True),  # 31 Jan + 89 days: the last day retention counts
+        (date(2015, 5, 1), False, False, True),
+        (date(2015, 6, 29), False, False, True),
+        (date(2015, 6, 30), False, False, False),
     ):
-        for by_name in (None, "organisation"):
+        for by_name in (None, "organisation", "referrer_role"):
             answer = await k1.compute(january, by_name, today=today)
             for section in [answer, *answer.get("breakdown", [])]:
-                assert section["s2"]["retained"]["provisional"] is retention_open, today
+                if "s2" in section:
+                    assert section["s2"]["retained"]["provisional"] is retention_open, today
+                    assert "provisional" not in section["s2"]["attendances"]
                 for name in ("converted", "referral_conversion", "days_to_first_attendance"):
                     assert section["s3"][name]["provisional"] is conversion_open, (today, name)
-                assert "provisional" not in section["s2"]["attendances"]
+                assert section["s3"]["referrals_retained"]["provisional"] is referral_retention_open, today  # fmt: skip
+                for name in ("accepted", "contacted", "days_to_first_contact"):
+                    assert "provisional" not in section["s3"][name], name
     assert result["s2"]["retained"]["provisional"] is False  # 2015 is long over
 
 
