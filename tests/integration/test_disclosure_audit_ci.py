@@ -191,6 +191,11 @@ async def read_and_audit(
     return audit(figures, year, k), figures
 
 
+# Two releases with the exact check of everything and three audits of every figure: about 280 s
+# on the shared 2-core machine under load since the S3 funnel (docs/benchmarks.md), beyond the
+# suite's default of 300 s when the machine is busier still. A guard against a hang, not a
+# speed target.
+@pytest.mark.timeout(900)
 async def test_the_audit_finds_nothing_on_a_year_of_small_cells_and_something_without_secondary_suppression(
     private_database: str, kafka: str, tmp_path: Path
 ) -> None:
