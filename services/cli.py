@@ -313,6 +313,8 @@ def _extensions() -> list[Any]:
         for service in SERVICES.values()
         for module in service.commands
     ]
+    # The platform's personal-data commands (erase, retention) span the services.
+    found.append(importlib.import_module("services.privacy_cli"))
     found += [plugin.load() for plugin in entry_points(group=COMMAND_PLUGINS)]
     return found
 

@@ -5,7 +5,9 @@ major version) is dead-lettered with the reason and the original bytes. The rest
 ONE PostgreSQL transaction together with the ids of the events applied (``processed_events``),
 so an event redelivered by Kafka, or resent after a crash between the database commit and the
 offset commit, is recognised and skipped. The caller commits Kafka offsets only after
-:meth:`BatchConsumer.handle` returned, i.e. after the transaction and the dead-letters.
+:meth:`BatchConsumer.handle` returned, i.e. after the transaction and the dead-letters (with
+``"offsets"`` tracking the database's offsets can be the position itself, so that a caller may
+decode the next batch while this one's transaction runs: the metrics entrypoint does).
 An event the applier rejects is isolated (savepoint per event) and dead-lettered; the batch goes on.
 
 Two ways to recognise what was applied before (``tracking``):
@@ -30,7 +32,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -68,8 +70,10 @@ Applier = Callable[
 Tracking = Literal["events", "offsets"]
 
 
-@dataclass(frozen=True)
-class RawRecord:
+class RawRecord(NamedTuple):
+    """A Kafka record as the consumer needs it (a tuple: one is made per record, and a frozen
+    dataclass's constructor costs several times as much)."""
+
     topic: str
     partition: int
     offset: int
@@ -185,6 +189,22 @@ class BatchConsumer:
     async def handle(self, records: Sequence[RawRecord]) -> BatchResult:
         return await self.apply_decoded(await self.decode(records))
 
+    async def stored_offsets(
+        self, partitions: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        """The next offset of each of ``partitions`` (topic, partition) that the database holds
+        (``"offsets"`` tracking): where a consumer that owns them carries on. A partition
+        without a row has nothing applied yet."""
+        if self.tracking != "offsets" or not partitions:
+            return {}
+        rows = await self.pool.fetch(
+            f'SELECT topic, kafka_partition, next_offset FROM "{self.schema}".consumer_offsets '
+            "WHERE (topic, kafka_partition) IN (SELECT * FROM unnest($1::text[], $2::int[]))",
+            [t for t, _ in partitions],
+            [p for _, p in partitions],
+        )
+        return {(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}
+
     async def decode(self, records: Sequence[RawRecord]) -> DecodedBatch:
         """Decode (CPU only), yielding to the event loop every ``DECODE_SLICE`` records: a
         caller that pipelines (decodes the next batch while the current one's transaction
@@ -272,15 +292,18 @@ class BatchConsumer:
             due = [(r, e) for r, e in decoded.values() if not passed(r)]
             applied = await self._apply_isolating_poison(conn, due, letters)
             if applied:
-                where = {e.id: r for r, e in due}
+                # The log has no order; by identity, since hashing a UUID is Python code.
+                if len(applied) < len(due):
+                    kept = {id(e) for e in applied}
+                    due = [(r, e) for r, e in due if id(e) in kept]
                 await conn.execute(
                     f'INSERT INTO "{s}".processed_events '
                     "(event_id, topic, kafka_partition, kafka_offset) "
                     "SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bigint[])",
-                    [e.id for e in applied],
-                    [where[e.id].topic for e in applied],
-                    [where[e.id].partition for e in applied],
-                    [where[e.id].offset for e in applied],
+                    [e.id for _, e in due],
+                    [r.topic for r, _ in due],
+                    [r.partition for r, _ in due],
+                    [r.offset for r, _ in due],
                 )
             await conn.execute(
                 f'INSERT INTO "{s}".consumer_offsets (topic, kafka_partition, next_offset) '

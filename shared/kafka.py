@@ -26,6 +26,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from shared.events import Topic, topic_name
+from shared.events.topics import TOPIC_CONFIGS
 
 __all__ = [
     "KafkaConnection",
@@ -124,7 +125,7 @@ async def ensure_topics(
                 name=topic_name(t, prefix),
                 num_partitions=partitions,
                 replication_factor=replication,
-                topic_configs={"retention.ms": "-1"},
+                topic_configs=TOPIC_CONFIGS[t],
             )
             for t in topics
             if topic_name(t, prefix) not in existing

@@ -101,14 +101,13 @@ class ParticipantReference(Protocol):
     def neighbourhood(self) -> str: ...
     @property
     def age_band(self) -> str: ...
-    @property
-    def lives_alone(self) -> bool | None: ...
 
 
 def participant_of(
     p: ParticipantReference, organisation_id: str, pseudonymiser: Pseudonymiser
 ) -> Participant:
-    """Replace the partner's reference at once (domain.md §3); only coarse attributes remain.
+    """Replace the partner's reference at once (domain.md §3); only coarse attributes remain
+    (``lives_alone`` is not collected any more: shared/minimisation.py).
 
     A resident token wins over the partner's own reference: it is what lets one resident be
     counted once across organisations.
@@ -119,12 +118,10 @@ def participant_of(
             scope="resident",
             neighbourhood=p.neighbourhood,
             age_band=p.age_band,
-            lives_alone=p.lives_alone,
         )
     return Participant(
         id=pseudonymiser.participant(organisation_id, p.ref),
         scope="organisation",
         neighbourhood=p.neighbourhood,
         age_band=p.age_band,
-        lives_alone=p.lives_alone,
     )

@@ -1,5 +1,10 @@
-"""Reference lists (neighbourhoods, age bands, categories, roles, signals) and the coalition's
-service list (service -> the partner organisation that provides it).
+"""Reference lists (neighbourhoods, age bands, categories, roles, signals, cancellation reasons,
+referral outcomes) and the coalition's service list (service -> the partner organisation that
+provides it).
+
+Cancellation reasons and referral outcomes are codes from these lists, never free text: a note
+field is an easy channel for names and health details, and no indicator reads one
+(docs/privacy.md, "Minimisation").
 
 They are data, not code: a municipality that adopts Verbinding brings its own file
 (``VERBINDING_REFERENCE_FILE``). The defaults are Pijnacker-Nootdorp's (domain.md §4).
@@ -26,19 +31,22 @@ class ReferenceData:
     activity_categories: frozenset[str]
     referrer_roles: frozenset[str]
     signals: frozenset[str]
+    # A cancellation's `reason` and a status change's `outcome` are one of these codes (the
+    # outcome travels to the other side of the referral too: feed, webhooks).
+    cancellation_reasons: frozenset[str]
+    referral_outcomes: frozenset[str]
     # A referral to a service names one of these; its provider is the referral's receiving side.
     services: Mapping[str, str]
     # Ordered copies for display and for documentation (sets lose the order of the file).
     neighbourhood_order: tuple[str, ...]
     age_band_order: tuple[str, ...]
     category_order: tuple[str, ...] = ()
+    cancellation_reason_order: tuple[str, ...] = ()
+    referral_outcome_order: tuple[str, ...] = ()
     # Readable names per language and list (``labels["nl"]["neighbourhoods"]["oude-leede"]``),
     # for people who fill in a form or a spreadsheet. Optional in a municipality's own file: a
     # value without a label is shown as it is.
     labels: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
-    # Outcome codes of a referral's status change: an outcome that is one of these travels to
-    # the other side (feed, webhooks); any other outcome is a note and stays with its writer.
-    referral_outcomes: frozenset[str] = frozenset()
 
     def ordered(self, name: str) -> tuple[str, ...]:
         """The values of a list (``neighbourhoods``, ``age_bands``, ``activity_categories``) in
@@ -47,6 +55,8 @@ class ReferenceData:
             "neighbourhoods": self.neighbourhood_order,
             "age_bands": self.age_band_order,
             "activity_categories": self.category_order,
+            "cancellation_reasons": self.cancellation_reason_order,
+            "referral_outcomes": self.referral_outcome_order,
         }[name]
 
     def label(self, name: str, value: str, lang: str) -> str:
@@ -70,12 +80,15 @@ def load_reference(path: str | None = None) -> ReferenceData:
         activity_categories=frozenset(data["activity_categories"]),
         referrer_roles=frozenset(data["referrer_roles"]),
         signals=frozenset(data["signals"]),
+        cancellation_reasons=frozenset(data["cancellation_reasons"]),
+        referral_outcomes=frozenset(data["referral_outcomes"]),
         services=MappingProxyType(dict(data.get("services", {}))),
         neighbourhood_order=tuple(data["neighbourhoods"]),
         age_band_order=tuple(data["age_bands"]),
         category_order=tuple(data["activity_categories"]),
+        cancellation_reason_order=tuple(data["cancellation_reasons"]),
+        referral_outcome_order=tuple(data["referral_outcomes"]),
         labels=data.get("labels", {}),
-        referral_outcomes=frozenset(data.get("referral_outcomes", ())),
     )
 
 

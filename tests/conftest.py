@@ -528,3 +528,13 @@ def event_id_of(record: Any) -> str | None:
     except orjson.JSONDecodeError:
         return None
     return doc.get("id") if isinstance(doc, dict) else None
+
+
+async def subject_id_of(pool: asyncpg.Pool, schema: str, pseudonym: str) -> str:
+    """The subject id under which a writing service publishes the person with ``pseudonym``
+    (shared/subjects.py): events carry it, never the pseudonym."""
+    found = await pool.fetchval(
+        f'SELECT subject_id FROM "{schema}".subjects WHERE pseudonym = $1', pseudonym
+    )
+    assert found is not None, f"{schema} has no subject id for that pseudonym"
+    return str(found)

@@ -142,13 +142,16 @@ def _constructed_names(package: str) -> set[str]:
 
 def _publishers(event_classes: list[type]) -> dict[str, list[str]]:
     """Event class name -> services that publish it (they construct it; dead letters: they
-    construct the dead-letter sink)."""
+    construct the dead-letter sink; erasures: they construct an eraser)."""
     out: dict[str, list[str]] = {cls.__name__: [] for cls in event_classes}
     for service in available_services():
         called = _constructed_names(f"services.{service}")
         for cls in event_classes:
-            if cls.__name__ in called or (
-                cls.__name__ == "DeadLettered" and "KafkaDeadLetterSink" in called
+            if (
+                cls.__name__ in called
+                or (cls.__name__ == "DeadLettered" and "KafkaDeadLetterSink" in called)
+                # shared/erasure.py builds the erasure events of a service that erases
+                or (cls.__name__ == "PersonErased" and "Eraser" in called)
             ):
                 out[cls.__name__].append(service)
     return out

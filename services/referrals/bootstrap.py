@@ -36,7 +36,10 @@ from services.referrals.service_layer.webhooks import (
 )
 from services.referrals.service_layer.writes import ReferralWrites
 from services.referrals.settings import ReferralsSettings
+from shared.auth import Scope
 from shared.db import create_pool
+from shared.erasure import ErasableTable, Eraser, like_literal
+from shared.erasure_http import build_erasure_router
 from shared.http import create_app, document_schema
 from shared.kafka import ensure_topics
 from shared.lifespan import writing_service_lifespan
@@ -46,7 +49,7 @@ from shared.pseudonym import Pseudonymiser
 from shared.reference import load_reference
 from shared.secretbox import SecretBox
 
-__all__ = ["SCHEMA", "build_app", "resolve"]
+__all__ = ["ERASABLE", "SCHEMA", "build_app", "eraser", "resolve"]
 
 SCHEMA = "referrals"
 MIGRATIONS = "services.referrals.adapters.migrations"
@@ -73,6 +76,33 @@ def webhook_settings(settings: ReferralsSettings) -> WebhookSettings:
         concurrency=settings.webhook_concurrency,
         delivered_kept=timedelta(days=settings.webhook_delivered_kept_days),
     )
+
+
+# The tables that hold a person's records, and the remembered answers of their writes (a status
+# change is remembered per caller under `<referrer>/<referral id>:<status>`). Trainings name a
+# trained professional, not a participant: they are not erased with a participant.
+ERASABLE = (
+    ErasableTable(
+        "referrals",
+        "referral_id",
+        lambda org, id_: [
+            (org, "referral", like_literal(id_)),
+            (None, "referral_status", like_literal(f"{org}/{id_}:") + "%"),
+        ],
+        moment_column="created_at",
+        dependents=("referral_status_history",),
+    ),
+    ErasableTable(
+        "measurements",
+        "measurement_id",
+        lambda org, id_: [(org, "measurement", like_literal(id_))],
+        moment_column="measured_at",
+    ),
+)
+
+
+def eraser(pseudonymiser: Pseudonymiser, topic_prefix: str = "") -> Eraser:
+    return Eraser(SCHEMA, ERASABLE, pseudonymiser, topic_prefix)
 
 
 def build_app(settings: ReferralsSettings | None = None) -> FastAPI:
@@ -218,7 +248,10 @@ def build_app(settings: ReferralsSettings | None = None) -> FastAPI:
                 ReferralViews(decisions),
                 WebhookEndpoints(hooks, resolve),
                 settings.batch_max_items,
-            )
+            ),
+            build_erasure_router(
+                eraser(pseudonymiser, settings.topic_prefix), Scope.REFERRALS, Scope.MEASUREMENTS
+            ),
         ],
     )
     document_schema(app, BATCH_ITEM_SCHEMA, batch_item_adapter())

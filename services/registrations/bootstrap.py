@@ -17,6 +17,9 @@ from services.registrations.service_layer.unit_of_work import RegistrationsUnitO
 from services.registrations.service_layer.uploads import Uploads
 from services.registrations.service_layer.writes import RegistrationWrites
 from services.registrations.settings import RegistrationsSettings
+from shared.auth import Scope
+from shared.erasure import ErasableTable, Eraser, like_literal
+from shared.erasure_http import build_erasure_router
 from shared.http import create_app, document_schema
 from shared.lifespan import writing_service_lifespan
 from shared.outbox import AfterCommit
@@ -24,10 +27,33 @@ from shared.pipeline.pipeline import Pipeline
 from shared.pseudonym import Pseudonymiser
 from shared.reference import load_reference
 
-__all__ = ["SCHEMA", "build_app"]
+__all__ = ["ERASABLE", "SCHEMA", "build_app", "eraser"]
 
 SCHEMA = "registrations"
 MIGRATIONS = "services.registrations.adapters.migrations"
+
+# The tables that hold a person's records, and the remembered answers of their writes.
+ERASABLE = (
+    ErasableTable(
+        "registrations",
+        "registration_id",
+        lambda org, id_: [
+            (org, "registration", like_literal(id_)),
+            (org, "cancellation", like_literal(id_)),
+        ],
+        moment_column="registered_at",
+    ),
+    ErasableTable(
+        "attendance",
+        "attendance_id",
+        lambda org, id_: [(org, "attendance", like_literal(id_))],
+        moment_column="session_start",
+    ),
+)
+
+
+def eraser(pseudonymiser: Pseudonymiser, topic_prefix: str = "") -> Eraser:
+    return Eraser(SCHEMA, ERASABLE, pseudonymiser, topic_prefix)
 
 
 def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
@@ -73,6 +99,7 @@ def build_app(settings: RegistrationsSettings | None = None) -> FastAPI:
             build_router(writes, settings.batch_max_items),
             build_uploads_router(uploads, reference),
             build_keys_router(),
+            build_erasure_router(eraser(pseudonymiser, settings.topic_prefix), Scope.REGISTRATIONS),
             build_page_router(),
         ],
     )

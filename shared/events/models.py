@@ -2,25 +2,40 @@
 
 Names are past tense: they say what happened. Field descriptions flow into AsyncAPI.
 Participants travel only as a pseudonym plus coarse attributes (domain.md §3).
+
+No free text travels on Kafka (domain.md §3, docs/privacy.md "Minimisation"): every string field
+is an id, a code from a reference list, a moment or an enumeration, each with a pattern or a
+closed set of values. tests/unit/test_event_minimisation.py walks every event schema and fails on
+a string field without one (the few exceptions are listed there, each with its reason).
 """
 
 from __future__ import annotations
 
 from datetime import date
-from typing import ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from shared.events.envelope import EventData, register
 from shared.events.topics import Topic
 from shared.identifiers import ORGANISATION_ID_PATTERN
 
 __all__ = [
+    "CODE_PATTERN",
+    "UNCODED",
     "ActivityUpserted",
     "AttendanceRecorded",
     "DeadLettered",
     "MeasurementRecorded",
     "Participant",
+    "PersonErased",
     "ReferralCreated",
     "ReferralFirstAttended",
     "ReferralStatusChanged",
@@ -33,10 +48,21 @@ __all__ = [
 Pseudonym = str
 PSEUDONYM = Field(pattern=r"^[0-9a-f]{64}$", description="HMAC-SHA256 pseudonym (hex).")
 ORG = Field(pattern=ORGANISATION_ID_PATTERN, description="Organisation id.")
+# A partner's id: the commands refuse whitespace and `/` (services' ``Id``), so an id cannot
+# carry a sentence.
+ID_PATTERN = r"^[^\s/]+$"
 ID = Field(
-    min_length=1, max_length=128, description="The partner's id, unique in its organisation."
+    min_length=1,
+    max_length=128,
+    pattern=ID_PATTERN,
+    description="The partner's id, unique in its organisation.",
 )
-Slug = Field(min_length=1, max_length=64)
+# A code of a reference list (neighbourhood, age band, category, role, signal, reason, outcome):
+# lowercase letters, digits and `+._-` only.
+CODE_PATTERN = r"^[a-z0-9][a-z0-9+._-]*$"
+Slug = Field(min_length=1, max_length=64, pattern=CODE_PATTERN)
+# What an earlier free-text note becomes when its event is upcast: the text is not carried over.
+UNCODED = "other"
 
 
 class Participant(BaseModel):
@@ -50,9 +76,17 @@ class Participant(BaseModel):
         "person once across organisations), else the organisation-scoped pseudonym.",
     )
     scope: Literal["resident", "organisation"] = Field(description="Which pseudonym `id` is.")
-    neighbourhood: str = Field(min_length=1, max_length=64)
-    age_band: str = Field(min_length=1, max_length=16)
-    lives_alone: bool | None = None
+    neighbourhood: str = Field(min_length=1, max_length=64, pattern=CODE_PATTERN)
+    age_band: str = Field(min_length=1, max_length=16, pattern=CODE_PATTERN)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_lives_alone(cls, data: Any) -> Any:
+        # Events published before minimisation carry `lives_alone`, which no indicator used; it
+        # is no longer published, and dropped when an old event is decoded (docs/privacy.md).
+        if isinstance(data, dict) and "lives_alone" in data:
+            data = {k: v for k, v in data.items() if k != "lives_alone"}
+        return data
 
 
 @register
@@ -75,7 +109,7 @@ class ActivityUpserted(EventData):
     aimed_at_connection: bool = Field(description="Aimed at meeting people / less loneliness.")
     neighbourhood: str = Slug
     capacity: int | None = Field(None, ge=0)
-    target_age_bands: tuple[str, ...] = ()
+    target_age_bands: tuple[Annotated[str, StringConstraints(pattern=CODE_PATTERN)], ...] = ()
     active: bool = True
     updated_at: AwareDatetime = Field(description="When the platform accepted this version.")
 
@@ -102,6 +136,7 @@ class RegistrationCreated(EventData):
     referral_id: str | None = Field(
         None,
         max_length=128,
+        pattern=ID_PATTERN,
         description="The referral that led here, as the referring organisation wrote its id.",
     )
     referring_organisation_id: str | None = Field(
@@ -127,9 +162,13 @@ class RegistrationCreated(EventData):
 
 @register
 class RegistrationCancelled(EventData):
-    """A registration was cancelled."""
+    """A registration was cancelled.
+
+    v2: `reason` is a code of the reference list `cancellation_reasons`; v1 carried free text,
+    which is not carried over when a v1 event is upcast (it becomes `other`)."""
 
     event_name: ClassVar[str] = "registration.cancelled"
+    major: ClassVar[int] = 2
     topic: ClassVar[Topic] = Topic.REGISTRATIONS
 
     organisation_id: str = ORG
@@ -137,7 +176,12 @@ class RegistrationCancelled(EventData):
     activity_id: str = ID
     participant_id: Pseudonym = PSEUDONYM
     cancelled_at: AwareDatetime
-    reason: str | None = Field(None, max_length=500)
+    reason: str | None = Field(
+        None,
+        max_length=64,
+        pattern=CODE_PATTERN,
+        description="A code of the reference list `cancellation_reasons`; never free text.",
+    )
 
     def partition_key(self) -> str:
         return self.participant_id
@@ -174,8 +218,8 @@ class ReferredTo(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     organisation_id: str | None = Field(None, pattern=ORGANISATION_ID_PATTERN)
-    activity_id: str | None = Field(None, max_length=128)
-    service: str | None = Field(None, max_length=200)
+    activity_id: str | None = Field(None, max_length=128, pattern=ID_PATTERN)
+    service: str | None = Field(None, max_length=200, pattern=CODE_PATTERN)
 
 
 ReferralStatus = Literal["created", "accepted", "declined", "withdrawn", "contacted", "closed"]
@@ -198,7 +242,9 @@ class ReferralCreated(EventData):
     referral_id: str = ID
     participant: Participant
     referrer_role: str = Slug
-    signals: tuple[str, ...] = Field(min_length=1)
+    signals: tuple[Annotated[str, StringConstraints(pattern=CODE_PATTERN)], ...] = Field(
+        min_length=1
+    )
     referred_to: ReferredTo
     receiving_organisation_id: str | None = Field(
         None,
@@ -222,10 +268,11 @@ class ReferralStatusChanged(EventData):
     """A referral moved in its lifecycle.
 
     The order of a referral's changes is (`at`, `sequence`): two changes can carry the same `at`.
-    v2 adds `sequence` (v1 events are upcast on decoding)."""
+    v2 adds `sequence`; v3 makes `outcome` a code of the reference list `referral_outcomes`
+    (v1 and v2 events are upcast on decoding; their free-text outcome becomes `other`)."""
 
     event_name: ClassVar[str] = "referral.status_changed"
-    major: ClassVar[int] = 2
+    major: ClassVar[int] = 3
     topic: ClassVar[Topic] = Topic.REFERRALS
 
     organisation_id: str = Field(
@@ -244,7 +291,12 @@ class ReferralStatusChanged(EventData):
         description="Arrival order of the change at the referrals service: of two changes of "
         "one referral, the one with the higher `sequence` was made later.",
     )
-    outcome: str | None = Field(None, max_length=500)
+    outcome: str | None = Field(
+        None,
+        max_length=64,
+        pattern=CODE_PATTERN,
+        description="A code of the reference list `referral_outcomes`; never free text.",
+    )
 
     def partition_key(self) -> str:
         return self.participant_id
@@ -278,6 +330,7 @@ class ReferralFirstAttended(EventData):
     registration_id: str = Field(
         min_length=1,
         max_length=128,
+        pattern=ID_PATTERN,
         description="The receiving side's registration that names the referral (its "
         "`registration.created`), which the attended session belongs to.",
     )
@@ -320,7 +373,7 @@ class TrainingCompleted(EventData):
     training_id: str = ID
     person_id: Pseudonym = PSEUDONYM
     role: str = Slug
-    training: str = Field(min_length=1, max_length=100)
+    training: str = Field(min_length=1, max_length=100, pattern=CODE_PATTERN)
     completed_at: AwareDatetime
 
     def partition_key(self) -> str:
@@ -342,7 +395,7 @@ class MeasurementRecorded(EventData):
         None, pattern=r"^[0-9a-f]{64}$", description="None for an anonymous survey."
     )
     neighbourhood: str = Slug
-    age_band: str = Field(min_length=1, max_length=16)
+    age_band: str = Field(min_length=1, max_length=16, pattern=CODE_PATTERN)
     measured_at: AwareDatetime
     total: int | None = Field(ge=0, le=11)
     emotional: int | None = Field(ge=0, le=6)
@@ -356,6 +409,28 @@ class MeasurementRecorded(EventData):
 
     def subject(self) -> str | None:
         return self.participant_id
+
+
+@register
+class PersonErased(EventData):
+    """A person was erased on request (AVG art. 17). Every consumer deletes what it holds about
+    the subject id and skips the subject's events, now and in every rebuild; the service that
+    published them no longer knows whom the id stood for (docs/privacy.md "Erasure")."""
+
+    event_name: ClassVar[str] = "person.erased"
+    topic: ClassVar[Topic] = Topic.ERASURES
+
+    subject_id: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="The subject id under which the person's events were published.",
+    )
+    erased_at: AwareDatetime
+
+    def partition_key(self) -> str:
+        return self.subject_id
+
+    def subject(self) -> str | None:
+        return self.subject_id
 
 
 @register

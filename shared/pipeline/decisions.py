@@ -21,8 +21,13 @@ from shared.errors import DOMAIN_ERRORS, ConflictError
 from shared.events import CloudEvent, EventData, new_event
 from shared.pseudonym import Pseudonymiser
 
+# The status of a remembered answer whose person was erased (shared/erasure.py, which imports
+# this module: the value is written here once).
+ERASED_STATUS = 410
+
 __all__ = [
     "DOMAIN_ERRORS",
+    "ERASED_STATUS",
     "BatchState",
     "Context",
     "Decider",
@@ -106,6 +111,10 @@ def replayed(
     earlier = remembered.get(key)
     if earlier is None:
         return None
+    if earlier.status_code == ERASED_STATUS:
+        # The write was about a person erased since (shared/erasure.py): it is not written again,
+        # whatever the body (the digest was dropped with the person).
+        return Decision(ERASED_STATUS, earlier.body)
     if earlier.digest != digest:
         raise IdempotencyConflict(key[1], key[2])
     return Decision(200, earlier.body)

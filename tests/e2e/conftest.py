@@ -52,7 +52,13 @@ async def _post_batches(
 ) -> None:
     for start in range(0, len(items), 1000):
         chunk = items[start : start + 1000]
-        r = await client.post("/v1/batch", headers=partner.headers, json={"items": chunk})
+        # A 503 means "retry later" (contract.md): a loaded machine can time a batch out or
+        # make it meet concurrent writes of the same records; a partner retries, so does this.
+        for _ in range(5):
+            r = await client.post("/v1/batch", headers=partner.headers, json={"items": chunk})
+            if r.status_code != 503:
+                break
+            await asyncio.sleep(float(r.headers.get("retry-after", "1")))
         assert r.status_code == 200, r.text
         body = r.json()
         if body["rejected"]:

@@ -21,7 +21,15 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 from shared.consumer import DeadLetter, KafkaDeadLetterSink, RawRecord
 from shared.events import EVENT_TYPES, Topic, topic_name
 from shared.kafka import ensure_topics
-from tests.conftest import KAFKA, TOPIC_PREFIX, event_id_of, read_records
+from shared.pseudonym import Pseudonymiser
+from tests.conftest import (
+    KAFKA,
+    SECRET,
+    TOPIC_PREFIX,
+    event_id_of,
+    read_records,
+    subject_id_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +39,7 @@ DJG6 = ["yes", "no", "more_or_less", "no", "yes", None]
 
 
 async def test_the_official_sdk_reads_every_event_type_from_the_broker(
-    registrations: Any, referrals: Any, make_partner: Any, topic_prefix: str
+    registrations: Any, referrals: Any, make_partner: Any, topic_prefix: str, pool: Any
 ) -> None:
     a, b = await make_partner(), await make_partner()
     tag = uuid.uuid4().hex[:8]
@@ -97,6 +105,20 @@ async def test_the_official_sdk_reads_every_event_type_from_the_broker(
             break
         await asyncio.sleep(0.3)
     records += await read_records(topic_name(Topic.DEADLETTER, topic_prefix), expect=1)
+    # An erasure, once the person's events are on Kafka (an erasure withdraws unpublished ones).
+    pseudonym = Pseudonymiser(SECRET).participant(b.organisation_id, PARTICIPANT["ref"])
+    subject = (await subject_id_of(pool, "registrations", pseudonym)).encode()
+    erased = await registrations.post(
+        "/v1/erasures",
+        headers=b.headers,
+        json={"erasure_id": f"e-{tag}", "ref": PARTICIPANT["ref"]},
+    )
+    assert erased.status_code == 202, erased.text
+    erasures = topic_name(Topic.ERASURES, TOPIC_PREFIX)
+    on_erasures = await read_records(
+        erasures, until=lambda rs: any(r.key == subject for r in rs), timeout=30
+    )
+    records += [r for r in on_erasures if r.key == subject]
 
     read: dict[str, Any] = {}
     for record in records:

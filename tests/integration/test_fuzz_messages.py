@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import random
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from services.metrics.domain.periods import parse_period
 from services.metrics.entrypoints.consumer import CONSUMED_TOPICS
 from shared.consumer import MAX_ORIGINAL_BYTES
-from shared.events import Topic, decode_event, encode_event, topic_name
+from shared.events import PersonErased, Topic, decode_event, encode_event, new_event, topic_name
 from tests.conftest import KAFKA, RUN_ID, TOPIC_PREFIX, eventually, read_records
 from tests.integration.test_metrics_scenario import (
     activity,
@@ -57,6 +57,10 @@ def good_events(org: str) -> dict[Topic, list[Any]]:
         Topic.TRAININGS: [training(org, "fuzz-tr", hexid(f"fuzz-staff-{org}"), "gp", "2004-02-04T09:00:00+01:00")],
         Topic.MEASUREMENTS: [
             measurement(org, "fuzz-m", "djg11", "survey", who, "2004-02-05T09:00:00+01:00", (5, 3, 2, "moderately_lonely"))
+        ],
+        # The erasure of somebody this test never wrote: it changes no figure either.
+        Topic.ERASURES: [
+            new_event(PersonErased(subject_id=hexid(f"fuzz-nobody-{org}"), erased_at=datetime(2004, 2, 6, tzinfo=UTC)), None)
         ],
     }  # fmt: skip
 

@@ -61,7 +61,7 @@ from services.metrics.domain.periods import parse_period
 from services.metrics.entrypoints.consumer import CONSUMED_TOPICS, MetricsConsumer
 from services.metrics.service_layer.indicators import Control, IndicatorService
 from services.metrics.settings import MetricsSettings
-from shared.consumer import BatchConsumer, BatchResult, RawRecord
+from shared.consumer import BatchConsumer, BatchResult, DecodedBatch
 from shared.db import migrate_service
 from shared.events import (
     KAFKA_HEADERS,
@@ -330,10 +330,10 @@ class RecordingBatchConsumer(BatchConsumer):
         self.results: list[BatchResult] = []
         self.partitions: set[tuple[str, int]] = set()
 
-    async def handle(self, records: Sequence[RawRecord]) -> BatchResult:
-        result = await super().handle(records)
+    async def apply_decoded(self, batch: DecodedBatch) -> BatchResult:
+        result = await super().apply_decoded(batch)
         self.results.append(result)
-        self.partitions.update((r.topic, r.partition) for r in records)
+        self.partitions.update((r.topic, r.partition) for r in batch.records)
         return result
 
     @property
@@ -353,6 +353,7 @@ async def consumers(
     group: str,
     instances: int = 1,
     shared_lock: int | None = None,
+    max_records: int = 2000,
 ) -> AsyncIterator[list[RecordingBatchConsumer]]:
     """``instances`` metrics consumers (the service's Kafka entrypoint) in one consumer group,
     applying into ``schema``; yields their batch consumers once every instance owns partitions."""
@@ -368,7 +369,9 @@ async def consumers(
     running: list[MetricsConsumer] = []
     try:
         for _ in range(instances):
-            consumer = MetricsConsumer(factory, bootstrap=KAFKA, group_id=group, prefix=prefix)
+            consumer = MetricsConsumer(
+                factory, bootstrap=KAFKA, group_id=group, prefix=prefix, max_records=max_records
+            )
             await consumer.start()
             running.append(consumer)
 

@@ -15,7 +15,7 @@ import pytest
 
 from shared.events import EVENT_TYPES, Topic, decode_event
 from shared.pseudonym import Pseudonymiser
-from tests.conftest import SECRET, event_id_of, read_topic
+from tests.conftest import SECRET, event_id_of, read_topic, subject_id_of
 
 pytestmark = pytest.mark.integration
 
@@ -92,14 +92,15 @@ class Written:
     b: str  # the organisation referred to
     tag: str
     raws: tuple[str, ...]
-    resident: str  # pseudonym of the resident token
-    measured: str  # organisation-scoped pseudonym of the measured participant
-    person: str  # pseudonym of the trained person
+    resident: str  # subject id of the resident (token) on Kafka
+    measured: str  # subject id of the measured participant on Kafka
+    person: str  # pseudonym of the trained person (trainers are not subjects)
+    pseudonyms: tuple[str, ...]  # the participants' pseudonyms, which stay off Kafka
     answers: dict[str, dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
-async def written(referrals, make_partner) -> Written:
+async def written(referrals, make_partner, pool) -> Written:
     """A referral, its acceptance by the organisation referred to, a training, an intake and an
     anonymous survey; each posted twice, the second time a replay that must add no event."""
     a, b = await make_partner(), await make_partner()
@@ -175,8 +176,14 @@ async def written(referrals, make_partner) -> Written:
         b=b.organisation_id,
         tag=tag,
         raws=(raw_ref, raw_token, raw_person, raw_measured),
-        resident=PSEUDONYMS.resident(raw_token),
-        measured=PSEUDONYMS.participant(a.organisation_id, raw_measured),
+        resident=await subject_id_of(pool, "referrals", PSEUDONYMS.resident(raw_token)),
+        measured=await subject_id_of(
+            pool, "referrals", PSEUDONYMS.participant(a.organisation_id, raw_measured)
+        ),
+        pseudonyms=(
+            PSEUDONYMS.resident(raw_token),
+            PSEUDONYMS.participant(a.organisation_id, raw_measured),
+        ),
         person=PSEUDONYMS.person(a.organisation_id, raw_person),
         answers=answers,
     )
@@ -248,9 +255,12 @@ async def test_raw_references_are_on_no_topic(written):
         for r in await read_topic(topic.value):
             everything += (r.key or b"") + b"\n" + r.value + b"\n"
 
-    # The pseudonyms are there, so the scan does look at the right bytes.
+    # The subject ids are there, so the scan does look at the right bytes; the participants'
+    # pseudonyms are not (shared/subjects.py).
     for pseudonym in (written.resident, written.measured, written.person):
         assert pseudonym.encode() in everything
+    for pseudonym in written.pseudonyms:
+        assert pseudonym.encode() not in everything
     for raw in written.raws:
         assert raw.encode() not in everything, f"{raw} is on Kafka"
 

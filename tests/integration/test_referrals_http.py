@@ -293,7 +293,11 @@ async def test_repeating_a_status_change_answers_as_the_first_time(referrals, ma
     body = referral_body()
     await referrals.post("/v1/referrals", headers=a.headers, json=body)
     url = f"/v1/referrals/{body['referral_id']}/status"
-    change = {"status": "withdrawn", "at": "2025-03-04T09:00:00+01:00", "outcome": "moved away"}
+    change = {
+        "status": "withdrawn",
+        "at": "2025-03-04T09:00:00+01:00",
+        "outcome": "no-contact-possible",
+    }
 
     first = await referrals.post(url, headers=a.headers, json=change)
     again = await referrals.post(url, headers=a.headers, json=change)

@@ -21,7 +21,15 @@ import orjson
 import pytest
 
 from shared.events import Topic, topic_name
-from tests.conftest import SECRET, TOPIC_PREFIX, Partner, PartnerFactory, event_id_of, read_records
+from tests.conftest import (
+    SECRET,
+    TOPIC_PREFIX,
+    Partner,
+    PartnerFactory,
+    event_id_of,
+    read_records,
+    subject_id_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -110,12 +118,12 @@ def assert_envelope(doc: dict[str, Any], *, org: str, event_type: str, subject: 
     assert doc["datacontenttype"] == "application/json"
 
 
-async def test_registration_and_attendance_reach_kafka_once_keyed_by_pseudonym(
-    registrations: httpx.AsyncClient, partner: Partner, activity: str
+async def test_registration_and_attendance_reach_kafka_once_keyed_by_subject_id(
+    registrations: httpx.AsyncClient, partner: Partner, activity: str, pool: asyncpg.Pool
 ) -> None:
     org = partner.organisation_id
     ref = distinctive("ref")
-    expected = pseudonym(f"{org}:{ref}")
+    keyed = pseudonym(f"{org}:{ref}")
     person = {"ref": ref, "neighbourhood": "delfgauw", "age_band": "75+", "lives_alone": True}
     registration: dict[str, Any] = {
         "registration_id": f"reg-{uuid.uuid4().hex[:8]}",
@@ -148,6 +156,9 @@ async def test_registration_and_attendance_reach_kafka_once_keyed_by_pseudonym(
         ).status_code == 200
 
     assert (reg.status_code, att.status_code) == (201, 201)
+    # Events name the person by the service's subject id, never by the pseudonym itself.
+    expected = await subject_id_of(pool, "registrations", keyed)
+    assert expected != keyed
     found = await published(reg.json()["event_id"], att.json()["event_id"])
     reg_records, att_records = found[reg.json()["event_id"]], found[att.json()["event_id"]]
     assert len(reg_records) == 1, "the registration must be on Kafka exactly once"
@@ -169,8 +180,7 @@ async def test_registration_and_attendance_reach_kafka_once_keyed_by_pseudonym(
         "scope": "organisation",
         "neighbourhood": "delfgauw",
         "age_band": "75+",
-        "lives_alone": True,
-    }
+    }  # `lives_alone` was sent, and is not collected (minimisation): accepted and dropped
     assert reg_doc["data"]["organisation_id"] == org
     assert reg_doc["data"]["registration_id"] == registration["registration_id"]
     assert att_doc["data"]["status"] == "attended"
@@ -178,11 +188,11 @@ async def test_registration_and_attendance_reach_kafka_once_keyed_by_pseudonym(
     assert att_doc["data"]["session_date"] != session_start.date().isoformat()
 
 
-async def test_a_resident_token_makes_the_key_the_cross_organisation_resident_pseudonym(
-    registrations: httpx.AsyncClient, make_partner: PartnerFactory
+async def test_a_resident_token_makes_the_key_the_cross_organisation_resident_subject(
+    registrations: httpx.AsyncClient, make_partner: PartnerFactory, pool: asyncpg.Pool
 ) -> None:
     token = distinctive("token")
-    expected = pseudonym(f"resident:{token}")
+    keyed = pseudonym(f"resident:{token}")
     event_ids = []
     for _ in range(2):  # two organisations, each with its own reference for the same resident
         partner = await make_partner()
@@ -216,6 +226,7 @@ async def test_a_resident_token_makes_the_key_the_cross_organisation_resident_ps
         assert r.status_code == 201, r.text
         event_ids.append(r.json()["event_id"])
 
+    expected = await subject_id_of(pool, "registrations", keyed)
     for records in (await published(*event_ids)).values():
         (record,) = records
         doc = orjson.loads(record.value)
@@ -290,7 +301,7 @@ async def test_raw_references_and_tokens_appear_nowhere(
         ),
         (
             f"/v1/registrations/{registration_id}/cancellation",
-            {"cancelled_at": recent(1), "reason": "verhuisd"},
+            {"cancelled_at": recent(1), "reason": "moved-away"},
         ),
         (
             "/v1/attendance",
@@ -337,11 +348,14 @@ async def test_raw_references_and_tokens_appear_nowhere(
     database = await _database_text(pool)
     kafka = await _kafka_bytes()
 
-    # The searches can find things: the pseudonyms are there, in both places.
+    # The searches can find things: the pseudonyms are in the database, their subject ids on
+    # Kafka (and the pseudonyms themselves are not: shared/subjects.py).
     resident = pseudonym(f"resident:{token}")
+    other = pseudonym(f"{partner.organisation_id}:{other_ref}")
     assert resident in database
-    assert resident.encode() in kafka
-    assert pseudonym(f"{partner.organisation_id}:{other_ref}").encode() in kafka
+    for keyed in (resident, other):
+        assert (await subject_id_of(pool, "registrations", keyed)).encode() in kafka
+        assert keyed.encode() not in kafka
     for raw in (ref, token, other_ref):
         assert raw not in database, f"{raw} is stored in the database"
         assert raw.encode() not in kafka, f"{raw} is on Kafka"

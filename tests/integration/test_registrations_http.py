@@ -672,7 +672,7 @@ async def test_cancel_a_registration(
     client: httpx.AsyncClient, partner: Partner, activity: str
 ) -> None:
     registration_id = await _registered(client, partner, activity)
-    body = {"cancelled_at": moment(), "reason": "ziek"}
+    body = {"cancelled_at": moment(), "reason": "illness"}
 
     r = await client.post(
         f"/v1/registrations/{registration_id}/cancellation", headers=partner.headers, json=body

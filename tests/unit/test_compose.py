@@ -351,11 +351,15 @@ def _written_topics(service: str) -> set[str]:
     import importlib
 
     decisions = importlib.import_module(f"services.{service}.domain.decide")
-    return {
+    written = {
         obj.topic.value
         for obj in vars(decisions).values()
         if isinstance(obj, type) and issubclass(obj, EventData) and obj is not EventData
     }
+    # A service that erases people publishes their erasure events (shared/erasure.py).
+    if getattr(importlib.import_module(f"services.{service}.bootstrap"), "ERASABLE", None):
+        written.add(Topic.ERASURES.value)
+    return written
 
 
 def test_each_service_user_may_do_exactly_what_its_code_does() -> None:
@@ -389,9 +393,11 @@ def test_each_service_user_may_do_exactly_what_its_code_does() -> None:
         for t in Topic
         if t not in CONSUMED_TOPICS  # Read implies Describe
     }
+    # `verbinding retention run` sets the dead letters' retention (docs/privacy.md).
+    expected.add((KAFKA_ADMIN_USER, "AlterConfigs", "topic", Topic.DEADLETTER.value))
     assert acls == expected
-    assert _written_topics("registrations") == {"activities", "registrations"}
-    assert _written_topics("referrals") == {"referrals", "trainings", "measurements"}
+    assert _written_topics("registrations") == {"activities", "registrations", "erasures"}
+    assert _written_topics("referrals") == {"referrals", "trainings", "measurements", "erasures"}
     # Every user with an ACL gets its password from kafka-setup, and the service that logs in
     # as that user is handed the same .env variable.
     setup_env = _raw()["services"]["kafka-setup"]["environment"]

@@ -31,6 +31,7 @@ from shared.events import (
     EventDecodeError,
     MeasurementRecorded,
     Participant,
+    PersonErased,
     ReferralCreated,
     ReferralFirstAttended,
     ReferralStatusChanged,
@@ -139,8 +140,12 @@ def _referral_status() -> ReferralStatusChanged:
         status="accepted",
         at=WHEN,
         sequence=41,
-        outcome="komt dinsdag",
+        outcome="joined-activity",
     )
+
+
+def _erased() -> PersonErased:
+    return PersonErased(subject_id=PARTICIPANT_ID, erased_at=WHEN)
 
 
 def _first_attendance() -> ReferralFirstAttended:
@@ -218,6 +223,7 @@ FACTORIES: dict[type[EventData], Callable[[], EventData]] = {
     TrainingCompleted: _training,
     MeasurementRecorded: _measurement,
     DeadLettered: _deadletter,
+    PersonErased: _erased,
 }
 ALL = pytest.mark.parametrize("make", list(FACTORIES.values()), ids=[c.__name__ for c in FACTORIES])
 
@@ -645,7 +651,7 @@ def test_v1_status_changes_get_a_sequence_in_lifecycle_order(previous: str, stat
         orjson.dumps(_v1(_referral_status, "sequence", previous_status=previous, status=status))
     )
 
-    assert this.type == "nl.verbinding.referral.status_changed.v2"
+    assert this.type == "nl.verbinding.referral.status_changed.v3"
     if previous != "created":
         assert this.data.sequence > earlier.data.sequence
 

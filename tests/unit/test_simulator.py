@@ -133,7 +133,7 @@ def _problems(kind: str, cmd: Any) -> list[tuple[str, str]]:
         "cancellation": lambda: check_moment("cancelled_at", cmd.cancelled_at),
         "attendance": lambda: registration_rules.check_attendance(cmd, ref),
         "referral": lambda: referral_rules.check_referral(cmd, ref),
-        "referral_status": lambda: referral_rules.check_status(cmd),
+        "referral_status": lambda: referral_rules.check_status(cmd, ref),
         "training": lambda: referral_rules.check_training(cmd, ref),
         "measurement": lambda: referral_rules.check_measurement(cmd, ref),
     }

@@ -157,8 +157,9 @@ def test_what_a_delivery_carries_statuses_dates_and_outcome_codes_only() -> None
         assert PSEUDONYM not in text.decode()
         for leak in ("participant", "neighbourhood", "age_band", "signals", "registration_id"):
             assert leak not in text.decode()
-    note = orjson.loads(body_of(_status(outcome="mevrouw belt terug"), GP, WELFARE, OUTCOMES))
-    assert note["data"]["outcome"] is None  # free text never travels
+    # Events carry codes only (minimisation); one no longer on the configured list stays home.
+    note = orjson.loads(body_of(_status(outcome="retired-code"), GP, WELFARE, OUTCOMES))
+    assert note["data"]["outcome"] is None
     code = orjson.loads(body_of(_status(outcome="intake-planned"), GP, WELFARE, OUTCOMES))
     assert code["data"]["outcome"] == "intake-planned"
     assert code["type"] == "referral.status_changed"

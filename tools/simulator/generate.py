@@ -143,7 +143,7 @@ class _Generator:
 
     def participant(self, r: Resident, org: str, *, token: bool = True) -> dict[str, Any]:
         """The participant as ``org`` knows the resident. Partners do not always know the
-        neighbourhood or whether someone lives alone; what they know stays the same."""
+        neighbourhood; what they know stays the same."""
         key = (r.no, org if token else f"{org}#no-token")
         found = self.participants.get(key)
         if found is None:
@@ -152,7 +152,9 @@ class _Generator:
                 found["resident_token"] = r.token
             found["neighbourhood"] = "unknown" if self.rng.random() < 0.03 else r.neighbourhood
             found["age_band"] = r.age_band
-            found["lives_alone"] = None if self.rng.random() < 0.1 else r.lives_alone
+            # `lives_alone` is no longer collected (docs/privacy.md); the draw stays so that a
+            # seed gives the same population and requests as before.
+            self.rng.random()
             self.participants[key] = found
         return found
 
@@ -290,7 +292,7 @@ class _Generator:
                 body = {"cancelled_at": _iso(cancelled_at)}
                 if rng.random() < 0.6:
                     body["reason"] = rng.choice(
-                        ("health", "schedule", "not what I expected", "moved away", "other")
+                        ("illness", "other-commitment", "not-interested", "moved-away", "other")
                     )
                 self.emit(
                     org,
@@ -425,15 +427,17 @@ class _Generator:
                     converted = first is not None and (first - created.date()).days <= 60
             if rng.random() < 0.9:
                 outcome = (
-                    "joined an activity"
+                    "joined-activity"
                     if converted
-                    else rng.choice(("help arranged", "no further help wanted", "referred on"))
+                    else rng.choice(
+                        ("support-in-place", "declined-by-resident", "referred-elsewhere")
+                    )
                 )
                 self.status(receiver, ref, "closed", self.after(last, 20, 90), outcome)
             if rng.random() < 0.8 and r.total is not None:
                 self.measurements(r, org, accepted, converted)
         elif u < 0.85:
-            self.status(receiver, ref, "declined", self.after(created, 1, 14), "did not fit")
+            self.status(receiver, ref, "declined", self.after(created, 1, 14), "not-eligible")
         elif u < 0.90:
             self.status(org, ref, "withdrawn", self.after(created, 2, 21))
 

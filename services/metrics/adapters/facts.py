@@ -22,6 +22,7 @@ from shared.events import (
     CloudEvent,
     DeadLettered,
     MeasurementRecorded,
+    PersonErased,
     ReferralCreated,
     ReferralFirstAttended,
     ReferralStatusChanged,
@@ -42,6 +43,8 @@ def _changed(
 ) -> list[CloudEvent[Any]]:
     """The events whose natural keys a statement inserted (of two events with one key in a
     batch, the first one's row is the one inserted)."""
+    if len(inserted) == len(events):  # the usual case: no key twice, none seen before
+        return list(events)
     first: dict[tuple[Any, ...], CloudEvent[Any]] = {}
     for event in events:
         first.setdefault(key(event), event)
@@ -60,14 +63,20 @@ class FactWriter:
     async def __call__(
         self, conn: asyncpg.Connection, events: Sequence[CloudEvent[Any]]
     ) -> list[CloudEvent[Any]]:
-        """Apply ``events``; the ones whose fact was new (in the order of their types)."""
+        """Apply ``events``; the ones whose fact was new (in the order of their types). An
+        erasure changes the facts; an erased person's event does not."""
+        erasures = [e for e in events if isinstance(e.data, PersonErased)]
+        events = await self._without_erased(conn, events, erasures)
         by_type: dict[type, list[Any]] = defaultdict(list)
         last_seen: dict[str, Any] = {}
         for event in events:
-            by_type[type(event.data)].append(event)
-            org = getattr(event.data, "organisation_id", None)
-            if org and (org not in last_seen or event.time > last_seen[org]):
-                last_seen[org] = event.time
+            data = event.data
+            by_type[type(data)].append(event)
+            org = getattr(data, "organisation_id", None)
+            if org:
+                seen = last_seen.get(org)
+                if seen is None or event.time > seen:
+                    last_seen[org] = event.time
         changed: list[CloudEvent[Any]] = []
         for cls, group in by_type.items():
             handler = self._handlers.get(cls)
@@ -86,7 +95,60 @@ class FactWriter:
                 list(last_seen),
                 list(last_seen.values()),
             )
-        return changed
+        return [*erasures, *changed]
+
+    async def _without_erased(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[CloudEvent[Any]],
+        erasures: list[CloudEvent[Any]],
+    ) -> Sequence[CloudEvent[Any]]:
+        """Erasures first (the person's facts go), then the batch without the events of any
+        erased person: a late event, or the replay of a rebuild, never brings a person back."""
+        if erasures:
+            await self._erase(conn, erasures)
+        subjects = {e.subject for e in events if e.subject and not isinstance(e.data, PersonErased)}
+        if not subjects:
+            return [e for e in events if not isinstance(e.data, PersonErased)]
+        erased = {
+            r["subject_id"]
+            for r in await conn.fetch(
+                f"SELECT subject_id FROM {self.s}.erased_subjects "
+                "WHERE subject_id = ANY($1::text[])",
+                list(subjects),
+            )
+        }
+        return [
+            e
+            for e in events
+            if not isinstance(e.data, PersonErased)
+            and (e.subject is None or e.subject not in erased)
+        ]
+
+    async def _erase(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+        """Drop every fact of the erased people: the figures change by exactly them. A
+        cancellation or a status change hangs off the person's registration or referral."""
+        subjects = sorted({e.data.subject_id for e in events})
+        s = self.s
+        await conn.execute(
+            f"INSERT INTO {s}.erased_subjects (subject_id, erased_at) "
+            "SELECT * FROM unnest($1::text[], $2::timestamptz[]) ON CONFLICT DO NOTHING",
+            subjects,
+            [min(e.data.erased_at for e in events if e.data.subject_id == x) for x in subjects],
+        )
+        for statement in (
+            f"DELETE FROM {s}.cancellations c USING {s}.registrations r "
+            "WHERE r.participant_id = ANY($1::text[]) AND c.organisation_id = r.organisation_id "
+            "AND c.registration_id = r.registration_id",
+            f"DELETE FROM {s}.registrations WHERE participant_id = ANY($1::text[])",
+            f"DELETE FROM {s}.attendance WHERE participant_id = ANY($1::text[])",
+            f"DELETE FROM {s}.referral_status x USING {s}.referrals r "
+            "WHERE r.participant_id = ANY($1::text[]) AND x.organisation_id = r.organisation_id "
+            "AND x.referral_id = r.referral_id",
+            f"DELETE FROM {s}.referrals WHERE participant_id = ANY($1::text[])",
+            f"DELETE FROM {s}.measurements WHERE participant_id = ANY($1::text[])",
+        ):
+            await conn.execute(statement, subjects)
 
     async def _activities(
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
@@ -294,4 +356,5 @@ class FactWriter:
         # Derived by the referrals service from the registrations topic, which the metrics
         # service reads itself: conversion is counted from the registrations and attendance.
         ReferralFirstAttended: _ignore,
+        PersonErased: _ignore,  # applied before the others, in _without_erased
     }

@@ -5,8 +5,9 @@ the old figures, as a bulk load (adapters/rebuild_schema.py: secondary indexes a
 asynchronous commits until the swap). When the replay has reached the end of every partition,
 the indexes are built; then the swap lock is taken (live batches wait on it, see
 ``REBUILD_LOCK``), what arrived meanwhile is replayed, and the schemas are swapped in one
-transaction. The live consumer then carries on from its committed offsets into the new schema;
-the partition offsets the replay stored there make it skip what the replay already applied.
+transaction. The live consumer then carries on into the new schema from where it stands (after
+a restart or rebalance: from the partition offsets the replay stored there); those offsets make
+it skip what the replay already applied.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Sequence
-from datetime import date
+from datetime import date, datetime
 
 import asyncpg
 
@@ -84,6 +84,29 @@ class PostgresAttendance:
         named: Sequence[NamingRegistration], sessions: Sequence[AttendedSession]
     ) -> list[Write]:
         return [*NAMED.insert(named), *SESSIONS.insert(sessions)]
+
+    async def erase(self, erased: Sequence[tuple[str, datetime]]) -> None:
+        """The matching data of erased subjects goes; they are remembered, so that their later
+        events are skipped (docs/privacy.md "Erasure")."""
+        subjects = sorted({s for s, _ in erased})
+        await self.conn.execute(
+            "INSERT INTO referrals.erased_subjects (subject_id, erased_at) "
+            "SELECT * FROM unnest($1::text[], $2::timestamptz[]) ON CONFLICT DO NOTHING",
+            [s for s, _ in erased],
+            [at for _, at in erased],
+        )
+        for table in (NAMED.name, SESSIONS.name):
+            await self.conn.execute(
+                f"DELETE FROM {table} WHERE participant_id = ANY($1::text[])", subjects
+            )
+
+    async def erased(self, subjects: Collection[str]) -> set[str]:
+        """Those of ``subjects`` that were erased."""
+        rows = await self.conn.fetch(
+            "SELECT subject_id FROM referrals.erased_subjects WHERE subject_id = ANY($1::text[])",
+            list(subjects),
+        )
+        return {r["subject_id"] for r in rows}
 
     async def forget(self, before: date) -> tuple[int, int]:
         """Delete what the rule no longer needs: registrations whose referral has its first

@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from shared.identifiers import ORGANISATION_ID_PATTERN
+from shared.minimisation import Code, lives_alone_ignored
 from shared.text import StorableText
 
 __all__ = [
@@ -68,7 +69,7 @@ class ParticipantIn(_Command):
     )
     neighbourhood: str = Field(description="One of the municipality's neighbourhoods.")
     age_band: str = Field(description="`0-15`, `16-25`, `26-64`, `65-74`, `75+` or `unknown`.")
-    lives_alone: bool | None = Field(None, description="Living alone: true, false or unknown.")
+    lives_alone: bool | None = lives_alone_ignored()
 
 
 class MeasurementParticipantIn(_Command):
@@ -86,9 +87,7 @@ class MeasurementParticipantIn(_Command):
     )
     neighbourhood: str = Field(description="One of the municipality's neighbourhoods.")
     age_band: str = Field(description="`0-15`, `16-25`, `26-64`, `65-74`, `75+` or `unknown`.")
-    lives_alone: bool | None = Field(
-        None, description="Accepted for a uniform participant shape; not recorded with scores."
-    )
+    lives_alone: bool | None = lives_alone_ignored()
 
 
 class ReferredToIn(_Command):
@@ -150,8 +149,10 @@ class StatusCommand(_Command):
     at: AwareDatetime = Field(
         description="When it changed; not before the referral nor before its last change."
     )
-    outcome: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = (
-        Field(None, description="Short outcome note. No names or other personal details.")
+    outcome: Code | None = Field(
+        None,
+        description="A code of the reference list `referral_outcomes` (e.g. `joined-activity`, "
+        "`no-contact-possible`, `other`); free text is not accepted.",
     )
 
 

@@ -217,7 +217,7 @@ class Referrals:
         if isinstance(item, ReferralItem):
             FieldError.raise_if(rules.check_referral(item.body, self.reference))
         elif isinstance(item, ReferralStatusItem):
-            FieldError.raise_if(rules.check_status(item.body))
+            FieldError.raise_if(rules.check_status(item.body, self.reference))
         elif isinstance(item, TrainingItem):
             FieldError.raise_if(rules.check_training(item.body, self.reference))
         else:

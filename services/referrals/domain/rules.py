@@ -154,8 +154,11 @@ def check_referral(cmd: ReferralCommand, ref: ReferenceData) -> FieldProblems:
     return problems + check_moment("created_at", cmd.created_at)
 
 
-def check_status(cmd: StatusCommand) -> FieldProblems:
-    return check_moment("at", cmd.at)
+def check_status(cmd: StatusCommand, ref: ReferenceData) -> FieldProblems:
+    problems = check_moment("at", cmd.at)
+    if cmd.outcome is not None:
+        problems += check_one_of("outcome", cmd.outcome, ref.referral_outcomes, "outcome")
+    return problems
 
 
 def check_training(cmd: TrainingCommand, ref: ReferenceData) -> FieldProblems:

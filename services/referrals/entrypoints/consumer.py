@@ -40,10 +40,15 @@ log = logging.getLogger(__name__)
 
 # (name, topics, the setting that names its consumer group): docs, ACLs and compose read these.
 CONSUMERS: tuple[tuple[str, tuple[Topic, ...], str], ...] = (
-    ("first-attendance", (Topic.REGISTRATIONS, Topic.REFERRALS), "attendance_consumer_group"),
+    # `erasures`: an erased person's matching data goes, and their events are skipped.
+    (
+        "first-attendance",
+        (Topic.REGISTRATIONS, Topic.REFERRALS, Topic.ERASURES),
+        "attendance_consumer_group",
+    ),
     ("webhooks", (Topic.REFERRALS,), "webhook_consumer_group"),
 )
-CONSUMED_TOPICS = (Topic.REGISTRATIONS, Topic.REFERRALS)
+CONSUMED_TOPICS = (Topic.REGISTRATIONS, Topic.REFERRALS, Topic.ERASURES)
 
 CONSUMED = Counter(
     "verbinding_referrals_events_consumed_total",

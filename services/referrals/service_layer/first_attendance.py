@@ -19,7 +19,13 @@ from services.referrals.domain.first_attendance import (
 )
 from services.referrals.service_layer.unit_of_work import ReferralsUnitOfWork
 from shared.auth import Principal
-from shared.events import AttendanceRecorded, CloudEvent, ReferralCreated, RegistrationCreated
+from shared.events import (
+    AttendanceRecorded,
+    CloudEvent,
+    PersonErased,
+    ReferralCreated,
+    RegistrationCreated,
+)
 from shared.pipeline.decisions import Context, Decision, Records
 from shared.pipeline.pipeline import Pipeline
 from shared.referral_matching import AttendedSession, NamingRegistration
@@ -158,6 +164,21 @@ class FirstAttendanceConsumer:
         self.services = services
 
     async def apply(self, events: Sequence[CloudEvent[Any]]) -> None:
+        erasures = [e.data for e in events if isinstance(e.data, PersonErased)]
+        subjects = {e.subject for e in events if e.subject and not isinstance(e.data, PersonErased)}
+        if erasures or subjects:
+            # An erased person's matching data goes, and their events are skipped, also those
+            # that arrive later (docs/privacy.md "Erasure").
+            async with self.units() as uow, uow:
+                if erasures:
+                    await uow.attendance.erase([(e.subject_id, e.erased_at) for e in erasures])
+                erased = await uow.attendance.erased(subjects) if subjects else set()
+                await uow.commit()
+            events = [
+                e
+                for e in events
+                if not isinstance(e.data, PersonErased) and e.subject not in erased
+            ]
         grouped: dict[str, list[ConsumedItem]] = {}
         for event in events:
             found = item_of(event, self.services)

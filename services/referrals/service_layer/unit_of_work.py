@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from datetime import date
+from collections.abc import Collection, Sequence
+from datetime import date, datetime
 from typing import Protocol
 
 from services.referrals.domain.decide import Key, Measurement, Referral, StatusChange, Training
@@ -90,6 +90,14 @@ class AttendanceRecords(Protocol):
     async def sessions_by_attendee(
         self, attendees: Collection[Attendee]
     ) -> list[AttendedSession]: ...
+
+    async def erase(self, erased: Sequence[tuple[str, datetime]]) -> None:
+        """Delete what is kept about these erased (subject id, when) and remember them."""
+        ...
+
+    async def erased(self, subjects: Collection[str]) -> set[str]:
+        """Those of ``subjects`` that were erased: their events are skipped."""
+        ...
 
     async def forget(self, before: date) -> tuple[int, int]:
         """Delete what is no longer needed (docs/privacy.md); how many registrations and

@@ -77,7 +77,8 @@ class ReferralViews:
                     "previous_status": h.previous_status,
                     "at": h.at.isoformat(),
                     "changed_by": h.changed_by,
-                    # A note travels to its writer only; the other side sees outcome codes.
+                    # Outcomes are codes (minimisation); one no longer on the configured list
+                    # (or a note from before the codes, now `other`) is shown to its writer only.
                     "outcome": (
                         h.outcome
                         if h.changed_by == org

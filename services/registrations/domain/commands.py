@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
 
 from shared.identifiers import ORGANISATION_ID_PATTERN
+from shared.minimisation import Code, lives_alone_ignored
 from shared.text import StorableText
 
 __all__ = [
@@ -42,7 +43,7 @@ class ParticipantIn(_Command):
     )
     neighbourhood: str = Field(description="One of the municipality's neighbourhoods.")
     age_band: str = Field(description="`0-15`, `16-25`, `26-64`, `65-74`, `75+` or `unknown`.")
-    lives_alone: bool | None = None
+    lives_alone: bool | None = lives_alone_ignored()
 
 
 class ActivityCommand(_Command):
@@ -79,7 +80,11 @@ class RegistrationCommand(_Command):
 
 class CancellationCommand(_Command):
     cancelled_at: AwareDatetime
-    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    reason: Code | None = Field(
+        None,
+        description="A code of the reference list `cancellation_reasons` (e.g. `illness`, "
+        "`transport`, `other`); free text is not accepted.",
+    )
 
 
 class AttendanceCommand(_Command):

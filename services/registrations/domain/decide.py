@@ -43,7 +43,7 @@ from shared.pipeline.decisions import (
 )
 from shared.pseudonym import participant_of
 from shared.reference import ReferenceData
-from shared.timerules import check_moment, local_date
+from shared.timerules import local_date
 
 __all__ = [
     "Activity",
@@ -199,7 +199,7 @@ class Registrations:
         elif isinstance(item, RegistrationItem):
             FieldError.raise_if(rules.check_registration(item.body, self.reference))
         elif isinstance(item, CancellationItem):
-            FieldError.raise_if(check_moment("cancelled_at", item.body.cancelled_at))
+            FieldError.raise_if(rules.check_cancellation(item.body, self.reference))
         else:
             FieldError.raise_if(rules.check_attendance(item.body, self.reference))
 

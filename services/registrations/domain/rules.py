@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from services.registrations.domain.commands import (
     ActivityCommand,
     AttendanceCommand,
+    CancellationCommand,
     ParticipantIn,
     RegistrationCommand,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "FieldProblems",
     "check_activity",
     "check_attendance",
+    "check_cancellation",
     "check_participant",
     "check_registration",
 ]
@@ -63,3 +65,10 @@ def check_attendance(cmd: AttendanceCommand, ref: ReferenceData) -> FieldProblem
     return check_participant(cmd.participant, ref) + check_moment(
         "session_start", cmd.session_start
     )
+
+
+def check_cancellation(cmd: CancellationCommand, ref: ReferenceData) -> FieldProblems:
+    problems = check_moment("cancelled_at", cmd.cancelled_at)
+    if cmd.reason is not None:
+        problems += _one_of("reason", cmd.reason, ref.cancellation_reasons, "cancellation reason")
+    return problems

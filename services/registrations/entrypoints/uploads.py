@@ -110,6 +110,9 @@ class ReferenceLists(BaseModel):
     neighbourhoods: list[ReferenceValue]
     age_bands: list[ReferenceValue]
     activity_categories: list[ReferenceValue]
+    # The codes a cancellation's `reason` and a status change's `outcome` take (no free text).
+    cancellation_reasons: list[ReferenceValue]
+    referral_outcomes: list[ReferenceValue]
 
 
 def _lang(request: Request, lang: str | None) -> Lang:
@@ -277,7 +280,8 @@ def build_uploads_router(uploads: Uploads, reference: ReferenceData) -> APIRoute
     @router.get(
         "/reference",
         tags=["uploads"],
-        summary="The municipality's lists: neighbourhoods, age bands, activity categories",
+        summary="The municipality's lists: neighbourhoods, age bands, activity categories, "
+        "cancellation reasons, referral outcomes",
     )
     async def reference_lists(_: Reader) -> ReferenceLists:
         def values(name: str) -> list[ReferenceValue]:
@@ -294,6 +298,8 @@ def build_uploads_router(uploads: Uploads, reference: ReferenceData) -> APIRoute
             neighbourhoods=values("neighbourhoods"),
             age_bands=values("age_bands"),
             activity_categories=values("activity_categories"),
+            cancellation_reasons=values("cancellation_reasons"),
+            referral_outcomes=values("referral_outcomes"),
         )
 
     return router

@@ -1,0 +1,94 @@
+"""Subject ids: the id under which a writing service publishes a person (issue 17).
+
+A keyed pseudonym is deterministic: whoever holds a partner's reference and the platform's
+secret computes it again, so events that carry it on a topic kept forever could never be
+erased. So the events carry a random id instead (32 random bytes, hex: the shape of a pseudonym),
+and the service keeps which pseudonym each subject id stands for in its table ``subjects``.
+Erasing a person deletes that row (shared/erasure.py): the person's events on Kafka then carry
+an id that nothing links to a reference any more — crypto-shredding, with the row as the key —,
+and a later write about the same reference gets a new subject id.
+
+The mapping is applied where events become outbox rows (shared/pipeline/postgres.py), so the
+decisions stay pure and the services' own tables keep the pseudonym (which erasure deletes
+with them). Each writing service has its own subject ids: the same resident's attendance
+(registrations) and scores (referrals) cannot be linked on Kafka.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from shared.events import CloudEvent, Participant
+
+__all__ = ["new_subject_id", "person_pseudonyms", "subject_ids", "with_subject_ids"]
+
+
+def new_subject_id() -> str:
+    return secrets.token_hex(32)
+
+
+def _person_of(data: Any) -> str | None:
+    participant = getattr(data, "participant", None)
+    if isinstance(participant, Participant):
+        return participant.id
+    found = getattr(data, "participant_id", None)
+    return found if isinstance(found, str) else None
+
+
+def person_pseudonyms(events: Iterable[CloudEvent[Any]]) -> set[str]:
+    """The participants' pseudonyms the events name."""
+    return {p for e in events if (p := _person_of(e.data)) is not None}
+
+
+def with_subject_ids(
+    events: Sequence[CloudEvent[Any]], subjects: Mapping[str, str]
+) -> list[CloudEvent[Any]]:
+    """The events with every participant pseudonym replaced by its subject id (the data, the
+    CloudEvents ``subject`` and so the Kafka key); the same event id."""
+    out = []
+    for event in events:
+        pseudonym = _person_of(event.data)
+        if pseudonym is None:
+            out.append(event)
+            continue
+        subject = subjects[pseudonym]
+        data = event.data
+        if isinstance(getattr(data, "participant", None), Participant):
+            data = data.model_copy(
+                update={"participant": data.participant.model_copy(update={"id": subject})}
+            )
+        else:
+            data = data.model_copy(update={"participant_id": subject})
+        out.append(event.model_copy(update={"data": data, "subject": data.subject()}))
+    return out
+
+
+async def subject_ids(
+    conn: asyncpg.Connection, schema: str, pseudonyms: Iterable[str]
+) -> dict[str, str]:
+    """The subject id of each pseudonym, created for those that have none (in the caller's
+    transaction: a rollback forgets them)."""
+    wanted = sorted(set(pseudonyms))
+    if not wanted:
+        return {}
+    table = f'"{schema}".subjects'
+    # Inserted in key order, so that two batches meet new pseudonyms in the same order; a
+    # pseudonym another transaction inserts meanwhile is waited for and then left alone.
+    await conn.execute(
+        f"INSERT INTO {table} (pseudonym, subject_id) "
+        "SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (pseudonym) DO NOTHING",
+        wanted,
+        [new_subject_id() for _ in wanted],
+    )
+    # FOR SHARE: an erasure of one of these people waits until this write has committed, and
+    # then deletes what it wrote too (shared/erasure.py deletes the subject first).
+    rows = await conn.fetch(
+        f"SELECT pseudonym, subject_id FROM {table} WHERE pseudonym = ANY($1::text[]) "
+        "ORDER BY pseudonym FOR SHARE",
+        wanted,
+    )
+    return {r["pseudonym"]: r["subject_id"] for r in rows}
