@@ -1,9 +1,9 @@
 """Which registration converts which referral, and when its first attendance counts (domain.md
 §6 `referral_conversion`), written once: the referrals service records the first attendance by
-it (``referral.first_attendance``). The metrics service still counts conversion with SQL of its
-own that states the same rule (services/metrics/adapters/queries.py, ``s3``); part 2 of issue 15
-(the funnel) is to count ``referral.first_attendance`` instead, or hold both to one
-hand-computed scenario.
+it (``referral.first_attendance``). The metrics service counts conversion with SQL of its own
+that states the same rule (services/metrics/adapters/year_grid.py, ``_s3``), with this module's
+``CONVERSION_DAYS``; tests/integration/test_metrics_scenario.py holds the two to the same
+hand-computed scenario (docs/disclosure.md, "The S3 referral funnel", says why).
 
 A registration converts a referral when it was made at the referral's receiving side and names
 it: by referring organisation and id, or by the id alone when no other organisation sent the

@@ -291,12 +291,15 @@ def _s3(ids: _Ids) -> tuple[Row, list[Panel]]:
         _stat(
             ids,
             "Referrals",
-            "Referrals created in the period; accepted; and converted (an attended session "
-            "within 60 days).",
+            "The funnel of the referrals created in the period: referred, accepted, contacted, "
+            "first attendance (within 60 days), retained (3 sessions within 90 days of the "
+            "first); a referral counts in every stage up to the furthest it reached.",
             [
                 (f"verbinding_s3_referrals{{{PERIOD}}}", "referred"),
                 (f"verbinding_s3_accepted{{{PERIOD}}}", "accepted"),
+                (f"verbinding_s3_contacted{{{PERIOD}}}", "contacted"),
                 (f"verbinding_s3_converted{{{PERIOD}}}", "attended"),
+                (f"verbinding_s3_referrals_retained{{{PERIOD}}}", "retained"),
             ],
             width=8,
         ),

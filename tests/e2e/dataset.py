@@ -2,7 +2,8 @@
 
 Fourteen partner organisations, eleven activities, a resident population that grows over the
 twelve complete months before the current one, referrals from GPs, nurses, welfare coaches and
-others (accepted, declined or left open; converted into attendance or not), trainings,
+others (accepted, declined or left open; contacted or not; converted into attendance or not,
+and some of them retained), trainings,
 anonymous population surveys and intake/follow-up questionnaires. The same twelve months of the
 baseline year get a smaller population, so that "growth against the baseline" shows.
 
@@ -430,6 +431,11 @@ def build(prefix: str, baseline_year: int, today: date | None = None) -> DataSet
                 decision = "accepted" if accepted else "declined"
                 when = created + timedelta(rng.randint(1, 4))
                 add_status(act.org, org, referral_id, decision, when, 15)
+                # Three in four accepted referrals record a contact the next day (from the
+                # counter, not the generator, so that every other draw stays as it was): the
+                # funnel's contacted stage then holds converted referrals without one too.
+                if accepted and v % 4:
+                    add_status(act.org, org, referral_id, "contacted", when + timedelta(1), 16)
             converted = accepted and rng.random() < 0.65
             if converted:
                 first = created + timedelta(days=rng.randint(5, 9))

@@ -47,6 +47,8 @@ HEADINGS = {
     "en": ("Less loneliness", "Taking part", "Signalling and referral"),
 }
 DOCS_SCREENSHOT = REPO / "docs" / "dashboard.png"
+# The S3 funnel's stages, in the dashboard's order (the API's names).
+FUNNEL = ("referrals", "accepted", "contacted", "converted", "referrals_retained")
 
 # Everything the page shows, read in one round trip: [data-testid] elements with their data.
 READ_PAGE = """() => Array.from(document.querySelectorAll('[data-testid]')).map(e => ({
@@ -214,13 +216,13 @@ async def assert_page_matches_api(
             subgoal = "s1" if name.startswith("prevalence") else "s2"
             assert_shown(item, cell[subgoal][name], k, lang, f"{name} of {item['key']}")
 
-    # The referral funnel, municipality-wide and by referrer role.
-    for name in ("referrals", "accepted", "converted"):
+    # The referral funnel (its five stages), municipality-wide and by referrer role.
+    for name in FUNNEL:
         assert_shown(shown[f"funnel-{name}"], total["s3"][name], k, lang, f"{name} in the funnel")
     role_cells = {c["key"]: c for c in roles["breakdown"]}
     assert sorted(i["key"] for i in items if i["id"] == "role-row") == sorted(role_cells)
     for item in items:
-        if item["id"] in ("role-referrals", "role-accepted", "role-converted"):
+        if item["id"] in {f"role-{name}" for name in FUNNEL}:
             name = item["id"].removeprefix("role-")
             fig = role_cells[item["key"]]["s3"][name]
             assert_shown(item, fig, k, lang, f"{name} by {item['key']}")

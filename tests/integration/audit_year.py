@@ -10,6 +10,10 @@ could try to work back, beside large ones, in every breakdown and period:
 - a small trained role (2 community police officers) beside large ones;
 - survey groups of 16, 12 and 5 answers with 7, 2 and 1 lonely among them;
 - a few intake/follow-up pairs, declined and converted referrals, cancellations, no-shows;
+- the S3 funnel (created → accepted → contacted → first attendance → retained) per referrer
+  role with small stages beside large ones: a small role whose every stage is one referral, a
+  last stage (retained) below k in the total, converted referrals without a recorded contact
+  (they count as contacted), and recorded contacts that never led to an attendance;
 - the same activities in the baseline year (growth), and a little in the current month, so
   that ``/metrics`` (current month, quarter and year) has figures to audit as well.
 
@@ -187,8 +191,19 @@ def build(prefix: str, year: int, baseline_year: int, now: datetime) -> Writes:
 
     # S3. Referrals: GPs (15) and welfare coaches (12) large, the pharmacist (3) small.
     def refer(
-        referrer: str, role: str, n: int, activity_id: str, accept: int, convert: int
+        referrer: str,
+        role: str,
+        n: int,
+        activity_id: str,
+        *,
+        accept: int,
+        contact: int,
+        convert: int,
+        retain: int,
     ) -> None:
+        """Referral i is accepted when i < accept, marked contacted when i < contact (contact
+        <= accept), has its first attendance when i < convert and a third session within 90
+        days when i < retain."""
         receiver = ACTIVITIES[activity_id][0]
         for i in range(n):
             ref = f"v-{role}-{i}"
@@ -230,13 +245,29 @@ def build(prefix: str, year: int, baseline_year: int, now: datetime) -> Writes:
                         },
                     },
                 )
+            if i < contact:
+                w.add(
+                    w.statuses,
+                    receiver,
+                    {
+                        "kind": "referral_status",
+                        "referral_id": referral_id,
+                        "referring_organisation_id": w.org(referrer),
+                        "body": {
+                            "status": "contacted",
+                            "at": moment(created + timedelta(days=4 + i % 5), 15),
+                        },
+                    },
+                )
             if i < convert:
                 days = [created + timedelta(days=9), created + timedelta(days=16)]
+                if i < retain:
+                    days.append(created + timedelta(days=40))
                 attend(ref, "delfgauw", "75+", activity_id, days, no_show=0.0, referral=(w.org(referrer), referral_id))  # fmt: skip
 
-    refer("huisarts", "gp", 15, "koffie", accept=11, convert=7)
-    refer("welzijn", "welfare-coach", 12, "taalcafe", accept=8, convert=4)
-    refer("apotheek", "pharmacist", 3, "wandelen", accept=1, convert=1)
+    refer("huisarts", "gp", 15, "koffie", accept=11, contact=9, convert=7, retain=4)
+    refer("welzijn", "welfare-coach", 12, "taalcafe", accept=8, contact=3, convert=4, retain=2)
+    refer("apotheek", "pharmacist", 3, "wandelen", accept=1, contact=1, convert=1, retain=1)
 
     # S3. Trainings: GPs (12) and volunteers (15) large, police officers (2) small.
     trained = [("huisarts", "gp", 12), ("welzijn", "volunteer", 15), ("sportclub", "police", 2)]

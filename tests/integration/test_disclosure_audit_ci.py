@@ -35,6 +35,7 @@ from tests.integration import audit_year
 from tests.integration.test_access_key_rotation import cli
 from tools.disclosure_audit.check import Report, audit
 from tools.disclosure_audit.collect import Readers, collect
+from tools.disclosure_audit.published import Published
 
 pytestmark = pytest.mark.integration
 
@@ -177,7 +178,9 @@ async def snapshot_after(url: str, key: str, moment: float, timeout: float = 60)
     pytest.fail("no fresh /metrics snapshot")
 
 
-async def read_and_audit(url: str, secrets: dict[str, Any], year: int) -> tuple[Report, int]:
+async def read_and_audit(
+    url: str, secrets: dict[str, Any], year: int
+) -> tuple[Report, list[Published]]:
     readers = Readers(
         secrets["coalition"],
         secrets["analyst"],
@@ -185,9 +188,14 @@ async def read_and_audit(url: str, secrets: dict[str, Any], year: int) -> tuple[
         secrets["metrics"],
     )
     figures, k = await collect(url, year, readers)
-    return audit(figures, year, k), len(figures)
+    return audit(figures, year, k), figures
 
 
+# Two releases with the exact check of everything and three audits of every figure: about 280 s
+# on the shared 2-core machine under load since the S3 funnel (docs/benchmarks.md), beyond the
+# suite's default of 300 s when the machine is busier still. A guard against a hang, not a
+# speed target.
+@pytest.mark.timeout(900)
 async def test_the_audit_finds_nothing_on_a_year_of_small_cells_and_something_without_secondary_suppression(
     private_database: str, kafka: str, tmp_path: Path
 ) -> None:
@@ -218,8 +226,9 @@ async def test_the_audit_finds_nothing_on_a_year_of_small_cells_and_something_wi
         released = await cli(env, "metrics", "release", timeout=300)
         timings["released"] = time.monotonic() - started
         await snapshot_after(urls["metrics"], secrets["metrics"], all_applied)
-        protected, published = await read_and_audit(urls["metrics"], secrets, YEAR)
-        now_protected, now_published = await read_and_audit(urls["metrics"], secrets, NOW.year)
+        protected, read = await read_and_audit(urls["metrics"], secrets, YEAR)
+        now_protected, now_read = await read_and_audit(urls["metrics"], secrets, NOW.year)
+        published, now_published = len(read), len(now_read)
         timings["audited"] = time.monotonic() - started
 
     assert protected.ok, protected.describe()
@@ -228,6 +237,16 @@ async def test_the_audit_finds_nothing_on_a_year_of_small_cells_and_something_wi
     assert published > 5000, published
     assert protected.checked > 1000, protected.describe()
     assert now_published > 100, now_published
+    # The funnel was read and audited: in the year's total the contacted stage (14 referrals)
+    # is shown and the retained one (7) hidden; the pharmacist's stages (one referral each) are
+    # hidden in every period.
+    year_total = {(p.figure, p.by, p.key): p for p in read if p.period == str(YEAR)}
+    assert not year_total[("contacted", "", "")].suppressed
+    assert year_total[("referrals_retained", "", "")].suppressed
+    for figure in ("accepted", "contacted", "converted", "referrals_retained"):
+        cells = [p for p in read if (p.figure, p.by, p.key) == (figure, "referrer_role", "pharmacist")]  # fmt: skip
+        assert cells, figure
+        assert all(p.suppressed for p in cells), figure
 
     primary = environment(private_database, baseline_file, VERBINDING_DISCLOSURE_CONTROL="primary")
     async with live_services(("metrics",), primary, tmp_path / "logs-primary") as live:

@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
+import statistics
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
@@ -81,6 +82,8 @@ from shared.events import (
 )
 from shared.kafka import ensure_topics
 from shared.reference import load_reference
+from shared.referral_matching import NamingRegistration, counts_from, names, within_window
+from shared.timerules import local_date
 from tests.conftest import KAFKA, RUN_ID, eventually
 from tools.disclosure_audit.check import audit
 from tools.disclosure_audit.published import from_indicators, from_trend
@@ -632,6 +635,46 @@ def scenario() -> tuple[list[CloudEvent[Any]], list[CloudEvent[Any]]]:
     return first, second
 
 
+def first_attendances(events: Sequence[CloudEvent[Any]]) -> dict[tuple[str, str], tuple[str, date, date | None]]:  # fmt: skip
+    """Every referral's (role, day, first attendance) by the rule of shared/referral_matching.py
+    — the rule the referrals service records ``referral.first_attendance`` by — computed in
+    Python from the scenario's events, to hold the metrics SQL to the same rule."""
+    referrals: dict[tuple[str, str], ReferralCreated] = {}
+    naming: list[NamingRegistration] = []
+    attended: dict[tuple[str, str, str], list[date]] = {}
+    for event in events:
+        data = event.data
+        if isinstance(data, ReferralCreated):
+            referrals[(data.organisation_id, data.referral_id)] = data
+        elif isinstance(data, RegistrationCreated) and data.referral_id is not None:
+            naming.append(
+                NamingRegistration(
+                    data.organisation_id, data.registration_id, data.activity_id,
+                    data.participant.id, local_date(data.registered_at), data.referral_id,
+                    data.referring_organisation_id,
+                )
+            )  # fmt: skip
+        elif isinstance(data, AttendanceRecorded) and data.status == "attended":
+            key = (data.organisation_id, data.activity_id, data.participant.id)
+            attended.setdefault(key, []).append(data.session_date)
+    senders: dict[tuple[str | None, str], set[str]] = {}
+    for (referrer, referral_id), r in referrals.items():
+        senders.setdefault((r.receiving_organisation_id, referral_id), set()).add(referrer)
+    out = {}
+    for (referrer, referral_id), r in referrals.items():
+        made = local_date(r.created_at)
+        receiver = r.receiving_organisation_id
+        days = [
+            day
+            for g in naming
+            if names(g, referrer, referral_id, receiver, senders[(receiver, referral_id)])
+            for day in attended.get(g.attendee, [])
+            if day >= counts_from(g, made) and within_window(made, day)
+        ]
+        out[(referrer, referral_id)] = (r.referrer_role, made, min(days, default=None))
+    return out
+
+
 SHARE = object()  # A, B and C have trained staff: 3 / the partners registered at the period's end
 
 
@@ -670,13 +713,21 @@ def s1row(measurements, lonely, severe, emotional, social):
     }
 
 
-def s3row(referrals, accepted, converted, acceptance, conversion, days):
+def s3row(
+    referrals, accepted, converted, acceptance, conversion, days, *, contacted=None,
+    retained=None, contact_days=None,
+):  # fmt: skip
+    """The S3 referral figures; the funnel's contacted, referrals_retained and the median days
+    to the first contact are keywords (None: nobody)."""
     return {
         "referrals": referrals,
         "accepted": accepted,
+        "contacted": contacted,
         "converted": converted,
+        "referrals_retained": retained,
         "referral_acceptance_rate": acceptance,
         "referral_conversion": conversion,
+        "days_to_first_contact": contact_days,
         "days_to_first_attendance": days,
     }
 
@@ -735,8 +786,11 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
         # growth 4 / 3 (2013-01: P9, P1, P2) - 1.
         "s2": s2row(4, 2, 6, 3, 0.6667, 5, 2, 1, 0.3333),
         "s3": {
-            # R6, R5 = 2, both accepted: 2/2; converted R5 = 1: 1/2, after 12 days.
-            **s3row(2, 2, 1, 1.0, 0.5, 12.0),
+            # R6, R5 = 2, both accepted: 2/2; converted R5 = 1: 1/2, after 12 days. The funnel:
+            # contacted R6 (recorded on 5 Jan: 4 days) and R5 (no recorded contact; its first
+            # attendance on day 12 is the first contact): median 8; retained: R5's third session
+            # is on day 91, so none.
+            **s3row(2, 2, 1, 1.0, 0.5, 12.0, contacted=2, contact_days=8.0),
             "people_trained": 4,  # A/T1, A/T2, C/T3, B/T1
             "organisations_with_trained_staff": 3,  # A, B, C
             "organisations_with_trained_staff_share": SHARE,  # A B C of the partners A B C D
@@ -763,7 +817,10 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
         "s2": s2row(5, 3, 11, 3, 0.7857, 6, 3, 2, 0.6667),
         "s3": {
             # R6 R5 R1 R2 R3 = 5; accepted 4 of 5 decided; converted R5 R1 = 2/5; median(12, 17)
-            **s3row(5, 4, 2, 0.8, 0.4, 14.5),
+            # contacted R6 (4 days) R5 (12) R1 (17, at its first attendance): median 12; R2 was
+            # accepted but never contacted (its attendance came after 66 days); retained R1
+            # (P7: 20 Feb, 6 Mar, 20 Mar).
+            **s3row(5, 4, 2, 0.8, 0.4, 14.5, contacted=3, retained=1, contact_days=12.0),
             "people_trained": 4,  # C/T3's second training adds no person; B/T4 is April
             "organisations_with_trained_staff": 3,
             "organisations_with_trained_staff_share": SHARE,  # A B C of the partners A B C D
@@ -786,8 +843,8 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
         # cancellations 3; retained P4 P7 = 2; growth 6 / 4 (2013: P9 P1 P2 P3) - 1.
         "s2": s2row(6, 4, 13, 3, 0.8125, 7, 3, 2, 0.5),
         "s3": {
-            # + R4 = 6; accepted 4 of 5 decided; converted 2/6; median(12, 17)
-            **s3row(6, 4, 2, 0.8, 0.3333, 14.5),
+            # + R4 = 6; accepted 4 of 5 decided; converted 2/6; median(12, 17); funnel as Q1
+            **s3row(6, 4, 2, 0.8, 0.3333, 14.5, contacted=3, retained=1, contact_days=12.0),
             "people_trained": 6,  # + B/T4, C/T5
             "organisations_with_trained_staff": 3,
             "organisations_with_trained_staff_share": SHARE,  # A B C of the partners A B C D
@@ -887,10 +944,13 @@ BY_CATEGORY_2014 = {
     "culture": NONE_S2,
 }
 BY_REFERRER_ROLE_2014 = {
-    "gp": s3row(2, 2, 1, 1.0, 0.5, 17.0),  # R1 (converted after 17 days), R2 (66 days)
-    "welfare-coach": s3row(2, 1, None, 0.5, 0.0, None),  # R3 declined, R6 accepted
+    # R1 (converted after 17 days, retained), R2 (66 days, never contacted)
+    "gp": s3row(2, 2, 1, 1.0, 0.5, 17.0, contacted=1, retained=1, contact_days=17.0),
+    # R3 declined, R6 accepted and contacted after 4 days
+    "welfare-coach": s3row(2, 1, None, 0.5, 0.0, None, contacted=1, contact_days=4.0),
     "volunteer": s3row(1, None, None, None, 0.0, None),  # R4, open
-    "poh-ggz": s3row(1, 1, 1, 1.0, 1.0, 12.0),  # R5, converted after 12 days
+    # R5, converted (its first contact) after 12 days
+    "poh-ggz": s3row(1, 1, 1, 1.0, 1.0, 12.0, contacted=1, contact_days=12.0),
     "district-nurse": NONE_S3,  # R8 is 2013
 }
 
@@ -1055,6 +1115,18 @@ async def test_every_indicator_of_the_scenario_by_hand(
         ("2013-10", "s3", "referrals"): 1,  # R8 at 23:30 on 31 Oct (winter time)
         ("2013-10", "s3", "converted"): 1,
         ("2013-10", "s3", "days_to_first_attendance"): 1.0,
+        ("2013-10", "s3", "contacted"): 1,  # R8: its first attendance
+        ("2013-10", "s3", "referrals_retained"): None,  # P2's next session is a 2014 no-show
+        # 2015: the funnel counts a referral in every stage up to the furthest it reached. C's
+        # R9 was converted (P11, 2 days) without a recorded acceptance or contact: accepted
+        # and contacted too. With R12 (accepted by B) 2 accepted; R11's self-acceptance and
+        # R10's forged conversion count nowhere; A's R9 (ambiguous registration) neither.
+        ("2015-02", "s3", "referrals"): 5,
+        ("2015-02", "s3", "accepted"): 2,
+        ("2015-02", "s3", "contacted"): 1,
+        ("2015-02", "s3", "converted"): 1,
+        ("2015-02", "s3", "days_to_first_contact"): 2.0,
+        ("2015-02", "s3", "referrals_retained"): None,
         ("2013-11", "s2", "attendances"): 1,  # x07: 31 Oct 23:30 UTC
         ("2013-11", "s3", "referrals"): 1,  # R7
         ("2013-12", "s2", "attendances"): None,  # x08 (31 Dec 23:30 UTC) is 1 January
@@ -1085,6 +1157,25 @@ async def test_every_indicator_of_the_scenario_by_hand(
         if name == "referral_outcome":
             got = got["pairs"]
         assert got["value"] == value, (label, subgoal, name)
+    # ---- conversion: the metrics SQL and shared/referral_matching.py agree ------------------------
+    # The rule is written twice (docs/disclosure.md, "The S3 referral funnel"): in Python for the
+    # referrals service's `referral.first_attendance`, in SQL for the figures. Per year, in total
+    # and by referrer role, the converted referrals and their median days agree.
+    firsts = first_attendances(first + second)
+    assert sum(f is not None for _, _, f in firsts.values()) == 4  # R8, R5, R1, C's R9
+    for year in ("2013", "2014", "2015"):
+        total = await k1.compute(parse_period(year))
+        roles_of_year = cells(await k1.compute(parse_period(year), "referrer_role"))
+        for role, s3 in [(None, total["s3"])] + [(k, c["s3"]) for k, c in roles_of_year.items()]:
+            days = sorted(
+                (f - made).days
+                for r, made, f in firsts.values()
+                if f is not None and str(made.year) == year and role in (None, r)
+            )
+            assert s3["converted"]["value"] == (len(days) or None), (year, role)
+            median = statistics.median(days) if days else None
+            assert s3["days_to_first_attendance"]["value"] == median, (year, role)
+
     outcome = (await k1.compute(parse_period("2014-02")))["s1"]["referral_outcome"]
     assert published(outcome) == {"pairs": 1, "mean_change": -2.0, "improved_share": 1.0}
 
@@ -1144,14 +1235,14 @@ async def test_every_indicator_of_the_scenario_by_hand(
     assert published(by[D]["s2"]) == BY_CATEGORY_2014["sport"]
     assert published(by[C]["s2"]) == NONE_S2
     # S3 by referring organisation; people trained by their own organisation (cumulative).
-    # C: R1, R2, R5, all accepted, converted R1 (17 days) and R5 (12); A: R3 declined, R4 open,
-    # R6 accepted.
+    # C: R1, R2, R5, all accepted, converted R1 (17 days) and R5 (12), each contacted at its
+    # first attendance, R1 retained; A: R3 declined, R4 open, R6 accepted and contacted (4 days).
     assert published(by[C]["s3"]) == {
-        **s3row(3, 3, 2, 1.0, 0.6667, 14.5),
+        **s3row(3, 3, 2, 1.0, 0.6667, 14.5, contacted=2, retained=1, contact_days=14.5),
         "people_trained": 2,
     }  # C/T3, C/T5
     assert published(by[A]["s3"]) == {
-        **s3row(3, 1, None, 0.5, 0.0, None),
+        **s3row(3, 1, None, 0.5, 0.0, None, contacted=1, contact_days=4.0),
         "people_trained": 2,
     }  # A/T1, A/T2
     assert published(by[B]["s3"]) == {**NONE_S3, "people_trained": 2}  # B/T1, B/T4
@@ -1182,14 +1273,15 @@ async def test_every_indicator_of_the_scenario_by_hand(
     result = await k1.compute(parse_period("2015"))
     assert published(result["s2"]) == s2row(7, 3, 10, None, 1.0, 4, None, None, 0.75)
     assert (await k1_total("2015-01", "s2", "attendances")) == 1
-    # S3. Referrals R9 of C and of A, R10, R11, R12 = 5; accepted R12 alone (R11's acceptance was
-    # its referrer's own); converted C's R9 alone (2 days): B named C as the referrer, its
-    # registration naming R9 alone is ambiguous at B, and D's registration naming R10 is not at
-    # the receiving side (A). People trained: the six of 2014 (D's first-aid training is no
+    # S3. Referrals R9 of C and of A, R10, R11, R12 = 5; converted C's R9 alone (2 days): B named
+    # C as the referrer, its registration naming R9 alone is ambiguous at B, and D's
+    # registration naming R10 is not at the receiving side (A). Accepted R12 and C's R9 (the
+    # funnel: converted, so accepted and contacted, its first contact its first attendance);
+    # R11's acceptance was its referrer's own. People trained: the six of 2014 (D's first-aid training is no
     # signal training). Partners at the end of 2015: A B C (D left on 1 June), all with trained
     # staff.
     assert published(result["s3"]) == {
-        **s3row(5, 1, 1, 1.0, 0.2, 2.0),
+        **s3row(5, 2, 1, 1.0, 0.2, 2.0, contacted=1, contact_days=2.0),
         "people_trained": 6,
         "organisations_with_trained_staff": 3,
         "organisations_with_trained_staff_share": round(
@@ -1224,20 +1316,28 @@ async def test_every_indicator_of_the_scenario_by_hand(
 
     # ---- provisional: a window that reaches past today ---------------------------------------
     january = parse_period("2015-01")
-    for today, retention_open, conversion_open in (
-        (date(2015, 2, 15), True, True),
-        (date(2015, 4, 1), True, True),  # 31 Jan + 60 days: the last day a conversion counts
-        (date(2015, 4, 2), True, False),
-        (date(2015, 4, 30), True, False),  # 31 Jan + 89 days: the last day retention counts
-        (date(2015, 5, 1), False, False),
+    # The funnel's retained stage: a first attendance up to 1 April, then 90 days of sessions:
+    # open until 31 Jan + 150 days (29 June the last day a session counts).
+    for today, retention_open, conversion_open, referral_retention_open in (
+        (date(2015, 2, 15), True, True, True),
+        (date(2015, 4, 1), True, True, True),  # 31 Jan + 60 days: the last day a conversion counts
+        (date(2015, 4, 2), True, False, True),
+        (date(2015, 4, 30), True, False, True),  # 31 Jan + 89 days: the last day retention counts
+        (date(2015, 5, 1), False, False, True),
+        (date(2015, 6, 29), False, False, True),
+        (date(2015, 6, 30), False, False, False),
     ):
-        for by_name in (None, "organisation"):
+        for by_name in (None, "organisation", "referrer_role"):
             answer = await k1.compute(january, by_name, today=today)
             for section in [answer, *answer.get("breakdown", [])]:
-                assert section["s2"]["retained"]["provisional"] is retention_open, today
+                if "s2" in section:
+                    assert section["s2"]["retained"]["provisional"] is retention_open, today
+                    assert "provisional" not in section["s2"]["attendances"]
                 for name in ("converted", "referral_conversion", "days_to_first_attendance"):
                     assert section["s3"][name]["provisional"] is conversion_open, (today, name)
-                assert "provisional" not in section["s2"]["attendances"]
+                assert section["s3"]["referrals_retained"]["provisional"] is referral_retention_open, today  # fmt: skip
+                for name in ("accepted", "contacted", "days_to_first_contact"):
+                    assert "provisional" not in section["s3"][name], name
     assert result["s2"]["retained"]["provisional"] is False  # 2015 is long over
 
 

@@ -255,3 +255,35 @@ def test_the_command_line_takes_the_audiences_keys(argv):
     args = build_parser().parse_args([*argv, "--partner-key", "p1", "--partner-key", "p2"])
     assert args.key == "k"
     assert args.partner_key == ["p1", "p2"]
+
+
+def test_a_funnel_stage_between_two_shown_stages():
+    """The stages are nested (each at most the one before it): a hidden contacted stage between
+    an accepted and a converted stage of 11 is 11, and one between 12 and 11 lies in [11, 12]."""
+    assert found(
+        [
+            pub("accepted", "2025-01", 11),
+            pub("contacted", "2025-01", None),
+            pub("converted", "2025-01", 11),
+        ]
+    ) == {"contacted municipality 2025-01": (11, 11)}
+    assert "contacted municipality 2025-01" in found(
+        [
+            pub("accepted", "2025-01", 12),
+            pub("contacted", "2025-01", None),
+            pub("converted", "2025-01", 11),
+        ]
+    )
+    # Two apart, the range is wide enough; the retained stage hidden below a shown converted
+    # stage is bounded above only.
+    assert (
+        found(
+            [
+                pub("accepted", "2025-01", 13),
+                pub("contacted", "2025-01", None),
+                pub("converted", "2025-01", 11),
+                pub("referrals_retained", "2025-01", None),
+            ]
+        )
+        == {}
+    )

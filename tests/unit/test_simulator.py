@@ -451,7 +451,9 @@ def test_expected_figures_of_a_hand_made_month():
     }
     assert figures["s3"] == {
         "referrals": 5,  # v1 v2 v4, v5 of gp and of gp2
-        "accepted": 2,  # v1 v4 (v5's acceptance is its referrer's own)
+        # v1 v4, and gp's v5: its acceptance was its referrer's own, but it converted, and the
+        # funnel counts a referral in every stage up to the furthest it reached
+        "accepted": 3,
         "declined": 1,
         "converted": 2,  # v1 (14 days), gp's v5 (3 days)
         "days_to_first_attendance": 8.5,

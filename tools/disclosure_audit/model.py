@@ -50,7 +50,7 @@ class Row:
 # denominator, the counts it is bounded by).
 FAMILIES: tuple[tuple[str, ...], ...] = (
     ("participants_unique", "participants_new", "retained", "attendances", "no_shows", "registrations", "cancellations"),
-    ("referrals", "accepted", "declined", "converted", "not_converted"),
+    ("referrals", "accepted", "declined", "contacted", "converted", "not_converted", "referrals_retained"),
     ("people_trained", "organisations_with_trained_staff", "partners", "organisations_without_trained_staff"),
     ("measurements", "lonely", "not_lonely", "severe", "not_severe", "emotional_measured", "emotional", "not_emotional", "social_measured", "social", "not_social"),
     ("outcome_pairs", "improved", "not_improved"),
@@ -67,6 +67,7 @@ PERIODS: dict[str, str] = {
     "participants_unique": "sub", "participants_new": "sum", "retained": "sum",
     "attendances": "sum", "no_shows": "sum", "registrations": "sum", "cancellations": "sum",
     "referrals": "sum", "accepted": "sum", "declined": "sum", "converted": "sum", "not_converted": "sum",
+    "contacted": "sum", "referrals_retained": "sum",
     "people_trained": "stock", "organisations_with_trained_staff": "level",
     "partners": "level", "organisations_without_trained_staff": "level",
     "outcome_pairs": "latest", "improved": "latest", "not_improved": "latest",
@@ -121,6 +122,10 @@ BOUNDS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("participants_unique",), ("attendances",)),
     (("retained",), ("participants_new",)),
     (("accepted", "declined"), ("referrals",)),
+    # The S3 funnel: a referral counts in every stage up to the furthest it reached.
+    (("contacted",), ("accepted",)),
+    (("converted",), ("contacted",)),
+    (("referrals_retained",), ("converted",)),
     (("severe",), ("lonely",)),
     (("organisations_with_trained_staff",), ("people_trained",)),
 )

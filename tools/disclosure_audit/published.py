@@ -49,7 +49,7 @@ class Published:
 
 # Figures of an answer that carry no count information (configured baselines beside the
 # prevalence are the programme's survey figures, not counts of this platform's records).
-IGNORED = {"referrals_overdue", "days_to_first_attendance"}
+IGNORED = {"referrals_overdue", "days_to_first_attendance", "days_to_first_contact"}
 LISTS = {"people_trained_by_role": ("people_trained", "role"), "referrals_by_signal": ("referrals", "signal")}  # fmt: skip
 OUTCOME = {"pairs": "outcome_pairs", "improved_share": "improved_share", "mean_change": None}
 
@@ -144,21 +144,28 @@ METRIC_FIGURES: dict[str, str] = {
     "verbinding_s1_referral_outcome_pairs": "outcome_pairs",
     "verbinding_s1_referral_outcome_improved_ratio": "improved_share",
 }
-COUNTS = (
-    "participants_unique",
-    "participants_new",
-    "attendances",
-    "no_shows",
-    "registrations",
-    "cancellations",
-    "retained",
-    "referrals",
-    "accepted",
-    "converted",
-    "people_trained",
-    "organisations_with_trained_staff",
-    "measurements",
-)
+# The count series per subgoal (`verbinding_<subgoal>_<figure>`).
+COUNTS: dict[str, tuple[str, ...]] = {
+    "s2": (
+        "participants_unique",
+        "participants_new",
+        "attendances",
+        "no_shows",
+        "registrations",
+        "cancellations",
+        "retained",
+    ),
+    "s3": (
+        "referrals",
+        "accepted",
+        "contacted",
+        "converted",
+        "referrals_retained",
+        "people_trained",
+        "organisations_with_trained_staff",
+    ),
+    "s1": ("measurements",),
+}
 
 
 def from_metrics(text: str, periods: Mapping[str, str], source: str) -> list[Published]:
@@ -168,7 +175,7 @@ def from_metrics(text: str, periods: Mapping[str, str], source: str) -> list[Pub
     Series with other labels than the period are breakdowns (which the exposition must not
     carry): they are taken as published all the same."""
     names = dict(METRIC_FIGURES)
-    for subgoal, figures in (("s2", COUNTS[:7]), ("s3", COUNTS[7:12]), ("s1", COUNTS[12:])):
+    for subgoal, figures in COUNTS.items():
         for figure in figures:
             names[f"verbinding_{subgoal}_{figure}"] = figure
     seen: dict[tuple[str, str, str, str], float] = {}

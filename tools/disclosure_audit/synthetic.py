@@ -73,6 +73,21 @@ class Referral:
     outcome: str  # accepted | declined | open
     converted_after: int | None  # days to the first attended session
 
+    # The later stages of the funnel, derived from the drawn ones so that the random stream
+    # (and every synthetic year drawn before the funnel existed) stays the same: accepted
+    # referrals of every other day-of-month are contacted (after 2 days, or at the first
+    # attendance if that is sooner), converted ones always; converted ones after an odd number
+    # of days are retained.
+    @property
+    def contacted_after(self) -> int | None:
+        if self.converted_after is not None:
+            return min(2, self.converted_after)
+        return 2 if self.outcome == "accepted" and self.day.day % 2 == 0 else None
+
+    @property
+    def retained(self) -> bool:
+        return self.converted_after is not None and self.converted_after % 2 == 1
+
 
 @dataclass(frozen=True)
 class Training:
@@ -295,6 +310,7 @@ def grid_of(
         if r.cancelled is not None:
             cells.add("cancellations", where, _periods_of(r.cancelled), r.person.id)
     converted_days: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    contact_days: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     for f in records.referrals:
         where = [total, ("referrer_role", f.role), ("organisation", f.organisation)]
         periods = _periods_of(f.day)
@@ -309,6 +325,13 @@ def grid_of(
                     converted_days[(by, key, p)].append(f.converted_after)
         else:
             cells.add("not_converted", where, periods, f.person.id)
+        if f.contacted_after is not None:
+            cells.add("contacted", where, periods, f.person.id)
+            for by, key in where:
+                for p in periods:
+                    contact_days[(by, key, p)].append(f.contacted_after)
+        if f.retained:
+            cells.add("referrals_retained", where, periods, f.person.id)
     periods = year_periods(records.year)
     for period in periods:
         end = _end(period)
@@ -348,6 +371,9 @@ def grid_of(
     stats = {
         ("days_to_first_attendance", by, key, period): float(statistics.median(days))
         for (by, key, period), days in converted_days.items()
+    } | {
+        ("days_to_first_contact", by, key, period): float(statistics.median(days))
+        for (by, key, period), days in contact_days.items()
     }
     baselines = {}
     if baseline is not None:

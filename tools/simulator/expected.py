@@ -197,6 +197,7 @@ def expected_figures(writes_accepted: Iterable[Write], period: str) -> dict[str,
 
     created = [(org, body) for org, body in referrals if inside(_day(body["created_at"]))]
     days_to_first: list[int] = []
+    converted: set[tuple[str, str]] = set()
     for org, body in created:
         made = _day(body["created_at"])
         firsts = [
@@ -210,12 +211,25 @@ def expected_figures(writes_accepted: Iterable[Write], period: str) -> dict[str,
         ]
         if firsts:
             days_to_first.append((min(firsts) - made).days)
+            converted.add((org, body["referral_id"]))
+
+    def has(org: str, b: Mapping[str, Any], status: str) -> bool:
+        return (status, receiver(b)) in statuses.get((org, b["referral_id"]), ())
+
+    def reached_acceptance(org: str, b: Mapping[str, Any]) -> bool:
+        # The funnel's stages are cumulative (docs/disclosure.md): a referral contacted or
+        # converted counts as accepted too.
+        return (
+            has(org, b, "accepted")
+            or has(org, b, "contacted")
+            or (org, b["referral_id"]) in converted
+        )
 
     def decided(status: str) -> int:
+        if status == "accepted":
+            return sum(1 for org, b in created if reached_acceptance(org, b))
         return sum(
-            1
-            for org, b in created
-            if (status, receiver(b)) in statuses.get((org, b["referral_id"]), ())
+            1 for org, b in created if has(org, b, status) and not reached_acceptance(org, b)
         )
 
     s3 = {

@@ -285,63 +285,100 @@ async def _s2(
 async def _s3(
     conn: asyncpg.Connection, s: str, start: date, end: date, totals_only: bool, out: _Collector
 ) -> None:
-    # Acceptance and declining are the receiving side's (shared/referral_parties.py): a status
-    # change by anyone else (a referrer accepting its own referral, in events from before that
-    # rule) does not count. A referral both accepted and declined (impossible in the referrals
-    # service's lifecycle) counts as accepted, so that accepted + declined never exceeds the
-    # referrals.
-    assert {"accepted", "declined"} <= RECEIVER_STATUSES
+    # Acceptance, declining and contact are the receiving side's (shared/referral_parties.py):
+    # a status change by anyone else (a referrer accepting its own referral, in events from
+    # before that rule) does not count.
+    assert {"accepted", "declined", "contacted"} <= RECEIVER_STATUSES
     sets = (
         "(p.period)"
         if totals_only
         else "(p.period), (p.period, r.referrer_role), (p.period, r.organisation_id)"
     )
+    # The funnel (docs/disclosure.md, "The S3 funnel"): a referral counts in every stage up to
+    # the furthest it reached, so that the stages are nested whatever the receiving side
+    # recorded: a first attendance without a recorded "contacted" (or "accepted") counts as
+    # contacted (and accepted) too. The first contact is the earlier of the receiving side's
+    # change to "contacted" and the first attendance.
     rows = await conn.fetch(
         f"""
-        WITH refs AS (
+        WITH base AS (
             SELECT r.organisation_id, r.referrer_role, r.participant_id, r.created_date,
                    r.signals,
                    EXISTS (SELECT 1 FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
                            AND x.referral_id = r.referral_id AND x.status = 'accepted'
-                           AND x.changed_by = r.receiving_organisation_id) AS accepted,
+                           AND x.changed_by = r.receiving_organisation_id) AS accepted_recorded,
                    EXISTS (SELECT 1 FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
                            AND x.referral_id = r.referral_id AND x.status = 'declined'
-                           AND x.changed_by = r.receiving_organisation_id) AS declined,
-                   -- A registration at the receiving side that names this referral: by referrer
-                   -- and id, or by the id alone where the receiver holds no other referral with
-                   -- that id. Nobody else's registration converts it.
-                   (SELECT min(t.session_date) FROM {s}.registrations g
-                    JOIN {s}.attendance t ON t.organisation_id = g.organisation_id
-                        AND t.activity_id = g.activity_id AND t.participant_id = g.participant_id
-                    WHERE g.organisation_id = r.receiving_organisation_id
-                      AND g.referral_id = r.referral_id
-                      AND (g.referring_organisation_id = r.organisation_id
-                           OR (g.referring_organisation_id IS NULL AND NOT EXISTS (
-                               SELECT 1 FROM {s}.referrals o
-                               WHERE o.receiving_organisation_id = g.organisation_id
-                                 AND o.referral_id = g.referral_id
-                                 AND o.organisation_id <> r.organisation_id)))
-                      AND t.attended AND t.session_date >= g.registered_date
-                      AND t.session_date BETWEEN r.created_date AND r.created_date + {CONVERSION_DAYS}
-                   ) AS first_attended
-            FROM {s}.referrals r WHERE r.created_date BETWEEN $1 AND $2
+                           AND x.changed_by = r.receiving_organisation_id) AS declined_recorded,
+                   (SELECT min((x.at AT TIME ZONE 'Europe/Amsterdam')::date)
+                    FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
+                     AND x.referral_id = r.referral_id AND x.status = 'contacted'
+                     AND x.changed_by = r.receiving_organisation_id) AS contacted_on,
+                   first.session_date AS first_attended, first.participant_id AS attendee
+            FROM {s}.referrals r
+            -- A registration at the receiving side that names this referral: by referrer and
+            -- id, or by the id alone where the receiver holds no other referral with that id.
+            -- Nobody else's registration converts it (shared/referral_matching.py).
+            LEFT JOIN LATERAL (
+                SELECT t.session_date, t.participant_id FROM {s}.registrations g
+                JOIN {s}.attendance t ON t.organisation_id = g.organisation_id
+                    AND t.activity_id = g.activity_id AND t.participant_id = g.participant_id
+                WHERE g.organisation_id = r.receiving_organisation_id
+                  AND g.referral_id = r.referral_id
+                  AND (g.referring_organisation_id = r.organisation_id
+                       OR (g.referring_organisation_id IS NULL AND NOT EXISTS (
+                           SELECT 1 FROM {s}.referrals o
+                           WHERE o.receiving_organisation_id = g.organisation_id
+                             AND o.referral_id = g.referral_id
+                             AND o.organisation_id <> r.organisation_id)))
+                  AND t.attended AND t.session_date >= g.registered_date
+                  AND t.session_date BETWEEN r.created_date AND r.created_date + {CONVERSION_DAYS}
+                ORDER BY t.session_date LIMIT 1
+            ) first ON true
+            WHERE r.created_date BETWEEN $1 AND $2
+        ), refs AS (
+            SELECT b.*,
+                   b.accepted_recorded OR b.contacted_on IS NOT NULL
+                       OR b.first_attended IS NOT NULL AS accepted,
+                   b.contacted_on IS NOT NULL OR b.first_attended IS NOT NULL AS contacted,
+                   least(b.contacted_on, b.first_attended) - b.created_date AS contact_days,
+                   -- Retained: at least {RETENTION_SESSIONS} attended sessions (any activity,
+                   -- the first attendance included) on days before the first attendance's day
+                   -- + {RETENTION_DAYS}, as the retention of S2.
+                   b.first_attended IS NOT NULL AND (
+                       SELECT count(DISTINCT (t.organisation_id, t.activity_id, t.session_start))
+                       FROM {s}.attendance t
+                       WHERE t.participant_id = b.attendee AND t.attended
+                         AND t.session_date >= b.first_attended
+                         AND t.session_date < b.first_attended + {RETENTION_DAYS}
+                   ) >= {RETENTION_SESSIONS} AS retained
+            FROM base b
         )
         SELECT p.period, {_grouping(totals_only, "r.referrer_role", "r.organisation_id")},
                count(*) AS referrals,
                count(DISTINCT r.participant_id) AS referrals_people,
                count(*) FILTER (WHERE accepted) AS accepted,
                count(DISTINCT r.participant_id) FILTER (WHERE accepted) AS accepted_people,
-               count(*) FILTER (WHERE declined AND NOT accepted) AS declined,
-               count(DISTINCT r.participant_id) FILTER (WHERE declined AND NOT accepted)
+               -- A referral declined and still taken further counts as accepted only, so that
+               -- accepted + declined never exceeds the referrals.
+               count(*) FILTER (WHERE declined_recorded AND NOT accepted) AS declined,
+               count(DISTINCT r.participant_id) FILTER (WHERE declined_recorded AND NOT accepted)
                    AS declined_people,
+               count(*) FILTER (WHERE contacted) AS contacted,
+               count(DISTINCT r.participant_id) FILTER (WHERE contacted) AS contacted_people,
                count(*) FILTER (WHERE first_attended IS NOT NULL) AS converted,
                count(DISTINCT r.participant_id) FILTER (WHERE first_attended IS NOT NULL)
                    AS converted_people,
                count(*) FILTER (WHERE first_attended IS NULL) AS not_converted,
                count(DISTINCT r.participant_id) FILTER (WHERE first_attended IS NULL)
                    AS not_converted_people,
+               count(*) FILTER (WHERE retained) AS referrals_retained,
+               count(DISTINCT r.participant_id) FILTER (WHERE retained)
+                   AS referrals_retained_people,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY first_attended - created_date)
-                   FILTER (WHERE first_attended IS NOT NULL) AS days_to_first_attendance
+                   FILTER (WHERE first_attended IS NOT NULL) AS days_to_first_attendance,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY contact_days)
+                   FILTER (WHERE contacted) AS days_to_first_contact
         FROM refs r {_periods("r.created_date")}
         GROUP BY GROUPING SETS ({sets})
         """,
@@ -353,14 +390,21 @@ async def _s3(
         by = _S3_SETS[row["g"]]
         key = "" if by == TOTAL else _key(row[columns[by]])
         cell = (by, key, row["period"])
-        for figure in ("referrals", "accepted", "declined", "converted", "not_converted"):
+        for figure in (
+            "referrals",
+            "accepted",
+            "declined",
+            "contacted",
+            "converted",
+            "not_converted",
+            "referrals_retained",
+        ):
             out.count(figure, *cell, row[figure], row[f"{figure}_people"])
         if row["referrals_people"]:
             out.sections[("s3", *cell)] = int(row["referrals_people"])
-        if row["days_to_first_attendance"] is not None:
-            out.statistics[("days_to_first_attendance", *cell)] = float(
-                row["days_to_first_attendance"]
-            )
+        for statistic in ("days_to_first_attendance", "days_to_first_contact"):
+            if row[statistic] is not None:
+                out.statistics[(statistic, *cell)] = float(row[statistic])
     if totals_only:
         return
     # By signal: a referral with two signals counts under both (but once under each).

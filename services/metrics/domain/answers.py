@@ -51,7 +51,7 @@ PREVALENCES = (
     "prevalence_social",
 )
 # Statistics are rounded for reading: days to one decimal, score changes to two.
-DIGITS = {"days_to_first_attendance": 1, "outcome_mean_change": 2}
+DIGITS = {"days_to_first_attendance": 1, "days_to_first_contact": 1, "outcome_mean_change": 2}
 # What an answer shows for a figure of which the decisions know nothing (a cell of no data).
 _NOTHING = Decision(None, True, "primary")
 
@@ -111,11 +111,16 @@ def s3_section(
         return _get(decisions, name, by, key, period)
 
     out: dict[str, Any] = {
+        # The funnel, in its order: referrals (created) → accepted → contacted → converted
+        # (first attendance within 60 days) → referrals_retained.
         "referrals": get("referrals"),
         "accepted": get("accepted"),
+        "contacted": get("contacted"),
         "converted": get("converted"),
+        "referrals_retained": get("referrals_retained"),
         "referral_acceptance_rate": get("referral_acceptance_rate"),
         "referral_conversion": get("referral_conversion"),
+        "days_to_first_contact": get("days_to_first_contact"),
         "days_to_first_attendance": get("days_to_first_attendance"),
     }
     if by in (TOTAL, "organisation"):

@@ -40,6 +40,7 @@ def snapshot_families() -> list[Any]:
         | {("partners", TOTAL, "", "2025-12"): Count(2000, 2000)},
         statistics={
             ("days_to_first_attendance", TOTAL, "", period): 10.0,
+            ("days_to_first_contact", TOTAL, "", period): 5.0,
             ("outcome_mean_change", TOTAL, "", period): -1.0,
         },
         baselines={(TOTAL, "", period): Baseline(500, public=True)},

@@ -43,9 +43,16 @@ RATES = {
 }
 
 
+# Medians in days, exposed in seconds (Prometheus base units).
+DURATIONS = {
+    "days_to_first_attendance": "time_to_first_attendance_seconds",
+    "days_to_first_contact": "time_to_first_contact_seconds",
+}
+
+
 def metric_name(subgoal: str, indicator: str) -> str:
-    if indicator == "days_to_first_attendance":
-        return f"verbinding_{subgoal}_time_to_first_attendance_seconds"
+    if indicator in DURATIONS:
+        return f"verbinding_{subgoal}_{DURATIONS[indicator]}"
     return f"verbinding_{subgoal}_{RATES.get(indicator, indicator)}"
 
 
@@ -53,7 +60,7 @@ def _value(fig: Any, indicator: str) -> float | None:
     if not isinstance(fig, dict) or fig.get("suppressed") or fig.get("value") is None:
         return None
     value = float(fig["value"])
-    return value * 86400 if indicator == "days_to_first_attendance" else value
+    return value * 86400 if indicator in DURATIONS else value
 
 
 class IndicatorSnapshot(Collector):

@@ -111,14 +111,18 @@ FIGURES: dict[str, FigureSpec] = {
         _s2("no_shows", "sum"),
         _s2("registrations", "sum"),
         _s2("cancellations", "sum"),
-        # S3 — referrals (by the referral's creation period).
+        # S3 — referrals (by the referral's creation period). The funnel: referrals (created)
+        # ⊇ accepted ⊇ contacted ⊇ converted (first attendance) ⊇ referrals_retained; a
+        # referral counts in every stage up to the furthest it reached (docs/disclosure.md).
         FigureSpec(
             "referrals", "s3", "s3", True, (*S3_BY, "signal"), "sum",
             overlapping=frozenset({"signal"}),
         ),
         FigureSpec("accepted", "s3", "s3", True, S3_BY, "sum"),
         FigureSpec("declined", "s3", "s3", False, S3_BY, "sum"),
+        FigureSpec("contacted", "s3", "s3", True, S3_BY, "sum"),
         FigureSpec("converted", "s3", "s3", True, S3_BY, "sum"),
+        FigureSpec("referrals_retained", "s3", "s3", True, S3_BY, "sum"),
         FigureSpec(
             "not_converted", "s3", "s3", False, S3_BY, "sum",
             complement_of=("referrals", "converted"),
@@ -209,6 +213,7 @@ STATISTICS: dict[str, Statistic] = {
     s.name: s
     for s in (
         Statistic("days_to_first_attendance", "s3", "converted"),
+        Statistic("days_to_first_contact", "s3", "contacted"),
         Statistic("outcome_mean_change", "s1", "outcome_pairs"),
     )
 }
@@ -223,6 +228,10 @@ VALID_INEQUALITIES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("participants_unique",), ("attendances",)),
     (("retained",), ("participants_new",)),
     (("accepted", "declined"), ("referrals",)),
+    # The funnel's stages are nested: each is at most the one before it.
+    (("contacted",), ("accepted",)),
+    (("converted",), ("contacted",)),
+    (("referrals_retained",), ("converted",)),
     (("severe",), ("lonely",)),
     (("organisations_with_trained_staff",), ("people_trained",)),
 )

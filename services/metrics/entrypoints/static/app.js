@@ -93,15 +93,19 @@
       "nb.col.attendances": "Bezoeken",
       "nb.col.lonely": "Eenzaam",
       "funnel.title": "Van doorverwijzing naar deelname",
-      "funnel.hint": "Doorverwezen, door de organisatie aangenomen, en binnen 60 dagen echt meegedaan.",
-      "funnel.referrals": "Doorverwezen",
-      "funnel.accepted": "Aangenomen",
-      "funnel.converted": "Meegedaan",
+      "funnel.hint": "Elke stap telt de doorverwijzingen die minstens zo ver kwamen: geaccepteerd door de organisatie, contact gehad, binnen 60 dagen de eerste keer deelgenomen, en daarna binnen 90 dagen minstens 3 keer gekomen.",
+      "funnel.referrals": "Verwezen",
+      "funnel.accepted": "Geaccepteerd",
+      "funnel.contacted": "Contact gehad",
+      "funnel.converted": "Eerste keer deelgenomen",
+      "funnel.referrals_retained": "Blijft komen",
       "roles.title": "Doorverwijzingen per beroep",
       "roles.col.role": "Verwezen door",
-      "roles.col.referrals": "Doorverwezen",
-      "roles.col.accepted": "Aangenomen",
-      "roles.col.converted": "Meegedaan",
+      "roles.col.referrals": "Verwezen",
+      "roles.col.accepted": "Geaccepteerd",
+      "roles.col.contacted": "Contact gehad",
+      "roles.col.converted": "Eerste keer deelgenomen",
+      "roles.col.referrals_retained": "Blijft komen",
       "roles.col.funnel": "Trechter",
       "trained.title": "Getrainde mensen per beroep",
       "trained.hint": "Getraind in het herkennen van eenzaamheid, opgeteld tot en met deze periode.",
@@ -195,15 +199,19 @@
       "nb.col.attendances": "Attendances",
       "nb.col.lonely": "Lonely",
       "funnel.title": "From referral to taking part",
-      "funnel.hint": "Referred, accepted by the organisation, and actually took part within 60 days.",
+      "funnel.hint": "Each step counts the referrals that got at least that far: accepted by the organisation, contacted, took part for the first time within 60 days, and then came at least 3 times within 90 days.",
       "funnel.referrals": "Referred",
       "funnel.accepted": "Accepted",
-      "funnel.converted": "Took part",
+      "funnel.contacted": "Contacted",
+      "funnel.converted": "First attendance",
+      "funnel.referrals_retained": "Keeps coming",
       "roles.title": "Referrals by profession",
       "roles.col.role": "Referred by",
       "roles.col.referrals": "Referred",
       "roles.col.accepted": "Accepted",
-      "roles.col.converted": "Took part",
+      "roles.col.contacted": "Contacted",
+      "roles.col.converted": "First attendance",
+      "roles.col.referrals_retained": "Keeps coming",
       "roles.col.funnel": "Funnel",
       "trained.title": "Trained people by profession",
       "trained.hint": "Trained in recognising loneliness, counted up to the end of this period.",
@@ -236,8 +244,11 @@
       "s2.retained": ["Blijvers", "Nieuwe deelnemers die binnen 90 dagen na hun eerste keer minstens 3 keer meededen."],
       "s2.growth_vs_baseline": ["Groei sinds de nulmeting", "Verschil in unieke deelnemers met dezelfde periode in het jaar van de nulmeting."],
       "s3.referrals": ["Doorverwijzingen", "Keren dat een professional of vrijwilliger een inwoner met signalen van eenzaamheid doorverwees, met toestemming."],
-      "s3.accepted": ["Aangenomen", "Doorverwijzingen die de ontvangende organisatie heeft aangenomen."],
-      "s3.converted": ["Meegedaan", "Doorverwezen inwoners die binnen 60 dagen echt meededen aan een activiteit."],
+      "s3.accepted": ["Geaccepteerd", "Doorverwijzingen die de ontvangende organisatie heeft geaccepteerd (of die verder kwamen: contact of deelname)."],
+      "s3.contacted": ["Contact gehad", "Doorverwijzingen waarbij de organisatie contact had met de inwoner (of de inwoner al meedeed)."],
+      "s3.converted": ["Eerste keer deelgenomen", "Doorverwezen inwoners die binnen 60 dagen echt meededen aan een activiteit."],
+      "s3.referrals_retained": ["Blijft komen", "Doorverwezen inwoners die na hun eerste keer binnen 90 dagen minstens 3 keer meededen."],
+      "s3.days_to_first_contact": ["Tijd tot eerste contact", "Hoe lang het meestal (mediaan) duurt van doorverwijzing tot het eerste contact (of de eerste keer meedoen, als dat eerder was)."],
       "s3.referral_acceptance_rate": ["Acceptatiegraad", "Deel van de beoordeelde doorverwijzingen dat werd aangenomen."],
       "s3.referral_conversion": ["Van verwijzing naar deelname", "Deel van de doorverwijzingen dat binnen 60 dagen tot deelname leidde."],
       "s3.days_to_first_attendance": ["Tijd tot eerste keer meedoen", "Hoe lang het meestal (mediaan) duurt van doorverwijzing tot de eerste keer meedoen."],
@@ -265,8 +276,11 @@
       "s2.retained": ["Stayed on", "New participants who took part at least 3 times within 90 days of their first time."],
       "s2.growth_vs_baseline": ["Growth since the baseline", "Difference in unique participants with the same period of the baseline year."],
       "s3.referrals": ["Referrals", "Times a professional or volunteer referred a resident showing signals of loneliness, with consent."],
-      "s3.accepted": ["Accepted", "Referrals the receiving organisation accepted."],
-      "s3.converted": ["Took part", "Referred residents who actually took part in an activity within 60 days."],
+      "s3.accepted": ["Accepted", "Referrals the receiving organisation accepted (or that got further: contact or taking part)."],
+      "s3.contacted": ["Contacted", "Referrals where the organisation was in contact with the resident (or the resident already took part)."],
+      "s3.converted": ["First attendance", "Referred residents who actually took part in an activity within 60 days."],
+      "s3.referrals_retained": ["Keeps coming", "Referred residents who, after their first time, took part at least 3 times within 90 days."],
+      "s3.days_to_first_contact": ["Time to first contact", "How long it usually (median) takes from referral to the first contact (or the first time taking part, if that came first)."],
       "s3.referral_acceptance_rate": ["Acceptance rate", "Share of the referrals decided on that were accepted."],
       "s3.referral_conversion": ["From referral to taking part", "Share of referrals that led to taking part within 60 days."],
       "s3.days_to_first_attendance": ["Time to first attendance", "How long it usually (median) takes from referral to taking part for the first time."],
@@ -363,8 +377,10 @@
   const CARD_ORDER = {
     s1: ["measurements", "referral_outcome.pairs", "referral_outcome.mean_change", "referral_outcome.improved_share"],
     s2: ["participants_unique", "participants_new", "growth_vs_baseline", "attendances", "attendance_rate", "no_shows", "registrations", "cancellations", "retained"],
-    s3: ["referrals", "accepted", "converted", "referral_acceptance_rate", "referral_conversion", "days_to_first_attendance", "people_trained", "organisations_with_trained_staff", "organisations_with_trained_staff_share", "referrals_overdue"],
+    s3: ["referrals", "accepted", "contacted", "converted", "referrals_retained", "referral_acceptance_rate", "referral_conversion", "days_to_first_contact", "days_to_first_attendance", "people_trained", "organisations_with_trained_staff", "organisations_with_trained_staff_share", "referrals_overdue"],
   };
+  // The S3 funnel's stages, in order (the API's names).
+  const FUNNEL = ["referrals", "accepted", "contacted", "converted", "referrals_retained"];
   const PREVALENCE = ["prevalence_lonely", "prevalence_severe", "prevalence_emotional", "prevalence_social"];
   // Figures shown elsewhere than in a card (a chart or list of their own).
   const NOT_CARDS = new Set(["s3.people_trained_by_role", "s3.referrals_by_signal"]);
@@ -482,11 +498,11 @@
     if (name === "growth_vs_baseline") return fmtPercent(value, true);
     if (RATES.has(name)) return fmtPercent(value, false);
     if (name === "mean_change") return fmtDecimal(value, true);
-    if (name === "days_to_first_attendance") return fmtDecimal(value, false);
+    if (name === "days_to_first_attendance" || name === "days_to_first_contact") return fmtDecimal(value, false);
     return fmtCount(value);
   }
   function unitOf(name) {
-    if (name === "days_to_first_attendance") return t("unit.days");
+    if (name === "days_to_first_attendance" || name === "days_to_first_contact") return t("unit.days");
     if (name === "mean_change") return t("unit.points");
     return "";
   }
@@ -1057,11 +1073,12 @@
 
   function renderFunnel(s3) {
     const box = clear($("funnel"));
-    const steps = [["referrals", "funnel.referrals"], ["accepted", "funnel.accepted"], ["converted", "funnel.converted"]];
+    // The stages in their order; each counts the referrals that got at least that far.
+    const steps = FUNNEL.map((name) => [name, "funnel." + name]);
     const top = s3.referrals && s3.referrals.value;
     steps.forEach(([name, label], i) => {
       const fig = s3[name];
-      const step = el("div", { "class": "funnel-step step-" + i });
+      const step = el("div", { "class": "funnel-step step-" + i, role: "listitem" });
       const shape = el("div", { "class": "funnel-shape" });
       const width = fig && fig.value !== null && top ? Math.max(8, (fig.value / top) * 100) : 8;
       shape.style.width = width + "%";
@@ -1078,25 +1095,23 @@
   function renderRoles(cells) {
     const body = clear($("roles-body"));
     if (!cells) {
-      body.appendChild(el("tr", {}, [el("td", { colspan: "5", "class": "empty", "data-testid": "roles-missing", text: t("nb.missing") })]));
+      body.appendChild(el("tr", {}, [el("td", { colspan: String(FUNNEL.length + 2), "class": "empty", "data-testid": "roles-missing", text: t("nb.missing") })]));
       return;
     }
     const max = Math.max(1, ...cells.map((c) => get(c, "s3.referrals.value") || 0));
     // Most referrals first; the suppressed ones after, in the API's order.
     const sorted = cells.slice().sort((p, q) => (get(q, "s3.referrals.value") || 0) - (get(p, "s3.referrals.value") || 0));
     for (const cell of sorted) {
-      const r = get(cell, "s3.referrals"), a = get(cell, "s3.accepted"), c = get(cell, "s3.converted");
+      const figs = FUNNEL.map((name) => get(cell, "s3." + name));
       const funnel = el("div", { "class": "stack", "aria-hidden": "true" });
-      for (const [fig, cls] of [[r, "f-ref"], [a, "f-acc"], [c, "f-con"]]) {
-        const part = el("span", { "class": "stack-bar " + cls });
+      figs.forEach((fig, i) => {
+        const part = el("span", { "class": "stack-bar f-" + i });
         part.style.width = fig && fig.value ? (fig.value / max) * 100 + "%" : "0";
         funnel.appendChild(part);
-      }
+      });
       body.appendChild(el("tr", { "data-testid": "role-row", "data-key": cell.key }, [
         el("th", { scope: "row", text: keyLabel(cell.key) }),
-        el("td", { "class": "num" }, [valueNode("span", "role-referrals", "referrals", r)]),
-        el("td", { "class": "num" }, [valueNode("span", "role-accepted", "accepted", a)]),
-        el("td", { "class": "num" }, [valueNode("span", "role-converted", "converted", c)]),
+        ...FUNNEL.map((name, i) => el("td", { "class": "num" }, [valueNode("span", "role-" + name, name, figs[i])])),
         el("td", { "class": "bar-col" }, [funnel]),
       ]));
     }
