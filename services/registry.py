@@ -26,6 +26,10 @@ class Service:
     # The module that lists the Prometheus series it exposes beyond the shared ones
     # (series() -> families), for the documentation and the alert tests.
     catalogue: str | None = None
+    # A module with ``async def prune(conn, schema, before, *, baseline_file)``: how the service
+    # applies the platform's retention to data that is not a writing service's records
+    # (services/retention.py); the writing services' records are pruned by their ERASABLE tables.
+    retention: str | None = None
 
 
 SERVICES: dict[str, Service] = {
@@ -52,6 +56,7 @@ SERVICES: dict[str, Service] = {
             8003,
             commands=("services.metrics.entrypoints.cli",),
             catalogue="services.metrics.entrypoints.catalogue",
+            retention="services.metrics.adapters.retention",
         ),
     )
 }

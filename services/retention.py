@@ -56,8 +56,6 @@ def fact_horizon(today: date, years: int) -> date:
 
 
 async def run_retention(settings: RetentionSettings, today: date | None = None) -> dict[str, Any]:
-    from services.metrics.adapters.retention import prune_facts
-    from services.metrics.domain.baseline import load_baseline
     from shared.db import create_pool
 
     today = today or datetime.now(UTC).date()
@@ -70,8 +68,12 @@ async def run_retention(settings: RetentionSettings, today: date | None = None) 
             for name in writing_services():
                 tables = importlib.import_module(SERVICES[name].bootstrap).ERASABLE
                 report[name] = await _prune_records(conn, name, tables, before, answers_before)
-            baseline_year = load_baseline(settings.baseline_file).baseline_year
-            report["metrics"] = await prune_facts(conn, "metrics", before, baseline_year)
+            for name, service in SERVICES.items():
+                if service.retention is not None:
+                    hook = importlib.import_module(service.retention)
+                    report[name] = await hook.prune(
+                        conn, name, before, baseline_file=settings.baseline_file
+                    )
     finally:
         await pool.close()
     report["deadletter_retention_ms"] = await _deadletter_retention(settings)

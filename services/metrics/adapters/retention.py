@@ -8,7 +8,9 @@ from datetime import date
 
 import asyncpg
 
-__all__ = ["FACT_DATES", "prune_facts"]
+from services.metrics.domain.baseline import load_baseline
+
+__all__ = ["FACT_DATES", "prune", "prune_facts"]
 
 # Fact table -> the date that places it in a period. Cancellations and status changes hang off a
 # registration or a referral and go with it.
@@ -19,6 +21,14 @@ FACT_DATES: dict[str, str] = {
     "trainings": "completed_date",
     "measurements": "measured_date",
 }
+
+
+async def prune(
+    conn: asyncpg.Connection, schema: str, before: date, *, baseline_file: str | None
+) -> dict[str, int]:
+    """The registry's retention hook (services/registry.py): the facts dated before ``before``
+    go, the baseline year's stay."""
+    return await prune_facts(conn, schema, before, load_baseline(baseline_file).baseline_year)
 
 
 async def prune_facts(
