@@ -165,22 +165,12 @@ class ReferralStatusChangedV1(EventData):
 
 
 @register_legacy
-class ReferralStatusChangedV2(EventData):
-    """v2 carried a free-text `outcome`."""
+class ReferralStatusChangedV2(ReferralStatusChangedV1):
+    """v2 added `sequence`; its `outcome` was still free text."""
 
-    event_name: ClassVar[str] = "referral.status_changed"
     major: ClassVar[int] = 2
-    topic: ClassVar[Topic] = Topic.REFERRALS
 
-    organisation_id: str = ORG
-    referral_id: str = ID
-    participant_id: str = PSEUDONYM
-    changed_by: str = ORG
-    previous_status: ReferralStatus
-    status: ReferralStatus
-    at: AwareDatetime
     sequence: int = Field(ge=0)
-    outcome: str | None = Field(None, max_length=500)
 
     def upcast(self) -> ReferralStatusChanged:
         return ReferralStatusChanged(
