@@ -8,6 +8,10 @@ transaction runs, and returns as soon as N+1's transaction has started.
 
 - On assignment (start, rebalance) every partition is sought to the offset the database holds
   (``_Positions``); Kafka's committed offset only serves where the database holds none.
+  aiokafka's fetcher does not wait for the listener: while it reads the database, records from
+  Kafka's position (the earliest, for a group Kafka does not know) may already reach the
+  handler. So the handler waits for the positioning to finish and leaves out what lies below
+  the database's offsets (applied already: they would only count as duplicates).
 - A batch's offsets are committed to Kafka after its database commit, as a courtesy (the lag
   gauge, tools that read the group): they are never ahead of the database, so a consumer that
   starts from them instead (the database unreachable at assignment) only meets records the
@@ -149,7 +153,7 @@ class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.owner.wait_in_flight()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.owner.seek_to_stored(assigned)
+        await self.owner.position(assigned)
 
 
 class MetricsConsumer:
@@ -185,6 +189,10 @@ class MetricsConsumer:
         self._to_commit: dict[TopicPartition, int] = {}
         self._committer: asyncio.Task[None] | None = None
         self._stopping = False
+        # Set while no assignment is being positioned; the database's offsets at assignment.
+        self._positioned = asyncio.Event()
+        self._positioned.set()
+        self._floors: dict[tuple[str, int], int] = {}
 
         @self.broker.subscriber(
             *self.topics,
@@ -212,9 +220,15 @@ class MetricsConsumer:
         """Decode this batch while the previous one's transaction runs; once that one has
         committed, start this one's and return."""
         assert self._batch_consumer is not None
-        if not records:
+        await self._positioned.wait()
+        floors = self._floors
+        raw = [
+            RawRecord(r.topic, r.partition, r.offset, r.key, r.value)
+            for r in records
+            if r.offset >= floors.get((r.topic, r.partition), 0)
+        ]
+        if not raw:
             return
-        raw = [RawRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
         decoded = await self._batch_consumer.decode(raw)
         await self._settle(raw)
         self._in_flight = asyncio.create_task(self._apply(decoded))
@@ -297,6 +311,14 @@ class MetricsConsumer:
         if task is not None:
             await asyncio.wait([task])
 
+    async def position(self, assigned: set[TopicPartition]) -> None:
+        """Seek the assigned partitions to the database's offsets; the handler waits meanwhile."""
+        self._positioned.clear()
+        try:
+            await self.seek_to_stored(assigned)
+        finally:
+            self._positioned.set()
+
     async def seek_to_stored(self, assigned: set[TopicPartition]) -> None:
         consumer = self._consumer()
         if consumer is None or self._batch_consumer is None or not assigned:
@@ -316,6 +338,7 @@ class MetricsConsumer:
             offset = stored.get((tp.topic, tp.partition))
             if offset is not None:
                 consumer.seek(tp, offset)
+                self._floors[(tp.topic, tp.partition)] = offset
 
     async def start(self) -> None:
         tune_gc_for_batches()

@@ -1,7 +1,9 @@
-"""The metrics consumer's courtesy commit of offsets to Kafka (services/metrics/entrypoints/
-consumer.py): it follows the database, collapses to the newest offsets, and never holds up a
-stop. A commit in flight when aiokafka's consumer closes never completes; a stop that waited for
-it hung the service (seen in CI)."""
+"""The metrics consumer's dealings with Kafka around the database (services/metrics/entrypoints/
+consumer.py), with a fake aiokafka consumer: the courtesy commit of offsets follows the database,
+collapses to the newest offsets and never holds up a stop (a commit in flight when aiokafka's
+consumer closes never completes: a stop that waited for it hung the service, seen in CI); and the
+database's offsets are the position even for records fetched before the listener has sought
+(aiokafka's fetcher does not wait for it: seen in CI as a new group re-reading everything)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from aiokafka import TopicPartition
 
 from services.metrics.entrypoints import consumer as module
 from services.metrics.entrypoints.consumer import MetricsConsumer
-from shared.consumer import RawRecord
+from shared.consumer import DecodedBatch, RawRecord
 
 TP = TopicPartition("registrations", 0)
 
@@ -26,6 +28,9 @@ class StuckKafkaConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return {TP}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.sought = (tp, offset)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.sent.append(dict(offsets))
@@ -77,3 +82,44 @@ async def test_a_commit_that_times_out_is_carried_by_the_next(monkeypatch: Any) 
     assert consumer._committer is not None
     await asyncio.wait_for(consumer._committer, timeout=5)
     assert kafka.sent == [{TP: 1}, {TP: 2}]
+
+
+class SlowDatabase:
+    """The batch consumer: its stored offsets arrive when released; records it decodes are kept."""
+
+    def __init__(self, stored: int) -> None:
+        self.stored = stored
+        self.release = asyncio.Event()
+        self.decoded: list[int] = []
+
+    async def stored_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        await self.release.wait()
+        return dict.fromkeys(partitions, self.stored)
+
+    async def decode(self, raw: list[RawRecord]) -> DecodedBatch:
+        self.decoded.extend(r.offset for r in raw)
+        return DecodedBatch(records=raw)
+
+    async def apply_decoded(self, batch: DecodedBatch) -> Any:
+        return type("Result", (), {"events": [], "duplicates": 0, "letters": []})()
+
+
+async def test_records_fetched_while_the_database_s_offsets_are_read_start_from_them(
+    monkeypatch: Any,
+) -> None:
+    kafka = StuckKafkaConsumer()
+    kafka.release.set()
+    consumer = metrics_consumer(kafka, monkeypatch)
+    database = SlowDatabase(stored=4)
+    consumer._batch_consumer = database  # type: ignore[assignment]
+    positioning = asyncio.create_task(consumer.position({TP}))
+    await asyncio.sleep(0)
+    # aiokafka hands over what it fetched from the earliest offset meanwhile.
+    handling = asyncio.create_task(consumer.handle(records(0, 1, 2, 3, 4, 5)))
+    await asyncio.sleep(0.05)
+    assert database.decoded == []  # the handler waits for the positioning
+    database.release.set()
+    await asyncio.wait_for(asyncio.gather(positioning, handling), timeout=5)
+    assert kafka.sought == (TP, 4)
+    assert database.decoded == [4, 5]
+    await consumer.stop()
