@@ -205,6 +205,19 @@ def build(prefix: str, year: int, baseline_year: int, now: datetime) -> Writes:
         <= accept), has its first attendance when i < convert and a third session within 90
         days when i < retain."""
         receiver = ACTIVITIES[activity_id][0]
+
+        def status(referral_id: str, value: str, day: date) -> None:
+            w.add(
+                w.statuses,
+                receiver,
+                {
+                    "kind": "referral_status",
+                    "referral_id": referral_id,
+                    "referring_organisation_id": w.org(referrer),
+                    "body": {"status": value, "at": moment(day, 15)},
+                },
+            )
+
         for i in range(n):
             ref = f"v-{role}-{i}"
             created = date(year, 2 + (i * 7) % 9, 1 + i % 20)
@@ -232,33 +245,13 @@ def build(prefix: str, year: int, baseline_year: int, now: datetime) -> Writes:
                 },
             )
             if i < accept or i >= n - 2:
-                w.add(
-                    w.statuses,
-                    receiver,
-                    {
-                        "kind": "referral_status",
-                        "referral_id": referral_id,
-                        "referring_organisation_id": w.org(referrer),
-                        "body": {
-                            "status": "accepted" if i < accept else "declined",
-                            "at": moment(created + timedelta(days=2), 15),
-                        },
-                    },
+                status(
+                    referral_id,
+                    "accepted" if i < accept else "declined",
+                    created + timedelta(days=2),
                 )
             if i < contact:
-                w.add(
-                    w.statuses,
-                    receiver,
-                    {
-                        "kind": "referral_status",
-                        "referral_id": referral_id,
-                        "referring_organisation_id": w.org(referrer),
-                        "body": {
-                            "status": "contacted",
-                            "at": moment(created + timedelta(days=4 + i % 5), 15),
-                        },
-                    },
-                )
+                status(referral_id, "contacted", created + timedelta(days=4 + i % 5))
             if i < convert:
                 days = [created + timedelta(days=9), created + timedelta(days=16)]
                 if i < retain:
