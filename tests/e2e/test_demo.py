@@ -57,12 +57,16 @@ VERBINDING = REPO / ".venv" / "bin" / "verbinding"
 DEMO_TIMEOUT = 600.0
 # One of the demo's simulated partners: a volunteer group without a booking system.
 ORGANISATION = "repair-cafe-pn"
-# November two years back: outside the two simulated months whatever today is, inside the
-# dashboard's list of years. Its figures are the volunteer's alone, so that under the demo's
-# full disclosure control (k = 10) they are exact and shown: 12 people, 23 attendances.
-YEAR = date.today().year - 2
+# November of a year outside the two simulated months whatever today is, inside the dashboard's
+# list of years, and not the baseline year (whose participants are the simulated year's growth
+# baseline). Its figures are the volunteer's alone, so that under the demo's full disclosure
+# control (k = 10) they are exact and shown: 12 people, 23 attendances.
+BASELINE_YEAR = json.loads((REPO / "services/metrics/baseline.json").read_text())["baseline_year"]
+YEAR = next(y for y in range(date.today().year - 3, 0, -1) if y != BASELINE_YEAR)
 SESSIONS = (date(YEAR, 11, 4), date(YEAR, 11, 11))
 PERIOD = f"{YEAR}-11"
+# The year of the simulated months (they end today).
+SIMULATED = str(date.today().year)
 
 
 @dataclass
@@ -190,6 +194,22 @@ async def _facts(dsn: str, organisation: str) -> tuple[int, int, int]:
     return int(row["everything"]), int(row["month"]), int(row["came"])
 
 
+async def _others(dsn: str, organisation: str) -> tuple[int, int]:
+    """Attendance and activity facts of every other organisation."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        rows = await conn.fetchval(
+            "SELECT count(*) FROM metrics.attendance WHERE organisation_id <> $1", organisation
+        )
+        activities = await conn.fetchval(
+            "SELECT count(*) FROM metrics.activity_versions WHERE organisation_id <> $1",
+            organisation,
+        )
+    finally:
+        await conn.close()
+    return int(rows), int(activities)
+
+
 async def test_a_volunteer_on_a_fresh_demo(demo: Demo, browser: Any, tmp_path: Path) -> None:
     print(f"demo up and simulated in {demo.seconds:.0f} s")
     assert ORGANISATION in demo.partner_keys  # one of the 33 the demo registered
@@ -204,6 +224,10 @@ async def test_a_volunteer_on_a_fresh_demo(demo: Demo, browser: Any, tmp_path: P
         assert month == 0, month
         before = await s2_figures(metrics, demo.coalition_key, PERIOD)
         assert before["attendances"] == {"value": None, "suppressed": True, "reason": "primary"}
+        # The simulated year, which the volunteer's writes must leave as it is: its figures
+        # (hidden or not: a demo this small has fewer than k people in it) and its facts.
+        simulated = await s2_figures(metrics, demo.coalition_key, SIMULATED)
+        others = await _others(demo.dsn, ORGANISATION)
 
         page = await browser.new_page()
         problems = Problems(page, allow_status=frozenset({422}))
@@ -217,6 +241,8 @@ async def test_a_volunteer_on_a_fresh_demo(demo: Demo, browser: Any, tmp_path: P
         assert s2["participants_new"]["value"] == len(PEOPLE)
         # ... the facts: the month's 24 rows (one absent), the simulated ones untouched ...
         assert await _facts(demo.dsn, ORGANISATION) == (everything + ROWS, ROWS, ATTENDED)
+        assert await s2_figures(metrics, demo.coalition_key, SIMULATED) == simulated
+        assert await _others(demo.dsn, ORGANISATION) == others
         # ... and the organisation's own figures, from the release an operator cuts next.
         await demo.cli("metrics", "release")
         own = await s2_figures(metrics, volunteer_key, PERIOD, "/v1/own/indicators")
