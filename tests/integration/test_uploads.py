@@ -270,6 +270,14 @@ async def test_hostile_files_are_refused_with_a_clear_message_and_nothing_writte
             422,
         ),
         "big.csv": (b"x" * 1_500_000, "file_too_large", 413),
+        # Once answered with a 500: a header line of one cell beyond the csv module's limit,
+        # and UTF-32 (its byte-order mark starts like UTF-16's).
+        "one-cell.csv": (b"x" * 300_000, "csv_malformed", 422),
+        "utf32.csv": (
+            csv_file(*register(activity)).decode("utf-8-sig").encode("utf-32"),
+            "binary",
+            422,
+        ),
     }
     for name, (data, code, status) in cases.items():
         r = await registrations.post(

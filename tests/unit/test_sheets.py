@@ -9,7 +9,7 @@ import re
 import string
 import time as clock
 import zipfile
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from openpyxl import Workbook, load_workbook
@@ -235,6 +235,60 @@ def test_wrong_types_in_an_xlsx_are_named_on_their_cell() -> None:
     assert parsed.rows == []
 
 
+def test_excel_error_values_are_named_on_their_cell_never_read_as_data() -> None:
+    """An error value pasted as a value (#DIV/0!, #N/A ...) is no participant number, however
+    much it looks like one (it holds a digit and no space): refused on its cell, by name."""
+    rows = [
+        ["5-11-2025", "10:00", "koffie", "#DIV/0!", "delfgauw", "75+", "aanwezig"],
+        ["#N/A", "#VALUE!", "koffie", "2", "delfgauw", "75+", "aanwezig"],
+        ROW,
+    ]
+    parsed = attendance(xlsx_bytes(*rows), "x.xlsx")
+    assert [(p.row, p.column, p.code, p.params["cell"], p.params["value"]) for p in parsed.problems] == [
+        (2, "participant_number", "excel_error", "D2", "#DIV/0!"),
+        (3, "date", "excel_error", "A3", "#N/A"),
+        (3, "start_time", "excel_error", "B3", "#VALUE!"),
+    ]  # fmt: skip
+    assert [r.row for r in parsed.rows] == [4]
+    [nl] = describe(parsed.problems[:1], ATTENDANCE, REF, "nl", positions=parsed.positions, headers=parsed.headers)  # fmt: skip
+    assert (nl.row, nl.column, nl.column_letter) == (2, "deelnemernummer", "D")
+    assert nl.message.startswith("Cel D2 bevat een foutwaarde van Excel (#DIV/0!)")
+    # The same text typed into a text cell is only text: read by the column's own rule.
+    assert codes(attendance(csv_bytes([*ROW[:3], "#N/A", *ROW[4:]]))) == [(2, "participant_number", "number_invalid")]  # fmt: skip
+
+
+def test_durations_and_date_times_where_a_time_or_a_date_belongs() -> None:
+    """Cells formatted as a duration ([u]:mm) read as the time they show; a date with a time of
+    day in the date column takes its time from the time column; a date in the time column, a
+    duration of a day or more, and serials outside a day are refused on their cell."""
+    rows = [
+        [date(2025, 11, 5), timedelta(hours=10, minutes=15), "koffie", "1", "delfgauw", "75+", "aanwezig"],
+        [datetime(2025, 11, 5, 18, 45), time(10, 0), "koffie", "2", "delfgauw", "75+", "aanwezig"],
+        [45966.5, "10:00", "koffie", "3", "delfgauw", "75+", "aanwezig"],  # a serial with a time
+        [date(2025, 11, 5), timedelta(hours=26), "koffie", "4", "delfgauw", "75+", "aanwezig"],
+        [date(2025, 11, 5), datetime(2025, 11, 5, 10), "koffie", "5", "delfgauw", "75+", "aanwezig"],
+        [date(2025, 11, 5), 1.5, "koffie", "6", "delfgauw", "75+", "aanwezig"],
+        [date(2025, 11, 5), -0.25, "koffie", "7", "delfgauw", "75+", "aanwezig"],
+        [60, "10:00", "koffie", "8", "delfgauw", "75+", "aanwezig"],  # Lotus' 29 February 1900
+        [-1, "10:00", "koffie", "9", "delfgauw", "75+", "aanwezig"],
+        [True, False, "koffie", "10", "delfgauw", "75+", "aanwezig"],
+    ]  # fmt: skip
+    parsed = attendance(xlsx_bytes(*rows), "x.xlsx")
+    assert [r.session_start.strftime("%Y-%m-%d %H:%M") for r in parsed.rows] == [
+        "2025-11-05 10:15", "2025-11-05 10:00", "2025-11-05 10:00",
+    ]  # fmt: skip
+    assert codes(parsed) == [
+        (5, "start_time", "time_invalid"),
+        (6, "start_time", "time_invalid"),
+        (7, "start_time", "time_invalid"),
+        (8, "start_time", "time_invalid"),
+        (9, "date", "date_invalid"),
+        (10, "date", "date_invalid"),
+        (11, "date", "date_invalid"),
+        (11, "start_time", "time_invalid"),
+    ]
+
+
 def test_numbers_typed_into_text_columns_are_read_as_text() -> None:
     [row] = attendance(xlsx_bytes(["5-11-2025", "10:00", 12, 42.0, "delfgauw", "75+", "aanwezig"]), "x.xlsx").rows  # fmt: skip
     assert (row.activity_id, row.participant_number) == ("12", "42")
@@ -336,6 +390,33 @@ def _with_member(data: bytes, name: str, content: bytes, *, content_types: bytes
     return out.getvalue()
 
 
+def test_a_cell_far_to_the_right_is_not_read_up_to_it() -> None:
+    """A sheet may claim a cell in the last column (XFD): reading stops at the columns a file of
+    ours can have, so the row costs no 16,384 cells."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(HEADER)
+    for _ in range(LIMITS.max_rows):
+        sheet.append(ROW)
+    sheet.cell(row=2, column=16_384, value="x")
+    out = io.BytesIO()
+    book.save(out)
+    table = read_table(out.getvalue(), "x.xlsx", LIMITS)
+    assert max(len(cells) for _, cells in table.rows) == len(HEADER)
+
+
+def test_a_csv_of_one_huge_cell_is_refused_on_its_line() -> None:
+    """Python's csv module stops at a field of 128 KiB: the header line and a data line that
+    are one enormous cell (within the upload's size limit) are a malformed file, not a crash."""
+    huge = b"x" * 300_000
+    assert refused(b"a;" + huge, "x.csv") == ["csv_malformed"]
+    assert refused(csv_bytes(ROW) + b'\r\n"' + huge + b'";10:00', "x.csv") == ["csv_malformed"]
+    with pytest.raises(SheetError) as caught:
+        read_table(csv_bytes(ROW) + b'\r\n"' + huge + b'";10:00', "x.csv", LIMITS)
+    assert caught.value.problems[0].params["line"] == 3
+
+
 def test_a_zip_bomb_is_refused_before_anything_is_unpacked() -> None:
     bomb = _with_member(xlsx_bytes(ROW), "xl/media/padding.bin", b"\0" * 30_000_000)
     assert len(bomb) < 100_000  # small on the wire ...
@@ -433,6 +514,22 @@ def test_an_xml_entity_bomb_is_not_expanded() -> None:
         ),
         (csv_bytes(ROW, encoding="cp1252") + b"\x81", "encoding", 2),  # undefined in Windows-1252
         (b"datum;begintijd\r\n5-11\x00-2025;10:00\r\n", "binary", 2),
+        # Excel's other encodings: Mac Roman, UTF-16 without its byte-order mark, UTF-32 (whose
+        # mark starts like UTF-16's), a UTF-8 mark before Latin-1 text, UTF-16 cut in half.
+        (
+            csv_bytes(ROW, [*ROW[:4], "Delfg\u00e5uw", *ROW[5:]], encoding="mac_roman"),
+            "encoding",
+            3,
+        ),
+        (csv_bytes(ROW, encoding="utf-16-le"), "binary", 1),
+        (csv_bytes(ROW, encoding="utf-32"), "binary", 1),
+        (
+            b"\xef\xbb\xbf"
+            + csv_bytes(ROW, [*ROW[:4], "Delfg\u00e5uw", *ROW[5:]], encoding="latin-1"),
+            "encoding",
+            3,
+        ),
+        (csv_bytes(ROW, encoding="utf-16")[:-1], "encoding", 1),
         (b'datum;begintijd\r\n"5-11-2025;10:00\r\n6-11-2025;"x"y\r\n', "csv_malformed", 3),
     ],
 )

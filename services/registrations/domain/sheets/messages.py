@@ -106,6 +106,10 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "nl": "Cel {cell} bevat een formule. Formules nemen we niet aan: typ de waarde zelf, of kopieer de cellen en plak alleen de waarden (Plakken speciaal > Waarden).",
         "en": "Cell {cell} contains a formula. Formulas are not accepted: type the value, or copy the cells and paste values only (Paste Special > Values).",
     },
+    "excel_error": {
+        "nl": "Cel {cell} bevat een foutwaarde van Excel ({value}), geen gegevens. Typ de juiste waarde in de cel.",
+        "en": "Cell {cell} contains an Excel error value ({value}), not data. Type the right value into the cell.",
+    },
     "formula_external": {
         "nl": "Cel {cell} bevat een formule die gegevens uit een ander bestand haalt. Dat nemen we niet aan: plak alleen de waarde.",
         "en": "Cell {cell} contains a formula that takes data from another file. That is not accepted: paste the value only.",

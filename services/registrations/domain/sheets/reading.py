@@ -127,6 +127,7 @@ def _is_external(formula: str) -> bool:
 
 def _read_xlsx(data: bytes, limits: Limits) -> Table:
     from openpyxl import load_workbook  # imported here: CSV uploads and templates need less
+    from openpyxl.cell.cell import ERROR_CODES
     from openpyxl.utils import get_column_letter
 
     try:
@@ -156,7 +157,25 @@ def _read_xlsx(data: bytes, limits: Limits) -> Table:
                 values: list[Cell] = []
                 for index, cell in enumerate(cells, start=1):
                     value = getattr(cell, "value", None)
-                    if getattr(cell, "data_type", None) == "f":
+                    kind = getattr(cell, "data_type", None)
+                    if kind == "e":
+                        # An error value pasted as a value (#DIV/0!, #N/A): never data, even
+                        # where it would pass a column's rule (a participant number has a digit).
+                        problems.append(
+                            Problem(
+                                number,
+                                None,
+                                "excel_error",
+                                {
+                                    "cell": f"{get_column_letter(index)}{number}",
+                                    "position": index,
+                                    # Only Excel's own codes are echoed, never a cell's text.
+                                    "value": str(value) if value in ERROR_CODES else "#?",
+                                },
+                            )
+                        )
+                        value = None
+                    if kind == "f":
                         formula = str(value)
                         problems.append(
                             Problem(
@@ -190,25 +209,26 @@ def _xlsx_value(value: Any) -> Cell:
         if isinstance(value, str) and not value.strip():
             return None
         return value  # type: ignore[no-any-return]
-    return str(value)  # a timedelta (a duration format) or an error value such as #N/A
+    return str(value)  # a timedelta (a duration format): "10:15:00", read as a time of day
 
 
 # -------------------------------------------------------------------------------------- CSV
 
 
 def _decode(data: bytes) -> str:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         # Excel's "Unicode text" (UTF-16 with a byte-order mark, tab separated).
         try:
-            return data.decode("utf-16")
+            text = data.decode("utf-16")
         except UnicodeDecodeError:
             raise _refuse("encoding", line=1) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _refuse("encoding", line=data[: exc.start].count(b"\n") + 1) from None
+    else:
+        data = data.removeprefix(b"\xef\xbb\xbf")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _refuse("encoding", line=data[: exc.start].count(b"\n") + 1) from None
+    # Also after UTF-16: UTF-32's byte-order mark starts like UTF-16's, and leaves NULs.
     if "\x00" in text:
         raise _refuse("binary", line=text[: text.index("\x00")].count("\n") + 1)
     return text
@@ -240,9 +260,12 @@ def _read_csv(data: bytes, limits: Limits) -> Table:
         for lang in ("nl", "en")
     }
     first_line = text.split("\n", 1)[0]
-    reader = csv.reader(
-        io.StringIO(text, newline=""), delimiter=_delimiter(first_line, known), strict=True
-    )
+    try:
+        # The header line alone can be malformed too (one cell beyond the csv module's limit).
+        delimiter = _delimiter(first_line, known)
+    except csv.Error:
+        raise _refuse("csv_malformed", line=1) from None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     rows: list[tuple[int, list[Cell]]] = []
     try:
         # Numbered by record, as a spreadsheet program shows the file (a quoted cell may span
