@@ -214,9 +214,11 @@ async def send(
     ledger: Path | IO[bytes] | None = None,
     progress: bool = False,
     sleep: Callable[[float], Any] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Summary:
     """Send every batch; return what happened. Never raises for an HTTP answer: rejections and
-    given-up batches are counted and written to the ledger."""
+    given-up batches are counted and written to the ledger. ``sleep`` and ``clock`` go together:
+    a test passes a clock that only its sleep moves."""
     options = options or SendOptions()
     missing = sorted({b.organisation for b in batches} - set(keys))
     if missing:
@@ -243,7 +245,7 @@ async def send(
     )
     gate = asyncio.Semaphore(options.concurrency)
     jitter = random.Random()  # not the simulation's generator: timing must not change bodies
-    started = time.monotonic()
+    started = clock()
 
     async def post(batch: Batch) -> None:
         client = clients[batch.service]
@@ -252,7 +254,7 @@ async def send(
             "Content-Type": "application/json",
         }
         content = batch.body()
-        first_try = time.monotonic()
+        first_try = clock()
         attempt = 0
         while True:
             error: str
@@ -279,7 +281,7 @@ async def send(
                         _book_whole(batch, response, summary, book)
                         return
             attempt += 1
-            if time.monotonic() - first_try > options.retry_for:
+            if clock() - first_try > options.retry_for:
                 for w in batch.writes:
                     book.record(w, 0, f"gave up after {attempt} attempts: {error}")
                 summary.failed += len(batch.writes)
@@ -304,12 +306,12 @@ async def send(
             streams = windows[index]
             if options.speed:
                 due = next(iter(streams.values()))[0].due / options.speed
-                delay = started + due - time.monotonic()
+                delay = started + due - clock()
                 if delay > 0:
                     await sleep(delay)
             await asyncio.gather(*(stream(group) for group in streams.values()))
     finally:
-        summary.elapsed = time.monotonic() - started
+        summary.elapsed = clock() - started
         bar.close()
         book.flush()
         if opened is not None:
