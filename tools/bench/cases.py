@@ -191,20 +191,10 @@ async def _committed(admin: AIOKafkaAdminClient, group: str, topics: set[str]) -
     return sum(max(m.offset, 0) for tp, m in offsets.items() if tp.topic in topics)
 
 
-async def _metrics_instance(bench: Bench, prefill: Prefill, dsn: str) -> dict[str, Any]:
-    """A second metrics service (``verbinding serve metrics``) on its own database, reading the
-    pre-filled topics with a new consumer group; timed by its committed offsets."""
-    group = f"bench-aggregation-{uuid.uuid4().hex[:8]}"
-    port = _free_port()
-    log = bench.work / "metrics-aggregation.log"
-    env = bench.child_env(
-        VERBINDING_DATABASE_URL=dsn,
-        VERBINDING_TOPIC_PREFIX=prefill.prefix,
-        VERBINDING_CONSUMER_GROUP=group,
-        VERBINDING_ENVIRONMENT="development",
-    )
+async def _serve_metrics(port: int, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    """``verbinding serve metrics`` in a session of its own, its output appended to ``log``."""
     with log.open("ab") as fh:
-        proc = await asyncio.create_subprocess_exec(
+        return await asyncio.create_subprocess_exec(
             str(VENV_BIN / "verbinding"),
             "serve",
             "metrics",
@@ -217,6 +207,21 @@ async def _metrics_instance(bench: Bench, prefill: Prefill, dsn: str) -> dict[st
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+async def _metrics_instance(bench: Bench, prefill: Prefill, dsn: str) -> dict[str, Any]:
+    """A second metrics service (``verbinding serve metrics``) on its own database, reading the
+    pre-filled topics with a new consumer group; timed by its committed offsets."""
+    group = f"bench-aggregation-{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    log = bench.work / "metrics-aggregation.log"
+    env = bench.child_env(
+        VERBINDING_DATABASE_URL=dsn,
+        VERBINDING_TOPIC_PREFIX=prefill.prefix,
+        VERBINDING_CONSUMER_GROUP=group,
+        VERBINDING_ENVIRONMENT="development",
+    )
+    proc = await _serve_metrics(port, env, log)
     bench.memory.watch("metrics (aggregation instance)", proc.pid)
     profiler = (
         Profiler.start(proc.pid, bench.work / "profile-metrics-aggregation")
@@ -857,20 +862,7 @@ async def _serving_metrics(bench: Bench, dsn: str, prefix: str, group: str, cont
         VERBINDING_INDICATOR_CACHE_SECONDS="0",
         VERBINDING_SNAPSHOT_INTERVAL_SECONDS="3600",
     )
-    with log.open("ab") as fh:
-        proc = await asyncio.create_subprocess_exec(
-            str(VENV_BIN / "verbinding"),
-            "serve",
-            "metrics",
-            "--port",
-            str(port),
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = await _serve_metrics(port, env, log)
     bench.memory.watch(f"metrics (disclosure {control})", proc.pid)
     try:
         url = f"http://127.0.0.1:{port}"
