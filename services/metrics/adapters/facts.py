@@ -10,6 +10,7 @@ keys it inserted, and the writer answers with the events that changed the facts.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -33,7 +34,11 @@ from shared.events import (
 from shared.reference import load_reference
 from shared.timerules import local_date
 
-__all__ = ["FactWriter"]
+__all__ = ["CHANGE_SLOTS", "FactWriter"]
+
+# Slots of the change marker (migration 006): each writer bumps its own, so that two instances'
+# transactions do not queue on one row's lock until they commit.
+CHANGE_SLOTS = 16
 
 
 def _changed(
@@ -59,6 +64,7 @@ class FactWriter:
         # The service list resolves the receiving side of a v1 referral to a service (v1 did
         # not carry it); default: the built-in reference data.
         self.services = load_reference().services if services is None else services
+        self.slot = os.getpid() % CHANGE_SLOTS
 
     async def __call__(
         self, conn: asyncpg.Connection, events: Sequence[CloudEvent[Any]]
@@ -95,7 +101,22 @@ class FactWriter:
                 list(last_seen),
                 list(last_seen.values()),
             )
-        return [*erasures, *changed]
+        applied = [*erasures, *changed]
+        if applied:
+            await self._bump(conn, len(applied))
+        return applied
+
+    async def _bump(self, conn: asyncpg.Connection, events: int) -> None:
+        """The change marker, in the transaction that changes the facts: readers recompute the
+        live totals when (and only when) it moved; ``events`` are the ones the consumer logs
+        in processed_events (what the writer returns)."""
+        await conn.execute(
+            f"INSERT INTO {self.s}.fact_changes (slot, changes, events) VALUES ($1, 1, $2) "
+            "ON CONFLICT (slot) DO UPDATE SET changes = "
+            f"{self.s}.fact_changes.changes + 1, events = {self.s}.fact_changes.events + $2",
+            self.slot,
+            events,
+        )
 
     async def _without_erased(
         self,

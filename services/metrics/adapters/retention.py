@@ -61,4 +61,10 @@ async def prune_facts(
                 f"DELETE FROM {s}.{table} WHERE {old.format(d=column)}", before, *keep
             )
             deleted[table] = int(status.rsplit(" ", 1)[-1])
+        if any(deleted.values()):
+            # The change marker (migration 006): readers recompute the live totals.
+            await conn.execute(
+                f"INSERT INTO {s}.fact_changes (slot, changes, events) VALUES (0, 1, 0) "
+                f"ON CONFLICT (slot) DO UPDATE SET changes = {s}.fact_changes.changes + 1"
+            )
     return deleted
