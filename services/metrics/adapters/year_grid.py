@@ -31,6 +31,7 @@ from services.metrics.domain.disclosure import TOTAL, Count, YearGrid
 from services.metrics.domain.windows import CONVERSION_DAYS, RETENTION_DAYS, RETENTION_SESSIONS
 from shared.reference import ReferenceData
 from shared.referral_parties import RECEIVER_STATUSES
+from shared.scale import CATEGORY_ORDER, LONELY_FROM, SEVERE_FROM
 
 __all__ = ["GridOptions", "SqlGridSource", "read_year_grid", "years_with_data"]
 
@@ -516,10 +517,10 @@ async def _s1(
         SELECT m.period, {_grouping(totals_only, "m.neighbourhood", "m.age_band")},
             count(*) AS respondents,
             count(*) FILTER (WHERE total IS NOT NULL) AS measurements,
-            count(*) FILTER (WHERE (instrument = 'djg11' AND total >= 3)
-                                OR (instrument = 'djg6' AND total >= 2)) AS lonely,
-            count(*) FILTER (WHERE (instrument = 'djg11' AND total >= 9)
-                                OR (instrument = 'djg6' AND total >= 5)) AS severe,
+            count(*) FILTER (WHERE (instrument = 'djg11' AND total >= $7)
+                                OR (instrument = 'djg6' AND total >= $8)) AS lonely,
+            count(*) FILTER (WHERE (instrument = 'djg11' AND total >= $9)
+                                OR (instrument = 'djg6' AND total >= $10)) AS severe,
             count(*) FILTER (WHERE emotional IS NOT NULL) AS emotional_measured,
             count(*) FILTER (WHERE (instrument = 'djg11' AND emotional >= $3)
                                 OR (instrument = 'djg6' AND emotional >= $5)) AS emotional,
@@ -535,6 +536,10 @@ async def _s1(
         s11,
         e6,
         s6,
+        LONELY_FROM["djg11"],
+        LONELY_FROM["djg6"],
+        SEVERE_FROM["djg11"],
+        SEVERE_FROM["djg6"],
     )
     columns = {"neighbourhood": "neighbourhood", "age_band": "age_band"}
     for row in rows:
@@ -564,10 +569,8 @@ async def _s1(
             ORDER BY p.period, x.participant_id, x.measured_at DESC
         ), pairs AS (
             SELECT f.period, f.total - i.total AS change,
-                   array_position(ARRAY['not_lonely','moderately_lonely','severely_lonely',
-                                        'very_severely_lonely'], f.category)
-                 < array_position(ARRAY['not_lonely','moderately_lonely','severely_lonely',
-                                        'very_severely_lonely'], i.category) AS improved
+                   array_position($3::text[], f.category)
+                 < array_position($3::text[], i.category) AS improved
             FROM f JOIN LATERAL (
                 SELECT * FROM {s}.measurements i
                 WHERE i.participant_id = f.participant_id AND i.context = 'intake'
@@ -582,6 +585,7 @@ async def _s1(
         """,
         start,
         end,
+        list(CATEGORY_ORDER),
     ):
         cell = (TOTAL, "", row["period"])
         out.count("outcome_pairs", *cell, row["pairs"], row["pairs"])
