@@ -10,7 +10,8 @@ database, so that before and after are measured on the same facts in the same mi
 
 ``fill`` generates the bench's simulator events (tools/bench/prefill.py's chunks, same seed) and
 applies them through the metrics service's FactWriter in batches of 2,000, with the partners
-registered as the bench registers them. ``read`` measures, on the busiest year:
+registered as the bench registers them; ``--years N`` spreads the chunks over N years back from
+today (history: the current year holds about 1/N of the events). ``read`` measures, on the busiest year:
 
 - **refresh**: a fresh IndicatorService's first live totals (every figure of the year's totals
   grid and the growth baseline's, decided) — what a change of the facts costs a reader;
@@ -40,7 +41,7 @@ def dsn_for(database: str) -> str:
     return BASE_DSN.rpartition("/")[0] + "/" + database
 
 
-async def fill(database: str, events: int, seed: int) -> None:
+async def fill(database: str, events: int, seed: int, years: int) -> None:
     from services.metrics.adapters.facts import FactWriter
     from services.registry import SERVICES
     from shared.db import create_pool, migrate_services
@@ -62,7 +63,10 @@ async def fill(database: str, events: int, seed: int) -> None:
     applied, index, started = 0, 0, time.perf_counter()
     secret = "00" * 32
     while applied < events:
-        chunk = _chunk(seed, index, date.today(), secret)
+        # With ``years`` > 1, chunk i simulates the year ending i % years years ago: history.
+        today = date.today()
+        today = today.replace(year=today.year - index % years)
+        chunk = _chunk(seed, index, today, secret)
         index += 1
         decoded = [decode_event(v) for _, _, v in chunk[: events - applied]]
         for i in range(0, len(decoded), 2000):
@@ -98,6 +102,11 @@ async def read(database: str, rounds: int) -> dict[str, Any]:
     periods = [str(year), *(f"{year}-Q{q}" for q in range(1, 5))]
     periods += [f"{year}-{m:02d}" for m in range(1, 13)]
     out: dict[str, Any] = {"year": year, "attendance_rows": events}
+    if os.environ.get("MEASURE_YEAR"):  # the year read, if not the busiest
+        year = int(os.environ["MEASURE_YEAR"])
+        periods = [str(year), *(f"{year}-Q{q}" for q in range(1, 5))]
+        periods += [f"{year}-{m:02d}" for m in range(1, 13)]
+        out["year"] = year
     refresh = []
     for _ in range(3):
         service = indicator_service(settings, pool)
@@ -141,9 +150,10 @@ def main() -> None:
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--years", type=int, default=1, help="fill: spread the chunks over years")
     args = p.parse_args()
     if args.what == "fill":
-        asyncio.run(fill(args.database, args.events, args.seed))
+        asyncio.run(fill(args.database, args.events, args.seed, args.years))
     elif args.what == "read":
         print(asyncio.run(read(args.database, args.rounds)))
     else:

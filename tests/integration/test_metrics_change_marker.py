@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from services.metrics.adapters import queries
+from services.metrics.adapters import queries, rollups
 from services.metrics.adapters.facts import FactWriter
 from services.metrics.adapters.retention import prune_facts
 from services.metrics.adapters.year_grid import GridOptions, SqlGridSource
@@ -147,3 +147,45 @@ async def test_events_applied_is_the_log_of_applied_events(pool: asyncpg.Pool) -
         assert figures["events_applied"] == applied == len(first)
     finally:
         await drop_schema(pool, schema)
+
+
+async def rollup_rows(pool: asyncpg.Pool, schema: str) -> list[tuple[Any, ...]]:
+    rows = await pool.fetch(f'SELECT * FROM "{schema}".first_attendance ORDER BY participant_id')
+    return [tuple(r) for r in rows]
+
+
+async def test_the_first_attendance_rollup_equals_its_fill_from_the_facts_in_any_order(
+    pool: asyncpg.Pool,
+) -> None:
+    """Kept batch by batch (one event at a time, in reverse: activity versions after the
+    sessions they classify, late events first), erasure included, the rollup is what a fill
+    from the facts gives; so is it in arrival order in one batch."""
+    first, second = scenario()
+    erasure = new_event(
+        PersonErased(subject_id=P1.id, erased_at=datetime(2016, 1, 1, tzinfo=UTC)), None
+    )
+    results = []
+    for order in ("one batch", "one by one, reversed"):
+        schema = await create_metrics_schema(pool)
+        try:
+            if order == "one batch":
+                await apply(pool, schema, [*first, *second])
+            else:
+                for event in reversed([*first, *second]):
+                    await apply(pool, schema, [event])
+            kept = await rollup_rows(pool, schema)
+            assert kept, "the scenario has first attendances"
+            async with pool.acquire() as conn:
+                await rollups.fill_first_attendance(conn, f'"{schema}"')
+            assert await rollup_rows(pool, schema) == kept
+            await apply(pool, schema, [erasure])
+            erased = await rollup_rows(pool, schema)
+            assert len(erased) == len(kept) - 1
+            assert P1.id not in {row[0] for row in erased}
+            async with pool.acquire() as conn:
+                await rollups.fill_first_attendance(conn, f'"{schema}"')
+            assert await rollup_rows(pool, schema) == erased
+            results.append((kept, erased))
+        finally:
+            await drop_schema(pool, schema)
+    assert results[0] == results[1]

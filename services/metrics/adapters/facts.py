@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import asyncpg
 
+from services.metrics.adapters import rollups
 from shared.events import (
     ActivityUpserted,
     AttendanceRecorded,
@@ -59,8 +60,17 @@ def _changed(
 class FactWriter:
     """Role: turn a batch of events into facts in ``schema`` (``metrics``, or a rebuild's)."""
 
-    def __init__(self, schema: str = "metrics", services: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        schema: str = "metrics",
+        services: Mapping[str, str] | None = None,
+        *,
+        rollups: bool = True,
+    ) -> None:
         self.s = schema
+        # The rollups (adapters/rollups.py) kept batch by batch; a rebuild's bulk load fills
+        # them once after the load instead.
+        self.rollups = rollups
         # The service list resolves the receiving side of a v1 referral to a service (v1 did
         # not carry it); default: the built-in reference data.
         self.services = load_reference().services if services is None else services
@@ -101,10 +111,31 @@ class FactWriter:
                 list(last_seen),
                 list(last_seen.values()),
             )
+        if self.rollups:
+            await self._roll_up(conn, erasures, changed)
         applied = [*erasures, *changed]
         if applied:
             await self._bump(conn, len(applied))
         return applied
+
+    async def _roll_up(
+        self,
+        conn: asyncpg.Connection,
+        erasures: Sequence[CloudEvent[Any]],
+        changed: Sequence[CloudEvent[Any]],
+    ) -> None:
+        """The rollup rows of the people this batch touched, recomputed from the facts."""
+        people = {e.data.subject_id for e in erasures}
+        people.update(
+            e.data.participant.id for e in changed if isinstance(e.data, AttendanceRecorded)
+        )
+        versions = {
+            (e.data.organisation_id, e.data.activity_id)
+            for e in changed
+            if isinstance(e.data, ActivityUpserted)
+        }
+        people.update(await rollups.touched_by_activities(conn, self.s, sorted(versions)))
+        await rollups.refresh_first_attendance(conn, self.s, people)
 
     async def _bump(self, conn: asyncpg.Connection, events: int) -> None:
         """The change marker, in the transaction that changes the facts: readers recompute the

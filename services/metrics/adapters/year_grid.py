@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from services.metrics.adapters.rollups import SESSIONS
 from services.metrics.domain.disclosure import TOTAL, Count, YearGrid
 from services.metrics.domain.windows import CONVERSION_DAYS, RETENTION_DAYS, RETENTION_SESSIONS
 from shared.reference import ReferenceData
@@ -57,20 +58,15 @@ def _periods(column: str) -> str:
     )
 
 
-# One row per person and session, classified by the version of the activity in force at the
-# session's start (domain.md §6): a session is one (activity, session start), and one person at
-# one session counts once, however often it was reported.
-_SESSIONS = """
-    SELECT t.organisation_id, t.activity_id, t.session_start, t.participant_id,
-           min(t.session_date) AS session_date, min(t.neighbourhood) AS neighbourhood,
-           min(t.age_band) AS age_band, bool_or(t.attended) AS attended, v.category
-    FROM {s}.attendance t
-    JOIN {s}.activity_validity v ON v.organisation_id = t.organisation_id
-         AND v.activity_id = t.activity_id
-         AND t.session_start >= v.valid_from AND t.session_start < v.valid_to
-    WHERE v.aimed_at_connection
-    GROUP BY t.organisation_id, t.activity_id, t.session_start, t.participant_id, v.category
-"""
+# The sessions of the year (``$1`` to ``$2``): every row of a session any row of which is dated
+# in the year (so that a session's date, the earliest of its rows, is the one the whole history
+# would give it).
+_YEAR_SESSIONS = SESSIONS.replace(
+    "{where}",
+    """AND (t.organisation_id, t.activity_id, t.session_start, t.participant_id) IN (
+           SELECT organisation_id, activity_id, session_start, participant_id
+           FROM {s}.attendance WHERE session_date BETWEEN $1 AND $2)""",
+)
 
 
 def _in_force(table: str, moment: str) -> str:
@@ -186,7 +182,7 @@ def _keys(reference: ReferenceData, seen: Mapping[str, set[str]]) -> dict[str, l
 async def _s2(
     conn: asyncpg.Connection, s: str, start: date, end: date, totals_only: bool, out: _Collector
 ) -> None:
-    sessions = _SESSIONS.format(s=s)
+    sessions = _YEAR_SESSIONS.format(s=s)
     in_force_reg = _in_force("r", "registered_at").format(s=s)
     in_force_can = _in_force("c", "cancelled_at").format(s=s)
     sets = (
@@ -198,22 +194,12 @@ async def _s2(
     rows = await conn.fetch(
         f"""
         WITH sessions AS MATERIALIZED ({sessions}),
-        firsts AS (
-            SELECT DISTINCT ON (participant_id) participant_id, session_date AS first_date,
-                   organisation_id, neighbourhood, age_band, category
-            FROM sessions WHERE attended
-            ORDER BY participant_id, session_date, session_start, organisation_id, activity_id
-        ),
+        -- The people whose first session ever falls in the year (the rollup kept by the
+        -- consumer, services/metrics/adapters/rollups.py).
         new AS (
-            -- Retention counts sessions on days before the first session's day + {RETENTION_DAYS}.
-            SELECT f.participant_id, f.first_date, f.organisation_id, f.neighbourhood,
-                   f.age_band, f.category, count(*) >= {RETENTION_SESSIONS} AS retained
-            FROM firsts f
-            JOIN sessions c ON c.participant_id = f.participant_id AND c.attended
-                 AND c.session_date >= f.first_date
-                 AND c.session_date < f.first_date + {RETENTION_DAYS}
-            WHERE f.first_date BETWEEN $1 AND $2
-            GROUP BY 1, 2, 3, 4, 5, 6
+            SELECT participant_id, first_date, organisation_id, neighbourhood, age_band,
+                   category, retained
+            FROM {s}.first_attendance WHERE first_date BETWEEN $1 AND $2
         ),
         -- Every S2 record of the year: a = attended session, n = no-show, r = registration,
         -- c = cancellation, f = first session ever (a new participant).
