@@ -136,8 +136,9 @@ async def test_live_totals_are_computed_again_only_when_the_facts_changed(
         await drop_schema(pool, schema)
 
 
-async def test_events_applied_is_the_log_of_applied_events(pool: asyncpg.Pool) -> None:
-    """The freshness figure counts from the marker's rows what processed_events logs."""
+async def test_events_applied_counts_what_the_writer_applied(pool: asyncpg.Pool) -> None:
+    """The freshness figure counts, from the marker's rows, the events the writer returned
+    (the ones the consumer logs in processed_events)."""
     schema = await create_metrics_schema(pool)
     try:
         first, _ = scenario()

@@ -6,8 +6,9 @@ the year (the year, its quarters, its months) × the municipality total and ever
 breakdown, the value and the distinct people behind it; the distinct people of each subgoal
 section; the medians and means; the stocks of trained people at the end of every month.
 :func:`years_with_data` says which years a release must cover. Nothing else of the service reads
-the facts for the published figures: a faster source (rollups kept by the consumer) replaces
-this module behind the same two functions.
+the facts for the published figures; the first attendance of every participant comes from the
+rollup the consumer keeps (services/metrics/adapters/rollups.py), so that a year's figures read
+that year's records and not all of history (issue 14).
 
 How: each kind of record is read once for the year and expanded to its three periods (a
 lateral ``VALUES`` of the year, quarter and month labels); ``GROUPING SETS`` then aggregate the

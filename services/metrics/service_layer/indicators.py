@@ -168,9 +168,9 @@ class IndicatorService:
         """One read-only snapshot: the figures of one answer (or release) agree.
 
         Without JIT compilation: the grid's range joins (the activity version in force) make
-        the planner underestimate its rows badly and its totals-only plans look cheap enough,
-        then dear enough, to compile; compiling cost more than the query itself (at 100k events
-        a totals grid took 4.4 s with JIT, 1.6 s without; docs/benchmarks.md)."""
+        the planner misestimate its rows by orders of magnitude, and compiling the resulting
+        plans cost more than running them (at 100k events a totals grid took 3.4-5.0 s with
+        JIT, 1.2-1.8 s without; docs/benchmarks.md)."""
         async with (
             self.pool.acquire() as conn,
             _no_swap(conn),
