@@ -126,8 +126,16 @@ class FactWriter:
     ) -> None:
         """The rollup rows of the people this batch touched, recomputed from the facts."""
         people = {e.data.subject_id for e in erasures}
+        attendance = [e.data for e in changed if isinstance(e.data, AttendanceRecorded)]
         people.update(
-            e.data.participant.id for e in changed if isinstance(e.data, AttendanceRecorded)
+            await rollups.touched_by_attendance(
+                conn,
+                self.s,
+                [
+                    (d.participant.id, d.organisation_id, d.activity_id, d.session_start)
+                    for d in attendance
+                ],
+            )
         )
         versions = {
             (e.data.organisation_id, e.data.activity_id)

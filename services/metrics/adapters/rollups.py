@@ -6,9 +6,9 @@ force at its start classifies it, domain.md §6) and whether they were retained 
 Without it, every year's S2 figures read every session of history to find who was new.
 
 How it stays exact: a rollup row is never adjusted, it is recomputed from the facts for the
-participants a transaction touched — the people of new attendance, the erased, the people who
-attended an activity that got a new version (it may classify their sessions otherwise) — with
-the same SQL that fills the table from scratch (migration 007, a rebuild after its bulk load,
+participants a transaction touched — the people of new attendance that can change their row
+(:func:`touched_by_attendance`), the erased, the people who attended an activity that got a new
+version (it may classify their sessions otherwise) — with the same SQL that fills the table from scratch (migration 007, a rebuild after its bulk load,
 retention's prune). So the rows are a function of the facts whatever the order of arrival, and
 a redelivered event (which changes no fact) changes no row.
 """
@@ -16,12 +16,19 @@ a redelivered event (which changes no fact) changes no row.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 import asyncpg
 
 from services.metrics.domain.windows import RETENTION_DAYS, RETENTION_SESSIONS
 
-__all__ = ["SESSIONS", "fill_first_attendance", "refresh_first_attendance", "touched_by_activities"]
+__all__ = [
+    "SESSIONS",
+    "fill_first_attendance",
+    "refresh_first_attendance",
+    "touched_by_activities",
+    "touched_by_attendance",
+]
 
 # One row per person and session, classified by the version of the activity in force at the
 # session's start (domain.md §6): a session is one (activity, session start), and one person at
@@ -44,21 +51,22 @@ _FIRSTS = f"""
     WITH sessions AS MATERIALIZED ({SESSIONS}),
     firsts AS (
         SELECT DISTINCT ON (participant_id) participant_id, session_date AS first_date,
-               organisation_id, neighbourhood, age_band, category
+               organisation_id, activity_id, session_start, neighbourhood, age_band, category
         FROM sessions WHERE attended
         ORDER BY participant_id, session_date, session_start, organisation_id, activity_id
     )
     -- Retention counts sessions on days before the first session's day + {RETENTION_DAYS}.
-    SELECT f.participant_id, f.first_date, f.organisation_id, f.neighbourhood, f.age_band,
-           f.category, count(*) >= {RETENTION_SESSIONS} AS retained
+    SELECT f.participant_id, f.first_date, f.organisation_id, f.activity_id, f.session_start,
+           f.neighbourhood, f.age_band, f.category, count(*) >= {RETENTION_SESSIONS} AS retained
     FROM firsts f
     JOIN sessions c ON c.participant_id = f.participant_id AND c.attended
          AND c.session_date >= f.first_date AND c.session_date < f.first_date + {RETENTION_DAYS}
-    GROUP BY 1, 2, 3, 4, 5, 6
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 """
 
 _COLUMNS = (
-    "participant_id, first_date, organisation_id, neighbourhood, age_band, category, retained"
+    "participant_id, first_date, organisation_id, activity_id, session_start, neighbourhood, "
+    "age_band, category, retained"
 )
 
 
@@ -84,6 +92,7 @@ async def refresh_first_attendance(
         SELECT * FROM fresh ORDER BY participant_id
         ON CONFLICT (participant_id) DO UPDATE SET
             first_date = EXCLUDED.first_date, organisation_id = EXCLUDED.organisation_id,
+            activity_id = EXCLUDED.activity_id, session_start = EXCLUDED.session_start,
             neighbourhood = EXCLUDED.neighbourhood, age_band = EXCLUDED.age_band,
             category = EXCLUDED.category, retained = EXCLUDED.retained
         WHERE ({s}.first_attendance.*) IS DISTINCT FROM (EXCLUDED.*)
@@ -98,6 +107,37 @@ async def fill_first_attendance(conn: asyncpg.Connection, s: str) -> None:
     await conn.execute(
         f"INSERT INTO {s}.first_attendance ({_COLUMNS}) {_FIRSTS.format(s=s, where='')}"
     )
+
+
+async def touched_by_attendance(
+    conn: asyncpg.Connection, s: str, rows: Sequence[tuple[str, str, str, datetime]]
+) -> list[str]:
+    """Of new attendance rows ((participant, organisation, activity, session start)), the
+    people whose row can change: no first attendance yet; or the new row belongs to a session
+    dated (by any of its rows) before the first's day + ``RETENTION_DAYS`` (it may come first,
+    or count for retention); or it is a row of the first session itself. A row of a later
+    session changes neither, so a regular's weekly session costs one index look-up, not a
+    recomputation of their history."""
+    if not rows:
+        return []
+    found = await conn.fetch(
+        f"""
+        SELECT DISTINCT n.p FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+            AS n(p, o, a, ss)
+        LEFT JOIN {s}.first_attendance f ON f.participant_id = n.p
+        WHERE f.participant_id IS NULL
+           OR (f.organisation_id, f.activity_id, f.session_start) = (n.o, n.a, n.ss)
+           OR EXISTS (
+               SELECT 1 FROM {s}.attendance t
+               WHERE t.participant_id = n.p AND t.session_date < f.first_date + {RETENTION_DAYS}
+                 AND t.organisation_id = n.o AND t.activity_id = n.a AND t.session_start = n.ss)
+        """,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+    )
+    return [r["p"] for r in found]
 
 
 async def touched_by_activities(
