@@ -11,7 +11,9 @@ database, so that before and after are measured on the same facts in the same mi
 ``fill`` generates the bench's simulator events (tools/bench/prefill.py's chunks, same seed) and
 applies them through the metrics service's FactWriter in batches of 2,000, with the partners
 registered as the bench registers them; ``--years N`` spreads the chunks over N years back from
-today (history: the current year holds about 1/N of the events). ``read`` measures, on the busiest year:
+today (history: the current year holds about 1/N of the events); it reports the events/s of
+the writer's transactions alone, and ``--no-rollups`` fills the rollups once at the end instead
+of batch by batch (their upkeep's cost is the difference). ``read`` measures, on the busiest year:
 
 - **refresh**: a fresh IndicatorService's first live totals (every figure of the year's totals
   grid and the growth baseline's, decided) — what a change of the facts costs a reader;
@@ -41,7 +43,7 @@ def dsn_for(database: str) -> str:
     return BASE_DSN.rpartition("/")[0] + "/" + database
 
 
-async def fill(database: str, events: int, seed: int, years: int) -> None:
+async def fill(database: str, events: int, seed: int, years: int, rollups: bool) -> None:
     from services.metrics.adapters.facts import FactWriter
     from services.registry import SERVICES
     from shared.db import create_pool, migrate_services
@@ -59,8 +61,8 @@ async def fill(database: str, events: int, seed: int, years: int) -> None:
     await create_partners(
         dsn_for(database), default_scenario().organisations, joined=date(2000, 1, 1)
     )
-    writer = FactWriter("metrics")
-    applied, index, started = 0, 0, time.perf_counter()
+    writer = FactWriter("metrics", rollups=rollups)
+    applied, index, started, applying = 0, 0, time.perf_counter(), 0.0
     secret = "00" * 32
     while applied < events:
         # With ``years`` > 1, chunk i simulates the year ending i % years years ago: history.
@@ -70,10 +72,24 @@ async def fill(database: str, events: int, seed: int, years: int) -> None:
         index += 1
         decoded = [decode_event(v) for _, _, v in chunk[: events - applied]]
         for i in range(0, len(decoded), 2000):
+            began = time.perf_counter()
             async with pool.acquire() as conn, conn.transaction():
                 await writer(conn, decoded[i : i + 2000])
+            applying += time.perf_counter() - began
         applied += len(decoded)
-        print(f"fill: {applied:,} events in {time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"fill: {applied:,} events in {time.perf_counter() - started:.0f} s, "
+            f"{applying:.1f} s of it applying ({applied / applying:,.0f} events/s)",
+            flush=True,
+        )
+    if not rollups:
+        async with pool.acquire() as conn:
+            began = time.perf_counter()
+            await conn.execute("SELECT 1")  # the rollups, filled once (as a rebuild does)
+            from services.metrics.adapters.rollups import fill_first_attendance
+
+            await fill_first_attendance(conn, "metrics")
+            print(f"fill: rollups filled in {time.perf_counter() - began:.1f} s", flush=True)
     async with pool.acquire() as conn:
         await conn.execute("VACUUM ANALYZE")
     await pool.close()
@@ -151,9 +167,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--years", type=int, default=1, help="fill: spread the chunks over years")
+    p.add_argument(
+        "--no-rollups", action="store_true", help="fill: rollups once at the end, not per batch"
+    )
     args = p.parse_args()
     if args.what == "fill":
-        asyncio.run(fill(args.database, args.events, args.seed, args.years))
+        asyncio.run(fill(args.database, args.events, args.seed, args.years, not args.no_rollups))
     elif args.what == "read":
         print(asyncio.run(read(args.database, args.rounds)))
     else:

@@ -132,7 +132,13 @@ class FactWriter:
                 conn,
                 self.s,
                 [
-                    (d.participant.id, d.organisation_id, d.activity_id, d.session_start)
+                    (
+                        d.participant.id,
+                        d.organisation_id,
+                        d.activity_id,
+                        d.session_start,
+                        d.session_date,
+                    )
                     for d in attendance
                 ],
             )

@@ -16,7 +16,7 @@ a redelivered event (which changes no fact) changes no row.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 
@@ -110,32 +110,31 @@ async def fill_first_attendance(conn: asyncpg.Connection, s: str) -> None:
 
 
 async def touched_by_attendance(
-    conn: asyncpg.Connection, s: str, rows: Sequence[tuple[str, str, str, datetime]]
+    conn: asyncpg.Connection, s: str, rows: Sequence[tuple[str, str, str, datetime, date]]
 ) -> list[str]:
-    """Of new attendance rows ((participant, organisation, activity, session start)), the
-    people whose row can change: no first attendance yet; or the new row belongs to a session
-    dated (by any of its rows) before the first's day + ``RETENTION_DAYS`` (it may come first,
-    or count for retention); or it is a row of the first session itself. A row of a later
-    session changes neither, so a regular's weekly session costs one index look-up, not a
-    recomputation of their history."""
+    """Of new attendance rows ((participant, organisation, activity, session start, session
+    date)), the people whose row can change: no first attendance yet; or the new row's session
+    is dated before the first's day + ``RETENTION_DAYS`` (it may come first, or count for
+    retention); or it is a row of the first session itself. A row of a later session changes
+    neither, so a regular's weekly session costs one look-up of their row, not a recomputation
+    of their history. (A session's date is its start's date in Amsterdam, set by the
+    registrations service: every row of a session has the same.)"""
     if not rows:
         return []
     found = await conn.fetch(
         f"""
-        SELECT DISTINCT n.p FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-            AS n(p, o, a, ss)
+        SELECT DISTINCT n.p
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::date[])
+            AS n(p, o, a, ss, d)
         LEFT JOIN {s}.first_attendance f ON f.participant_id = n.p
-        WHERE f.participant_id IS NULL
+        WHERE f.participant_id IS NULL OR n.d < f.first_date + {RETENTION_DAYS}
            OR (f.organisation_id, f.activity_id, f.session_start) = (n.o, n.a, n.ss)
-           OR EXISTS (
-               SELECT 1 FROM {s}.attendance t
-               WHERE t.participant_id = n.p AND t.session_date < f.first_date + {RETENTION_DAYS}
-                 AND t.organisation_id = n.o AND t.activity_id = n.a AND t.session_start = n.ss)
         """,
         [r[0] for r in rows],
         [r[1] for r in rows],
         [r[2] for r in rows],
         [r[3] for r in rows],
+        [r[4] for r in rows],
     )
     return [r["p"] for r in found]
 
