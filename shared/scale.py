@@ -1,5 +1,9 @@
-"""The De Jong Gierveld subscale cut-offs (domain.md §5), written once: the referrals service's
-scorer and the metrics service's prevalence figures both take them from here.
+"""The De Jong Gierveld cut-offs (domain.md §5), written once: the referrals service's scorer and
+the metrics service's prevalence figures and outcome pairs both take them from here.
+
+The total score's bands (not lonely, moderately, severely, very severely lonely) are the
+published scale's and fixed; "lonely" and "severely lonely" are the totals from the moderate and
+the severe band on.
 
 A resident is emotionally (socially) lonely from the cut-off of that subscale on. The 11-item
 version's subscales run 0-6 and 0-5, cut-off 3; the 6-item version's run 0-3, cut-off 2. Each is
@@ -15,7 +19,50 @@ from types import MappingProxyType
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_THRESHOLDS", "ScaleSettings", "Thresholds"]
+__all__ = [
+    "CATEGORY_ORDER",
+    "DEFAULT_THRESHOLDS",
+    "LONELY_FROM",
+    "SEVERE_FROM",
+    "TOTAL_BANDS",
+    "ScaleSettings",
+    "Thresholds",
+]
+
+# The categories of a total score, from the least lonely on (an improvement is a move down).
+CATEGORY_ORDER: tuple[str, ...] = (
+    "not_lonely",
+    "moderately_lonely",
+    "severely_lonely",
+    "very_severely_lonely",
+)
+
+# Per instrument, (lowest total of the band, category), ascending. The short version has no
+# "very severely" band: its range (0-6) is too narrow to tell.
+TOTAL_BANDS: Mapping[str, tuple[tuple[int, str], ...]] = MappingProxyType(
+    {
+        "djg11": (
+            (0, "not_lonely"),
+            (3, "moderately_lonely"),
+            (9, "severely_lonely"),
+            (11, "very_severely_lonely"),
+        ),
+        "djg6": ((0, "not_lonely"), (2, "moderately_lonely"), (5, "severely_lonely")),
+    }
+)
+
+
+def _band_start(instrument: str, category: str) -> int:
+    return next(low for low, name in TOTAL_BANDS[instrument] if name == category)
+
+
+# Lonely: a total in the moderate band or above; severely lonely: the severe band or above.
+LONELY_FROM: Mapping[str, int] = MappingProxyType(
+    {i: _band_start(i, "moderately_lonely") for i in TOTAL_BANDS}
+)
+SEVERE_FROM: Mapping[str, int] = MappingProxyType(
+    {i: _band_start(i, "severely_lonely") for i in TOTAL_BANDS}
+)
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,9 @@ class MetricsSettings(ServiceSettings, ScaleSettings):
     indicator_cache_seconds: float = Field(
         2.0,
         ge=0,
-        description="How long the live municipality totals of a year (and which release is the "
-        "latest) are reused: a dashboard polled by many costs one computation.",
+        description="How long the live municipality totals (and which release is the latest) "
+        "are reused without asking the database whether the facts changed; after that one "
+        "query of a few rows (the change marker) decides whether they are computed again.",
     )
     signal_training_codes: list[str] = Field(
         ["signaling-loneliness"],

@@ -12,6 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shared.scale import LONELY_FROM, SEVERE_FROM
 from tools.simulator.scenario import Scenario
 
 __all__ = [
@@ -69,9 +70,10 @@ class Resident:
 
 
 def state_of(total: int | None) -> str:
-    if total is None or total <= 2:
+    """The band of an 11-item total (the cut-offs of shared/scale.py)."""
+    if total is None or total < LONELY_FROM["djg11"]:
         return "not"
-    return "moderate" if total <= 8 else "severe"
+    return "moderate" if total < SEVERE_FROM["djg11"] else "severe"
 
 
 def _neighbourhood_factors(scenario: Scenario) -> dict[str, float]:

@@ -10,12 +10,14 @@ keys it inserted, and the writer answers with the events that changed the facts.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import asyncpg
 
+from services.metrics.adapters import rollups
 from shared.events import (
     ActivityUpserted,
     AttendanceRecorded,
@@ -33,7 +35,11 @@ from shared.events import (
 from shared.reference import load_reference
 from shared.timerules import local_date
 
-__all__ = ["FactWriter"]
+__all__ = ["CHANGE_SLOTS", "FactWriter"]
+
+# Slots of the change marker (migration 006): each writer bumps its own, so that two instances'
+# transactions do not queue on one row's lock until they commit.
+CHANGE_SLOTS = 16
 
 
 def _changed(
@@ -54,11 +60,21 @@ def _changed(
 class FactWriter:
     """Role: turn a batch of events into facts in ``schema`` (``metrics``, or a rebuild's)."""
 
-    def __init__(self, schema: str = "metrics", services: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        schema: str = "metrics",
+        services: Mapping[str, str] | None = None,
+        *,
+        rollups: bool = True,
+    ) -> None:
         self.s = schema
+        # The rollups (adapters/rollups.py) kept batch by batch; a rebuild's bulk load fills
+        # them once after the load instead.
+        self.rollups = rollups
         # The service list resolves the receiving side of a v1 referral to a service (v1 did
         # not carry it); default: the built-in reference data.
         self.services = load_reference().services if services is None else services
+        self.slot = os.getpid() % CHANGE_SLOTS
 
     async def __call__(
         self, conn: asyncpg.Connection, events: Sequence[CloudEvent[Any]]
@@ -95,7 +111,57 @@ class FactWriter:
                 list(last_seen),
                 list(last_seen.values()),
             )
-        return [*erasures, *changed]
+        if self.rollups:
+            await self._roll_up(conn, erasures, changed)
+        applied = [*erasures, *changed]
+        if applied:
+            await self._bump(conn, len(applied))
+        return applied
+
+    async def _roll_up(
+        self,
+        conn: asyncpg.Connection,
+        erasures: Sequence[CloudEvent[Any]],
+        changed: Sequence[CloudEvent[Any]],
+    ) -> None:
+        """The rollup rows of the people this batch touched, recomputed from the facts."""
+        people = {e.data.subject_id for e in erasures}
+        attendance = [e.data for e in changed if isinstance(e.data, AttendanceRecorded)]
+        people.update(
+            await rollups.touched_by_attendance(
+                conn,
+                self.s,
+                [
+                    (
+                        d.participant.id,
+                        d.organisation_id,
+                        d.activity_id,
+                        d.session_start,
+                        d.session_date,
+                    )
+                    for d in attendance
+                ],
+            )
+        )
+        versions = {
+            (e.data.organisation_id, e.data.activity_id)
+            for e in changed
+            if isinstance(e.data, ActivityUpserted)
+        }
+        people.update(await rollups.touched_by_activities(conn, self.s, sorted(versions)))
+        await rollups.refresh_first_attendance(conn, self.s, people)
+
+    async def _bump(self, conn: asyncpg.Connection, events: int) -> None:
+        """The change marker, in the transaction that changes the facts: readers recompute the
+        live totals when (and only when) it moved; ``events`` are the ones the consumer logs
+        in processed_events (what the writer returns)."""
+        await conn.execute(
+            f"INSERT INTO {self.s}.fact_changes (slot, changes, events) VALUES ($1, 1, $2) "
+            "ON CONFLICT (slot) DO UPDATE SET changes = "
+            f"{self.s}.fact_changes.changes + 1, events = {self.s}.fact_changes.events + $2",
+            self.slot,
+            events,
+        )
 
     async def _without_erased(
         self,

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from services.metrics.adapters.rollups import fill_first_attendance
 from shared.db import apply_migrations, migration_files
 from shared.db_roles import grant_service
 
@@ -66,6 +67,12 @@ class RebuildSchema:
                 await conn.execute(ddl)
             self._deferred = []
             await conn.execute(f"ANALYZE {self._tables_list(await self._tables(conn))}")
+
+    async def fill_rollups(self) -> None:
+        """The rollups from the loaded facts, once (the bulk load does not keep them)."""
+        async with self.pool.acquire() as conn:
+            await fill_first_attendance(conn, self.new)
+            await conn.execute(f"ANALYZE {self.new}.first_attendance")
 
     async def _tables(self, conn: asyncpg.Connection) -> list[str]:
         rows = await conn.fetch(

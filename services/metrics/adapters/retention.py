@@ -8,6 +8,7 @@ from datetime import date
 
 import asyncpg
 
+from services.metrics.adapters.rollups import fill_first_attendance
 from services.metrics.domain.baseline import load_baseline
 
 __all__ = ["FACT_DATES", "prune", "prune_facts"]
@@ -61,4 +62,12 @@ async def prune_facts(
                 f"DELETE FROM {s}.{table} WHERE {old.format(d=column)}", before, *keep
             )
             deleted[table] = int(status.rsplit(" ", 1)[-1])
+        if any(deleted.values()):
+            # The rollups from the facts that stay (a first attendance may have gone).
+            await fill_first_attendance(conn, s)
+            # The change marker (migration 006): readers recompute the live totals.
+            await conn.execute(
+                f"INSERT INTO {s}.fact_changes (slot, changes, events) VALUES (0, 1, 0) "
+                f"ON CONFLICT (slot) DO UPDATE SET changes = {s}.fact_changes.changes + 1"
+            )
     return deleted

@@ -6,8 +6,9 @@ the year (the year, its quarters, its months) × the municipality total and ever
 breakdown, the value and the distinct people behind it; the distinct people of each subgoal
 section; the medians and means; the stocks of trained people at the end of every month.
 :func:`years_with_data` says which years a release must cover. Nothing else of the service reads
-the facts for the published figures: a faster source (rollups kept by the consumer) replaces
-this module behind the same two functions.
+the facts for the published figures; the first attendance of every participant comes from the
+rollup the consumer keeps (services/metrics/adapters/rollups.py), so that a year's figures read
+that year's records and not all of history (issue 14).
 
 How: each kind of record is read once for the year and expanded to its three periods (a
 lateral ``VALUES`` of the year, quarter and month labels); ``GROUPING SETS`` then aggregate the
@@ -27,10 +28,12 @@ from typing import Any
 
 import asyncpg
 
+from services.metrics.adapters.rollups import SESSIONS
 from services.metrics.domain.disclosure import TOTAL, Count, YearGrid
 from services.metrics.domain.windows import CONVERSION_DAYS, RETENTION_DAYS, RETENTION_SESSIONS
 from shared.reference import ReferenceData
 from shared.referral_parties import RECEIVER_STATUSES
+from shared.scale import CATEGORY_ORDER, LONELY_FROM, SEVERE_FROM
 
 __all__ = ["GridOptions", "SqlGridSource", "read_year_grid", "years_with_data"]
 
@@ -56,20 +59,15 @@ def _periods(column: str) -> str:
     )
 
 
-# One row per person and session, classified by the version of the activity in force at the
-# session's start (domain.md §6): a session is one (activity, session start), and one person at
-# one session counts once, however often it was reported.
-_SESSIONS = """
-    SELECT t.organisation_id, t.activity_id, t.session_start, t.participant_id,
-           min(t.session_date) AS session_date, min(t.neighbourhood) AS neighbourhood,
-           min(t.age_band) AS age_band, bool_or(t.attended) AS attended, v.category
-    FROM {s}.attendance t
-    JOIN {s}.activity_validity v ON v.organisation_id = t.organisation_id
-         AND v.activity_id = t.activity_id
-         AND t.session_start >= v.valid_from AND t.session_start < v.valid_to
-    WHERE v.aimed_at_connection
-    GROUP BY t.organisation_id, t.activity_id, t.session_start, t.participant_id, v.category
-"""
+# The sessions of the year (``$1`` to ``$2``): every row of a session any row of which is dated
+# in the year (so that a session's date, the earliest of its rows, is the one the whole history
+# would give it).
+_YEAR_SESSIONS = SESSIONS.replace(
+    "{where}",
+    """AND (t.organisation_id, t.activity_id, t.session_start, t.participant_id) IN (
+           SELECT organisation_id, activity_id, session_start, participant_id
+           FROM {s}.attendance WHERE session_date BETWEEN $1 AND $2)""",
+)
 
 
 def _in_force(table: str, moment: str) -> str:
@@ -185,7 +183,7 @@ def _keys(reference: ReferenceData, seen: Mapping[str, set[str]]) -> dict[str, l
 async def _s2(
     conn: asyncpg.Connection, s: str, start: date, end: date, totals_only: bool, out: _Collector
 ) -> None:
-    sessions = _SESSIONS.format(s=s)
+    sessions = _YEAR_SESSIONS.format(s=s)
     in_force_reg = _in_force("r", "registered_at").format(s=s)
     in_force_can = _in_force("c", "cancelled_at").format(s=s)
     sets = (
@@ -197,22 +195,12 @@ async def _s2(
     rows = await conn.fetch(
         f"""
         WITH sessions AS MATERIALIZED ({sessions}),
-        firsts AS (
-            SELECT DISTINCT ON (participant_id) participant_id, session_date AS first_date,
-                   organisation_id, neighbourhood, age_band, category
-            FROM sessions WHERE attended
-            ORDER BY participant_id, session_date, session_start, organisation_id, activity_id
-        ),
+        -- The people whose first session ever falls in the year (the rollup kept by the
+        -- consumer, services/metrics/adapters/rollups.py).
         new AS (
-            -- Retention counts sessions on days before the first session's day + {RETENTION_DAYS}.
-            SELECT f.participant_id, f.first_date, f.organisation_id, f.neighbourhood,
-                   f.age_band, f.category, count(*) >= {RETENTION_SESSIONS} AS retained
-            FROM firsts f
-            JOIN sessions c ON c.participant_id = f.participant_id AND c.attended
-                 AND c.session_date >= f.first_date
-                 AND c.session_date < f.first_date + {RETENTION_DAYS}
-            WHERE f.first_date BETWEEN $1 AND $2
-            GROUP BY 1, 2, 3, 4, 5, 6
+            SELECT participant_id, first_date, organisation_id, neighbourhood, age_band,
+                   category, retained
+            FROM {s}.first_attendance WHERE first_date BETWEEN $1 AND $2
         ),
         -- Every S2 record of the year: a = attended session, n = no-show, r = registration,
         -- c = cancellation, f = first session ever (a new participant).
@@ -516,10 +504,10 @@ async def _s1(
         SELECT m.period, {_grouping(totals_only, "m.neighbourhood", "m.age_band")},
             count(*) AS respondents,
             count(*) FILTER (WHERE total IS NOT NULL) AS measurements,
-            count(*) FILTER (WHERE (instrument = 'djg11' AND total >= 3)
-                                OR (instrument = 'djg6' AND total >= 2)) AS lonely,
-            count(*) FILTER (WHERE (instrument = 'djg11' AND total >= 9)
-                                OR (instrument = 'djg6' AND total >= 5)) AS severe,
+            count(*) FILTER (WHERE (instrument = 'djg11' AND total >= $7)
+                                OR (instrument = 'djg6' AND total >= $8)) AS lonely,
+            count(*) FILTER (WHERE (instrument = 'djg11' AND total >= $9)
+                                OR (instrument = 'djg6' AND total >= $10)) AS severe,
             count(*) FILTER (WHERE emotional IS NOT NULL) AS emotional_measured,
             count(*) FILTER (WHERE (instrument = 'djg11' AND emotional >= $3)
                                 OR (instrument = 'djg6' AND emotional >= $5)) AS emotional,
@@ -535,6 +523,10 @@ async def _s1(
         s11,
         e6,
         s6,
+        LONELY_FROM["djg11"],
+        LONELY_FROM["djg6"],
+        SEVERE_FROM["djg11"],
+        SEVERE_FROM["djg6"],
     )
     columns = {"neighbourhood": "neighbourhood", "age_band": "age_band"}
     for row in rows:
@@ -564,10 +556,8 @@ async def _s1(
             ORDER BY p.period, x.participant_id, x.measured_at DESC
         ), pairs AS (
             SELECT f.period, f.total - i.total AS change,
-                   array_position(ARRAY['not_lonely','moderately_lonely','severely_lonely',
-                                        'very_severely_lonely'], f.category)
-                 < array_position(ARRAY['not_lonely','moderately_lonely','severely_lonely',
-                                        'very_severely_lonely'], i.category) AS improved
+                   array_position($3::text[], f.category)
+                 < array_position($3::text[], i.category) AS improved
             FROM f JOIN LATERAL (
                 SELECT * FROM {s}.measurements i
                 WHERE i.participant_id = f.participant_id AND i.context = 'intake'
@@ -582,6 +572,7 @@ async def _s1(
         """,
         start,
         end,
+        list(CATEGORY_ORDER),
     ):
         cell = (TOTAL, "", row["period"])
         out.count("outcome_pairs", *cell, row["pairs"], row["pairs"])

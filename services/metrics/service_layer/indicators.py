@@ -64,6 +64,9 @@ BREAKDOWN_NAMES = tuple(answers.BREAKDOWNS)
 # (tests and benchmarks that compare with unsuppressed figures). Never anything but full in
 # production (MetricsSettings refuses it).
 Control = Literal["full", "primary", "off"]
+# How long the count of overdue referrals (which moves with the clock, not only with the facts)
+# may go uncounted while the facts do not change.
+OVERDUE_SECONDS = 60.0
 # Release answers kept decoded in memory (a dashboard asks the same few again and again).
 RELEASE_CACHE_SIZE = 512
 
@@ -86,6 +89,19 @@ class NoRelease(Exception):
 class YearDecisions:
     grid: YearGrid
     decisions: Decisions
+
+
+@dataclass
+class _LiveState:
+    """The live totals computed under one change marker (the facts they were computed from)."""
+
+    marker: queries.Marker
+    checked: float = 0.0  # when the marker was last read (monotonic)
+    grids: dict[int, YearGrid] = dataclasses.field(default_factory=dict)  # totals only
+    decided: dict[int, YearDecisions] = dataclasses.field(default_factory=dict)
+    facts: dict[str, Any] | None = None  # newest event, events applied
+    overdue: int = 0
+    overdue_at: float = -OVERDUE_SECONDS  # never counted
 
 
 @dataclass(frozen=True)
@@ -140,8 +156,8 @@ class IndicatorService:
         )
         self.source: GridSource = source or SqlGridSource(schema, options)
         self.releases = ReleaseStore(schema)
-        self._totals: dict[int, tuple[float, YearDecisions, dict[str, Any]]] = {}
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._live: _LiveState | None = None
+        self._live_lock = asyncio.Lock()
         self._latest: tuple[float, Release | None] | None = None
         self._answers: dict[tuple[int, str, str], dict[str, Any]] = {}
 
@@ -149,22 +165,34 @@ class IndicatorService:
 
     @contextlib.asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
-        """One read-only snapshot: the figures of one answer (or release) agree."""
+        """One read-only snapshot: the figures of one answer (or release) agree.
+
+        Without JIT compilation: the grid's range joins (the activity version in force) make
+        the planner misestimate its rows by orders of magnitude, and compiling the resulting
+        plans cost more than running them (at 100k events a totals grid took 3.4-5.0 s with
+        JIT, 1.2-1.8 s without; docs/benchmarks.md)."""
         async with (
             self.pool.acquire() as conn,
             _no_swap(conn),
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
+            await conn.execute("SET LOCAL jit = off")
             yield conn
 
     async def _grids(
-        self, conn: asyncpg.Connection, years: Sequence[int], *, totals_only: bool
+        self,
+        conn: asyncpg.Connection,
+        years: Sequence[int],
+        *,
+        totals_only: bool,
+        baseline: bool = True,
     ) -> tuple[dict[int, YearGrid], dict[int, float]]:
-        """The grids of ``years`` and of the baseline year (growth rests on it), with the
-        seconds each took."""
+        """The grids of ``years`` and (``baseline``) of the baseline year (growth rests on it),
+        with the seconds each took."""
         grids: dict[int, YearGrid] = {}
         seconds: dict[int, float] = {}
-        for year in sorted({*years, self.baseline.baseline_year}):
+        wanted = {*years, self.baseline.baseline_year} if baseline else set(years)
+        for year in sorted(wanted):
             started = time.perf_counter()
             grids[year] = await self.source.grid(conn, year, totals_only=totals_only)
             seconds[year] = time.perf_counter() - started
@@ -221,18 +249,50 @@ class IndicatorService:
 
     async def _live_totals(self, year: int) -> tuple[YearDecisions, dict[str, Any]]:
         """The municipality totals of ``year``, decided from the totals alone, and the live
-        figures; cached for ``cache_seconds`` (many readers, one computation)."""
-        lock = self._locks.setdefault(year, asyncio.Lock())
-        async with lock:
-            hit = self._totals.get(year)
-            if hit and time.monotonic() - hit[0] < self.cache_seconds:
-                return hit[1], hit[2]
-            async with self._snapshot() as conn:
-                grids, _ = await self._grids(conn, [year], totals_only=True)
-                live = await queries.live_figures(conn, self.schema)
-            decided = (await self._decide(grids, exact=False))[year]
-            self._totals[year] = (time.monotonic(), decided, live)
-            return decided, live
+        figures. Computed again only when the change marker moved (the facts or the partner
+        registry changed), and each year's grid once per change, whoever asks (every period of
+        the year, the trend's months, ``/metrics``, the growth baseline of other years): an
+        unchanged database costs one query of a few rows, and none within ``cache_seconds``.
+        The count of overdue referrals also moves with the clock: it is counted again after
+        ``OVERDUE_SECONDS``."""
+        async with self._live_lock:
+            now = time.monotonic()
+            state = self._live
+            if state is None or now - state.checked >= self.cache_seconds:
+                async with self.pool.acquire() as conn, _no_swap(conn):
+                    marker = await queries.change_marker(conn, self.schema)
+                if state is None or state.marker != marker:
+                    state = _LiveState(marker)
+                state.checked = now
+                self._live = state
+            overdue_stale = now - state.overdue_at >= OVERDUE_SECONDS
+            if year not in state.decided or state.facts is None or overdue_stale:
+                state = await self._refresh_live(state, year, overdue_stale)
+                self._live = state
+            assert state.facts is not None
+            return state.decided[year], {**state.facts, "referrals_overdue": state.overdue}
+
+    async def _refresh_live(self, state: _LiveState, year: int, overdue_stale: bool) -> _LiveState:
+        """What ``state`` lacks for ``year``, in one snapshot; a fresh state if the facts
+        changed meanwhile (the marker is read in the same snapshot as the figures)."""
+        async with self._snapshot() as conn:
+            marker = await queries.change_marker(conn, self.schema)
+            if marker != state.marker:
+                state = _LiveState(marker, checked=state.checked)
+            if year not in state.decided:
+                wanted = sorted({year, self.baseline.baseline_year} - set(state.grids))
+                grids, _ = await self._grids(conn, wanted, totals_only=True, baseline=False)
+                state.grids.update(grids)
+            if state.facts is None:
+                state.facts = await queries.fact_figures(conn, self.schema)
+            if overdue_stale or time.monotonic() - state.overdue_at >= OVERDUE_SECONDS:
+                state.overdue = await queries.referrals_overdue(conn, self.schema)
+                state.overdue_at = time.monotonic()
+        if year not in state.decided:
+            first = self.baseline.baseline_year
+            decided = await self._decide({y: state.grids[y] for y in {year, first}}, exact=False)
+            state.decided.update(decided)
+        return state
 
     # ------------------------------------------------------------------------ answers
 

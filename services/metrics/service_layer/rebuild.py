@@ -81,10 +81,12 @@ async def rebuild(
     fresh = RebuildSchema(pool, schema, NEW_SCHEMA, MIGRATIONS)
     await fresh.create(grant_to)
     sink = _CountingSink()
+    # The rollups are filled once after the bulk load, then kept batch by batch again.
+    writer = FactWriter(NEW_SCHEMA, services, rollups=False)
     target = BatchConsumer(
         pool,
         NEW_SCHEMA,
-        FactWriter(NEW_SCHEMA, services),
+        writer,
         sink,
         tracking="offsets",
         synchronous_commit=False,
@@ -126,6 +128,8 @@ async def rebuild(
 
         await replay_until(await replay.ends())
         await fresh.build_indexes()
+        await fresh.fill_rollups()
+        writer.rollups = True
         swapped = False
         if swap:
 

@@ -1,5 +1,10 @@
 """The live indicators as Prometheus gauges, from a snapshot refreshed every few seconds.
 
+A refresh asks the indicator service for the live answers of the current month, quarter and
+year: their figures are computed again only when the facts changed (the change marker,
+docs/scale.md "Reads"), once per year for all three; otherwise a refresh costs a query of a
+few rows and the rendering.
+
 A scrape never queries the database: a custom collector renders the latest snapshot. The figures
 are those of the live municipality answer of ``/v1/indicators`` (the disclosure engine's
 decisions, domain.md §7 rule 5); suppressed ones are omitted (an absent series, not a zero).

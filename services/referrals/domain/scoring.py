@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Literal, TypeAlias
 
-from shared.scale import DEFAULT_THRESHOLDS, Thresholds
+from shared.scale import DEFAULT_THRESHOLDS, LONELY_FROM, SEVERE_FROM, TOTAL_BANDS, Thresholds
 
 __all__ = [
     "Answer",
@@ -146,27 +146,18 @@ class _Version:
 _VERSIONS: dict[Instrument, _Version] = {
     Instrument.DJG11: _Version(
         items=_DJG11_ITEMS,
-        bands=(
-            (0, Category.NOT_LONELY),
-            (3, Category.MODERATELY_LONELY),
-            (9, Category.SEVERELY_LONELY),
-            (11, Category.VERY_SEVERELY_LONELY),
-        ),
-        lonely_from=3,
-        severe_from=9,
+        bands=tuple((low, Category(name)) for low, name in TOTAL_BANDS["djg11"]),
+        lonely_from=LONELY_FROM["djg11"],
+        severe_from=SEVERE_FROM["djg11"],
         all_required=True,
         max_unanswered_for_total=0,
     ),
     Instrument.DJG6: _Version(
         items=_DJG6_ITEMS,
-        # The short version has no "very severely" band: its range is too narrow to tell.
-        bands=(
-            (0, Category.NOT_LONELY),
-            (2, Category.MODERATELY_LONELY),
-            (5, Category.SEVERELY_LONELY),
-        ),
-        lonely_from=2,
-        severe_from=5,
+        # The short version has no "very severely" band (shared/scale.py).
+        bands=tuple((low, Category(name)) for low, name in TOTAL_BANDS["djg6"]),
+        lonely_from=LONELY_FROM["djg6"],
+        severe_from=SEVERE_FROM["djg6"],
         all_required=False,
         max_unanswered_for_total=1,
     ),

@@ -1,0 +1,156 @@
+"""Rollups of the facts, kept in the transaction that changes them (issue 14, item 1).
+
+``first_attendance``: per participant, the first session attended ever (the activity version in
+force at its start classifies it, domain.md §6) and whether they were retained (at least
+``RETENTION_SESSIONS`` attended sessions on days before the first's day + ``RETENTION_DAYS``).
+Without it, every year's S2 figures read every session of history to find who was new.
+
+How it stays exact: a rollup row is never adjusted, it is recomputed from the facts for the
+participants a transaction touched — the people of new attendance that can change their row
+(:func:`touched_by_attendance`), the erased, the people who attended an activity that got a new
+version (it may classify their sessions otherwise) — with the same SQL that fills the table from scratch (migration 007, a rebuild after its bulk load,
+retention's prune). So the rows are a function of the facts whatever the order of arrival, and
+a redelivered event (which changes no fact) changes no row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+import asyncpg
+
+from services.metrics.domain.windows import RETENTION_DAYS, RETENTION_SESSIONS
+
+__all__ = [
+    "SESSIONS",
+    "fill_first_attendance",
+    "refresh_first_attendance",
+    "touched_by_activities",
+    "touched_by_attendance",
+]
+
+# One row per person and session, classified by the version of the activity in force at the
+# session's start (domain.md §6): a session is one (activity, session start), and one person at
+# one session counts once, however often it was reported. ``{where}``: more conditions on the
+# attendance rows ``t``.
+SESSIONS = """
+    SELECT t.organisation_id, t.activity_id, t.session_start, t.participant_id,
+           min(t.session_date) AS session_date, min(t.neighbourhood) AS neighbourhood,
+           min(t.age_band) AS age_band, bool_or(t.attended) AS attended, v.category
+    FROM {s}.attendance t
+    JOIN {s}.activity_validity v ON v.organisation_id = t.organisation_id
+         AND v.activity_id = t.activity_id
+         AND t.session_start >= v.valid_from AND t.session_start < v.valid_to
+    WHERE v.aimed_at_connection {where}
+    GROUP BY t.organisation_id, t.activity_id, t.session_start, t.participant_id, v.category
+"""
+
+# The rows of first_attendance, for the participants ``{where}`` selects.
+_FIRSTS = f"""
+    WITH sessions AS MATERIALIZED ({SESSIONS}),
+    firsts AS (
+        SELECT DISTINCT ON (participant_id) participant_id, session_date AS first_date,
+               organisation_id, activity_id, session_start, neighbourhood, age_band, category
+        FROM sessions WHERE attended
+        ORDER BY participant_id, session_date, session_start, organisation_id, activity_id
+    )
+    -- Retention counts sessions on days before the first session's day + {RETENTION_DAYS}.
+    SELECT f.participant_id, f.first_date, f.organisation_id, f.activity_id, f.session_start,
+           f.neighbourhood, f.age_band, f.category, count(*) >= {RETENTION_SESSIONS} AS retained
+    FROM firsts f
+    JOIN sessions c ON c.participant_id = f.participant_id AND c.attended
+         AND c.session_date >= f.first_date AND c.session_date < f.first_date + {RETENTION_DAYS}
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+"""
+
+_COLUMNS = (
+    "participant_id, first_date, organisation_id, activity_id, session_start, neighbourhood, "
+    "age_band, category, retained"
+)
+
+
+async def refresh_first_attendance(
+    conn: asyncpg.Connection, s: str, participants: Iterable[str]
+) -> None:
+    """Recompute the rows of ``participants`` from the facts (in the caller's transaction)."""
+    people = sorted(set(participants))
+    if not people:
+        return
+    fresh = _FIRSTS.format(s=s, where="AND t.participant_id = ANY($1::text[])")
+    # Upserted in participant order (one lock order for two instances); a row that is no
+    # longer the same is rewritten, one whose person has no first attendance left goes.
+    await conn.execute(
+        f"""
+        WITH fresh AS ({fresh}),
+        gone AS (
+            DELETE FROM {s}.first_attendance x
+            WHERE x.participant_id = ANY($1::text[])
+              AND NOT EXISTS (SELECT 1 FROM fresh WHERE fresh.participant_id = x.participant_id)
+        )
+        INSERT INTO {s}.first_attendance ({_COLUMNS})
+        SELECT * FROM fresh ORDER BY participant_id
+        ON CONFLICT (participant_id) DO UPDATE SET
+            first_date = EXCLUDED.first_date, organisation_id = EXCLUDED.organisation_id,
+            activity_id = EXCLUDED.activity_id, session_start = EXCLUDED.session_start,
+            neighbourhood = EXCLUDED.neighbourhood, age_band = EXCLUDED.age_band,
+            category = EXCLUDED.category, retained = EXCLUDED.retained
+        WHERE ({s}.first_attendance.*) IS DISTINCT FROM (EXCLUDED.*)
+        """,
+        people,
+    )
+
+
+async def fill_first_attendance(conn: asyncpg.Connection, s: str) -> None:
+    """Every row from the facts (a rebuild's bulk load, retention's prune)."""
+    await conn.execute(f"DELETE FROM {s}.first_attendance")
+    await conn.execute(
+        f"INSERT INTO {s}.first_attendance ({_COLUMNS}) {_FIRSTS.format(s=s, where='')}"
+    )
+
+
+async def touched_by_attendance(
+    conn: asyncpg.Connection, s: str, rows: Sequence[tuple[str, str, str, datetime, date]]
+) -> list[str]:
+    """Of new attendance rows ((participant, organisation, activity, session start, session
+    date)), the people whose row can change: no first attendance yet; or the new row's session
+    is dated before the first's day + ``RETENTION_DAYS`` (it may come first, or count for
+    retention); or it is a row of the first session itself. A row of a later session changes
+    neither, so a regular's weekly session costs one look-up of their row, not a recomputation
+    of their history. (A session's date is its start's date in Amsterdam, set by the
+    registrations service: every row of a session has the same.)"""
+    if not rows:
+        return []
+    found = await conn.fetch(
+        f"""
+        SELECT DISTINCT n.p
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::date[])
+            AS n(p, o, a, ss, d)
+        LEFT JOIN {s}.first_attendance f ON f.participant_id = n.p
+        WHERE f.participant_id IS NULL OR n.d < f.first_date + {RETENTION_DAYS}
+           OR (f.organisation_id, f.activity_id, f.session_start) = (n.o, n.a, n.ss)
+        """,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+    )
+    return [r["p"] for r in found]
+
+
+async def touched_by_activities(
+    conn: asyncpg.Connection, s: str, activities: Sequence[tuple[str, str]]
+) -> list[str]:
+    """The people who attended any of ``activities`` ((organisation, activity) pairs): a new
+    version may classify their sessions otherwise."""
+    if not activities:
+        return []
+    rows = await conn.fetch(
+        f"SELECT DISTINCT t.participant_id FROM {s}.attendance t "
+        "JOIN unnest($1::text[], $2::text[]) AS a(o, i) "
+        "ON t.organisation_id = a.o AND t.activity_id = a.i",
+        [o for o, _ in activities],
+        [i for _, i in activities],
+    )
+    return [r["participant_id"] for r in rows]

@@ -1,0 +1,195 @@
+"""The live totals are computed again when, and only when, the facts changed (issue 14): the
+change marker (migration 006) moves with every transaction that changes the facts (new events,
+an erasure, retention's prune) and stays put for a redelivery; an unchanged database answers
+from the decisions already made, every period of a year from one grid."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime
+from typing import Any
+
+import asyncpg
+
+from services.metrics.adapters import queries, rollups
+from services.metrics.adapters.facts import FactWriter
+from services.metrics.adapters.retention import prune_facts
+from services.metrics.adapters.year_grid import GridOptions, SqlGridSource
+from services.metrics.domain.baseline import load_baseline
+from services.metrics.domain.disclosure import YearGrid
+from services.metrics.domain.periods import parse_period
+from services.metrics.service_layer.indicators import IndicatorService
+from shared.events import CloudEvent, PersonErased, new_event
+from shared.reference import load_reference
+from shared.scale import DEFAULT_THRESHOLDS
+from tests.integration.test_metrics_scenario import (
+    P1,
+    create_metrics_schema,
+    drop_schema,
+    scenario,
+)
+
+PERIODS = ("2014", "2014-Q1", "2014-01", "2014-02")
+
+
+class CountingSource(SqlGridSource):
+    """The SQL grids, counting which years were read."""
+
+    def __init__(self, schema: str) -> None:
+        reference = load_reference()
+        thresholds = {n: (t.emotional, t.social) for n, t in DEFAULT_THRESHOLDS.items()}
+        super().__init__(schema, GridOptions(reference, thresholds))
+        self.read: list[int] = []
+
+    async def grid(
+        self, conn: asyncpg.Connection, year: int, *, totals_only: bool = False
+    ) -> YearGrid:
+        self.read.append(year)
+        return await super().grid(conn, year, totals_only=totals_only)
+
+
+async def apply(pool: asyncpg.Pool, schema: str, events: list[CloudEvent[Any]]) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        return len(await FactWriter(schema)(conn, events))
+
+
+async def totals(service: IndicatorService) -> dict[str, Any]:
+    out = {}
+    for label in PERIODS:
+        answer = await service.live(parse_period(label), lists=False)
+        out[label] = (answer["s2"], answer["freshness"]["events_applied"])
+    return out
+
+
+async def test_live_totals_are_computed_again_only_when_the_facts_changed(
+    pool: asyncpg.Pool,
+) -> None:
+    schema = await create_metrics_schema(pool)
+    try:
+        first, second = scenario()
+        await apply(pool, schema, first)
+        source = CountingSource(schema)
+        baseline = dataclasses.replace(load_baseline(), baseline_year=2013)
+        service = IndicatorService(
+            pool,
+            baseline,
+            load_reference(),
+            k=1,
+            schema=schema,
+            cache_seconds=0,
+            control="off",
+            source=source,
+        )
+
+        async def fresh() -> dict[str, Any]:
+            """What a service that never saw the facts before answers."""
+            other = IndicatorService(
+                pool, baseline, load_reference(), k=1, schema=schema, control="off"
+            )
+            return await totals(other)
+
+        # Every period of 2014 from one grid of 2014 and one of the baseline year.
+        before = await totals(service)
+        assert sorted(source.read) == [2013, 2014]
+        assert before == await fresh()
+        # Nothing changed: no grid read, the same answers.
+        assert await totals(service) == before
+        assert sorted(source.read) == [2013, 2014]
+        async with pool.acquire() as conn:
+            marker = await queries.change_marker(conn, schema)
+
+        # A redelivery changes no fact, and neither the marker.
+        assert await apply(pool, schema, first) == 0
+        async with pool.acquire() as conn:
+            assert await queries.change_marker(conn, schema) == marker
+        assert await totals(service) == before
+        assert len(source.read) == 2
+
+        # Late events change the facts: computed again, once, as a fresh service would.
+        assert await apply(pool, schema, second) > 0
+        after_late = await totals(service)
+        assert len(source.read) == 4
+        assert after_late != before
+        assert after_late == await fresh()
+
+        # An erasure changes the facts.
+        erasure = new_event(
+            PersonErased(subject_id=P1.id, erased_at=datetime(2016, 1, 1, tzinfo=UTC)), None
+        )
+        assert await apply(pool, schema, [erasure]) == 1
+        after_erasure = await totals(service)
+        assert len(source.read) == 6
+        assert after_erasure != after_late
+        assert after_erasure == await fresh()
+
+        # Retention's prune changes the facts (2014's go; 2013, the baseline year, stays).
+        async with pool.acquire() as conn:
+            deleted = await prune_facts(conn, schema, date(2015, 1, 1), 2013)
+        assert sum(deleted.values()) > 0
+        after_prune = await totals(service)
+        assert len(source.read) == 8
+        assert after_prune != after_erasure
+        assert after_prune == await fresh()
+        async with pool.acquire() as conn:
+            assert await queries.change_marker(conn, schema) != marker
+    finally:
+        await drop_schema(pool, schema)
+
+
+async def test_events_applied_counts_what_the_writer_applied(pool: asyncpg.Pool) -> None:
+    """The freshness figure counts, from the marker's rows, the events the writer returned
+    (the ones the consumer logs in processed_events)."""
+    schema = await create_metrics_schema(pool)
+    try:
+        first, _ = scenario()
+        applied = await apply(pool, schema, first)
+        async with pool.acquire() as conn:
+            figures = await queries.fact_figures(conn, schema)
+        assert figures["events_applied"] == applied == len(first)
+    finally:
+        await drop_schema(pool, schema)
+
+
+async def rollup_rows(pool: asyncpg.Pool, schema: str) -> list[tuple[Any, ...]]:
+    rows = await pool.fetch(f'SELECT * FROM "{schema}".first_attendance ORDER BY participant_id')
+    return [tuple(r) for r in rows]
+
+
+async def test_the_first_attendance_rollup_equals_its_fill_from_the_facts_in_any_order(
+    pool: asyncpg.Pool,
+) -> None:
+    """Kept batch by batch (one event at a time in order, and in reverse: activity versions
+    after the sessions they classify, late events first), erasure included, the rollup is what a fill
+    from the facts gives; so is it in arrival order in one batch."""
+    first, second = scenario()
+    erasure = new_event(
+        PersonErased(subject_id=P1.id, erased_at=datetime(2016, 1, 1, tzinfo=UTC)), None
+    )
+    results = []
+    for order in ("one batch", "one by one", "one by one, reversed"):
+        schema = await create_metrics_schema(pool)
+        try:
+            if order == "one batch":
+                await apply(pool, schema, [*first, *second])
+            elif order == "one by one":  # later sessions of known people: no recomputation
+                for event in [*first, *second]:
+                    await apply(pool, schema, [event])
+            else:
+                for event in reversed([*first, *second]):
+                    await apply(pool, schema, [event])
+            kept = await rollup_rows(pool, schema)
+            assert kept, "the scenario has first attendances"
+            async with pool.acquire() as conn:
+                await rollups.fill_first_attendance(conn, f'"{schema}"')
+            assert await rollup_rows(pool, schema) == kept
+            await apply(pool, schema, [erasure])
+            erased = await rollup_rows(pool, schema)
+            assert len(erased) == len(kept) - 1
+            assert P1.id not in {row[0] for row in erased}
+            async with pool.acquire() as conn:
+                await rollups.fill_first_attendance(conn, f'"{schema}"')
+            assert await rollup_rows(pool, schema) == erased
+            results.append((kept, erased))
+        finally:
+            await drop_schema(pool, schema)
+    assert results[0] == results[1] == results[2]
