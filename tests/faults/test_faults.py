@@ -234,7 +234,9 @@ async def test_3b_outbox_relay_killed_mid_publish_and_restarted(stack, deploy, r
     clock = Clock()
     sending = asyncio.create_task(load.send(d))
     await load.until_answered(0.4)
-    await until(lambda: at_least(d.outbox_backlog, 100), what="rows waiting in the outboxes")
+    # Rows waiting means a relay has a publish to do: strike then. (A threshold of 100 was not
+    # always reached on a loaded machine, where the partners write slower than the relay sends.)
+    await until(lambda: at_least(d.outbox_backlog, 1), what="rows waiting in the outboxes")
     clock.mark("injected")
     killed = await d.kill_relays()
     backlog = await d.outbox_backlog()  # rows of an interrupted publish stay and go again
@@ -248,7 +250,7 @@ async def test_3b_outbox_relay_killed_mid_publish_and_restarted(stack, deploy, r
         "registrations` / `referrals`, services with VERBINDING_RELAY_IN_PROCESS=false) are "
         "killed (SIGKILL) while publishing, at 40 % of the load, and restarted 2 s later.",
         d, load, sending, recovery,
-        [f"Killed {len(killed)} relays while at least 100 rows waited in the outboxes; "
+        [f"Killed {len(killed)} relays while rows waited in the outboxes; "
          f"{backlog:,} were left right after the kill."],
         clock,
     )  # fmt: skip
