@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from services.metrics.adapters.releases import release_lock
 from tests.conftest import TOPIC_PREFIX
 from tests.integration.test_access_key_rotation import cli
 from tests.integration.test_metrics_scenario import (
@@ -47,29 +48,14 @@ async def test_before_the_first_release_a_breakdown_says_so_and_the_totals_answe
     events = sessions(analyst.organisation_id, 3, date(YEAR - 1, 6, 3), "before")
     await publish(events, TOPIC_PREFIX)
     await wait_applied(pool, "metrics", events)
-    async with pool.acquire() as conn:
+    # Holding the release lock keeps the service's schedule, which cuts at once when it finds
+    # no release, from cutting one while this test looks at "no release".
+    async with pool.acquire() as conn, release_lock(conn, wait=True):
         await conn.execute("DELETE FROM metrics.releases")
-    try:
-        for path, params in (
-            ("/v1/indicators", {"period": f"{YEAR}", "by": "neighbourhood"}),
-            ("/v1/indicators", {"period": f"{YEAR}-03", "by": "organisation"}),
-            ("/v1/own/indicators", {"period": f"{YEAR}"}),
-        ):
-            r = await metrics.get(path, params=params, headers=analyst.headers)
-            assert r.status_code == 503, r.text
-            assert r.json()["error"] == "no_release"
-            assert "verbinding metrics release" in r.json()["message"]
-            assert r.headers["retry-after"] == "60"
-        total = await metrics.get(
-            "/v1/indicators", params={"period": f"{YEAR}"}, headers=analyst.headers
-        )
-        assert total.status_code == 200, total.text
-        assert total.json()["released_at"] is None
-        assert total.json()["s3"]["people_trained_by_role"] == {}
-    finally:
-        # By hand, as an operator would: the command prints what it did per year.
-        # (Every year the session's tests wrote, with the exact check: minutes on a busy machine.)
-        printed = await cli(test_env, "metrics", "release", timeout=600)
+        await _no_release_yet(metrics, analyst)
+    # By hand, as an operator would: the command prints what it did per year.
+    # (Every year the session's tests wrote, with the exact check: minutes on a busy machine.)
+    printed = await cli(test_env, "metrics", "release", timeout=600)
     # (HiGHS prints its banner on stdout when the process creates its first solver, before
     # any option can silence it: the report starts after it.)
     report = printed[next(i for i, line in enumerate(printed) if line.startswith("release ")) :]
@@ -84,6 +70,25 @@ async def test_before_the_first_release_a_breakdown_says_so_and_the_totals_answe
     )
     assert r.status_code == 200, r.text
     assert r.json()["released_at"] is not None
+
+
+async def _no_release_yet(metrics: Any, analyst: Any) -> None:
+    for path, params in (
+        ("/v1/indicators", {"period": f"{YEAR}", "by": "neighbourhood"}),
+        ("/v1/indicators", {"period": f"{YEAR}-03", "by": "organisation"}),
+        ("/v1/own/indicators", {"period": f"{YEAR}"}),
+    ):
+        r = await metrics.get(path, params=params, headers=analyst.headers)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "no_release"
+        assert "verbinding metrics release" in r.json()["message"]
+        assert r.headers["retry-after"] == "60"
+    total = await metrics.get(
+        "/v1/indicators", params={"period": f"{YEAR}"}, headers=analyst.headers
+    )
+    assert total.status_code == 200, total.text
+    assert total.json()["released_at"] is None
+    assert total.json()["s3"]["people_trained_by_role"] == {}
 
 
 async def test_a_breakdown_is_the_release_while_the_totals_are_live(
@@ -137,3 +142,38 @@ async def test_a_breakdown_is_the_release_while_the_totals_are_live(
     assert len(kept) == 2
     # Every period of every year with data, the municipality answer and each breakdown.
     assert answers == len(again.years) * 17 * 6
+
+
+async def test_a_cut_that_must_happen_waits_for_one_under_way_beyond_the_statement_timeout(
+    pool, test_env
+):
+    """An operator's `verbinding metrics release` while the schedule cuts one (minutes on a
+    large year): it waits for that cut, however much longer than the pool's statement timeout,
+    instead of failing with a TimeoutError (as CI once showed)."""
+    import asyncio
+
+    import asyncpg
+
+    dsn = test_env["VERBINDING_DATABASE_URL"]
+    holder = await asyncpg.connect(dsn)
+    waiter = await asyncpg.connect(dsn, command_timeout=0.5)
+    try:
+        async with release_lock(holder, wait=False) as held:
+            assert held
+            async with release_lock(waiter, wait=False) as taken:
+                assert not taken  # the schedule's way: skip, another cut is under way
+
+            async def cut_by_hand() -> bool:
+                async with release_lock(waiter, wait=True) as taken:
+                    return taken
+
+            by_hand = asyncio.create_task(cut_by_hand())
+            await asyncio.sleep(2.0)  # four statement timeouts of the waiting connection
+            assert not by_hand.done()
+        assert await asyncio.wait_for(by_hand, 30)
+        # Released again: the next cut takes it at once.
+        async with release_lock(holder, wait=False) as again:
+            assert again
+    finally:
+        await holder.close()
+        await waiter.close()

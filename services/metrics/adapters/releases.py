@@ -8,18 +8,44 @@ moment before the new one was committed still finds its answers), older ones are
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-__all__ = ["RELEASE_LOCK", "Release", "ReleaseStore"]
+__all__ = ["RELEASE_LOCK", "Release", "ReleaseStore", "release_lock"]
+
+log = logging.getLogger(__name__)
 
 # Advisory lock held while a release is cut: one cut at a time, whichever instance or command.
 RELEASE_LOCK = 0x5E1EA5E
 KEEP = 2
+# How long a cut that must happen (an operator's `verbinding metrics release`) waits for one
+# under way elsewhere (the schedule of a running instance). A cut of a large year takes
+# minutes, far beyond the pool's 30 s statement timeout, which must not apply to this wait.
+LOCK_WAIT_SECONDS = 3600.0
+
+
+@contextlib.asynccontextmanager
+async def release_lock(
+    conn: asyncpg.Connection, *, wait: bool, wait_seconds: float = LOCK_WAIT_SECONDS
+) -> AsyncIterator[bool]:
+    """Hold the release lock on ``conn`` for the block; yields False (lock not taken) when
+    ``wait`` is off and another cut is under way."""
+    taken = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELEASE_LOCK))
+    if not taken and wait:
+        log.info("a release cut is under way elsewhere: waiting for it to finish")
+        await conn.execute("SELECT pg_advisory_lock($1)", RELEASE_LOCK, timeout=wait_seconds)
+        taken = True
+    try:
+        yield taken
+    finally:
+        if taken:
+            await conn.execute("SELECT pg_advisory_unlock($1)", RELEASE_LOCK)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import asyncpg
 import orjson
 
 from services.metrics.adapters import queries
-from services.metrics.adapters.releases import RELEASE_LOCK, Release, ReleaseStore
+from services.metrics.adapters.releases import Release, ReleaseStore, release_lock
 from services.metrics.adapters.year_grid import GridOptions, SqlGridSource
 from services.metrics.domain import answers
 from services.metrics.domain.baseline import Baseline
@@ -513,15 +513,8 @@ class IndicatorService:
         """Decide every year with data (exact check of everything) and store every breakdown
         answer as the new release, atomically. One cut at a time across instances: with
         ``wait`` False, None when another cut is under way."""
-        async with self.pool.acquire() as lock:
-            if wait:
-                await lock.execute("SELECT pg_advisory_lock($1)", RELEASE_LOCK)
-            elif not await lock.fetchval("SELECT pg_try_advisory_lock($1)", RELEASE_LOCK):
-                return None
-            try:
-                return await self._cut()
-            finally:
-                await lock.execute("SELECT pg_advisory_unlock($1)", RELEASE_LOCK)
+        async with self.pool.acquire() as conn, release_lock(conn, wait=wait) as taken:
+            return await self._cut() if taken else None
 
     async def _cut(self) -> ReleaseReport:
         started = time.perf_counter()
