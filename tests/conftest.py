@@ -30,6 +30,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from tests.live import cached_kafka_lib, free_port
+
 BASE_DSN = os.environ.get(
     "VERBINDING_DATABASE_URL", "postgresql://postgres@127.0.0.1:55432/verbinding"
 )
@@ -242,7 +244,6 @@ async def metrics(metrics_app: Any) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="session")
 async def metrics_url(metrics_app: Any) -> AsyncIterator[str]:
     """The same metrics app served over real HTTP on a free port (for a browser)."""
-    import socket
 
     import uvicorn
 
@@ -414,21 +415,6 @@ async def eventually(
         await asyncio.sleep(0.05)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _cached_kafka_lib() -> str | None:
-    """The jars the main stack already fetched, so that a private broker needs no Maven run."""
-    if os.environ.get("VERBINDING_KAFKA_LIB"):
-        return os.environ["VERBINDING_KAFKA_LIB"]
-    state = Path(os.environ.get("VERBINDING_STATE_DIR") or REPO / ".local")
-    lib = state / "kafka" / "lib"
-    return str(lib) if any(lib.glob("kafka_2.13-*.jar")) else None
-
-
 @dataclass
 class PrivateKafka:
     """A single-node broker of one test alone, started and stopped with deploy/local/stack.py.
@@ -452,7 +438,7 @@ class PrivateKafka:
             VERBINDING_START_TIMEOUT="60",
         )
         env.pop("VERBINDING_KAFKA_LIB", None)
-        lib = _cached_kafka_lib()
+        lib = cached_kafka_lib()
         if lib:
             env["VERBINDING_KAFKA_LIB"] = lib
         return env
@@ -510,7 +496,7 @@ class PrivateKafka:
 async def private_kafka(tmp_path: Path) -> AsyncIterator[PrivateKafka]:
     """A private broker, NOT started: the test starts, stops or kills it. Always stopped in
     teardown (SIGTERM, then SIGKILL), whatever the test did."""
-    broker = PrivateKafka(tmp_path / "stack", _free_port(), _free_port())
+    broker = PrivateKafka(tmp_path / "stack", free_port(), free_port())
     try:
         yield broker
     finally:

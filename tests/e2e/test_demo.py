@@ -35,7 +35,6 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import _cached_kafka_lib, _free_port
 from tests.e2e.conftest import REPO
 from tests.e2e.test_dashboard import Problems, wait_ready
 from tests.e2e.volunteer import (
@@ -48,6 +47,7 @@ from tests.e2e.volunteer import (
     s2_figures,
     wait_for_attendances,
 )
+from tests.live import cached_kafka_lib, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -124,17 +124,17 @@ async def demo() -> AsyncIterator[Demo]:
     root = Path(tempfile.mkdtemp(prefix="verbinding-demo-e2e-"))
     root.chmod(0o755)  # stack.py runs PostgreSQL as the postgres user, which must reach it
     residents = os.environ.get("VERBINDING_E2E_DEMO_RESIDENTS") or "120"
-    lib = _cached_kafka_lib()
+    lib = cached_kafka_lib()
     # Nothing of the shared stack's settings (nor of this session's test database) may leak in.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VERBINDING_", "DEMO_"))}
     env.update(
         VERBINDING_STATE_DIR=str(root / "state"),
-        VERBINDING_KAFKA_PORT=str(_free_port()),
-        VERBINDING_KAFKA_CONTROLLER_PORT=str(_free_port()),
-        VERBINDING_PG_PORT=str(_free_port()),
-        VERBINDING_REGISTRATIONS_PORT=str(_free_port()),
-        VERBINDING_REFERRALS_PORT=str(_free_port()),
-        VERBINDING_METRICS_PORT=str(_free_port()),
+        VERBINDING_KAFKA_PORT=str(free_port()),
+        VERBINDING_KAFKA_CONTROLLER_PORT=str(free_port()),
+        VERBINDING_PG_PORT=str(free_port()),
+        VERBINDING_REGISTRATIONS_PORT=str(free_port()),
+        VERBINDING_REFERRALS_PORT=str(free_port()),
+        VERBINDING_METRICS_PORT=str(free_port()),
         VERBINDING_START_TIMEOUT="90",
         DEMO_RESIDENTS=residents,
         DEMO_MONTHS="2",

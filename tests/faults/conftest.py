@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from tests.faults.harness import ScenarioResult, Stack
-from tests.faults.live import REPO
+from tests.live import REPO
 
 FAULTS_DIR = Path(__file__).resolve().parent
 REPORT_MD = REPO / "docs" / "fault-report.md"

@@ -33,7 +33,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.faults.live import REPO, VERBINDING, free_port
+from tests.live import REPO, VERBINDING, cached_kafka_lib, free_port
 from tools.simulator import (
     SendOptions,
     Summary,
@@ -78,14 +78,6 @@ FACTS = {
 }
 
 
-def _cached_kafka_lib() -> str | None:
-    if os.environ.get("VERBINDING_KAFKA_LIB"):
-        return os.environ["VERBINDING_KAFKA_LIB"]
-    state = Path(os.environ.get("VERBINDING_STATE_DIR") or REPO / ".local")
-    lib = state / "kafka" / "lib"
-    return str(lib) if any(lib.glob("kafka_2.13-*.jar")) else None
-
-
 # ------------------------------------------------------------------------------------- stack
 
 
@@ -117,7 +109,7 @@ class Stack:
             VERBINDING_PG_PORT=str(self.pg_port),
             VERBINDING_START_TIMEOUT="90",
         )
-        lib = _cached_kafka_lib()
+        lib = cached_kafka_lib()
         if lib:
             env["VERBINDING_KAFKA_LIB"] = lib
         env.update(extra or {})

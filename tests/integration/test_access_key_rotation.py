@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.live import VERBINDING
+from tests.live import VERBINDING
 
 pytestmark = pytest.mark.integration
 

@@ -30,9 +30,9 @@ import pytest
 
 from shared.db_roles import SERVICE_ROLES, service_dsn
 from tests.conftest import BASE_DSN, KAFKA, RUN_ID, SECRET, TEST_DB, TOPIC_PREFIX
-from tests.faults.live import live_services
 from tests.integration import audit_year
 from tests.integration.test_access_key_rotation import cli
+from tests.live import live_services
 from tools.disclosure_audit.check import Report, audit
 from tools.disclosure_audit.collect import Readers, collect
 from tools.disclosure_audit.published import Published

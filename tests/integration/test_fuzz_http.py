@@ -26,7 +26,7 @@ from services.registrations.bootstrap import build_app as registrations_app
 from services.registrations.settings import RegistrationsSettings
 from shared.auth import Scope
 from tests.conftest import SECRET
-from tests.faults.live import LiveServices, live_services
+from tests.live import LiveServices, live_services
 
 pytestmark = pytest.mark.integration
 

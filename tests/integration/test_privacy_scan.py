@@ -27,7 +27,7 @@ import pytest
 from shared.events import Topic, topic_name
 from shared.pseudonym import Pseudonymiser
 from tests.conftest import RUN_ID, SECRET, TOPIC_PREFIX, eventually, read_records
-from tests.faults.live import LiveServices, live_services
+from tests.live import LiveServices, live_services
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ import pytest
 import uvicorn
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import Partner, PartnerFactory, _free_port, eventually
+from tests.conftest import Partner, PartnerFactory, eventually
+from tests.live import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,7 @@ class Receiver:
 
     secret: str = ""
     mode: str = "ok"
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     accepted: dict[str, dict[str, Any]] = field(default_factory=dict)
     duplicates: int = 0

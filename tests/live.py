@@ -19,9 +19,17 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["REPO", "VERBINDING", "LiveService", "LiveServices", "free_port", "live_services"]
+__all__ = [
+    "REPO",
+    "VERBINDING",
+    "LiveService",
+    "LiveServices",
+    "cached_kafka_lib",
+    "free_port",
+    "live_services",
+]
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 VERBINDING = REPO / ".venv" / "bin" / "verbinding"
 
 
@@ -29,6 +37,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def cached_kafka_lib() -> str | None:
+    """The jars the main stack already fetched, so that a private broker needs no Maven run."""
+    if os.environ.get("VERBINDING_KAFKA_LIB"):
+        return os.environ["VERBINDING_KAFKA_LIB"]
+    state = Path(os.environ.get("VERBINDING_STATE_DIR") or REPO / ".local")
+    lib = state / "kafka" / "lib"
+    return str(lib) if any(lib.glob("kafka_2.13-*.jar")) else None
 
 
 @dataclass
