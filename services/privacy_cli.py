@@ -31,6 +31,11 @@ def register(sub: Any) -> None:
         "(keeps it out of the shell history)",
     )
     who.add_argument("--resident-token", help="the resident token (`-`: standard input)")
+    who.add_argument(
+        "--person-ref",
+        help="the organisation's reference for a trained professional or volunteer, as sent "
+        "with their trainings (`-`: standard input)",
+    )
     erase.add_argument("--erasure-id", help="an id for this erasure (default: a new uuid)")
     erase.add_argument("--by", default=getpass.getuser(), help="who asks (recorded; default: you)")
     erase.set_defaults(run=_run_erase)
@@ -65,6 +70,7 @@ async def _erase(args: argparse.Namespace) -> int:
         erasure_id=args.erasure_id or f"admin-{uuid.uuid4()}",
         ref=_value(args.ref),
         resident_token=_value(args.resident_token),
+        person_ref=_value(args.person_ref),
     )
     pseudonymiser = Pseudonymiser(secret)
     answers = {}

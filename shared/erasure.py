@@ -57,8 +57,10 @@ _Id = Annotated[
 
 
 class ErasureRequest(BaseModel):
-    """Erase one person: your own reference for them (`ref`), or the coalition-wide resident
-    token (`resident_token`, which erases the resident at every organisation), not both."""
+    """Erase one person: a participant by your own reference for them (`ref`) or by the
+    coalition-wide resident token (`resident_token`, which erases the resident at every
+    organisation), or one of your trained professionals or volunteers by the reference you sent
+    with their trainings (`person_ref`, referrals service); exactly one of the three."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -72,20 +74,30 @@ class ErasureRequest(BaseModel):
     resident_token: _Ref | None = Field(
         None, description="The resident token you sent in their writes."
     )
+    person_ref: _Ref | None = Field(
+        None,
+        description="Your reference for a trained professional or volunteer, as you sent it "
+        "in `POST /v1/trainings` (only the referrals service holds trainings).",
+    )
 
     @model_validator(mode="after")
     def _one_person(self) -> ErasureRequest:
-        if (self.ref is None) == (self.resident_token is None):
-            raise ValueError("give exactly one of `ref` and `resident_token`")
+        given = [v for v in (self.ref, self.resident_token, self.person_ref) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `ref`, `resident_token` and `person_ref`")
         return self
 
     @property
-    def scope(self) -> Literal["organisation", "resident"]:
-        return "resident" if self.resident_token is not None else "organisation"
+    def scope(self) -> Literal["organisation", "resident", "person"]:
+        if self.resident_token is not None:
+            return "resident"
+        return "person" if self.person_ref is not None else "organisation"
 
     def pseudonym(self, organisation_id: str, pseudonymiser: Pseudonymiser) -> str:
         if self.resident_token is not None:
             return pseudonymiser.resident(self.resident_token)
+        if self.person_ref is not None:
+            return pseudonymiser.person(organisation_id, self.person_ref)
         assert self.ref is not None
         return pseudonymiser.participant(organisation_id, self.ref)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.events import CloudEvent, Participant
+from shared.events import CloudEvent, Participant, TrainingCompleted
 
 __all__ = ["new_subject_id", "person_pseudonyms", "subject_ids", "with_subject_ids"]
 
@@ -35,20 +35,27 @@ def _person_of(data: Any) -> str | None:
     participant = getattr(data, "participant", None)
     if isinstance(participant, Participant):
         return participant.id
-    found = getattr(data, "participant_id", None)
+    found = getattr(data, _person_field(data), None)
     return found if isinstance(found, str) else None
 
 
+def _person_field(data: Any) -> str:
+    # A training names the trained professional or volunteer (`person_id`): a person too, who
+    # can ask to be erased like a participant (docs/privacy.md "Erasure").
+    return "person_id" if isinstance(data, TrainingCompleted) else "participant_id"
+
+
 def person_pseudonyms(events: Iterable[CloudEvent[Any]]) -> set[str]:
-    """The participants' pseudonyms the events name."""
+    """The people's pseudonyms the events name (participants, trained people)."""
     return {p for e in events if (p := _person_of(e.data)) is not None}
 
 
 def with_subject_ids(
     events: Sequence[CloudEvent[Any]], subjects: Mapping[str, str]
 ) -> list[CloudEvent[Any]]:
-    """The events with every participant pseudonym replaced by its subject id (the data, the
-    CloudEvents ``subject`` and so the Kafka key); the same event id."""
+    """The events with every person's pseudonym replaced by its subject id (the data, the
+    CloudEvents ``subject`` and so the Kafka key of a participant's event; a training stays
+    keyed by its organisation); the same event id."""
     out = []
     for event in events:
         pseudonym = _person_of(event.data)
@@ -62,7 +69,7 @@ def with_subject_ids(
                 update={"participant": data.participant.model_copy(update={"id": subject})}
             )
         else:
-            data = data.model_copy(update={"participant_id": subject})
+            data = data.model_copy(update={_person_field(data): subject})
         out.append(event.model_copy(update={"data": data, "subject": data.subject()}))
     return out
 

@@ -80,7 +80,8 @@ def webhook_settings(settings: ReferralsSettings) -> WebhookSettings:
 
 # The tables that hold a person's records, and the remembered answers of their writes (a status
 # change is remembered per caller under `<referrer>/<referral id>:<status>`). Trainings name a
-# trained professional, not a participant: they are not erased with a participant.
+# trained professional or volunteer by a pseudonym of another purpose than a participant's
+# (shared/pseudonym.py), so an erasure by `person_ref` finds them and one by `ref` does not.
 ERASABLE = (
     ErasableTable(
         "referrals",
@@ -97,6 +98,13 @@ ERASABLE = (
         "measurement_id",
         lambda org, id_: [(org, "measurement", like_literal(id_))],
         moment_column="measured_at",
+    ),
+    ErasableTable(
+        "trainings",
+        "training_id",
+        lambda org, id_: [(org, "training", like_literal(id_))],
+        moment_column="completed_at",
+        person_column="person_id",
     ),
 )
 
@@ -250,7 +258,10 @@ def build_app(settings: ReferralsSettings | None = None) -> FastAPI:
                 settings.batch_max_items,
             ),
             build_erasure_router(
-                eraser(pseudonymiser, settings.topic_prefix), Scope.REFERRALS, Scope.MEASUREMENTS
+                eraser(pseudonymiser, settings.topic_prefix),
+                Scope.REFERRALS,
+                Scope.MEASUREMENTS,
+                person_scopes=(Scope.TRAININGS,),
             ),
         ],
     )

@@ -46,7 +46,12 @@ __all__ = [
 ]
 
 Pseudonym = str
-PSEUDONYM = Field(pattern=r"^[0-9a-f]{64}$", description="HMAC-SHA256 pseudonym (hex).")
+PSEUDONYM = Field(
+    pattern=r"^[0-9a-f]{64}$",
+    description="The person's subject id: 64 random hex digits per person and writing service, "
+    "which nothing links to the person once they are erased (docs/privacy.md section 5). Events "
+    "of earlier versions carry an HMAC-SHA256 pseudonym of the same shape.",
+)
 ORG = Field(pattern=ORGANISATION_ID_PATTERN, description="Organisation id.")
 # A partner's id: the commands refuse whitespace and `/` (services' ``Id``), so an id cannot
 # carry a sentence.

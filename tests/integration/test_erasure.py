@@ -273,3 +273,93 @@ async def test_an_administrator_erases_from_the_command_line_in_both_services(
             answers[schema]["erasure_id"],
         )
         assert by == "admin:dpo"
+
+
+async def test_a_trained_person_is_erased_by_their_reference_and_drops_from_the_figures(
+    registrations, referrals, metrics_app, make_partner, pool
+):
+    """A trained professional or volunteer is a person too: their trainings travel under a
+    subject id, and an erasure by `person_ref` (scope `trainings`) removes them everywhere."""
+    org_key = await make_partner(scopes="registrations")
+    org = org_key.organisation_id
+    trainer = await make_partner(organisation_id=org, scopes="trainings")
+    referrer = await make_partner(organisation_id=org, scopes="referrals")
+    tag = uuid.uuid4().hex[:8]
+    erased_ref, kept_ref = f"TRAINED-ERASE-{tag}", f"TRAINED-KEEP-{tag}"
+    event_ids, bodies = [], []
+    for i, person_ref in enumerate((erased_ref, erased_ref, kept_ref)):
+        body = {"training_id": f"tr-{tag}-{i}", "person_ref": person_ref, "role": "volunteer", "training": "signaling-loneliness", "completed_at": "2025-05-01T16:00:00+02:00"}  # fmt: skip
+        r = await referrals.post("/v1/trainings", headers=trainer.headers, json=body)
+        assert r.status_code == 201, r.text
+        event_ids.append(r.json()["event_id"])
+        bodies.append(body)
+    await wait_for_events(metrics_app, event_ids, timeout=60)
+    pseudonym = Pseudonymiser(SECRET).person(org, erased_ref)
+    subject = await subject_id_of(pool, "referrals", pseudonym)
+
+    async def trained() -> dict[str, int]:
+        rows = await pool.fetch(
+            "SELECT person_id, count(*) AS n FROM metrics.trainings WHERE organisation_id = $1 "
+            "GROUP BY person_id",
+            org,
+        )
+        return {r["person_id"]: r["n"] for r in rows}
+
+    before = await trained()
+    assert len(before) == 2
+    assert before[subject] == 2
+
+    request = {"erasure_id": f"er-tr-{tag}", "person_ref": erased_ref}
+    # Only a key that may write trainings erases a trained person; the registrations service
+    # holds none and says so, naming the field.
+    denied = await referrals.post("/v1/erasures", headers=referrer.headers, json=request)
+    assert denied.status_code == 403, denied.text
+    assert "trainings" in denied.json()["message"]
+    elsewhere = await registrations.post("/v1/erasures", headers=org_key.headers, json=request)
+    assert elsewhere.status_code == 422, elsewhere.text
+    assert elsewhere.json()["details"][0]["field"] == "person_ref"
+
+    r = await referrals.post("/v1/erasures", headers=trainer.headers, json=request)
+    assert r.status_code == 202, r.text
+    deleted = r.json()["deleted"]
+    assert (deleted["trainings"], deleted["subjects"], deleted["answers"]) == (2, 1, 2)
+    assert (deleted["referrals"], deleted["measurements"]) == (0, 0)
+    scope = await pool.fetchval(
+        "SELECT scope FROM referrals.erasures WHERE organisation_id = $1 AND erasure_id = $2",
+        org,
+        f"er-tr-{tag}",
+    )
+    assert scope == "person"
+
+    async def dropped() -> bool:
+        return await trained() == {k: v for k, v in before.items() if k != subject}
+
+    await eventually(dropped, timeout=60, what="the metrics facts dropping the trained person")
+
+    retry = await referrals.post("/v1/trainings", headers=trainer.headers, json=bodies[0])
+    assert retry.status_code == 410, retry.text
+    stored = await every_text(pool)
+    assert erased_ref not in stored
+    assert pseudonym not in stored
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM referrals.subjects WHERE subject_id = $1", subject
+    )
+    erased_on_topic = {
+        decode_event(r.value).data.subject_id for r in await read_topic(Topic.ERASURES.value)
+    }
+    assert subject in erased_on_topic
+    for record in await read_topic(Topic.TRAININGS.value):
+        assert pseudonym.encode() not in record.value
+        assert erased_ref.encode() not in record.value
+
+    # A replay keeps the trained person out.
+    report = await rebuild(pool, KAFKA, CONSUMED_TOPICS, prefix=TOPIC_PREFIX, swap=False)
+    try:
+        assert report.events > 0
+        rows = await pool.fetch(
+            f"SELECT person_id FROM {NEW_SCHEMA}.trainings WHERE organisation_id = $1", org
+        )
+        assert sorted(r["person_id"] for r in rows) == [k for k in before if k != subject]
+    finally:
+        async with pool.acquire() as conn:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {NEW_SCHEMA} CASCADE")

@@ -173,7 +173,7 @@ class FactWriter:
         erased person: a late event, or the replay of a rebuild, never brings a person back."""
         if erasures:
             await self._erase(conn, erasures)
-        subjects = {e.subject for e in events if e.subject and not isinstance(e.data, PersonErased)}
+        subjects = {p for e in events if (p := _person(e)) is not None}
         if not subjects:
             return [e for e in events if not isinstance(e.data, PersonErased)]
         erased = {
@@ -185,10 +185,7 @@ class FactWriter:
             )
         }
         return [
-            e
-            for e in events
-            if not isinstance(e.data, PersonErased)
-            and (e.subject is None or e.subject not in erased)
+            e for e in events if not isinstance(e.data, PersonErased) and _person(e) not in erased
         ]
 
     async def _erase(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
@@ -213,6 +210,7 @@ class FactWriter:
             "AND x.referral_id = r.referral_id",
             f"DELETE FROM {s}.referrals WHERE participant_id = ANY($1::text[])",
             f"DELETE FROM {s}.measurements WHERE participant_id = ANY($1::text[])",
+            f"DELETE FROM {s}.trainings WHERE person_id = ANY($1::text[])",
         ):
             await conn.execute(statement, subjects)
 
@@ -424,3 +422,13 @@ class FactWriter:
         ReferralFirstAttended: _ignore,
         PersonErased: _ignore,  # applied before the others, in _without_erased
     }
+
+
+def _person(event: CloudEvent[Any]) -> str | None:
+    """The subject id of the person an event is about: a participant's is the CloudEvents
+    subject; a training is keyed by its organisation and names the trained person in its data."""
+    if isinstance(event.data, PersonErased):
+        return None
+    if isinstance(event.data, TrainingCompleted):
+        return event.data.person_id
+    return event.subject
