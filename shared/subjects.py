@@ -71,24 +71,42 @@ async def subject_ids(
     conn: asyncpg.Connection, schema: str, pseudonyms: Iterable[str]
 ) -> dict[str, str]:
     """The subject id of each pseudonym, created for those that have none (in the caller's
-    transaction: a rollback forgets them)."""
+    transaction: a rollback forgets them).
+
+    Most people written about have a subject id already: those are read first, and only the
+    rest are inserted (an insert that meets an existing key costs PostgreSQL about as much as
+    the read, and a batch of attendance names hundreds of people)."""
     wanted = sorted(set(pseudonyms))
     if not wanted:
         return {}
     table = f'"{schema}".subjects'
+    found = await _shared(conn, table, wanted)
+    missing = [p for p in wanted if p not in found]
+    if not missing:
+        return found
     # Inserted in key order, so that two batches meet new pseudonyms in the same order; a
     # pseudonym another transaction inserts meanwhile is waited for and then left alone.
-    await conn.execute(
+    rows = await conn.fetch(
         f"INSERT INTO {table} (pseudonym, subject_id) "
-        "SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (pseudonym) DO NOTHING",
-        wanted,
-        [new_subject_id() for _ in wanted],
+        "SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (pseudonym) DO NOTHING "
+        "RETURNING pseudonym, subject_id",
+        missing,
+        [new_subject_id() for _ in missing],
     )
+    found |= {r["pseudonym"]: r["subject_id"] for r in rows}
+    others = [p for p in missing if p not in found]  # inserted by a transaction that committed
+    if others:
+        found |= await _shared(conn, table, others)
+    return found
+
+
+async def _shared(conn: asyncpg.Connection, table: str, pseudonyms: list[str]) -> dict[str, str]:
     # FOR SHARE: an erasure of one of these people waits until this write has committed, and
-    # then deletes what it wrote too (shared/erasure.py deletes the subject first).
+    # then deletes what it wrote too (shared/erasure.py deletes the subject first). A row that
+    # erasure deleted meanwhile is not returned: the person gets a new subject id.
     rows = await conn.fetch(
         f"SELECT pseudonym, subject_id FROM {table} WHERE pseudonym = ANY($1::text[]) "
         "ORDER BY pseudonym FOR SHARE",
-        wanted,
+        pseudonyms,
     )
     return {r["pseudonym"]: r["subject_id"] for r in rows}

