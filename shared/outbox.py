@@ -73,11 +73,19 @@ ACTIVE = Gauge(
 )
 
 
-def outbox_write(schema: str, events: Sequence[CloudEvent[Any]], prefix: str) -> list[Write]:
+def outbox_write(
+    schema: str,
+    events: Sequence[CloudEvent[Any]],
+    prefix: str,
+    encoded: Sequence[tuple[bytes, bytes]] | None = None,
+) -> list[Write]:
     """The events as outbox rows, in the order they were decided: the relay publishes by row id,
-    which keeps each participant's events in order."""
+    which keeps each participant's events in order. ``encoded``: each event's Kafka key and
+    value, where the caller has them already (shared/subjects.py)."""
     if not events:
         return []
+    if encoded is None:
+        encoded = [(e.key, encode_event(e)) for e in events]
     return [
         Write(
             f'INSERT INTO "{schema}".outbox (event_id, topic, key, value) '
@@ -86,8 +94,8 @@ def outbox_write(schema: str, events: Sequence[CloudEvent[Any]], prefix: str) ->
             (
                 [e.id for e in events],
                 [topic_name(e.data.topic, prefix) for e in events],
-                [e.key for e in events],
-                [encode_event(e) for e in events],
+                [key for key, _ in encoded],
+                [value for _, value in encoded],
             ),
         )
     ]

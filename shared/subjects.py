@@ -21,10 +21,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 
-from shared.events import CloudEvent, Participant
+from shared.events import CloudEvent, Participant, encode_event, event_document
 
-__all__ = ["new_subject_id", "person_pseudonyms", "subject_ids", "with_subject_ids"]
+__all__ = [
+    "encoded_with_subject_ids",
+    "new_subject_id",
+    "person_pseudonyms",
+    "subject_ids",
+    "with_subject_ids",
+]
 
 
 def new_subject_id() -> str:
@@ -64,6 +71,35 @@ def with_subject_ids(
         else:
             data = data.model_copy(update={"participant_id": subject})
         out.append(event.model_copy(update={"data": data, "subject": data.subject()}))
+    return out
+
+
+def encoded_with_subject_ids(
+    events: Sequence[CloudEvent[Any]], subjects: Mapping[str, str]
+) -> list[tuple[bytes, bytes]]:
+    """Each event's Kafka key and value as :func:`with_subject_ids` and ``encode_event`` give
+    them, without copying the models (three copies an event were 8% of a writing service's CPU
+    under batch ingestion): the pseudonym is replaced in the encoded document. An event about a
+    person has that person as its subject and partition key (shared/events/models.py); one for
+    which that does not hold is copied the models' way."""
+    out = []
+    for event in events:
+        pseudonym = _person_of(event.data)
+        if pseudonym is None:
+            out.append((event.key, encode_event(event)))
+            continue
+        if event.subject != pseudonym or event.key != pseudonym.encode():
+            (copied,) = with_subject_ids([event], subjects)
+            out.append((copied.key, encode_event(copied)))
+            continue
+        subject = subjects[pseudonym]
+        doc = event_document(event)
+        if isinstance(getattr(event.data, "participant", None), Participant):
+            doc["data"]["participant"]["id"] = subject
+        else:
+            doc["data"]["participant_id"] = subject
+        doc["subject"] = subject
+        out.append((subject.encode(), orjson.dumps(doc)))
     return out
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "UnknownEventVersion",
     "decode_event",
     "encode_event",
+    "event_document",
     "new_event",
 ]
 
@@ -165,10 +166,15 @@ def new_event(
     )
 
 
-def encode_event(event: CloudEvent[Any]) -> bytes:
+def event_document(event: CloudEvent[Any]) -> dict[str, Any]:
+    """The event as the JSON object that is its wire form (:func:`encode_event`)."""
     # CloudEvents has no null attribute values: an attribute without a value is absent.
     absent = {"subject"} if event.subject is None else None
-    return orjson.dumps(event.model_dump(mode="json", exclude=absent))
+    return event.model_dump(mode="json", exclude=absent)
+
+
+def encode_event(event: CloudEvent[Any]) -> bytes:
+    return orjson.dumps(event_document(event))
 
 
 def decode_event(raw: bytes | str) -> CloudEvent[Any]:
