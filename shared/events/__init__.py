@@ -10,6 +10,7 @@ from shared.events.envelope import (
     UnknownEventVersion,
     decode_event,
     encode_event,
+    event_document,
     new_event,
 )
 from shared.events.models import (
@@ -56,6 +57,7 @@ __all__ = [
     "UnknownEventVersion",
     "decode_event",
     "encode_event",
+    "event_document",
     "new_event",
     "topic_name",
 ]

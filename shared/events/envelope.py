@@ -33,6 +33,7 @@ __all__ = [
     "UnknownEventVersion",
     "decode_event",
     "encode_event",
+    "event_document",
     "new_event",
 ]
 
@@ -152,7 +153,10 @@ def new_event(
 ) -> CloudEvent[DataT]:
     """Wrap ``data`` in an envelope; ``organisation_id`` None means the platform itself.
     ``event_id``: an id chosen beforehand (a record that names its event is written first)."""
-    return CloudEvent[type(data)](  # type: ignore[misc,operator]
+    # The parametrised envelope of a registered type was built once (looking up CloudEvent[cls]
+    # took about 1.5 µs of the 9 µs an event costs to build).
+    envelope: Any = _ENVELOPES.get(type(data).event_type()) or CloudEvent[type(data)]  # type: ignore[misc]
+    return envelope(  # type: ignore[no-any-return]
         id=event_id or uuid.uuid4(),
         source=f"/organisations/{organisation_id}" if organisation_id else "/platform",
         type=type(data).event_type(),
@@ -162,10 +166,15 @@ def new_event(
     )
 
 
-def encode_event(event: CloudEvent[Any]) -> bytes:
+def event_document(event: CloudEvent[Any]) -> dict[str, Any]:
+    """The event as the JSON object that is its wire form (:func:`encode_event`)."""
     # CloudEvents has no null attribute values: an attribute without a value is absent.
     absent = {"subject"} if event.subject is None else None
-    return orjson.dumps(event.model_dump(mode="json", exclude=absent))
+    return event.model_dump(mode="json", exclude=absent)
+
+
+def encode_event(event: CloudEvent[Any]) -> bytes:
+    return orjson.dumps(event_document(event))
 
 
 def decode_event(raw: bytes | str) -> CloudEvent[Any]:

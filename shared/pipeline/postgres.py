@@ -22,7 +22,7 @@ from shared.outbox import AfterCommit, outbox_write
 from shared.pipeline.decisions import BatchState, IdempotencyKey, Remembered
 from shared.pipeline.statements import Write, together
 from shared.pipeline.unit_of_work import AbstractUnitOfWork, ConcurrentWrite
-from shared.subjects import person_pseudonyms, subject_ids, with_subject_ids
+from shared.subjects import encoded_with_subject_ids, person_pseudonyms, subject_ids
 
 __all__ = ["AfterCommit", "PostgresRememberedAnswers", "PostgresUnitOfWork"]
 
@@ -128,15 +128,16 @@ class PostgresUnitOfWork(AbstractUnitOfWork):
     async def save(self, state: BatchState, events: Sequence[CloudEvent[Any]]) -> None:
         # Events name people by subject id, never by pseudonym (shared/subjects.py).
         pseudonyms = person_pseudonyms(events)
+        subjects: dict[str, str] = {}
         if pseudonyms:
             try:
                 subjects = await subject_ids(self.conn, self.schema, pseudonyms)
             except _CONCURRENT as exc:
                 raise ConcurrentWrite(str(exc)) from exc
-            events = with_subject_ids(events, subjects)
+        encoded = encoded_with_subject_ids(events, subjects)
         writes = [
             *self.record_writes(state),
-            *outbox_write(self.schema, events, self.topic_prefix),
+            *outbox_write(self.schema, events, self.topic_prefix, encoded),
             *self.remembered.writes(state.remembered.added_items()),
         ]
         if not writes:

@@ -11,6 +11,7 @@ lock or write the same keys meet them in the same order.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
@@ -85,12 +86,14 @@ class Table(Generic[R]):
         ]
         by_name = {c.name: c for c in self.columns}
         self.key = [by_name[k] for k in key]
+        # A record's key, to sort rows by (one C call per record rather than a generator).
+        self._key_of = operator.attrgetter(*(c.field for c in self.key))
 
     def _params(self, columns: Sequence[_Column]) -> str:
         return ", ".join(f"${i}::{c.type}[]" for i, c in enumerate(columns, start=1))
 
     def _arrays(self, columns: Sequence[_Column], records: Sequence[R]) -> tuple[list[Any], ...]:
-        ordered = sorted(records, key=lambda r: tuple(getattr(r, c.field) for c in self.key))
+        ordered = sorted(records, key=self._key_of)
         return tuple([c.value(r) for r in ordered] for c in columns)
 
     def of(self, row: asyncpg.Record) -> R:

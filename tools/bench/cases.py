@@ -391,6 +391,11 @@ async def ingestion(bench: Bench, writes_wanted: int, prefill: Prefill | None) -
             for name in ("registrations", "referrals")
             if bench.profile and name in pids
         }
+        # CPU seconds of every process that handles the events (both writing services with their
+        # relays and consumers, the metrics service, PostgreSQL, this load generator), from the
+        # first request until the outboxes are empty: the figure the machine's load moves least.
+        usage = _Usage(pids, bench.stack)
+        usage.mark()
         started = time.perf_counter()
         async with open_clients(urls, 4) as clients:
             summary = await send(
@@ -407,6 +412,7 @@ async def ingestion(bench: Bench, writes_wanted: int, prefill: Prefill | None) -
                 raise TimeoutError(f"the outboxes still hold {rows} events after 10 minutes")
             await asyncio.sleep(0.05)
         drained = time.perf_counter()
+        cpu_us_per_event = usage.per_request_us(summary.created)
     finally:
         await pool.close()
         profiles = {name: p.stop() for name, p in profilers.items()}
@@ -427,6 +433,7 @@ async def ingestion(bench: Bench, writes_wanted: int, prefill: Prefill | None) -
         "accepted_per_second_http_only": events / (answered - started),
         "kafka_producer_perf_test": perf,
         "ratio_to_kafka": rate / perf["events_per_second"] if perf["events_per_second"] else None,
+        "cpu_us_per_event": cpu_us_per_event,
         "by_kind": dict(summary.by_kind),
         "profiles": profiles,
     }

@@ -188,6 +188,17 @@ def render_table(report: dict[str, Any]) -> str:
                 "≥5,000 ev/s" + mark("ingestion events/s"),
             )
         )
+        cpu = ing.get("cpu_us_per_event", {})
+        if cpu:
+            rows.append(
+                (
+                    "  CPU per event, by process",
+                    f"{sum(cpu.values()):,.0f} µs in all",
+                    ", ".join(f"{k} {v:,.0f} µs" for k, v in cpu.items()),
+                    "",
+                    "",
+                )
+            )
     lat = r.get("latency")
     if lat:
         closed = lat["closed_loop"]
