@@ -458,3 +458,27 @@ def test_a_hidden_month_of_the_funnel_is_not_pinned_by_the_stages_around_it():
     assert d[("contacted", TOTAL, "", Q1[0])].suppressed
     assert visible(d, "contacted", TOTAL, "", "2025-Q1")
     checked(d)
+
+
+def test_extremes_seen_before_are_carried_over_and_widened():
+    """A cell whose range seen before already spans 2 needs no program; the others are solved
+    and what is seen widens the carried extremes (hiding more cells only widens ranges)."""
+    import numpy as np
+
+    from services.metrics.domain.disclosure.bounds import Constraint, ranges
+
+    # x0 + x1 = 4 (each anywhere in 0..4), x2 + x3 = 1 (each 0..1: not protected).
+    constraints = [
+        Constraint((0, 1), (1.0, 1.0), 4.0, 4.0),
+        Constraint((2, 3), (1.0, 1.0), 1.0, 1.0),
+    ]
+    truth = [2.0, 2.0, 1.0, 0.0]
+    low, high = np.array([0.0, 2.0, 1.0, 0.0]), np.array([3.0, 2.0, 1.0, 0.0])
+    found = ranges(4, constraints, truth, seen=(low, high))
+    assert found[0].protected
+    assert (found[0].low, found[0].high) == (0.0, 3.0)
+    assert found[1].protected
+    assert high[1] - low[1] >= 2
+    for cell in (2, 3):
+        assert not found[cell].protected
+        assert (found[cell].low, found[cell].high) == (0.0, 1.0)
