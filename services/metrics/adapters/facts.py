@@ -137,7 +137,7 @@ class FactWriter:
                         d.organisation_id,
                         d.activity_id,
                         d.session_start,
-                        d.session_date,
+                        d.status == "attended",
                     )
                     for d in attendance
                 ],
@@ -150,6 +150,12 @@ class FactWriter:
         }
         people.update(await rollups.touched_by_activities(conn, self.s, sorted(versions)))
         await rollups.refresh_first_attendance(conn, self.s, people)
+        referrals = [
+            (e.data.organisation_id, e.data.referral_id)
+            for e in changed
+            if isinstance(e.data, ReferralCreated | ReferralStatusChanged)
+        ]
+        await rollups.refresh_open_referrals(conn, self.s, referrals)
 
     async def _bump(self, conn: asyncpg.Connection, events: int) -> None:
         """The change marker, in the transaction that changes the facts: readers recompute the
@@ -209,6 +215,9 @@ class FactWriter:
             f"DELETE FROM {s}.registrations WHERE participant_id = ANY($1::text[])",
             f"DELETE FROM {s}.attendance WHERE participant_id = ANY($1::text[])",
             f"DELETE FROM {s}.referral_status x USING {s}.referrals r "
+            "WHERE r.participant_id = ANY($1::text[]) AND x.organisation_id = r.organisation_id "
+            "AND x.referral_id = r.referral_id",
+            f"DELETE FROM {s}.open_referrals x USING {s}.referrals r "
             "WHERE r.participant_id = ANY($1::text[]) AND x.organisation_id = r.organisation_id "
             "AND x.referral_id = r.referral_id",
             f"DELETE FROM {s}.referrals WHERE participant_id = ANY($1::text[])",
@@ -291,12 +300,16 @@ class FactWriter:
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
     ) -> list[CloudEvent[Any]]:
         rows: list[AttendanceRecorded] = [e.data for e in events]
+        # The session's date is its start's date in Amsterdam (what the event's session_date
+        # says by the contract), derived here so that the schema's check (migration 008) holds
+        # for every row this writer makes.
         inserted = await conn.fetch(
             f"INSERT INTO {self.s}.attendance (organisation_id, attendance_id, activity_id, "
             "participant_id, neighbourhood, age_band, session_start, session_date, attended) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-            "$6::text[], $7::timestamptz[], $8::date[], $9::bool[]) ON CONFLICT DO NOTHING "
-            "RETURNING organisation_id, attendance_id",
+            f"SELECT o, i, a, p, nb, ab, ss, {rollups.LOCAL_DATE.format('ss')}, att "
+            "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+            "$6::text[], $7::timestamptz[], $8::bool[]) AS n(o, i, a, p, nb, ab, ss, att) "
+            "ON CONFLICT DO NOTHING RETURNING organisation_id, attendance_id",
             [d.organisation_id for d in rows],
             [d.attendance_id for d in rows],
             [d.activity_id for d in rows],
@@ -304,7 +317,6 @@ class FactWriter:
             [d.participant.neighbourhood for d in rows],
             [d.participant.age_band for d in rows],
             [d.session_start for d in rows],
-            [d.session_date for d in rows],
             [d.status == "attended" for d in rows],
         )
         return _changed(events, lambda e: (e.data.organisation_id, e.data.attendance_id), inserted)
