@@ -1,5 +1,7 @@
 """Rollups of the facts, kept in the transaction that changes them (issue 14, item 1).
 
+``open_referrals``: the open referrals and their last change, for the count of overdue ones.
+
 ``first_attendance``: per participant, the first session attended ever (the activity version in
 force at its start classifies it, domain.md §6) and whether they were retained (at least
 ``RETENTION_SESSIONS`` attended sessions on days before the first's day + ``RETENTION_DAYS``).
@@ -7,16 +9,16 @@ Without it, every year's S2 figures read every session of history to find who wa
 
 How it stays exact: a rollup row is never adjusted, it is recomputed from the facts for the
 participants a transaction touched — the people of new attendance that can change their row
-(:func:`touched_by_attendance`), the erased, the people who attended an activity that got a new
-version (it may classify their sessions otherwise) — with the same SQL that fills the table from scratch (migration 007, a rebuild after its bulk load,
-retention's prune). So the rows are a function of the facts whatever the order of arrival, and
+(:data:`TOUCHES`, evaluated by the fact writer's attendance statement on the rows it inserts),
+the erased, the people who attended an activity that got a new version (it may classify their
+sessions otherwise) — with the same SQL that fills the table from scratch (migration 007, a
+rebuild after its bulk load, retention's prune). So the rows are a function of the facts whatever the order of arrival, and
 a redelivered event (which changes no fact) changes no row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 
 import asyncpg
 
@@ -26,12 +28,12 @@ from shared.referral_parties import RECEIVER_STATUSES, REFERRER_STATUSES
 __all__ = [
     "LOCAL_DATE",
     "SESSIONS",
+    "TOUCHES",
     "fill_first_attendance",
     "fill_open_referrals",
     "refresh_first_attendance",
     "refresh_open_referrals",
     "touched_by_activities",
-    "touched_by_attendance",
 ]
 
 # The Europe/Amsterdam date of the moment ``{}`` (a session's date; migration 008 checks it).
@@ -69,6 +71,31 @@ _FIRSTS = f"""
     JOIN sessions c ON c.participant_id = f.participant_id AND c.attended
          AND c.session_date >= f.first_date AND c.session_date < f.first_date + {RETENTION_DAYS}
     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+"""
+
+# Of a new attendance row ``n`` (an attendance row just inserted) and its person's rollup row
+# ``f`` (if any), whether the row can change the rollup row. New rows only add to a person's
+# sessions, so (a session's date being its start's date in Amsterdam, which the schema checks:
+# every row of a session has the same) a row changes the person's rollup row only if it is
+#
+# - a row of their first session (its neighbourhood and age band are the least of its rows);
+# - an attended row of a person without a first attendance, or of a session ordered before
+#   their first (it may become the first);
+# - an attended row of a session dated before the first's day + RETENTION_DAYS of a person
+#   not yet retained (it may count for retention, which only grows).
+#
+# Every other row changes nothing: a no-show elsewhere (a session counts as attended if any of
+# its rows is), a session after the first of someone retained already, a later session. So a
+# regular's sessions cost the look-up of their row, not a recomputation of their history. (A
+# row of an activity not aimed at connection may be taken for one that can change something:
+# recomputing then changes nothing.)
+TOUCHES = f"""
+    (f.participant_id IS NULL AND n.attended)
+    OR (f.organisation_id, f.activity_id, f.session_start)
+       = (n.organisation_id, n.activity_id, n.session_start)
+    OR (n.attended AND (n.session_date, n.session_start, n.organisation_id, n.activity_id)
+                       < (f.first_date, f.session_start, f.organisation_id, f.activity_id))
+    OR (n.attended AND NOT f.retained AND n.session_date < f.first_date + {RETENTION_DAYS})
 """
 
 _COLUMNS = (
@@ -114,52 +141,6 @@ async def fill_first_attendance(conn: asyncpg.Connection, s: str) -> None:
     await conn.execute(
         f"INSERT INTO {s}.first_attendance ({_COLUMNS}) {_FIRSTS.format(s=s, where='')}"
     )
-
-
-async def touched_by_attendance(
-    conn: asyncpg.Connection,
-    s: str,
-    rows: Sequence[tuple[str, str, str, datetime, bool]],
-) -> list[str]:
-    """Of new attendance rows ((participant, organisation, activity, session start,
-    attended)), the people whose row can change. New rows only add to a person's
-    sessions, so (a session's date being its start's date in Amsterdam, which the schema
-    enforces: every row of a session has the same) a row changes the person's rollup row only
-    if it is
-
-    - a row of their first session (its neighbourhood and age band are the least of its rows);
-    - an attended row of a person without a first attendance, or of a session ordered before
-      their first (it may become the first);
-    - an attended row of a session dated before the first's day + ``RETENTION_DAYS`` of a
-      person not yet retained (it may count for retention, which only grows).
-
-    Every other row changes nothing: a no-show elsewhere (a session counts as attended if any
-    of its rows is), a session after the first of someone retained already, a later session.
-    So a regular's sessions cost one look-up of their row, not a recomputation of their
-    history. (A row of an activity not aimed at connection may be taken for one that can
-    change something: recomputing then changes nothing.)"""
-    if not rows:
-        return []
-    found = await conn.fetch(
-        f"""
-        SELECT DISTINCT n.p
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bool[])
-            AS n(p, o, a, ss, attended)
-        CROSS JOIN LATERAL (SELECT {LOCAL_DATE.format("n.ss")} AS d) x
-        LEFT JOIN {s}.first_attendance f ON f.participant_id = n.p
-        WHERE (f.participant_id IS NULL AND n.attended)
-           OR (f.organisation_id, f.activity_id, f.session_start) = (n.o, n.a, n.ss)
-           OR (n.attended AND (x.d, n.ss, n.o, n.a)
-                              < (f.first_date, f.session_start, f.organisation_id, f.activity_id))
-           OR (n.attended AND NOT f.retained AND x.d < f.first_date + {RETENTION_DAYS})
-        """,
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        [r[3] for r in rows],
-        [r[4] for r in rows],
-    )
-    return [r["p"] for r in found]
 
 
 async def touched_by_activities(
