@@ -228,7 +228,7 @@ async def test_the_rollups_equal_their_fill_from_the_facts_in_any_order(
 async def test_the_rollup_follows_an_earlier_session_and_a_first_sessions_late_row(
     pool: asyncpg.Pool,
 ) -> None:
-    """The upkeep recomputes only the people whose row can change (rollups.touched_by_attendance):
+    """The upkeep recomputes only the people whose row can change (rollups.TOUCHES):
     a person retained already whose earlier session arrives late gets that session as their
     first; a late no-show row of the first session still sets its neighbourhood (the least of
     its rows); a later session of someone retained changes nothing. Each step equals the fill."""

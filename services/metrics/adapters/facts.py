@@ -5,7 +5,8 @@ Every statement is idempotent on its own (natural primary keys, ON CONFLICT DO N
 whatever the order of arrival (every version of an activity is kept with the moment it came into
 force). That is the deduplication of an event a relay published twice (shared.consumer's
 ``"offsets"`` tracking recognises a batch Kafka redelivers): each statement returns the natural
-keys it inserted, and the writer answers with the events that changed the facts.
+keys it inserted (the attendance statement, most of the events, only their count unless some
+were not new), and the writer answers with the events that changed the facts.
 """
 
 from __future__ import annotations

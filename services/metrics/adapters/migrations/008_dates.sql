@@ -1,5 +1,5 @@
 -- A session's date is its start's date in Europe/Amsterdam (domain.md §6), now enforced: the
--- first-attendance rollup's upkeep (adapters/rollups.py, touched_by_attendance) relies on every
+-- first-attendance rollup's upkeep (adapters/rollups.py, TOUCHES) relies on every
 -- row of a session having the same date, and the fact writer derives the date from the start
 -- (the event's session_date is that same date by the contract). Rows that disagree (none are
 -- expected: the registrations service always sent the local date, migration 002 set the start
