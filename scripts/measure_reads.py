@@ -86,9 +86,11 @@ async def fill(database: str, events: int, seed: int, years: int, rollups: bool)
         async with pool.acquire() as conn:
             began = time.perf_counter()
             await conn.execute("SELECT 1")  # the rollups, filled once (as a rebuild does)
-            from services.metrics.adapters.rollups import fill_first_attendance
+            from services.metrics.adapters import rollups as tables
 
-            await fill_first_attendance(conn, "metrics")
+            await tables.fill_first_attendance(conn, "metrics")
+            if hasattr(tables, "fill_open_referrals"):  # the code before migration 009 has none
+                await tables.fill_open_referrals(conn, "metrics")
             print(f"fill: rollups filled in {time.perf_counter() - began:.1f} s", flush=True)
     async with pool.acquire() as conn:
         await conn.execute("VACUUM ANALYZE")

@@ -6,7 +6,8 @@ from the decisions already made, every period of a year from one grid."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, date, datetime
+import random
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -19,13 +20,18 @@ from services.metrics.domain.baseline import load_baseline
 from services.metrics.domain.disclosure import YearGrid
 from services.metrics.domain.periods import parse_period
 from services.metrics.service_layer.indicators import IndicatorService
-from shared.events import CloudEvent, PersonErased, new_event
+from shared.events import CloudEvent, Participant, PersonErased, new_event
 from shared.reference import load_reference
 from shared.scale import DEFAULT_THRESHOLDS
 from tests.integration.test_metrics_scenario import (
     P1,
+    A,
+    activity,
+    attendance,
     create_metrics_schema,
     drop_schema,
+    hexid,
+    person,
     scenario,
 )
 
@@ -155,18 +161,33 @@ async def rollup_rows(pool: asyncpg.Pool, schema: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in rows]
 
 
-async def test_the_first_attendance_rollup_equals_its_fill_from_the_facts_in_any_order(
+async def open_rows(pool: asyncpg.Pool, schema: str) -> list[tuple[Any, ...]]:
+    rows = await pool.fetch(f'SELECT * FROM "{schema}".open_referrals ORDER BY 1, 2')
+    return [tuple(r) for r in rows]
+
+
+async def refill(pool: asyncpg.Pool, schema: str) -> None:
+    async with pool.acquire() as conn:
+        await rollups.fill_first_attendance(conn, f'"{schema}"')
+        await rollups.fill_open_referrals(conn, f'"{schema}"')
+
+
+async def test_the_rollups_equal_their_fill_from_the_facts_in_any_order(
     pool: asyncpg.Pool,
 ) -> None:
     """Kept batch by batch (one event at a time in order, and in reverse: activity versions
-    after the sessions they classify, late events first), erasure included, the rollup is what a fill
-    from the facts gives; so is it in arrival order in one batch."""
+    after the sessions they classify, late events first; shuffled, in batches of random
+    sizes), erasure included, the rollups (first attendance, open referrals) are what a fill
+    from the facts gives; so are they in arrival order in one batch."""
     first, second = scenario()
     erasure = new_event(
         PersonErased(subject_id=P1.id, erased_at=datetime(2016, 1, 1, tzinfo=UTC)), None
     )
+    shuffled = [*first, *second]
+    random.Random(14).shuffle(shuffled)
     results = []
-    for order in ("one batch", "one by one", "one by one, reversed"):
+    orders = ("one batch", "one by one", "one by one, reversed", "shuffled", "shuffled, batches")
+    for order in orders:
         schema = await create_metrics_schema(pool)
         try:
             if order == "one batch":
@@ -174,22 +195,71 @@ async def test_the_first_attendance_rollup_equals_its_fill_from_the_facts_in_any
             elif order == "one by one":  # later sessions of known people: no recomputation
                 for event in [*first, *second]:
                     await apply(pool, schema, [event])
-            else:
+            elif order == "one by one, reversed":
                 for event in reversed([*first, *second]):
                     await apply(pool, schema, [event])
-            kept = await rollup_rows(pool, schema)
-            assert kept, "the scenario has first attendances"
-            async with pool.acquire() as conn:
-                await rollups.fill_first_attendance(conn, f'"{schema}"')
-            assert await rollup_rows(pool, schema) == kept
+            elif order == "shuffled":
+                for event in shuffled:
+                    await apply(pool, schema, [event])
+            else:
+                sizes = random.Random(15)
+                at = 0
+                while at < len(shuffled):
+                    size = sizes.randint(1, 12)
+                    await apply(pool, schema, shuffled[at : at + size])
+                    at += size
+            kept = (await rollup_rows(pool, schema), await open_rows(pool, schema))
+            assert kept[0], "the scenario has first attendances"
+            assert kept[1], "the scenario has open referrals"
+            await refill(pool, schema)
+            assert (await rollup_rows(pool, schema), await open_rows(pool, schema)) == kept
             await apply(pool, schema, [erasure])
-            erased = await rollup_rows(pool, schema)
-            assert len(erased) == len(kept) - 1
-            assert P1.id not in {row[0] for row in erased}
-            async with pool.acquire() as conn:
-                await rollups.fill_first_attendance(conn, f'"{schema}"')
-            assert await rollup_rows(pool, schema) == erased
+            erased = (await rollup_rows(pool, schema), await open_rows(pool, schema))
+            assert len(erased[0]) == len(kept[0]) - 1
+            assert P1.id not in {row[0] for row in erased[0]}
+            await refill(pool, schema)
+            assert (await rollup_rows(pool, schema), await open_rows(pool, schema)) == erased
             results.append((kept, erased))
         finally:
             await drop_schema(pool, schema)
-    assert results[0] == results[1] == results[2]
+    assert all(result == results[0] for result in results)
+
+
+async def test_the_rollup_follows_an_earlier_session_and_a_first_sessions_late_row(
+    pool: asyncpg.Pool,
+) -> None:
+    """The upkeep recomputes only the people whose row can change (rollups.TOUCHES):
+    a person retained already whose earlier session arrives late gets that session as their
+    first; a late no-show row of the first session still sets its neighbourhood (the least of
+    its rows); a later session of someone retained changes nothing. Each step equals the fill."""
+    who = person(hexid("rollup-late"), "koningshof", "65-74")
+    moved = person(who.id, "delfgauw", "65-74")
+    weeks = [date(2014, 5, 6) + timedelta(days=7 * n) for n in range(4)]
+
+    def session(n: int, day: date, status: str = "attended", p: Participant = who) -> Any:
+        start = f"{day.isoformat()}T10:00:00+02:00"
+        return attendance(A, f"late-{n}", "A1", p, start, day, status)
+
+    steps = [
+        [activity(A, "A1", "meeting", True)],
+        [session(n, day) for n, day in enumerate(weeks)],  # retained from 6 May
+        [session(10, date(2014, 3, 4))],  # an earlier session, reported late: the first now
+        [session(11, date(2014, 3, 4), "no_show", moved)],  # a second row of that session
+        [session(12, date(2014, 9, 2))],  # a later session: changes nothing
+    ]
+    schema = await create_metrics_schema(pool)
+    try:
+        seen = []
+        for step in steps:
+            await apply(pool, schema, step)
+            kept = await rollup_rows(pool, schema)
+            await refill(pool, schema)
+            assert await rollup_rows(pool, schema) == kept
+            seen.append(kept)
+        assert [row[1:3] for row in seen[1]] == [(weeks[0], A)]
+        assert seen[2][0][1] == date(2014, 3, 4)
+        assert seen[2][0][5] == "koningshof"
+        assert seen[3][0][5] == "delfgauw"
+        assert seen[4] == seen[3]
+    finally:
+        await drop_schema(pool, schema)

@@ -5,7 +5,8 @@ Every statement is idempotent on its own (natural primary keys, ON CONFLICT DO N
 whatever the order of arrival (every version of an activity is kept with the moment it came into
 force). That is the deduplication of an event a relay published twice (shared.consumer's
 ``"offsets"`` tracking recognises a batch Kafka redelivers): each statement returns the natural
-keys it inserted, and the writer answers with the events that changed the facts.
+keys it inserted (the attendance statement, most of the events, only their count unless some
+were not new), and the writer answers with the events that changed the facts.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ CHANGE_SLOTS = 16
 def _changed(
     events: Sequence[CloudEvent[Any]],
     key: Callable[[CloudEvent[Any]], tuple[Any, ...]],
-    inserted: Sequence[asyncpg.Record],
+    inserted: Sequence[asyncpg.Record | tuple[Any, ...]],
 ) -> list[CloudEvent[Any]]:
     """The events whose natural keys a statement inserted (of two events with one key in a
     batch, the first one's row is the one inserted)."""
@@ -94,7 +95,15 @@ class FactWriter:
                 if seen is None or event.time > seen:
                     last_seen[org] = event.time
         changed: list[CloudEvent[Any]] = []
+        # The people whose first attendance the new rows can change (the attendance statement
+        # says which, as it inserts them).
+        people: set[str] = set()
         for cls, group in by_type.items():
+            if cls is AttendanceRecorded:  # the rollup's upkeep rides on its statement
+                new, touched = await self._attendance(conn, group)
+                changed.extend(new)
+                people.update(touched)
+                continue
             handler = self._handlers.get(cls)
             if handler is None:
                 raise ValueError(f"the metrics service does not apply {cls.__name__} events")
@@ -112,7 +121,7 @@ class FactWriter:
                 list(last_seen.values()),
             )
         if self.rollups:
-            await self._roll_up(conn, erasures, changed)
+            await self._roll_up(conn, erasures, changed, people)
         applied = [*erasures, *changed]
         if applied:
             await self._bump(conn, len(applied))
@@ -123,26 +132,12 @@ class FactWriter:
         conn: asyncpg.Connection,
         erasures: Sequence[CloudEvent[Any]],
         changed: Sequence[CloudEvent[Any]],
+        people: set[str],
     ) -> None:
-        """The rollup rows of the people this batch touched, recomputed from the facts."""
-        people = {e.data.subject_id for e in erasures}
-        attendance = [e.data for e in changed if isinstance(e.data, AttendanceRecorded)]
-        people.update(
-            await rollups.touched_by_attendance(
-                conn,
-                self.s,
-                [
-                    (
-                        d.participant.id,
-                        d.organisation_id,
-                        d.activity_id,
-                        d.session_start,
-                        d.session_date,
-                    )
-                    for d in attendance
-                ],
-            )
-        )
+        """The rollup rows of the people this batch touched, recomputed from the facts:
+        ``people`` (of the new attendance), the erased, the attendees of a new activity
+        version; the open referrals of new referrals and status changes."""
+        people.update(e.data.subject_id for e in erasures)
         versions = {
             (e.data.organisation_id, e.data.activity_id)
             for e in changed
@@ -150,6 +145,12 @@ class FactWriter:
         }
         people.update(await rollups.touched_by_activities(conn, self.s, sorted(versions)))
         await rollups.refresh_first_attendance(conn, self.s, people)
+        referrals = [
+            (e.data.organisation_id, e.data.referral_id)
+            for e in changed
+            if isinstance(e.data, ReferralCreated | ReferralStatusChanged)
+        ]
+        await rollups.refresh_open_referrals(conn, self.s, referrals)
 
     async def _bump(self, conn: asyncpg.Connection, events: int) -> None:
         """The change marker, in the transaction that changes the facts: readers recompute the
@@ -206,6 +207,9 @@ class FactWriter:
             f"DELETE FROM {s}.registrations WHERE participant_id = ANY($1::text[])",
             f"DELETE FROM {s}.attendance WHERE participant_id = ANY($1::text[])",
             f"DELETE FROM {s}.referral_status x USING {s}.referrals r "
+            "WHERE r.participant_id = ANY($1::text[]) AND x.organisation_id = r.organisation_id "
+            "AND x.referral_id = r.referral_id",
+            f"DELETE FROM {s}.open_referrals x USING {s}.referrals r "
             "WHERE r.participant_id = ANY($1::text[]) AND x.organisation_id = r.organisation_id "
             "AND x.referral_id = r.referral_id",
             f"DELETE FROM {s}.referrals WHERE participant_id = ANY($1::text[])",
@@ -287,14 +291,39 @@ class FactWriter:
 
     async def _attendance(
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
-    ) -> list[CloudEvent[Any]]:
+    ) -> tuple[list[CloudEvent[Any]], list[str]]:
+        """The new attendance rows, and the people among them whose first attendance they can
+        change (rollups.TOUCHES), in one statement that answers one row: the count inserted,
+        the natural keys only when some were not new, and the people."""
         rows: list[AttendanceRecorded] = [e.data for e in events]
-        inserted = await conn.fetch(
-            f"INSERT INTO {self.s}.attendance (organisation_id, attendance_id, activity_id, "
-            "participant_id, neighbourhood, age_band, session_start, session_date, attended) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-            "$6::text[], $7::timestamptz[], $8::date[], $9::bool[]) ON CONFLICT DO NOTHING "
-            "RETURNING organisation_id, attendance_id",
+        touched = (
+            f"array_agg(DISTINCT n.participant_id) FILTER (WHERE {rollups.TOUCHES})"
+            if self.rollups
+            else "NULL::text[]"
+        )
+        # The session's date is its start's date in Amsterdam (what the event's session_date
+        # says by the contract), derived here so that the schema's check (migration 008) holds
+        # for every row this writer makes.
+        found = await conn.fetchrow(
+            f"""
+            WITH n AS (
+                INSERT INTO {self.s}.attendance (organisation_id, attendance_id, activity_id,
+                    participant_id, neighbourhood, age_band, session_start, session_date,
+                    attended)
+                SELECT o, i, a, p, nb, ab, ss, {rollups.LOCAL_DATE.format("ss")}, att
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                            $6::text[], $7::timestamptz[], $8::bool[])
+                    AS u(o, i, a, p, nb, ab, ss, att)
+                ON CONFLICT DO NOTHING
+                RETURNING organisation_id, attendance_id, activity_id, participant_id,
+                          session_start, session_date, attended
+            )
+            SELECT count(*) AS inserted,
+                   CASE WHEN count(*) < $9 THEN array_agg(n.organisation_id) END AS orgs,
+                   CASE WHEN count(*) < $9 THEN array_agg(n.attendance_id) END AS ids,
+                   {touched} AS touched
+            FROM n LEFT JOIN {self.s}.first_attendance f ON f.participant_id = n.participant_id
+            """,
             [d.organisation_id for d in rows],
             [d.attendance_id for d in rows],
             [d.activity_id for d in rows],
@@ -302,10 +331,18 @@ class FactWriter:
             [d.participant.neighbourhood for d in rows],
             [d.participant.age_band for d in rows],
             [d.session_start for d in rows],
-            [d.session_date for d in rows],
             [d.status == "attended" for d in rows],
+            len(rows),
         )
-        return _changed(events, lambda e: (e.data.organisation_id, e.data.attendance_id), inserted)
+        assert found is not None
+        people: list[str] = found["touched"] or []
+        if found["inserted"] == len(rows):
+            return list(events), people
+        inserted = list(zip(found["orgs"] or [], found["ids"] or [], strict=True))
+        return (
+            _changed(events, lambda e: (e.data.organisation_id, e.data.attendance_id), inserted),
+            people,
+        )
 
     async def _referrals(
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
@@ -411,6 +448,7 @@ class FactWriter:
         ActivityUpserted: _activities,
         RegistrationCreated: _registrations,
         RegistrationCancelled: _cancellations,
+        # Called by __call__ itself: it answers the people for the rollup's upkeep too.
         AttendanceRecorded: _attendance,
         ReferralCreated: _referrals,
         ReferralStatusChanged: _referral_status,

@@ -8,8 +8,6 @@ from typing import Any
 
 import asyncpg
 
-from shared.referral_parties import RECEIVER_STATUSES, REFERRER_STATUSES
-
 __all__ = ["Marker", "change_marker", "fact_figures", "live_figures", "referrals_overdue"]
 
 # The change marker: equal markers, equal facts (migration 006). The partner registry is part of
@@ -43,24 +41,10 @@ async def fact_figures(conn: asyncpg.Connection, s: str) -> dict[str, Any]:
 
 async def referrals_overdue(conn: asyncpg.Connection, s: str) -> int:
     """Open referrals without a change for more than 14 days: this one changes with the clock
-    too, not only with the facts."""
-    # A referral's status is its last change by the side allowed to make it, in the order the
-    # changes were made: `at`, then arrival (never the status name: `at` can tie).
+    too, not only with the facts. Read from the open referrals (migration 009, kept by the
+    fact writer), not from every referral of history."""
     overdue = await conn.fetchval(
-        f"""
-        SELECT count(*) FROM {s}.referrals r
-        LEFT JOIN LATERAL (
-            SELECT status, at FROM {s}.referral_status x
-            WHERE x.organisation_id = r.organisation_id AND x.referral_id = r.referral_id
-              AND ((x.status = ANY($1::text[]) AND x.changed_by = r.receiving_organisation_id)
-                   OR (x.status = ANY($2::text[]) AND x.changed_by = r.organisation_id))
-            ORDER BY at DESC, sequence DESC LIMIT 1
-        ) last ON true
-        WHERE coalesce(last.status, 'created') IN ('created', 'accepted', 'contacted')
-          AND coalesce(last.at, r.created_at) < now() - interval '14 days'
-        """,
-        sorted(RECEIVER_STATUSES),
-        sorted(REFERRER_STATUSES),
+        f"SELECT count(*) FROM {s}.open_referrals WHERE since < now() - interval '14 days'"
     )
     return int(overdue or 0)
 

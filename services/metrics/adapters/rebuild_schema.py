@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from services.metrics.adapters.rollups import fill_first_attendance
+from services.metrics.adapters.rollups import fill_first_attendance, fill_open_referrals
 from shared.db import apply_migrations, migration_files
 from shared.db_roles import grant_service
 
@@ -72,7 +72,8 @@ class RebuildSchema:
         """The rollups from the loaded facts, once (the bulk load does not keep them)."""
         async with self.pool.acquire() as conn:
             await fill_first_attendance(conn, self.new)
-            await conn.execute(f"ANALYZE {self.new}.first_attendance")
+            await fill_open_referrals(conn, self.new)
+            await conn.execute(f"ANALYZE {self.new}.first_attendance, {self.new}.open_referrals")
 
     async def _tables(self, conn: asyncpg.Connection) -> list[str]:
         rows = await conn.fetch(

@@ -8,7 +8,7 @@ from datetime import date
 
 import asyncpg
 
-from services.metrics.adapters.rollups import fill_first_attendance
+from services.metrics.adapters.rollups import fill_first_attendance, fill_open_referrals
 from services.metrics.domain.baseline import load_baseline
 
 __all__ = ["FACT_DATES", "prune", "prune_facts"]
@@ -65,6 +65,7 @@ async def prune_facts(
         if any(deleted.values()):
             # The rollups from the facts that stay (a first attendance may have gone).
             await fill_first_attendance(conn, s)
+            await fill_open_referrals(conn, s)
             # The change marker (migration 006): readers recompute the live totals.
             await conn.execute(
                 f"INSERT INTO {s}.fact_changes (slot, changes, events) VALUES (0, 1, 0) "

@@ -1,5 +1,7 @@
 """Rollups of the facts, kept in the transaction that changes them (issue 14, item 1).
 
+``open_referrals``: the open referrals and their last change, for the count of overdue ones.
+
 ``first_attendance``: per participant, the first session attended ever (the activity version in
 force at its start classifies it, domain.md §6) and whether they were retained (at least
 ``RETENTION_SESSIONS`` attended sessions on days before the first's day + ``RETENTION_DAYS``).
@@ -7,28 +9,35 @@ Without it, every year's S2 figures read every session of history to find who wa
 
 How it stays exact: a rollup row is never adjusted, it is recomputed from the facts for the
 participants a transaction touched — the people of new attendance that can change their row
-(:func:`touched_by_attendance`), the erased, the people who attended an activity that got a new
-version (it may classify their sessions otherwise) — with the same SQL that fills the table from scratch (migration 007, a rebuild after its bulk load,
-retention's prune). So the rows are a function of the facts whatever the order of arrival, and
+(:data:`TOUCHES`, evaluated by the fact writer's attendance statement on the rows it inserts),
+the erased, the people who attended an activity that got a new version (it may classify their
+sessions otherwise) — with the same SQL that fills the table from scratch (migration 007, a
+rebuild after its bulk load, retention's prune). So the rows are a function of the facts whatever the order of arrival, and
 a redelivered event (which changes no fact) changes no row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
 
 import asyncpg
 
 from services.metrics.domain.windows import RETENTION_DAYS, RETENTION_SESSIONS
+from shared.referral_parties import RECEIVER_STATUSES, REFERRER_STATUSES
 
 __all__ = [
+    "LOCAL_DATE",
     "SESSIONS",
+    "TOUCHES",
     "fill_first_attendance",
+    "fill_open_referrals",
     "refresh_first_attendance",
+    "refresh_open_referrals",
     "touched_by_activities",
-    "touched_by_attendance",
 ]
+
+# The Europe/Amsterdam date of the moment ``{}`` (a session's date; migration 008 checks it).
+LOCAL_DATE = "({} AT TIME ZONE 'Europe/Amsterdam')::date"
 
 # One row per person and session, classified by the version of the activity in force at the
 # session's start (domain.md §6): a session is one (activity, session start), and one person at
@@ -62,6 +71,31 @@ _FIRSTS = f"""
     JOIN sessions c ON c.participant_id = f.participant_id AND c.attended
          AND c.session_date >= f.first_date AND c.session_date < f.first_date + {RETENTION_DAYS}
     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+"""
+
+# Of a new attendance row ``n`` (an attendance row just inserted) and its person's rollup row
+# ``f`` (if any), whether the row can change the rollup row. New rows only add to a person's
+# sessions, so (a session's date being its start's date in Amsterdam, which the schema checks:
+# every row of a session has the same) a row changes the person's rollup row only if it is
+#
+# - a row of their first session (its neighbourhood and age band are the least of its rows);
+# - an attended row of a person without a first attendance, or of a session ordered before
+#   their first (it may become the first);
+# - an attended row of a session dated before the first's day + RETENTION_DAYS of a person
+#   not yet retained (it may count for retention, which only grows).
+#
+# Every other row changes nothing: a no-show elsewhere (a session counts as attended if any of
+# its rows is), a session after the first of someone retained already, a later session. So a
+# regular's sessions cost the look-up of their row, not a recomputation of their history. (A
+# row of an activity not aimed at connection may be taken for one that can change something:
+# recomputing then changes nothing.)
+TOUCHES = f"""
+    (f.participant_id IS NULL AND n.attended)
+    OR (f.organisation_id, f.activity_id, f.session_start)
+       = (n.organisation_id, n.activity_id, n.session_start)
+    OR (n.attended AND (n.session_date, n.session_start, n.organisation_id, n.activity_id)
+                       < (f.first_date, f.session_start, f.organisation_id, f.activity_id))
+    OR (n.attended AND NOT f.retained AND n.session_date < f.first_date + {RETENTION_DAYS})
 """
 
 _COLUMNS = (
@@ -109,36 +143,6 @@ async def fill_first_attendance(conn: asyncpg.Connection, s: str) -> None:
     )
 
 
-async def touched_by_attendance(
-    conn: asyncpg.Connection, s: str, rows: Sequence[tuple[str, str, str, datetime, date]]
-) -> list[str]:
-    """Of new attendance rows ((participant, organisation, activity, session start, session
-    date)), the people whose row can change: no first attendance yet; or the new row's session
-    is dated before the first's day + ``RETENTION_DAYS`` (it may come first, or count for
-    retention); or it is a row of the first session itself. A row of a later session changes
-    neither, so a regular's weekly session costs one look-up of their row, not a recomputation
-    of their history. (A session's date is its start's date in Amsterdam, set by the
-    registrations service: every row of a session has the same.)"""
-    if not rows:
-        return []
-    found = await conn.fetch(
-        f"""
-        SELECT DISTINCT n.p
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::date[])
-            AS n(p, o, a, ss, d)
-        LEFT JOIN {s}.first_attendance f ON f.participant_id = n.p
-        WHERE f.participant_id IS NULL OR n.d < f.first_date + {RETENTION_DAYS}
-           OR (f.organisation_id, f.activity_id, f.session_start) = (n.o, n.a, n.ss)
-        """,
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        [r[3] for r in rows],
-        [r[4] for r in rows],
-    )
-    return [r["p"] for r in found]
-
-
 async def touched_by_activities(
     conn: asyncpg.Connection, s: str, activities: Sequence[tuple[str, str]]
 ) -> list[str]:
@@ -154,3 +158,62 @@ async def touched_by_activities(
         [i for _, i in activities],
     )
     return [r["participant_id"] for r in rows]
+
+
+# ``open_referrals``: the referrals whose status is open, with the moment of their last change
+# (migration 009), so that counting the overdue ones reads the open referrals, not all of them.
+# A referral's status is its last change by the side allowed to make it, in the order the
+# changes were made: ``at``, then arrival (never the status name: ``at`` can tie). ``{where}``:
+# more conditions on the referrals ``r``.
+_OPEN = """
+    SELECT r.organisation_id, r.referral_id, coalesce(last.at, r.created_at) AS since
+    FROM {s}.referrals r
+    LEFT JOIN LATERAL (
+        SELECT status, at FROM {s}.referral_status x
+        WHERE x.organisation_id = r.organisation_id AND x.referral_id = r.referral_id
+          AND ((x.status = ANY($1::text[]) AND x.changed_by = r.receiving_organisation_id)
+               OR (x.status = ANY($2::text[]) AND x.changed_by = r.organisation_id))
+        ORDER BY at DESC, sequence DESC LIMIT 1
+    ) last ON true
+    WHERE coalesce(last.status, 'created') IN ('created', 'accepted', 'contacted') {where}
+"""
+_PARTIES = (sorted(RECEIVER_STATUSES), sorted(REFERRER_STATUSES))
+
+
+async def refresh_open_referrals(
+    conn: asyncpg.Connection, s: str, referrals: Iterable[tuple[str, str]]
+) -> None:
+    """Recompute the rows of ``referrals`` ((organisation, referral) pairs whose referral or
+    status changes this transaction added) from the facts. A referral and its status changes
+    share a partition (the participant's), so one transaction at a time touches a referral."""
+    keys = sorted(set(referrals))
+    if not keys:
+        return
+    orgs, ids = [o for o, _ in keys], [r for _, r in keys]
+    await conn.execute(
+        f"DELETE FROM {s}.open_referrals x USING unnest($1::text[], $2::text[]) AS k(o, r) "
+        "WHERE x.organisation_id = k.o AND x.referral_id = k.r",
+        orgs,
+        ids,
+    )
+    fresh = _OPEN.format(
+        s=s,
+        where="AND (r.organisation_id, r.referral_id) IN "
+        "(SELECT * FROM unnest($3::text[], $4::text[]))",
+    )
+    await conn.execute(
+        f"INSERT INTO {s}.open_referrals (organisation_id, referral_id, since) {fresh}",
+        *_PARTIES,
+        orgs,
+        ids,
+    )
+
+
+async def fill_open_referrals(conn: asyncpg.Connection, s: str) -> None:
+    """Every row from the facts (a rebuild's bulk load, retention's prune)."""
+    await conn.execute(f"DELETE FROM {s}.open_referrals")
+    await conn.execute(
+        f"INSERT INTO {s}.open_referrals (organisation_id, referral_id, since) "
+        f"{_OPEN.format(s=s, where='')}",
+        *_PARTIES,
+    )
