@@ -263,3 +263,29 @@ async def test_the_rollup_follows_an_earlier_session_and_a_first_sessions_late_r
         assert seen[4] == seen[3]
     finally:
         await drop_schema(pool, schema)
+
+
+async def test_the_rollup_recomputes_many_people_in_slices_and_misses_none(
+    pool: asyncpg.Pool,
+) -> None:
+    """More people than one statement recomputes (rollups.REFRESH_SLICE), in one batch and in
+    one call: every row is there, as the fill from the facts has it."""
+    many = 2 * rollups.REFRESH_SLICE + 7
+    day = date(2014, 6, 3)
+    events: list[Any] = [activity(A, "SL", "meeting", True)]
+    for n in range(many):
+        who = person(hexid(f"slice-{n}"), "delfgauw", "75+")
+        events.append(attendance(A, f"slice-{n}", "SL", who, f"{day}T10:00:00+02:00", day))
+    schema = await create_metrics_schema(pool)
+    try:
+        await apply(pool, schema, events)
+        kept = await rollup_rows(pool, schema)
+        assert len(kept) == many
+        await refill(pool, schema)
+        assert await rollup_rows(pool, schema) == kept
+        async with pool.acquire() as conn:
+            await conn.execute(f'DELETE FROM "{schema}".first_attendance')
+            await rollups.refresh_first_attendance(conn, f'"{schema}"', [r[0] for r in kept])
+        assert await rollup_rows(pool, schema) == kept
+    finally:
+        await drop_schema(pool, schema)
