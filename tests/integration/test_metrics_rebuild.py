@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.metrics.adapters import queries
+from services.metrics.adapters import queries, rollups
 from services.metrics.bootstrap import MIGRATIONS
 from services.metrics.domain.answers import BREAKDOWNS
 from services.metrics.domain.periods import parse_period
@@ -213,6 +213,11 @@ async def test_a_rebuild_in_worker_processes_equals_one_in_this_process(
             kept["stored"] = await conn.fetchval(
                 f"SELECT sum(next_offset) FROM {NEW_SCHEMA}.consumer_offsets"
             )
+            # The rollup filled in shares of people side by side is the one-statement fill.
+            await rollups.fill_first_attendance(conn, NEW_SCHEMA)
+        assert (await _facts(pool, NEW_SCHEMA))["first_attendance"] == facts["first_attendance"]
+        assert facts["first_attendance"]
+        async with pool.acquire() as conn:
             await conn.execute(f"DROP SCHEMA {NEW_SCHEMA} CASCADE")
         return report, facts, kept
 

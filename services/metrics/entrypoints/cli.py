@@ -127,7 +127,8 @@ async def _rebuild(args: argparse.Namespace) -> int:
     print(
         f"replayed {report.events} events ({report.applied} applied, {report.skipped} dead letters "
         f"skipped) in {report.seconds:.1f} s = {report.events_per_second:,.0f} events/s; "
-        f"{'swapped in' if report.swapped else 'not swapped (--no-swap)'}"
+        f"{'swapped in' if report.swapped else 'not swapped (--no-swap)'}; phases: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.phases.items())
     )
     if report.swapped:
         # The published breakdowns are still the last release of the old facts (carried over

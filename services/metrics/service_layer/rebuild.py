@@ -17,7 +17,8 @@ asynchronous commits until the swap), in three phases:
    which phase 1 filled and nobody changes until phase 3.
 3. In this process, from the offsets the workers stored: what arrived meanwhile on every topic
    (an erasure too: applied alone, after every worker committed, it deletes all of the person's
-   facts). Then the indexes are built and the rollups filled; then the swap lock is taken (live
+   facts). Then the indexes are built and the rollups filled (each on several connections side
+   by side: the rollup of first attendances in shares of people); then the swap lock is taken (live
    batches wait on it, see ``REBUILD_LOCK``), what arrived since is replayed, and the schemas are
    swapped in one transaction.
 
@@ -35,7 +36,7 @@ import multiprocessing
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
@@ -66,6 +67,8 @@ class RebuildReport:
     skipped: int
     seconds: float
     swapped: bool
+    # Seconds of each phase (see the module): where a rebuild's time goes.
+    phases: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def events_per_second(self) -> float:
@@ -271,6 +274,15 @@ async def rebuild(
     writer = FactWriter(NEW_SCHEMA, services, rollups=False)
     target = _bulk_consumer(pool, writer, sink)
     totals = {"events": 0, "applied": 0, "skipped": 0, "total": 0}
+    phases: dict[str, float] = {}
+    mark = [started]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        phases[name] = round(now - mark[0], 2)
+        mark[0] = now
+
+    lap("schema")
 
     def count(result: BatchResult) -> None:
         totals["events"] += result.applied + result.duplicates + result.dead_lettered
@@ -287,6 +299,7 @@ async def rebuild(
             await _replay_until(first, target, await first.ends(), count)
         finally:
             await first.stop()
+    lap("erasures")
     others = [topic_name(t, prefix) for t in topics if t is not Topic.ERASURES]
     replay = TopicReplay(bootstrap, [*others, *erasures], batch_size)
     totals["total"] += await replay.start()
@@ -309,12 +322,17 @@ async def rebuild(
             totals["events"] += events
             totals["applied"] += applied
             totals["skipped"] += skipped
+            lap("workers")
         # Phase 3: from where phases 1 and 2 stopped (the offsets stored with their batches).
         stored = await target.stored_offsets([(tp.topic, tp.partition) for tp in replay.partitions])
         await replay.skip_to({TopicPartition(*key): offset for key, offset in stored.items()})
         await _replay_until(replay, target, await replay.ends(), count)
-        await fresh.build_indexes()
-        await fresh.fill_rollups()
+        lap("replay")
+        # Side by side on as many connections as there were workers (at least two).
+        await fresh.build_indexes(max(2, workers))
+        lap("indexes")
+        await fresh.fill_rollups(max(2, workers))
+        lap("rollups")
         writer.rollups = True
         swapped = False
         if swap:
@@ -325,10 +343,16 @@ async def rebuild(
 
             await fresh.swap(catch_up)
             swapped = True
+            lap("swap")
     finally:
         await replay.stop()
     seconds = time.perf_counter() - started
     log.info("rebuild done", extra={"events": totals["events"], "seconds": round(seconds, 1)})
     return RebuildReport(
-        totals["events"], totals["applied"], sink.count + totals["skipped"], seconds, swapped
+        totals["events"],
+        totals["applied"],
+        sink.count + totals["skipped"],
+        seconds,
+        swapped,
+        phases,
     )
