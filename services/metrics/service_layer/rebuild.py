@@ -165,8 +165,13 @@ async def _replay_share(share: _Share, done: Synchronized) -> tuple[int, int, in
         share.bootstrap, sorted({t for t, _, _ in share.targets}), share.batch_size, list(targets)
     )
     totals = [0, 0]
+    parent = multiprocessing.parent_process()
 
     def count(result: BatchResult) -> None:
+        if parent is not None and not parent.is_alive():
+            # The rebuild that started this worker is gone (killed): stop writing into a
+            # schema that nobody will swap in (the next rebuild drops it).
+            raise RuntimeError("the rebuild that started this worker is gone")
         events = result.applied + result.duplicates + result.dead_lettered
         totals[0] += events
         totals[1] += result.applied
@@ -196,7 +201,10 @@ async def _in_workers(
         for share in shares:
             reader, writer = ctx.Pipe(duplex=False)
             proc = ctx.Process(
-                target=_worker, args=(share, done, writer, prepare), name="rebuild-worker"
+                target=_worker,
+                args=(share, done, writer, prepare),
+                name="rebuild-worker",
+                daemon=True,  # ended with this process if it exits before joining them
             )
             proc.start()
             writer.close()  # the child holds its end; EOF here when it is gone
