@@ -246,6 +246,28 @@ async def test_a_rebuild_in_worker_processes_equals_one_in_this_process(
     assert one_kept["stored"] == counts[0]
 
 
+async def test_a_failing_worker_fails_the_rebuild_and_leaves_no_process(pool, topic_prefix):
+    """A worker that cannot do its share (here: it cannot reach the database) fails the whole
+    rebuild with its reason; no worker process outlives it."""
+    import multiprocessing
+
+    await ensure_topics(KAFKA, topic_prefix, partitions=4)
+    await publish(history()[:50], topic_prefix)
+    with pytest.raises(RuntimeError, match="a rebuild worker failed") as failed:
+        await rebuild(
+            pool,
+            KAFKA,
+            CONSUMED_TOPICS,
+            prefix=topic_prefix,
+            workers=2,
+            dsn="postgresql://postgres@127.0.0.1:1/nowhere",
+        )
+    assert "Connect" in str(failed.value) or "refused" in str(failed.value)
+    assert multiprocessing.active_children() == []
+    async with pool.acquire() as conn:
+        await conn.execute("DROP SCHEMA IF EXISTS metrics_rebuild CASCADE")
+
+
 # ------------------------------------------------------------------------------------------------
 # Upgrading: facts of the old definitions, events of the old versions on the topics
 # ------------------------------------------------------------------------------------------------
