@@ -57,6 +57,16 @@ class TopicReplay:
         end = await self.consumer.end_offsets(self.partitions)
         return sum(end[tp] - begin[tp] for tp in self.partitions)
 
+    def pause(self) -> None:
+        """Fetch nothing until :meth:`resume` (while other processes replay these partitions,
+        records prefetched here would only take memory)."""
+        if self.partitions:
+            self.consumer.pause(*self.partitions)
+
+    def resume(self) -> None:
+        if self.partitions:
+            self.consumer.resume(*self.partitions)
+
     async def skip_to(self, positions: Mapping[TopicPartition, int]) -> None:
         """Carry on from ``positions`` (where an earlier phase stopped) in those partitions."""
         for tp, offset in positions.items():

@@ -322,11 +322,13 @@ async def rebuild(
                 if progress:
                     progress(base + done, totals["total"])
 
+            replay.pause()
             events, applied, skipped = await _in_workers(
                 _shares(ends, workers, dsn, bootstrap, services, batch_size),
                 prepare_worker,
                 shown,
             )
+            replay.resume()
             totals["events"] += events
             totals["applied"] += applied
             totals["skipped"] += skipped
