@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.metrics.adapters import queries
+from services.metrics.adapters import queries, rollups
 from services.metrics.bootstrap import MIGRATIONS
 from services.metrics.domain.answers import BREAKDOWNS
 from services.metrics.domain.periods import parse_period
@@ -50,7 +50,10 @@ async def everything(svc: Any) -> dict[tuple[str, str | None], Any]:
     return out
 
 
-async def test_a_rebuild_from_the_topics_gives_the_live_figures(pool, topic_prefix):
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_rebuild_from_the_topics_gives_the_live_figures(
+    pool, database, topic_prefix, workers
+):
     await ensure_topics(KAFKA, topic_prefix, partitions=4)
     first, second = scenario()
     more = history()  # includes 40 redelivered events
@@ -80,7 +83,15 @@ async def test_a_rebuild_from_the_topics_gives_the_live_figures(pool, topic_pref
 
             # While the replay runs, the live schema keeps answering with the old figures.
             task = asyncio.create_task(
-                rebuild(pool, KAFKA, CONSUMED_TOPICS, schema=live, prefix=topic_prefix)
+                rebuild(
+                    pool,
+                    KAFKA,
+                    CONSUMED_TOPICS,
+                    schema=live,
+                    prefix=topic_prefix,
+                    workers=workers,
+                    dsn=database,
+                )
             )
             reads = 0
             while not task.done():
@@ -107,6 +118,154 @@ async def test_a_rebuild_from_the_topics_gives_the_live_figures(pool, topic_pref
         assert result["freshness"]["events_applied"] == changing + 1
     finally:
         await drop_schema(pool, live)
+
+
+async def _facts(pool: Any, schema: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of ``schema``, sorted, but those that say when and by whom
+    rather than what: the applied-events log (its order depends on timing), the migrations'
+    times, the change marker's slots (one per writing process; its events summed instead) and
+    the random generation id of the schema."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    async with pool.acquire() as conn:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename NOT IN "
+            "('processed_events', 'schema_migrations', 'fact_changes', 'fact_generation') "
+            "ORDER BY 1",
+            schema,
+        )
+        out["fact_changes"] = [
+            (await conn.fetchval(f"SELECT sum(events) FROM {schema}.fact_changes"),)
+        ]
+        for t in tables:
+            rows = await conn.fetch(f"SELECT * FROM {schema}.{t['tablename']}")
+            out[t["tablename"]] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+async def test_a_rebuild_in_worker_processes_equals_one_in_this_process(
+    pool, database, topic_prefix
+):
+    """Partitions replayed by three processes at once (the erasures first, alone): the same
+    facts, rollups, counts and stored offsets as one process, and the erased people's events
+    skipped from every topic and partition, including an erasure published after their
+    events."""
+    from services.metrics.service_layer.rebuild import NEW_SCHEMA
+    from shared.events import PersonErased, new_event
+
+    await ensure_topics(KAFKA, topic_prefix, partitions=4)
+    events = history()  # ~900 events of 70 people over four topics, 40 redelivered
+    by_person: dict[str, int] = {}
+    for e in events:
+        if e.subject:
+            by_person[e.subject] = by_person.get(e.subject, 0) + 1
+    # The two busiest people: their events lie on several topics and partitions.
+    erased = sorted(by_person, key=lambda p: (-by_person[p], p))[:2]
+    erasures = [
+        new_event(
+            PersonErased(
+                subject_id=p, erased_at=datetime.fromisoformat(f"2016-01-0{n}T12:00:00+01:00")
+            ),
+            None,
+        )
+        for n, p in enumerate(erased, 1)
+    ]
+    await publish([erasures[0], *events, erasures[1]], topic_prefix)
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA)
+    await producer.start()
+    try:
+        poison = topic_name(Topic.MEASUREMENTS, topic_prefix)
+        await producer.send_and_wait(poison, b"not an event", key=b"poison")
+    finally:
+        await producer.stop()
+
+    people = {
+        "attendance": "participant_id",
+        "registrations": "participant_id",
+        "referrals": "participant_id",
+        "measurements": "participant_id",
+    }
+
+    async def replayed(workers: int) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        report = await rebuild(
+            pool,
+            KAFKA,
+            CONSUMED_TOPICS,
+            prefix=topic_prefix,
+            swap=False,
+            workers=workers,
+            dsn=database,
+        )
+        facts = await _facts(pool, NEW_SCHEMA)
+        async with pool.acquire() as conn:
+            kept = {
+                table: (
+                    await conn.fetchval(
+                        f"SELECT count(*) FROM {NEW_SCHEMA}.{table} WHERE {column} = ANY($1)",
+                        erased,
+                    ),
+                    await conn.fetchval(f"SELECT count(*) FROM {NEW_SCHEMA}.{table}"),
+                )
+                for table, column in people.items()
+            }
+            kept["erased_subjects"] = await conn.fetchval(
+                f"SELECT array_agg(subject_id ORDER BY subject_id) FROM {NEW_SCHEMA}.erased_subjects"
+            )
+            kept["stored"] = await conn.fetchval(
+                f"SELECT sum(next_offset) FROM {NEW_SCHEMA}.consumer_offsets"
+            )
+            # The rollup filled in shares of people side by side is the one-statement fill.
+            await rollups.fill_first_attendance(conn, NEW_SCHEMA)
+        assert (await _facts(pool, NEW_SCHEMA))["first_attendance"] == facts["first_attendance"]
+        assert facts["first_attendance"]
+        async with pool.acquire() as conn:
+            await conn.execute(f"DROP SCHEMA {NEW_SCHEMA} CASCADE")
+        return report, facts, kept
+
+    try:
+        one_report, one, one_kept = await replayed(1)
+        three_report, three, three_kept = await replayed(3)
+    finally:
+        async with pool.acquire() as conn:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {NEW_SCHEMA} CASCADE")
+    assert three == one
+    assert three_kept == one_kept
+    counts = (one_report.events, one_report.applied, one_report.skipped)
+    assert (three_report.events, three_report.applied, three_report.skipped) == counts
+    # Every record was replayed once, the poison counted; fewer applied than distinct events
+    # (the erased people's events were skipped).
+    assert counts[0] == len(events) + len(erasures) + 1
+    assert counts[2] == 1
+    assert counts[1] < len({e.id for e in events})
+    # The erased people are gone from every fact; the others are there.
+    for table in people:
+        assert one_kept[table][0] == 0, table
+        assert one_kept[table][1] > 0, table
+    assert one_kept["erased_subjects"] == sorted(erased)
+    # The offsets stored for the live consumer to carry on from: every partition's end (the
+    # topics hold only this test's records).
+    assert one_kept["stored"] == counts[0]
+
+
+async def test_a_failing_worker_fails_the_rebuild_and_leaves_no_process(pool, topic_prefix):
+    """A worker that cannot do its share (here: it cannot reach the database) fails the whole
+    rebuild with its reason; no worker process outlives it."""
+    import multiprocessing
+
+    await ensure_topics(KAFKA, topic_prefix, partitions=4)
+    await publish(history()[:50], topic_prefix)
+    with pytest.raises(RuntimeError, match="a rebuild worker failed") as failed:
+        await rebuild(
+            pool,
+            KAFKA,
+            CONSUMED_TOPICS,
+            prefix=topic_prefix,
+            workers=2,
+            dsn="postgresql://postgres@127.0.0.1:1/nowhere",
+        )
+    assert "Connect" in str(failed.value) or "refused" in str(failed.value)
+    assert multiprocessing.active_children() == []
+    async with pool.acquire() as conn:
+        await conn.execute("DROP SCHEMA IF EXISTS metrics_rebuild CASCADE")
 
 
 # ------------------------------------------------------------------------------------------------

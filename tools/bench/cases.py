@@ -348,8 +348,12 @@ async def rebuild(bench: Bench, prefill: Prefill, dsn: str, bare_rate: float) ->
         raise RuntimeError(f"verbinding metrics rebuild said: {out[-500:]}")
     events, applied, seconds = int(found[1]), int(found[2]), float(found[3])
     rate = events / seconds if seconds else 0.0
+    # "...; phases: schema 0.3 s, erasures 0.0 s, workers 31.2 s, ..." (where the time went)
+    said = [line.split("phases:")[1] for line in out.splitlines() if "phases:" in line]
+    phases = {n: float(v) for n, v in re.findall(r"(\w+) ([\d.]+) s", said[0])} if said else {}
     return {
         "cpu_us_per_event": cpu / max(events, 1) * 1e6,
+        "phases_seconds": phases,
         "events": events,
         "applied": applied,
         "seconds": seconds,

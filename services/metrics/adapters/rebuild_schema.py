@@ -11,17 +11,22 @@ before it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
-from services.metrics.adapters.rollups import fill_first_attendance, fill_open_referrals
+from services.metrics.adapters.rollups import fill_first_attendance_share, fill_open_referrals
 from shared.db import apply_migrations, migration_files
 from shared.db_roles import grant_service
 
 __all__ = ["REBUILD_LOCK", "RebuildSchema"]
 
 REBUILD_LOCK = 0x5EB1D  # advisory lock id shared by the live consumer and the rebuild
+
+# Tables derived from the facts after the load (adapters/rollups.py).
+ROLLUP_TABLES = ("first_attendance", "open_referrals")
 
 
 class RebuildSchema:
@@ -58,31 +63,91 @@ class RebuildSchema:
                 await conn.execute(f"DROP INDEX {row['name']}")
             self._deferred = [row["ddl"] for row in rows]
 
-    async def build_indexes(self) -> None:
-        """The secondary indexes, each built once over the loaded rows; fresh statistics."""
+    async def build_indexes(self, connections: int = 1) -> None:
+        """The secondary indexes of the facts, each built once over the loaded rows, and fresh
+        statistics; on up to ``connections`` connections side by side (one statement uses one
+        core; a CREATE INDEX takes a lock that other index builds of its table share). The
+        rollups' own indexes wait for :meth:`fill_rollups`."""
+        facts = [ddl for ddl in self._deferred if not self._on_rollup(ddl)]
         async with self.pool.acquire() as conn:
-            # A sort in memory rather than on disk for the index builds of one session.
-            await conn.execute("SET maintenance_work_mem = '256MB'")
-            for ddl in self._deferred:
-                await conn.execute(ddl)
-            self._deferred = []
-            await conn.execute(f"ANALYZE {self._tables_list(await self._tables(conn))}")
+            tables = [t for t in await self._tables(conn) if t not in ROLLUP_TABLES]
+        await self._side_by_side(
+            [*(self._build(ddl) for ddl in facts), *(self._analyze(t) for t in tables)],
+            connections,
+        )
+        self._deferred = [ddl for ddl in self._deferred if self._on_rollup(ddl)]
 
-    async def fill_rollups(self) -> None:
-        """The rollups from the loaded facts, once (the bulk load does not keep them)."""
-        async with self.pool.acquire() as conn:
-            await fill_first_attendance(conn, self.new)
+    async def fill_rollups(self, connections: int = 1) -> None:
+        """The rollups from the loaded facts, once (the bulk load does not keep them): the
+        first attendances in ``connections`` shares of people side by side, then the rollups'
+        indexes and statistics."""
+        shares = max(1, connections)
+
+        async def first_attendance(share: int, conn: asyncpg.Connection) -> None:
+            await fill_first_attendance_share(conn, self.new, share, shares)
+
+        async def open_referrals(conn: asyncpg.Connection) -> None:
             await fill_open_referrals(conn, self.new)
-            await conn.execute(f"ANALYZE {self.new}.first_attendance, {self.new}.open_referrals")
+
+        await self._side_by_side(
+            [open_referrals, *(functools.partial(first_attendance, n) for n in range(shares))],
+            connections,
+        )
+        rollup_indexes, self._deferred = self._deferred, []
+        await self._side_by_side(
+            [
+                *(self._build(ddl) for ddl in rollup_indexes),
+                *(self._analyze(t) for t in ROLLUP_TABLES),
+            ],
+            connections,
+        )
+
+    def _on_rollup(self, ddl: str) -> bool:
+        return any(f" ON {self.new}.{t} " in ddl for t in ROLLUP_TABLES)
+
+    def _build(self, ddl: str) -> Callable[[asyncpg.Connection], Awaitable[None]]:
+        async def build(conn: asyncpg.Connection) -> None:
+            # A sort in memory rather than on disk.
+            await conn.execute("SET maintenance_work_mem = '256MB'")
+            try:
+                await conn.execute(ddl)
+            finally:
+                await conn.execute("RESET maintenance_work_mem")
+
+        return build
+
+    def _analyze(self, table: str) -> Callable[[asyncpg.Connection], Awaitable[None]]:
+        async def analyze(conn: asyncpg.Connection) -> None:
+            await conn.execute(f"ANALYZE {self.new}.{table}")
+
+        return analyze
+
+    async def _side_by_side(
+        self, jobs: Sequence[Callable[[asyncpg.Connection], Awaitable[None]]], connections: int
+    ) -> None:
+        """Each job on a connection of its own, at most ``connections`` at a time (each in its
+        own transaction: the fresh schema is not live, and a failure fails the rebuild)."""
+        queue = list(jobs)
+
+        async def run() -> None:
+            async with self.pool.acquire() as conn:
+                while queue:
+                    await queue.pop(0)(conn)
+
+        tasks = [asyncio.create_task(run()) for _ in range(max(1, min(connections, len(queue))))]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def _tables(self, conn: asyncpg.Connection) -> list[str]:
         rows = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", self.new
         )
         return [r["tablename"] for r in rows]
-
-    def _tables_list(self, tables: list[str]) -> str:
-        return ", ".join(f"{self.new}.{t}" for t in tables)
 
     async def swap(self, catch_up: Callable[[], Awaitable[None]]) -> None:
         """Take the swap lock (live batches and reads wait on it), ``catch_up`` with what

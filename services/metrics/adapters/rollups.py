@@ -30,6 +30,7 @@ __all__ = [
     "SESSIONS",
     "TOUCHES",
     "fill_first_attendance",
+    "fill_first_attendance_share",
     "fill_open_referrals",
     "refresh_first_attendance",
     "refresh_open_referrals",
@@ -150,6 +151,19 @@ async def fill_first_attendance(conn: asyncpg.Connection, s: str) -> None:
     await conn.execute(f"DELETE FROM {s}.first_attendance")
     await conn.execute(
         f"INSERT INTO {s}.first_attendance ({_COLUMNS}) {_FIRSTS.format(s=s, where='')}"
+    )
+
+
+async def fill_first_attendance_share(
+    conn: asyncpg.Connection, s: str, share: int, shares: int
+) -> None:
+    """The rows of the participants of one of ``shares`` disjoint shares (by a hash of the
+    participant) into an empty table: a rebuild fills the shares side by side, on as many
+    connections (one statement uses one core, and the table is a function of each person's
+    own sessions, so the shares' union is the whole)."""
+    where = f"AND abs(hashtext(t.participant_id)::bigint) % {int(shares)} = {int(share)}"
+    await conn.execute(
+        f"INSERT INTO {s}.first_attendance ({_COLUMNS}) {_FIRSTS.format(s=s, where=where)}"
     )
 
 

@@ -8,6 +8,12 @@ from typing import Any
 
 __all__ = ["register"]
 
+# Processes replaying partitions side by side in `verbinding metrics rebuild`: one Python process
+# uses one core, and a rebuild is mostly Python (decoding, building the statements' arrays).
+# More than the machine's cores only adds switching (PostgreSQL needs its share of them too);
+# docs/benchmarks.md "Issue 14, item 3".
+REBUILD_WORKERS = 2
+
 
 def register(sub: Any) -> None:
     metrics = sub.add_parser("metrics", help="metrics service operations")
@@ -18,6 +24,13 @@ def register(sub: Any) -> None:
     )
     rebuild.add_argument("--batch-size", type=int, default=5000)
     rebuild.add_argument("--no-swap", action="store_true", help="replay only; keep the live tables")
+    rebuild.add_argument(
+        "--workers",
+        type=int,
+        default=REBUILD_WORKERS,
+        help="processes that replay the topics' partitions side by side "
+        f"(default {REBUILD_WORKERS}; 1: all in this process)",
+    )
     rebuild.set_defaults(run=_run_rebuild)
     release = msub.add_parser(
         "release",
@@ -83,7 +96,8 @@ async def _rebuild(args: argparse.Namespace) -> int:
     tune_gc_for_batches()
     # An operator's command, like migrate: it creates and swaps schemas, so it connects as the
     # admin role and grants the metrics role its rights on the fresh schema.
-    pool = await create_pool(CommonSettings().database_url, max_size=4)
+    dsn = CommonSettings().database_url
+    pool = await create_pool(dsn, max_size=4)
     try:
         await migrate_service(pool, SCHEMA, MIGRATIONS, role=role_of(SCHEMA))
         with tqdm(unit="ev", desc="replaying", dynamic_ncols=True) as bar:
@@ -104,13 +118,17 @@ async def _rebuild(args: argparse.Namespace) -> int:
                 progress=progress,
                 grant_to=role_of(SCHEMA),
                 services=load_reference(settings.reference_file).services,
+                workers=args.workers,
+                dsn=dsn,
+                prepare_worker=tune_gc_for_batches,
             )
     finally:
         await pool.close()
     print(
         f"replayed {report.events} events ({report.applied} applied, {report.skipped} dead letters "
         f"skipped) in {report.seconds:.1f} s = {report.events_per_second:,.0f} events/s; "
-        f"{'swapped in' if report.swapped else 'not swapped (--no-swap)'}"
+        f"{'swapped in' if report.swapped else 'not swapped (--no-swap)'}; phases: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.phases.items())
     )
     if report.swapped:
         # The published breakdowns are still the last release of the old facts (carried over
