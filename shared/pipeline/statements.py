@@ -47,8 +47,9 @@ def together(writes: Sequence[Write]) -> tuple[str, list[Any]]:
 
 @dataclass(frozen=True)
 class Read:
-    """One ``SELECT`` (no locking clause) with its own ``$1..$n`` parameters; ``columns``: the
-    names of what it selects."""
+    """One ``SELECT`` with its own ``$1..$n`` parameters; ``columns``: the names of what it
+    selects. Reads taken together share one snapshot: give :func:`read_together` none that
+    locks (a lock waited for belongs before the reads that must see what its holder wrote)."""
 
     sql: str
     args: tuple[Any, ...]
