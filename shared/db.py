@@ -11,9 +11,10 @@ Migrations run as the admin role, which then grants each service's role its righ
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
@@ -31,12 +32,14 @@ from shared.db_roles import (
 
 __all__ = [
     "DatabaseUnavailable",
+    "PooledConnection",
     "SchemaNotMigrated",
     "apply_migrations",
     "create_pool",
     "migrate_services",
     "migration_files",
     "require_migrated",
+    "session_kept",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,11 +77,52 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool's connection that can go back without asyncpg's reset statement (``SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``), a round trip on every
+    release, when its last user says it left no session state behind (:func:`session_kept`).
+
+    Only the user knows that, and only when it finished without an error: a connection that
+    PostgreSQL's shutdown broke in the middle of a command is found broken by that reset (asyncpg
+    then terminates it), which is why every other release still runs it. An open transaction is
+    rolled back on release either way (asyncpg does that before asking for the reset query)."""
+
+    __slots__ = ("_session_kept",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._session_kept = False
+
+    def keep_session(self) -> None:
+        """The next release needs no reset statement."""
+        self._session_kept = True
+
+    def get_reset_query(self) -> str:
+        kept, self._session_kept = self._session_kept, False
+        return "" if kept else str(super().get_reset_query())
+
+
+@contextlib.asynccontextmanager
+async def session_kept(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of ``pool`` (made by :func:`create_pool`) for code that sets nothing
+    session-wide on it: no LISTEN, no session advisory lock, no ``SET`` without ``LOCAL``, no
+    cursor ``WITH HOLD``. If that code finishes without an exception, each statement it awaited
+    was answered to the end (asyncpg returns only at the server's ready-for-query), so the
+    connection goes back as it came, without the reset round trip; after an exception it is
+    reset (and terminated if the reset fails) as any other."""
+    async with pool.acquire() as conn:
+        yield conn
+        keep = getattr(conn, "keep_session", None)  # absent from other pools' connections
+        if keep is not None:
+            keep()
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        connection_class=PooledConnection,
         init=_init_connection,
         command_timeout=30,
         timeout=5,

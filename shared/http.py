@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import Principal, authenticate
 from shared.auth import Scope as KeyScope
-from shared.db import DatabaseUnavailable
+from shared.db import DatabaseUnavailable, session_kept
 from shared.errors import ConflictError, FieldError, ForbiddenError, NotFoundError
 from shared.kafka import kafka_reachable
 from shared.pipeline.items import BatchItemResult, WriteResult
@@ -244,7 +244,8 @@ async def _principal(request: Request) -> Principal:
     """The principal of the request's bearer key, whatever its scopes; 401 without a key or
     with an unknown one."""
     key = _bearer(request)
-    principal = await authenticate(request.app.state.pool, key)
+    async with session_kept(request.app.state.pool) as conn:
+        principal = await authenticate(conn, key)
     if principal is None:
         raise ApiError(
             401,
@@ -273,7 +274,7 @@ def require_any_scope(*scopes: KeyScope) -> Callable[..., Any]:
 
     async def dependency(request: Request) -> Principal:
         key = _bearer(request)
-        async with request.app.state.pool.acquire() as conn:
+        async with session_kept(request.app.state.pool) as conn:
             return await check(conn, key)
 
     return dependency
@@ -300,7 +301,8 @@ def caller(*scopes: KeyScope) -> Callable[..., Any]:
 
     async def dependency(request: Request) -> AsyncIterator[Caller[Any]]:
         key = _bearer(request)
-        async with request.app.state.pool.acquire() as conn:
+        # A request's unit of work, views and keys set nothing session-wide on the connection.
+        async with session_kept(request.app.state.pool) as conn:
             principal = await check(conn, key)
             yield Caller(principal, request.app.state.unit_of_work(conn))
 

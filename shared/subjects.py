@@ -122,37 +122,40 @@ async def subject_ids(
     """The subject id of each pseudonym, created for those that have none (in the caller's
     transaction: a rollback forgets them).
 
-    Most people written about have a subject id already: those are read first, and only the
+    One statement for people known and new alike (a single write about a new person took two
+    round trips, a read and an insert): the known ones are read (``FOR SHARE``) and only the
     rest are inserted (an insert that meets an existing key costs PostgreSQL about as much as
-    the read, and a batch of attendance names hundreds of people)."""
+    the read, and a batch of attendance names hundreds of people, nearly all known)."""
     wanted = sorted(set(pseudonyms))
     if not wanted:
         return {}
     table = f'"{schema}".subjects'
-    found = await _shared(conn, table, wanted)
-    missing = [p for p in wanted if p not in found]
-    if not missing:
-        return found
-    # Inserted in key order, so that two batches meet new pseudonyms in the same order; a
+    # FOR SHARE: an erasure of one of these people waits until this write has committed, and
+    # then deletes what it wrote too (shared/erasure.py deletes the subject first). A row that
+    # erasure deleted meanwhile is not returned: the person gets a new subject id. New ones are
+    # inserted in key order, so that two batches meet new pseudonyms in the same order; a
     # pseudonym another transaction inserts meanwhile is waited for and then left alone.
     rows = await conn.fetch(
-        f"INSERT INTO {table} (pseudonym, subject_id) "
-        "SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (pseudonym) DO NOTHING "
-        "RETURNING pseudonym, subject_id",
-        missing,
-        [new_subject_id() for _ in missing],
+        f"WITH known AS (SELECT pseudonym, subject_id FROM {table} "
+        "WHERE pseudonym = ANY($1::text[]) ORDER BY pseudonym FOR SHARE), "
+        f"added AS (INSERT INTO {table} (pseudonym, subject_id) "
+        "SELECT n.pseudonym, n.subject_id FROM unnest($1::text[], $2::text[]) "
+        "AS n(pseudonym, subject_id) WHERE n.pseudonym NOT IN (SELECT pseudonym FROM known) "
+        "ORDER BY n.pseudonym ON CONFLICT (pseudonym) DO NOTHING "
+        "RETURNING pseudonym, subject_id) "
+        "SELECT pseudonym, subject_id FROM known UNION ALL SELECT pseudonym, subject_id FROM added",
+        wanted,
+        [new_subject_id() for _ in wanted],
     )
-    found |= {r["pseudonym"]: r["subject_id"] for r in rows}
-    others = [p for p in missing if p not in found]  # inserted by a transaction that committed
+    found = {r["pseudonym"]: r["subject_id"] for r in rows}
+    # Inserted by a transaction that committed after this statement's snapshot was taken.
+    others = [p for p in wanted if p not in found]
     if others:
         found |= await _shared(conn, table, others)
     return found
 
 
 async def _shared(conn: asyncpg.Connection, table: str, pseudonyms: list[str]) -> dict[str, str]:
-    # FOR SHARE: an erasure of one of these people waits until this write has committed, and
-    # then deletes what it wrote too (shared/erasure.py deletes the subject first). A row that
-    # erasure deleted meanwhile is not returned: the person gets a new subject id.
     rows = await conn.fetch(
         f"SELECT pseudonym, subject_id FROM {table} WHERE pseudonym = ANY($1::text[]) "
         "ORDER BY pseudonym FOR SHARE",

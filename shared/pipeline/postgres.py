@@ -12,7 +12,7 @@ so that two batches that write the same new keys meet in the same order.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -20,7 +20,7 @@ import asyncpg
 from shared.events import CloudEvent
 from shared.outbox import AfterCommit, outbox_write
 from shared.pipeline.decisions import BatchState, IdempotencyKey, Remembered
-from shared.pipeline.statements import Write, together
+from shared.pipeline.statements import Read, Write, together
 from shared.pipeline.unit_of_work import AbstractUnitOfWork, ConcurrentWrite
 from shared.subjects import encoded_with_subject_ids, person_pseudonyms, subject_ids
 
@@ -31,30 +31,48 @@ __all__ = ["AfterCommit", "PostgresRememberedAnswers", "PostgresUnitOfWork"]
 _CONCURRENT = (asyncpg.exceptions.UniqueViolationError, asyncpg.exceptions.DeadlockDetectedError)
 
 
+_ANSWER_COLUMNS = (
+    "organisation_id",
+    "kind",
+    "item_id",
+    "request_digest",
+    "status_code",
+    "response",
+)
+
+
 class PostgresRememberedAnswers:
     def __init__(self, conn: asyncpg.Connection, schema: str) -> None:
         self.conn = conn
         self.schema = schema
 
-    async def load(self, keys: Collection[IdempotencyKey]) -> dict[IdempotencyKey, Remembered]:
-        if not keys:
-            return {}
+    def read(self, keys: Collection[IdempotencyKey]) -> Read:
+        """The statement that reads the answers remembered under these keys (at least one)."""
         orgs, kinds, ids = zip(*sorted(set(keys)), strict=True)
-        rows = await self.conn.fetch(
+        return Read(
             "SELECT i.organisation_id, i.kind, i.item_id, i.request_digest, i.status_code, "
             f'i.response FROM "{self.schema}".idempotency i '
             "JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(o, kind, id) "
             "ON i.organisation_id = k.o AND i.kind = k.kind AND i.item_id = k.id",
-            list(orgs),
-            list(kinds),
-            list(ids),
+            (list(orgs), list(kinds), list(ids)),
+            _ANSWER_COLUMNS,
         )
+
+    @staticmethod
+    def found(rows: Iterable[Mapping[str, Any]]) -> dict[IdempotencyKey, Remembered]:
+        """The answers of rows that :meth:`read` returned, by key."""
         return {
             (r["organisation_id"], r["kind"], r["item_id"]): Remembered(
                 r["request_digest"], r["status_code"], r["response"]
             )
             for r in rows
         }
+
+    async def load(self, keys: Collection[IdempotencyKey]) -> dict[IdempotencyKey, Remembered]:
+        if not keys:
+            return {}
+        read = self.read(keys)
+        return self.found(await self.conn.fetch(read.sql, *read.args))
 
     def writes(self, added: Sequence[tuple[IdempotencyKey, Remembered]]) -> list[Write]:
         if not added:

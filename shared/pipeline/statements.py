@@ -1,6 +1,9 @@
 """Data-modifying statements and how a batch's statements become one: all but the last as
 CTEs (``WITH w0 AS (INSERT ...), w1 AS (UPDATE ...) INSERT ...``), their parameters renumbered.
-One round trip however many tables a batch touches, and atomic on its own."""
+One round trip however many tables a batch touches, and atomic on its own.
+
+Reads can go together as well (:func:`read_together`): one round trip for the records and the
+remembered answers of a single write, read in one snapshot."""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Write", "together"]
+import asyncpg
+
+__all__ = ["Read", "Write", "read_together", "together"]
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -38,3 +43,42 @@ def together(writes: Sequence[Write]) -> tuple[str, list[Any]]:
         return parts[0], args
     ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(parts[:-1]))
     return f"WITH {ctes} {parts[-1]}", args
+
+
+@dataclass(frozen=True)
+class Read:
+    """One ``SELECT`` with its own ``$1..$n`` parameters; ``columns``: the names of what it
+    selects. Reads taken together share one snapshot: give :func:`read_together` none that
+    locks (a lock waited for belongs before the reads that must see what its holder wrote)."""
+
+    sql: str
+    args: tuple[Any, ...]
+    columns: tuple[str, ...]
+
+
+async def read_together(
+    conn: asyncpg.Connection, reads: Sequence[Read]
+) -> list[list[dict[str, Any]]]:
+    """The rows of each read (as dicts by column), read in one statement: one round trip, one
+    snapshot. The reads are joined ``FULL JOIN ... ON false``: each row of the result is one
+    read's row, the other reads' columns NULL, and every column keeps its type (a ``UNION`` would
+    need the reads' columns to agree)."""
+    parts: list[str] = []
+    args: list[Any] = []
+    for i, read in enumerate(reads):
+        selected = ", ".join(f"q.{c} AS r{i}_{c}" for c in read.columns)
+        parts.append(
+            f"(SELECT true AS r{i}, {selected} FROM ({_shifted(read.sql, len(args))}) q) s{i}"
+        )
+        args.extend(read.args)
+    rows = await conn.fetch(
+        "SELECT * FROM " + " FULL JOIN ".join(parts[:1] + [f"{p} ON false" for p in parts[1:]]),
+        *args,
+    )
+    out: list[list[dict[str, Any]]] = [[] for _ in reads]
+    for row in rows:
+        for i, read in enumerate(reads):
+            if row[f"r{i}"]:
+                out[i].append({c: row[f"r{i}_{c}"] for c in read.columns})
+                break
+    return out

@@ -14,7 +14,7 @@ import dataclasses
 import operator
 import types
 import typing
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -22,7 +22,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from shared.pipeline.statements import Write
+from shared.pipeline.statements import Read, Write
 
 __all__ = ["Table"]
 
@@ -96,10 +96,28 @@ class Table(Generic[R]):
         ordered = sorted(records, key=self._key_of)
         return tuple([c.value(r) for r in ordered] for c in columns)
 
-    def of(self, row: asyncpg.Record) -> R:
+    def of(self, row: Mapping[str, Any]) -> R:
         return self.record(
             **{c.field: tuple(row[c.name]) if c.listed else row[c.name] for c in self.columns}
         )
+
+    def read(self, keys: Collection[tuple[Any, ...]], *, lock: bool = False) -> Read:
+        """The statement that reads the records with these keys (at least one), in key order."""
+        ordered = sorted(set(keys))
+        names = [c.name for c in self.key]
+        return Read(
+            f"SELECT {', '.join(f't.{c.name}' for c in self.columns)} FROM {self.name} t "
+            f"JOIN unnest({self._params(self.key)}) AS k({', '.join(names)}) "
+            f"ON {' AND '.join(f't.{n} = k.{n}' for n in names)} "
+            f"ORDER BY {', '.join(f't.{n}' for n in names)}" + (" FOR UPDATE OF t" if lock else ""),
+            tuple([k[i] for k in ordered] for i in range(len(names))),
+            tuple(c.name for c in self.columns),
+        )
+
+    def found(self, rows: Iterable[Mapping[str, Any]]) -> dict[tuple[Any, ...], R]:
+        """The records of rows that :meth:`read` returned, by key."""
+        names = [c.name for c in self.key]
+        return {tuple(r[n] for n in names): self.of(r) for r in rows}
 
     async def load(
         self, conn: asyncpg.Connection, keys: Collection[tuple[Any, ...]], *, lock: bool = False
@@ -107,16 +125,8 @@ class Table(Generic[R]):
         """The records with these keys that exist; ``lock``: until the transaction ends."""
         if not keys:
             return {}
-        ordered = sorted(set(keys))
-        names = [c.name for c in self.key]
-        rows = await conn.fetch(
-            f"SELECT {', '.join(f't.{c.name}' for c in self.columns)} FROM {self.name} t "
-            f"JOIN unnest({self._params(self.key)}) AS k({', '.join(names)}) "
-            f"ON {' AND '.join(f't.{n} = k.{n}' for n in names)} "
-            f"ORDER BY {', '.join(f't.{n}' for n in names)}" + (" FOR UPDATE OF t" if lock else ""),
-            *([k[i] for k in ordered] for i in range(len(names))),
-        )
-        return {tuple(r[n] for n in names): self.of(r) for r in rows}
+        read = self.read(keys, lock=lock)
+        return self.found(await conn.fetch(read.sql, *read.args))
 
     def insert(self, records: Sequence[R]) -> list[Write]:
         if not records:

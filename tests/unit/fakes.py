@@ -119,6 +119,11 @@ class FakeRegistrationsUnitOfWork(FakeUnitOfWork):
         self.registrations = _Table(self, "registrations")
         self.attendance = _Attendance(self, "attendance")
 
+    async def activities_and_answers(
+        self, keys: Collection[Any], answers: Collection[IdempotencyKey]
+    ) -> tuple[dict[Any, Any], dict[IdempotencyKey, Remembered]]:
+        return await self.activities.load(keys), await self.remembered.load(answers)
+
 
 class _Activities(_Table):
     async def of_organisation(self, organisation_id: str) -> list[registrations.Activity]:

@@ -11,7 +11,13 @@ from services.registrations.domain.decide import Activity, Attendance, Key, Regi
 from shared.pipeline.statements import Write
 from shared.pipeline.tables import Table
 
-__all__ = ["SCHEMA", "PostgresActivities", "PostgresAttendance", "PostgresRegistrations"]
+__all__ = [
+    "ACTIVITIES",
+    "SCHEMA",
+    "PostgresActivities",
+    "PostgresAttendance",
+    "PostgresRegistrations",
+]
 
 SCHEMA = "registrations"
 

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import asyncpg
 
 from services.registrations.adapters.repository import (
+    ACTIVITIES,
     SCHEMA,
     PostgresActivities,
     PostgresAttendance,
     PostgresRegistrations,
 )
-from services.registrations.domain.decide import State
+from services.registrations.domain.decide import Activity, Key, State
 from services.registrations.service_layer.unit_of_work import RegistrationsUnitOfWork
 from shared.auth import ApiKey, KeyInfo, issue_volunteer_key, revoke_volunteer_key, volunteer_keys
-from shared.pipeline.decisions import BatchState
+from shared.pipeline.decisions import BatchState, IdempotencyKey, Remembered
 from shared.pipeline.postgres import PostgresUnitOfWork
-from shared.pipeline.statements import Write
+from shared.pipeline.statements import Write, read_together
 
 __all__ = ["PostgresRegistrationsUnitOfWork", "PostgresVolunteerKeys"]
 
@@ -60,6 +62,16 @@ class PostgresRegistrationsUnitOfWork(PostgresUnitOfWork, RegistrationsUnitOfWor
         self.registrations = PostgresRegistrations(conn)
         self.attendance = PostgresAttendance(conn)
         self.keys = PostgresVolunteerKeys(conn)
+
+    async def activities_and_answers(
+        self, keys: Collection[Key], answers: Collection[IdempotencyKey]
+    ) -> tuple[dict[Key, Activity], dict[IdempotencyKey, Remembered]]:
+        if not keys or not answers:
+            return await self.activities.load(keys), await self.remembered.load(answers)
+        activities, remembered = await read_together(
+            self.conn, [ACTIVITIES.read(keys), self.remembered.read(answers)]
+        )
+        return ACTIVITIES.found(activities), self.remembered.found(remembered)  # type: ignore[return-value]
 
     def record_writes(self, state: BatchState) -> list[Write]:
         assert isinstance(state, State)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Collection
 from typing import Protocol
 
 from services.registrations.domain.decide import Activity, Key, Registration
 from shared.auth import ApiKey, KeyInfo
+from shared.pipeline.decisions import IdempotencyKey, Remembered
 from shared.pipeline.unit_of_work import AbstractUnitOfWork
 
 __all__ = [
@@ -59,3 +61,12 @@ class RegistrationsUnitOfWork(AbstractUnitOfWork):
     registrations: RegistrationRecords
     attendance: AttendanceRecords
     keys: VolunteerKeys
+
+    @abc.abstractmethod
+    async def activities_and_answers(
+        self, keys: Collection[Key], answers: Collection[IdempotencyKey]
+    ) -> tuple[dict[Key, Activity], dict[IdempotencyKey, Remembered]]:
+        """Activities (not locked) and the answers remembered under ``answers``, in one read
+        (one snapshot): all a registration or attendance needs, which changes no record it
+        loads. (Where a write changes a record, that record is locked and loaded first, then the
+        answers: ``remembered.load``.)"""

@@ -74,13 +74,24 @@ class RegistrationWrites:
             if isinstance(i, RegistrationItem | AttendanceItem)
         } - changed
         cancelled = {(org, i.registration_id) for i in items if isinstance(i, CancellationItem)}
+        keys = [k for k in (answer_key(org, i) for i in items) if k is not None]
+        if not changed and not cancelled:
+            # Registrations and attendance change no record they load: no lock to wait for, so
+            # the activities and the remembered answers are read together, in one round trip.
+            # (A concurrent write of the same id that commits after this read meets this one's
+            # at the unique key: the pipeline then decides the item again, see ConcurrentWrite.)
+            activities, remembered = await uow.activities_and_answers(used, keys)
+            return State(
+                remembered=Records(remembered),
+                activities=Records(activities),
+                registrations=Records({}),
+            )
         # The records that decisions change are locked, and loaded before the remembered
         # answers: a concurrent write of the same id has then committed or not begun.
         activities = await uow.activities.load(changed, lock=True) if changed else {}
         registrations = await uow.registrations.load(cancelled, lock=True) if cancelled else {}
         if used:
             activities |= await uow.activities.load(used)
-        keys = [k for k in (answer_key(org, i) for i in items) if k is not None]
         return State(
             remembered=Records(await uow.remembered.load(keys)),
             activities=Records(activities),

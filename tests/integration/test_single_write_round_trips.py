@@ -1,0 +1,138 @@
+"""What a single write saves in round trips, against the real database: a request's connection
+goes back to the pool without asyncpg's reset statement only when the request finished without
+an error (shared/db.py ``session_kept``); the records and remembered answers of a write are read
+in one statement (shared/pipeline/statements.py ``read_together``); a person's subject id is
+read or created in one statement (shared/subjects.py)."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from shared.db import create_pool, session_kept
+from shared.pipeline.statements import Read, read_together
+from shared.subjects import subject_ids
+
+pytestmark = pytest.mark.integration
+
+
+class Boom(Exception):
+    pass
+
+
+async def _application_name(pool: asyncpg.Pool) -> str:
+    async with pool.acquire() as conn:
+        return str(await conn.fetchval("SELECT current_setting('application_name')"))
+
+
+async def test_a_connection_kept_without_error_goes_back_without_the_reset(
+    database: str,
+) -> None:
+    pool = await create_pool(database, min_size=1, max_size=1)
+    try:
+        before = await _application_name(pool)
+        async with session_kept(pool) as conn:
+            # A session setting stands for anything the reset would undo: it survives only
+            # when no reset statement was sent.
+            await conn.execute("SET application_name = 'kept'")
+        assert await _application_name(pool) == "kept"
+
+        async with session_kept(pool) as conn:
+            await conn.execute("SET application_name = 'after an error'")
+        with pytest.raises(Boom):
+            async with session_kept(pool) as conn:
+                raise Boom
+        assert await _application_name(pool) == before
+
+        # An ordinary acquire is reset as always.
+        async with pool.acquire() as conn:
+            await conn.execute("SET application_name = 'plain'")
+        assert await _application_name(pool) == before
+    finally:
+        await pool.close()
+
+
+async def test_an_open_transaction_is_rolled_back_on_release_either_way(
+    database: str, scratch_schema: str
+) -> None:
+    pool = await create_pool(database, min_size=1, max_size=1)
+    table = f'"{scratch_schema}".kept'
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(f"CREATE TABLE {table} (n int)")
+        async with session_kept(pool) as conn:
+            await conn.execute("BEGIN")
+            await conn.execute(f"INSERT INTO {table} VALUES (1)")
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0
+    finally:
+        await pool.close()
+
+
+async def test_reads_together_give_each_read_its_own_rows_with_their_types(
+    pool: asyncpg.Pool, scratch_schema: str
+) -> None:
+    s = scratch_schema
+    async with pool.acquire() as conn:
+        await conn.execute(
+            f'CREATE TABLE "{s}".a (id text PRIMARY KEY, n integer, at timestamptz, tags text[]);'
+            f"INSERT INTO \"{s}\".a VALUES ('x', 1, '2026-01-02T03:04:05Z', '{{p,q}}'), "
+            f"('y', NULL, '2026-01-03T00:00:00Z', '{{}}');"
+            f'INSERT INTO "{s}".idempotency VALUES '
+            f"""('org', 'registration', 'r1', 'd', 201, '{{"status": "registered"}}')"""
+        )
+        a = Read(
+            f'SELECT id, n, at, tags FROM "{s}".a WHERE id = ANY($1::text[]) ORDER BY id',
+            (["x", "y", "z"],),
+            ("id", "n", "at", "tags"),
+        )
+        answers = Read(
+            f'SELECT item_id, status_code, response FROM "{s}".idempotency WHERE item_id = $1',
+            ("r1",),
+            ("item_id", "status_code", "response"),
+        )
+        none = Read(f'SELECT id FROM "{s}".a WHERE id = $1', ("nobody",), ("id",))
+
+        rows_a, rows_answers, rows_none = await read_together(conn, [a, answers, none])
+        alone = await conn.fetch(a.sql, *a.args)
+
+    assert sorted(rows_a, key=lambda r: r["id"]) == [dict(r) for r in alone]
+    assert rows_answers == [
+        {"item_id": "r1", "status_code": 201, "response": {"status": "registered"}}
+    ]
+    assert rows_none == []
+
+
+async def test_subject_ids_of_known_and_new_people_in_one_call(
+    pool: asyncpg.Pool, scratch_schema: str
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        first = await subject_ids(conn, scratch_schema, ["p1", "p2"])
+    assert sorted(first) == ["p1", "p2"]
+    assert first["p1"] != first["p2"]
+
+    async with pool.acquire() as conn, conn.transaction():
+        second = await subject_ids(conn, scratch_schema, ["p2", "p3", "p1"])
+    assert second["p1"] == first["p1"]
+    assert second["p2"] == first["p2"]
+    assert second["p3"] not in (first["p1"], first["p2"])
+
+    async with pool.acquire() as conn:
+        stored = dict(
+            await conn.fetch(f'SELECT pseudonym, subject_id FROM "{scratch_schema}".subjects')
+        )
+    assert stored == second
+
+    # Rolled back: forgotten.
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await subject_ids(conn, scratch_schema, ["p4"])
+        await tx.rollback()
+        assert (
+            await conn.fetchval(
+                f'SELECT count(*) FROM "{scratch_schema}".subjects WHERE pseudonym = $1', "p4"
+            )
+            == 0
+        )
