@@ -158,6 +158,12 @@ def all_protected(n: int, constraints: Sequence[Constraint], truth: Sequence[int
     low, high = list(block.truth), list(block.truth)
     ceiling: list[float] | None = None
     for var in range(n):
+        if block.truth[var] == 0 and high[var] == 0:
+            # A hidden zero is mostly pinned there by what is shown (an empty month beside
+            # its quarter): the bounds say so at once, where every failing move would search.
+            ceiling = ceiling or block.zero_ceiling()
+            if ceiling[var] <= 0:
+                continue
         for amount in (2, -2, 1, -1):
             if high[var] - low[var] >= 2:
                 break
@@ -172,9 +178,5 @@ def all_protected(n: int, constraints: Sequence[Constraint], truth: Sequence[int
                     low[v], high[v] = min(low[v], value), max(high[v], value)
         if high[var] - low[var] >= 2:
             continue
-        if block.truth[var] == 0 and high[var] == 0:
-            ceiling = ceiling or block.zero_ceiling()
-            if ceiling[var] <= 0:
-                continue
         return False
     return True
