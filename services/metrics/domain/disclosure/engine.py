@@ -38,6 +38,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -53,6 +54,7 @@ from .spec import (
     VALID_INEQUALITIES,
     FigureSpec,
 )
+from .witness import all_protected
 
 __all__ = ["suppress", "unsuppressed"]
 
@@ -74,6 +76,44 @@ class Equation:
     @property
     def cells(self) -> tuple[int, ...]:
         return (self.parent, *self.children)
+
+
+Scope = Literal["total", "everything"]
+
+Row = tuple[tuple[int, ...], tuple[float, ...], float, float]
+
+
+class _Relations:
+    """The relations of one scope, in the order of :meth:`_Model.constraints`, also flattened
+    (every (row, cell, coefficient) entry in row order) so that what the exact check asks of
+    all of them at once — the value of every relation, which hold a hidden cell, the hidden
+    cells they tie into components — is a few array operations, not a loop over Python
+    tuples per round (on the totals' grid that loop was most of suppression's cost)."""
+
+    def __init__(self, rows: list[Row], cells_in_model: int) -> None:
+        self.rows = rows
+        self.cells_in_model = cells_in_model
+        lengths = np.fromiter((len(r[0]) for r in rows), dtype=np.int64, count=len(rows))
+        self.row_of_entry = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
+        self.cells = np.fromiter(
+            itertools.chain.from_iterable(r[0] for r in rows), dtype=np.int64, count=lengths.sum()
+        )
+        self.coefs = np.fromiter(
+            itertools.chain.from_iterable(r[1] for r in rows), dtype=np.float64, count=lengths.sum()
+        )
+        self.lower = np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows))
+        self.upper = np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows))
+
+    def sums(self, x: np.ndarray) -> np.ndarray:
+        """Σ coefficient × x per relation (exact: integer counts, well below 2**53)."""
+        return np.bincount(
+            self.row_of_entry, weights=self.coefs * x[self.cells], minlength=len(self.rows)
+        )
+
+
+# The relations of the totals' grid per year and scope: its shape is the same for every
+# answer (every figure's municipality total over the periods), only its values change.
+_SHAPES: dict[tuple[int, str], _Relations] = {}
 
 
 class _Model:
@@ -128,6 +168,10 @@ class _Model:
                 self.relations_of[cell].append(tuple(chain))
         self.nonzero_hidden = [0] * len(self.equations)
         self.pinned_by: dict[int, list[int]] = {}
+        self._relations: dict[Scope, _Relations] = {}
+        self._single: dict[
+            str, tuple[list[tuple[tuple[int, ...], tuple[int, ...]]], list[list[int]]]
+        ] = {}
 
     # ------------------------------------------------------------------------------ cells
 
@@ -359,6 +403,24 @@ class _Model:
                 continue
             self.hide(chosen, "secondary", queue)
 
+    def _of_pass(
+        self, by: str
+    ) -> tuple[list[tuple[tuple[int, ...], tuple[int, ...]]], list[list[int]]]:
+        """The inequalities and stock chains that hold a cell of the pass ``by``, in order
+        (each pass looked at all of them, for every pass and round)."""
+        found = self._single.get(by)
+        if found is None:
+            found = (
+                [
+                    (small, large)
+                    for small, large in self.inequalities
+                    if any(self.by_of[c] == by for c in (*small, *large))
+                ],
+                [chain for chain in self.chains if any(self.by_of[c] == by for c in chain)],
+            )
+            self._single[by] = found
+        return found
+
     def narrow_inequalities(self, by: str) -> list[tuple[int, list[int]]]:
         """Hidden cells that one relation alone pins to a range narrower than 2: the hidden
         part of ``accepted + declined <= referrals`` when the rest is shown (12 referrals, 11
@@ -369,11 +431,12 @@ class _Model:
             return self.by_of[c] == by
 
         found: list[tuple[int, list[int]]] = []
-        for small, large in self.inequalities:
+        inequalities, chains = self._of_pass(by)
+        for small, large in inequalities:
             if any(self.hidden[c] for c in large):
                 continue
             hidden = [c for c in small if self.hidden[c]]
-            if not hidden or not any(free(c) for c in (*small, *large)):
+            if not hidden:
                 continue
             room = sum(self.value[c] for c in large) - sum(
                 self.value[c] for c in small if not self.hidden[c]
@@ -381,7 +444,7 @@ class _Model:
             if 0 < room < 2:
                 shown = [c for c in (*small, *large) if not self.hidden[c]]
                 found.append((hidden[0], shown))
-        for chain in self.chains:
+        for chain in chains:
             for i, cell in enumerate(chain):
                 if not self.hidden[cell] or not free(cell):
                     continue
@@ -444,57 +507,163 @@ class _Model:
                     out.append(((a, b), (1.0, -1.0), -inf, 0.0))
         return out
 
+    def relations(self, scope: Scope) -> _Relations:
+        """The relations of ``scope`` (the totals alone, or everything), built once per model
+        and, for a grid of the totals alone (the live answers' grid, the same shape for every
+        answer of a year), once per process: they depend on the grid's shape, not its values."""
+        found = self._relations.get(scope)
+        if found is None:
+            key = (self.grid.year, scope) if not any(self.grid.keys.values()) else None
+            found = _SHAPES.get(key) if key is not None else None
+            if found is None or found.cells_in_model != len(self.refs):
+                include = self.include(scope)
+                found = _Relations(self.constraints(include), len(self.refs))
+                if key is not None:
+                    _SHAPES[key] = found
+            self._relations[scope] = found
+        return found
+
+    def include(self, scope: Scope) -> Callable[[int], bool]:
+        if scope == "total":
+            return lambda c: self.total[c]
+        return lambda c: True
+
     def violations(self) -> list[str]:
         """The relations the grid's own values break (each a bug of whoever built it)."""
+        relations = self.relations("everything")
+        totals = relations.sums(np.asarray(self.value, dtype=np.float64))
+        broken = np.flatnonzero(
+            (totals < relations.lower - 1e-9) | (totals > relations.upper + 1e-9)
+        )
         found = []
-        for cells, coefs, lower, upper in self.constraints(lambda c: True):
-            total = sum(c * self.value[cell] for cell, c in zip(cells, coefs, strict=True))
-            if total < lower - 1e-9 or total > upper + 1e-9:
-                terms = " ".join(
-                    f"{'+' if c > 0 else '-'} {'/'.join(self.refs[cell])}={self.value[cell]}"
-                    for cell, c in zip(cells, coefs, strict=True)
-                )
-                found.append(f"{terms} should lie in [{lower}, {upper}]")
+        for number in broken:
+            cells, coefs, lower, upper = relations.rows[number]
+            terms = " ".join(
+                f"{'+' if c > 0 else '-'} {'/'.join(self.refs[cell])}={self.value[cell]}"
+                for cell, c in zip(cells, coefs, strict=True)
+            )
+            found.append(f"{terms} should lie in [{lower}, {upper}]")
         return found
+
+    def _components(
+        self,
+        scope: Scope,
+        only: set[int] | None,
+        seen: tuple[np.ndarray, np.ndarray],
+    ) -> list[tuple[list[int], list[Constraint], list[int], list[int]]]:
+        """The connected components of hidden cells that need a look, in the order of their
+        smallest cell: (engine cells, the relations over them with the shown cells
+        substituted, the relation behind each, the positions of the cells asked about: among
+        ``only``, not yet seen to span 2). A component that nothing shown bounds is left out."""
+        seen_low, seen_high = seen
+        relations = self.relations(scope)
+        rows = relations.rows
+        hidden = np.asarray(self.hidden, dtype=bool)
+        value = np.asarray(self.value, dtype=np.float64)
+        # The hidden entries of the relations, in row order: a relation with none is left out.
+        entries = np.flatnonzero(hidden[relations.cells])
+        if not len(entries):
+            return []
+        entry_cell = relations.cells[entries]
+        entry_row = relations.row_of_entry[entries]
+        starts = np.flatnonzero(np.r_[True, entry_row[1:] != entry_row[:-1]])
+        lengths = np.diff(np.r_[starts, len(entries)])
+        row_numbers = entry_row[starts]  # the relations with a hidden cell, in order
+        # Each relation with the shown cells substituted: bounds on the hidden ones alone.
+        shift = relations.sums(np.where(hidden, 0.0, value))[row_numbers]
+        lower = relations.lower[row_numbers] - shift
+        upper = relations.upper[row_numbers] - shift
+        # Nothing shown bounds a component whose every relation is homogeneous: its feasible
+        # counts form a cone, so each cell is either always 0 or unbounded (no look needed).
+        homogeneous = ((lower == 0.0) | (lower == -math.inf)) & (
+            (upper == 0.0) | (upper == math.inf)
+        )
+        if homogeneous.all():  # a year without data, for instance: nothing to look at
+            return []
+        # Connected components of the hidden cells (two are connected when a relation holds
+        # both), each named by its smallest cell: labels spread along the relations (every
+        # cell of a relation takes the smallest label among them, and so does the cell that
+        # label names) and jump to their label's label, until nothing changes.
+        label = np.arange(len(self.refs), dtype=np.int64)
+        while True:
+            smallest = np.repeat(np.minimum.reduceat(label[entry_cell], starts), lengths)
+            spread = label.copy()
+            np.minimum.at(spread, entry_cell, smallest)
+            np.minimum.at(spread, label[entry_cell], smallest)
+            spread = spread[spread[spread]]
+            if np.array_equal(spread, label):
+                break
+            label = spread
+        members = np.unique(entry_cell)  # every hidden cell of some relation, ascending
+        roots, component_of = np.unique(label[members], return_inverse=True)
+        row_component = np.searchsorted(roots, label[entry_cell[starts]])
+        bounded = np.bincount(row_component, weights=~homogeneous, minlength=len(roots)) > 0
+        asked = (
+            np.ones(len(members), dtype=bool)
+            if only is None
+            else np.isin(members, np.fromiter(only, dtype=np.int64, count=len(only)))
+        )
+        pending = asked & (seen_high[members] - seen_low[members] < 2 - EPS)
+        needed = bounded & (np.bincount(component_of, weights=pending, minlength=len(roots)) > 0)
+        batch: list[tuple[list[int], list[Constraint], list[int], list[int]]] = []
+        if needed.any():
+            by_component = np.argsort(component_of, kind="stable")
+            cuts = np.searchsorted(component_of[by_component], np.arange(len(roots) + 1))
+            rows_by_component = np.argsort(row_component, kind="stable")
+            row_cuts = np.searchsorted(row_component[rows_by_component], np.arange(len(roots) + 1))
+            hidden_list = self.hidden
+            for number in np.flatnonzero(needed):
+                mine_at = by_component[cuts[number] : cuts[number + 1]]
+                component = [int(c) for c in members[mine_at]]
+                mine = [int(i) for i in np.flatnonzero(pending[mine_at])]
+                local = {c: i for i, c in enumerate(component)}
+                block = []
+                numbers = []
+                for r in rows_by_component[row_cuts[number] : row_cuts[number + 1]]:
+                    row_cells, coefs, _, _ = rows[row_numbers[r]]
+                    block.append(
+                        Constraint(
+                            tuple(local[c] for c in row_cells if hidden_list[c]),
+                            tuple(
+                                coef
+                                for c, coef in zip(row_cells, coefs, strict=True)
+                                if hidden_list[c]
+                            ),
+                            float(lower[r]),
+                            float(upper[r]),
+                        )
+                    )
+                    numbers.append(int(row_numbers[r]))
+                batch.append((component, block, numbers, mine))
+        return batch
+
+    def shown_protected(self, scope: Scope) -> bool:
+        """Whether every hidden cell of ``scope`` that something shown bounds is shown to be
+        protected without a solver (:mod:`.witness`): then :meth:`unprotected` would find
+        none, whatever it is asked about. False: not shown (the exact check decides)."""
+        values = np.asarray(self.value, dtype=np.float64)
+        for component, block, _, _ in self._components(scope, None, (values, values.copy())):
+            if not all_protected(len(component), block, [self.value[c] for c in component]):
+                return False
+        return True
 
     def unprotected(
         self,
-        include: Callable[[int], bool],
+        scope: Scope,
         only: set[int] | None = None,
         seen: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> dict[int, Range]:
-        """Hidden cells (among ``include``, and among ``only`` if given) whose exact range is
+        """Hidden cells (among ``scope``, and among ``only`` if given) whose exact range is
         narrower than 2. Hiding more cells only widens ranges (a point feasible before, with
         the newly hidden cells at their true values, is feasible after), so a cell once shown
         to be protected needs no second look: ``seen`` carries the lowest and highest value
-        of every cell in feasible points found so far under the same relations (``include``),
+        of every cell in feasible points found so far under the same relations (``scope``),
         and a cell whose carried range spans 2 is not solved again."""
         if seen is None:
             values = np.asarray(self.value, dtype=np.float64)
             seen = (values.copy(), values.copy())
-        seen_low, seen_high = seen
-        rows = [r for r in self.constraints(include) if any(self.hidden[c] for c in r[0])]
-        parent = {c: c for r in rows for c in r[0] if self.hidden[c]}
-
-        def find(x: int) -> int:
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        for cells, *_ in rows:
-            hidden = [c for c in cells if self.hidden[c]]
-            for other in hidden[1:]:
-                a, b = find(hidden[0]), find(other)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-        components: dict[int, list[int]] = {}
-        for c in sorted(parent):
-            components.setdefault(find(c), []).append(c)
-        rows_of: dict[int, list[int]] = {}
-        for number, (cells, *_) in enumerate(rows):
-            first = next(c for c in cells if self.hidden[c])
-            rows_of.setdefault(find(first), []).append(number)
+        batch = self._components(scope, only, seen)
+        rows = self.relations(scope).rows
         # The small components that need a look, as one program: they share no relation, so
         # one model over all of them (block by block) answers for each, with one model to
         # build and one sweep instead of one per component (the totals' exact check: ~20
@@ -502,44 +671,18 @@ class _Model:
         # program of its own: merged, its sweep would wait for the others (measured: the
         # exact check of a demo-sized year 19 s -> 45 s of CPU).
         found: dict[int, Range] = {}
-        batch: list[tuple[list[int], list[Constraint], list[int], list[int]]] = []
-        for root, members in components.items():
-            ids = np.asarray(members, dtype=np.int64)
-            wide = seen_high[ids] - seen_low[ids] >= 2 - EPS
-            mine = [i for i, c in enumerate(members) if (only is None or c in only) and not wide[i]]
-            if not mine:
-                continue
-            local = {c: i for i, c in enumerate(members)}
-            block = []
-            for number in rows_of.get(root, []):
-                row_cells, coefs, lower, upper = rows[number]
-                shift = sum(
-                    coef * self.value[c]
-                    for c, coef in zip(row_cells, coefs, strict=True)
-                    if not self.hidden[c]
-                )
-                variables = tuple(local[c] for c in row_cells if self.hidden[c])
-                kept = tuple(
-                    coef for c, coef in zip(row_cells, coefs, strict=True) if self.hidden[c]
-                )
-                block.append(Constraint(variables, kept, lower - shift, upper - shift))
-            if all(c.lower in (0.0, -math.inf) and c.upper in (0.0, math.inf) for c in block):
-                # Nothing shown bounds this component (every relation is homogeneous): its
-                # feasible counts form a cone, so each cell is either always 0 or unbounded.
-                continue
-            batch.append((members, block, rows_of.get(root, []), mine))
         small = [part for part in batch if len(part[0]) < SMALL_COMPONENT]
-        for members, block, numbers, mine in batch:
-            if len(members) >= SMALL_COMPONENT:
-                self._check(members, block, numbers, mine, seen, found, rows)
+        for component, block, numbers, mine in batch:
+            if len(component) >= SMALL_COMPONENT:
+                self._check(component, block, numbers, mine, seen, found, rows)
         if small:
             merged: list[int] = []  # the variables of the program, by engine cell
             constraints: list[Constraint] = []
             row_of: list[int] = []  # the engine's relation behind each constraint
             wanted: list[int] = []
-            for members, block, numbers, mine in small:
+            for component, block, numbers, mine in small:
                 offset = len(merged)
-                merged.extend(members)
+                merged.extend(component)
                 constraints.extend(
                     Constraint(
                         tuple(offset + v for v in c.variables), c.coefficients, c.lower, c.upper
@@ -580,29 +723,33 @@ class _Model:
 
 def _protect(model: _Model, exact: bool) -> list[int]:
     """Secondary suppression and the exact check; the cells it could not protect."""
+    passes: dict[str, list[int]] = {}
+    for e, owner in enumerate(model.pass_of):
+        passes.setdefault(owner, []).append(e)
+    present = set(model.by_of)
     for by in (TOTAL, *BREAKDOWNS):
-        model.settle(
-            (e for e, owner in enumerate(model.pass_of) if owner == by),
-            by,
-        )
-
-    def total(c: int) -> bool:
-        return model.total[c]
-
-    def everything(c: int) -> bool:
-        return True
+        if by in present:  # a breakdown the grid does not hold has nothing to settle
+            model.settle(passes.get(by, []), by)
 
     def helpers(cell: int) -> Callable[[int], bool]:
         """Who may protect ``cell``: a total by another total in the totals' own check, by a
         cell of any breakdown later; a breakdown cell by a cell of its own breakdown."""
         if model.total[cell]:
-            return total if include is total else (lambda c: not model.total[c])
+            return (
+                (lambda c: model.total[c]) if scope == "total" else (lambda c: not model.total[c])
+            )
         return lambda c: model.by_of[c] == model.by_of[cell]
 
     left: list[int] = []
     # The totals alone first (they are published live, on their own; cheap), then, when asked
     # for, everything together.
-    for include in (total, everything) if exact else (total,):
+    scopes: tuple[Scope, ...] = ("total", "everything") if exact else ("total",)
+    for scope in scopes:
+        if scope == "total" and model.shown_protected(scope):
+            # Every hidden total is shown protected by exact integer points (or pinned at
+            # 0): the check below would find nothing to repair, so it is not run. The live
+            # answers' usual case; its linear programs were most of suppression's cost.
+            continue
         # The hidden cells that hold someone first: a hidden empty cell is mostly narrow only
         # because a parent is (every neighbourhood's retained below a municipality's hidden 1),
         # and widens with it. Then every hidden cell, zeros too: a reader cannot tell a cell
@@ -614,7 +761,7 @@ def _protect(model: _Model, exact: bool) -> list[int]:
         seen = (values.copy(), values.copy())
         while True:
             hidden_before = {c for c, h in enumerate(model.hidden) if h}
-            unsafe = model.unprotected(include, only, seen)
+            unsafe = model.unprotected(scope, only, seen)
             if not unsafe:
                 if zeros_checked:
                     break
@@ -670,14 +817,18 @@ def suppress(
     if k < 1:
         raise ValueError("k must be at least 1")
     model = _Model(grid, k)
-    broken = model.violations()
+    # A year without any count (the baseline year before the programme's data, asked with
+    # every live answer for its growth baselines): every relation holds at 0 and nothing is
+    # small but not empty, so there is nothing to check or protect beyond rules 1-3.
+    empty = not any(model.value)
+    broken = [] if empty else model.violations()
     if broken:
         raise ValueError(
             "the grid contradicts the relations between its figures (a bug of the query "
             "layer?): " + "; ".join(broken[:5])
         )
     model.primary()
-    left = _protect(model, exact) if secondary else []
+    left = _protect(model, exact) if secondary and not empty else []
     return _decisions(model, grid, left)
 
 
