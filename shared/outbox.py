@@ -17,6 +17,7 @@ on a connection of its own, and polls besides (``poll_interval``), should a wake
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -242,12 +243,7 @@ class OutboxRelay:
                 return 0
             try:
                 producer = await self._get_producer()
-                futures = [
-                    await producer.send(
-                        r["topic"], value=r["value"], key=r["key"], headers=KAFKA_HEADERS
-                    )
-                    for r in rows
-                ]
+                futures = await self._send_batches(producer, rows)
                 await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
             except (TimeoutError, OSError) as exc:
                 # Kafka's timeouts and socket errors, not the database's: the caller must drop
@@ -257,9 +253,47 @@ class OutboxRelay:
                 f'DELETE FROM "{self.schema}".outbox WHERE id = ANY($1::bigint[])',
                 [r["id"] for r in rows],
             )
-        for r in rows:
-            PUBLISHED.labels(self.schema, r["topic"]).inc()
+        for topic, count in collections.Counter(r["topic"] for r in rows).items():
+            PUBLISHED.labels(self.schema, topic).inc(count)
         return len(rows)
+
+    async def _send_batches(
+        self, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]
+    ) -> list[asyncio.Future[Any]]:
+        """Hand the rows to the producer as whole record batches, one per topic and partition
+        (more where one fills up), in id order within each: the order of each key's events.
+
+        Per-message ``send`` cost about 20 µs of the service's CPU a row (metadata wait,
+        partition lists, a future and an accumulator step per message, then gathering 2,000
+        futures); a batch builder appends a record in C. The partition is the partitioner's
+        choice over the same partition list ``send`` gives it; the idempotent producer numbers
+        the batches when it drains them, as it numbers its own."""
+        futures: list[asyncio.Future[Any]] = []
+        partitions: dict[str, list[int]] = {}
+        building: dict[tuple[str, int], Any] = {}
+        for row in rows:
+            topic, key, value = row["topic"], row["key"], row["value"]
+            known = partitions.get(topic)
+            if known is None:
+                # As AIOKafkaProducer._partition does: the topic's known partitions, as a list.
+                known = partitions[topic] = list(await producer.partitions_for(topic))
+            partition = self._partitioner(key, known, known)
+            batch = building.get((topic, partition))
+            if batch is None:
+                batch = building[(topic, partition)] = producer.create_batch()
+            if batch.append(timestamp=None, key=key, value=value, headers=KAFKA_HEADERS) is None:
+                # Full: queue it (the producer sends one batch of a partition at a time, in
+                # order), and go on in a new one.
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = building[(topic, partition)] = producer.create_batch()
+                if (
+                    batch.append(timestamp=None, key=key, value=value, headers=KAFKA_HEADERS)
+                    is None
+                ):
+                    raise ValueError(f"an outbox row of {len(value)} bytes exceeds a batch")
+        for (topic, partition), batch in building.items():
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
 
     async def _observe_backlog(self, conn: asyncpg.Connection) -> None:
         row = await conn.fetchrow(

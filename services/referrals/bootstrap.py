@@ -23,6 +23,7 @@ from services.referrals.entrypoints.http import build_router
 from services.referrals.service_layer.first_attendance import (
     FirstAttendanceConsumer,
     FirstAttendanceWrites,
+    may_matter,
 )
 from services.referrals.service_layer.unit_of_work import ReferralsUnitOfWork
 from services.referrals.service_layer.views import ReferralViews
@@ -186,6 +187,7 @@ def build_app(settings: ReferralsSettings | None = None) -> FastAPI:
             },
             bootstrap=settings.kafka(),
             prefix=settings.topic_prefix,
+            needed={"first-attendance": may_matter},
         )
         stop = asyncio.Event()
 

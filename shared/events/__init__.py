@@ -8,10 +8,13 @@ from shared.events.envelope import (
     EventDecodeError,
     UnknownEventType,
     UnknownEventVersion,
+    decode_document,
     decode_event,
     encode_event,
     event_document,
+    event_name_of,
     new_event,
+    parse_document,
 )
 from shared.events.models import (
     ActivityUpserted,
@@ -55,9 +58,12 @@ __all__ = [
     "TrainingCompleted",
     "UnknownEventType",
     "UnknownEventVersion",
+    "decode_document",
     "decode_event",
     "encode_event",
     "event_document",
+    "event_name_of",
     "new_event",
+    "parse_document",
     "topic_name",
 ]

@@ -31,10 +31,13 @@ __all__ = [
     "EventDecodeError",
     "UnknownEventType",
     "UnknownEventVersion",
+    "decode_document",
     "decode_event",
     "encode_event",
     "event_document",
+    "event_name_of",
     "new_event",
+    "parse_document",
 ]
 
 # The CloudEvents Kafka protocol binding, structured content mode: the whole event is the value.
@@ -122,6 +125,8 @@ _NAMES: set[str] = set()
 # The parametrised envelope per type, built once: looking up CloudEvent[cls] per message is a
 # measurable share of a consumer's time.
 _ENVELOPES: dict[str, Any] = {}
+# Every decoded type (earlier versions too) -> its name: event_name_of().
+_NAME_OF: dict[str, str] = {}
 # Earlier major versions still on the topics (shared/events/legacy.py): decoded, then upcast.
 _LEGACY: set[str] = set()
 
@@ -130,6 +135,7 @@ def register(cls: type[DataT]) -> type[DataT]:
     """Class decorator: makes an event type known to :func:`decode_event`."""
     EVENT_TYPES[cls.event_type()] = cls
     _ENVELOPES[cls.event_type()] = CloudEvent[cls]  # type: ignore[valid-type]
+    _NAME_OF[cls.event_type()] = cls.event_name
     _NAMES.add(cls.event_name)
     return cls
 
@@ -140,6 +146,7 @@ def register_legacy(cls: type[DataT]) -> type[DataT]:
     if not callable(getattr(cls, "upcast", None)):
         raise TypeError(f"{cls.__name__} must say how it becomes the current version (upcast)")
     _ENVELOPES[cls.event_type()] = CloudEvent[cls]  # type: ignore[valid-type]
+    _NAME_OF[cls.event_type()] = cls.event_name
     _LEGACY.add(cls.event_type())
     return cls
 
@@ -179,10 +186,31 @@ def encode_event(event: CloudEvent[Any]) -> bytes:
 
 def decode_event(raw: bytes | str) -> CloudEvent[Any]:
     """Decode and validate strictly; raise :class:`EventDecodeError` with a readable reason."""
+    return decode_document(parse_document(raw))
+
+
+def parse_document(raw: bytes | str) -> Any:
+    """The JSON value of an event's bytes, not validated (:func:`decode_document` does that);
+    raise :class:`EventDecodeError` when it is not JSON."""
     try:
-        doc = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventDecodeError(f"not JSON: {exc}") from None
+
+
+def event_name_of(doc: Any) -> str | None:
+    """The name (``registration.created``) of a document that carries a CloudEvents 1.0 type
+    :func:`decode_document` knows (any major version it decodes), None for anything else.
+    Only those two attributes are looked at: a consumer that needs few types can pass over the
+    others without validating them. Every decoded version of a name is upcast to the same name."""
+    if not isinstance(doc, dict) or doc.get("specversion") != "1.0":
+        return None
+    event_type = doc.get("type")
+    return _NAME_OF.get(event_type) if isinstance(event_type, str) else None
+
+
+def decode_document(doc: Any) -> CloudEvent[Any]:
+    """:func:`decode_event` of a JSON value already parsed (:func:`parse_document`)."""
     if not isinstance(doc, dict):
         raise EventDecodeError("not a JSON object")
     if doc.get("specversion") != "1.0":

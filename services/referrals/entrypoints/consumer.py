@@ -18,6 +18,7 @@ redelivered event).
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -31,7 +32,14 @@ from prometheus_client import Counter
 
 from shared.consumer import DeadLetter, KafkaDeadLetterSink, RawRecord
 from shared.db import DatabaseUnavailable
-from shared.events import CloudEvent, EventDecodeError, Topic, decode_event, topic_name
+from shared.events import (
+    CloudEvent,
+    EventDecodeError,
+    Topic,
+    decode_document,
+    parse_document,
+    topic_name,
+)
 from shared.kafka import KafkaConnection, KafkaTarget
 
 __all__ = ["CONSUMED_TOPICS", "CONSUMERS", "Handler", "ReferralsConsumer"]
@@ -62,6 +70,9 @@ DEADLETTERED = Counter(
 )
 
 Handler = Callable[[Sequence[CloudEvent[Any]]], Awaitable[None]]
+# Whether a consumer needs an event, from its parsed, not yet validated document: the events it
+# does not need are passed over undecoded (service_layer/first_attendance.py, may_matter).
+Needed = Callable[[Any], bool]
 
 
 async def _records_undecoded(msg: StreamMessage[Any]) -> Any:
@@ -71,7 +82,8 @@ async def _records_undecoded(msg: StreamMessage[Any]) -> Any:
 
 class ReferralsConsumer:
     """``handlers``: consumer name -> what applies a batch of its events; ``groups``: consumer
-    name -> its consumer group."""
+    name -> its consumer group; ``needed``: consumer name -> which events it needs (by
+    default every one)."""
 
     def __init__(
         self,
@@ -81,10 +93,12 @@ class ReferralsConsumer:
         bootstrap: KafkaTarget,
         prefix: str = "",
         max_records: int = 500,
+        needed: dict[str, Needed] | None = None,
     ) -> None:
         self.kafka = KafkaConnection.of(bootstrap)
         self.prefix = prefix
         self.handlers = handlers
+        self.needed = needed or {}
         self.broker = KafkaBroker(
             self.kafka.bootstrap, security=self.kafka.faststream_security(), log_level=logging.DEBUG
         )
@@ -113,15 +127,22 @@ class ReferralsConsumer:
             await self.handle(name, msg.raw_message)
 
     async def handle(self, name: str, records: Sequence[Any]) -> None:
-        raw = [RawRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
         letters: list[DeadLetter] = []
         decoded: dict[Any, tuple[RawRecord, CloudEvent[Any]]] = {}
-        for record in raw:
+        consumed: collections.Counter[str] = collections.Counter()
+        needed = self.needed.get(name)
+        for r in records:
             try:
-                event = decode_event(record.value or b"")
+                doc = parse_document(r.value or b"")
+                if needed is not None and not needed(doc):
+                    consumed[r.topic] += 1  # consumed: it takes no part in the handler's work
+                    continue
+                event = decode_document(doc)
             except EventDecodeError as exc:
+                record = RawRecord(r.topic, r.partition, r.offset, r.key, r.value)
                 letters.append(DeadLetter(record, exc.reason))
                 continue
+            record = RawRecord(r.topic, r.partition, r.offset, r.key, r.value)
             decoded.setdefault(event.id, (record, event))
         handler = self.handlers[name]
         try:
@@ -148,7 +169,9 @@ class ReferralsConsumer:
                 extra={"consumer": name, "reasons": [x.reason[:200] for x in letters[:5]]},
             )
         for record, _ in decoded.values():
-            CONSUMED.labels(name, record.topic.removeprefix(self.prefix)).inc()
+            consumed[record.topic] += 1
+        for topic, count in consumed.items():
+            CONSUMED.labels(name, topic.removeprefix(self.prefix)).inc(count)
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(

@@ -217,7 +217,10 @@ class Registrations:
             decision = self._cancellation(item, state, context)
         else:
             decision = self._attendance(item, state, context)
-        return replace(decision, remember=(key, digest))
+        # Not dataclasses.replace: it inspects the fields on every call (2 µs, against 0.6 µs).
+        return Decision(
+            decision.status_code, decision.body, decision.events, remember=(key, digest)
+        )
 
     def evolve(self, state: State, event: CloudEvent[Any]) -> None:
         e = event.data

@@ -40,6 +40,14 @@ KIND_SCOPES: dict[str, tuple[Scope, ...]] = {
     "attendance": (Scope.REGISTRATIONS, Scope.ATTENDANCE),
 }
 
+# The scope values that let a key write each kind, admin among them: what Principal.has says of
+# each of KIND_SCOPES, as one set test per item (asking per scope, through the enum's `value`
+# property, took 2 µs an item under batch ingestion).
+_GRANTING: dict[str, frozenset[str]] = {
+    kind: frozenset({s.value for s in scopes} | {Scope.ADMIN.value})
+    for kind, scopes in KIND_SCOPES.items()
+}
+
 
 class RegistrationWrites:
     """The service's side of the write pipeline."""
@@ -52,9 +60,9 @@ class RegistrationWrites:
         return item
 
     def scope_problem(self, principal: Principal, item: BatchItem) -> str | None:
-        scopes = KIND_SCOPES[item.kind]
-        if any(principal.has(scope) for scope in scopes):
+        if not principal.scopes.isdisjoint(_GRANTING[item.kind]):
             return None
+        scopes = KIND_SCOPES[item.kind]
         return f"this key lacks the scope {' or '.join(f'`{s.value}`' for s in scopes)}"
 
     def own_fields(self, item: BatchItem) -> Collection[str]:
