@@ -48,6 +48,7 @@ def indicator_service(
         thresholds=settings.thresholds(),
         signal_trainings=settings.signal_training_codes,
         control=settings.disclosure_control,
+        release_timeout=settings.release_timeout_seconds,
     )
 
 

@@ -44,6 +44,13 @@ class MetricsSettings(ServiceSettings, ScaleSettings):
         "an ISO 8601 duration, e.g. `P1D`, `PT6H`. `verbinding metrics release` cuts one by "
         "hand.",
     )
+    release_timeout_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="How long each query of a release cut may take. A cut reads every figure "
+        "of every year in the background, which at a million events in one year on a busy "
+        "machine took longer than the 30 s an answer's query may take.",
+    )
     baseline_file: str | None = Field(
         None, description="Baselines and targets (JSON); default built in."
     )

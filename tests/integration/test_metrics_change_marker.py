@@ -48,10 +48,15 @@ class CountingSource(SqlGridSource):
         self.read: list[int] = []
 
     async def grid(
-        self, conn: asyncpg.Connection, year: int, *, totals_only: bool = False
+        self,
+        conn: asyncpg.Connection,
+        year: int,
+        *,
+        totals_only: bool = False,
+        query_timeout: float | None = None,
     ) -> YearGrid:
         self.read.append(year)
-        return await super().grid(conn, year, totals_only=totals_only)
+        return await super().grid(conn, year, totals_only=totals_only, query_timeout=query_timeout)
 
 
 async def apply(pool: asyncpg.Pool, schema: str, events: list[CloudEvent[Any]]) -> int:

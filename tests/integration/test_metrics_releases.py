@@ -177,3 +177,50 @@ async def test_a_cut_that_must_happen_waits_for_one_under_way_beyond_the_stateme
     finally:
         await holder.close()
         await waiter.close()
+
+
+async def test_a_release_reads_its_grids_beyond_an_answers_query_timeout(pool, test_env):
+    """A release cut reads every figure in the background; at a million events in one year on
+    a busy machine its grid query took longer than the 30 s an answer's query may take, and
+    the cut failed (twice in benchmark runs). Its queries get their own time
+    (``VERBINDING_RELEASE_TIMEOUT_SECONDS``): here a grid read waits out a lock held for
+    longer than its connection's command timeout, which an answer's read does not."""
+    import asyncio
+
+    import asyncpg
+
+    from services.metrics.adapters.year_grid import GridOptions, read_year_grid
+    from services.metrics.bootstrap import indicator_service
+    from services.metrics.settings import MetricsSettings
+    from shared.reference import load_reference
+    from shared.scale import DEFAULT_THRESHOLDS
+
+    options = GridOptions(
+        load_reference(), {n: (t.emotional, t.social) for n, t in DEFAULT_THRESHOLDS.items()}
+    )
+    dsn = test_env["VERBINDING_DATABASE_URL"]
+    holder = await asyncpg.connect(dsn)
+    reader = await asyncpg.connect(dsn, command_timeout=0.5)
+    try:
+        for query_timeout in (None, 30.0):
+            lock = holder.transaction()
+            await lock.start()
+            # The grid's last read (S1, the measurements) waits for this lock.
+            await holder.execute("LOCK TABLE metrics.measurements IN ACCESS EXCLUSIVE MODE")
+            read = asyncio.create_task(
+                read_year_grid(reader, "metrics", YEAR, options, query_timeout=query_timeout)
+            )
+            await asyncio.sleep(1.5)  # three command timeouts of the reading connection
+            await lock.rollback()
+            if query_timeout is None:
+                with pytest.raises(TimeoutError):
+                    await read
+            else:
+                grid = await asyncio.wait_for(read, 30)
+                assert grid.year == YEAR
+    finally:
+        await holder.close()
+        await reader.close()
+    # The setting reaches the service that cuts releases.
+    settings = MetricsSettings(database_url=dsn, release_timeout_seconds=7)
+    assert indicator_service(settings, pool).release_timeout == 7

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -157,6 +157,25 @@ def _key(value: Any) -> str:
     return UNKNOWN if value is None else str(value)
 
 
+class _Reader(Protocol):
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+
+class _Timed:
+    """A connection whose reads wait ``timeout`` seconds instead of the pool's command timeout
+    (shared/db.py: 30 s, right for an answer a reader waits for). A release's grids are read in
+    the background, and at a million events in one year under load they took longer than that:
+    the cut failed and the breakdowns stayed on the previous release."""
+
+    def __init__(self, conn: asyncpg.Connection, timeout: float) -> None:
+        self.conn = conn
+        self.timeout = timeout
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(query, *args, timeout=self.timeout)
+        return rows
+
+
 async def read_year_grid(
     conn: asyncpg.Connection,
     s: str,
@@ -164,17 +183,20 @@ async def read_year_grid(
     options: GridOptions,
     *,
     totals_only: bool = False,
+    query_timeout: float | None = None,
 ) -> YearGrid:
     """The year grid of ``year`` from the facts in schema ``s`` (no baselines: those come from
     the baseline year's grid and decisions, which is the service layer's business). With
     ``totals_only`` just the municipality totals (what the live answers need). Run it in one
-    read-only snapshot (a repeatable-read transaction) so that the figures agree."""
+    read-only snapshot (a repeatable-read transaction) so that the figures agree. ``query_timeout``:
+    seconds each query may take (default: the connection's command timeout)."""
     start, end = date(year, 1, 1), date(year, 12, 31)
     out = _Collector()
-    await _s2(conn, s, start, end, totals_only, out)
-    await _s3(conn, s, start, end, totals_only, out)
-    await _trained(conn, s, year, options.signal_trainings, totals_only, out)
-    await _s1(conn, s, start, end, options.thresholds, totals_only, out)
+    reader: _Reader = conn if query_timeout is None else _Timed(conn, query_timeout)
+    await _s2(reader, s, start, end, totals_only, out)
+    await _s3(reader, s, start, end, totals_only, out)
+    await _trained(reader, s, year, options.signal_trainings, totals_only, out)
+    await _s1(reader, s, start, end, options.thresholds, totals_only, out)
     return YearGrid(
         year=year,
         keys={} if totals_only else _keys(options.reference, out.seen),
@@ -204,7 +226,7 @@ def _keys(reference: ReferenceData, seen: Mapping[str, set[str]]) -> dict[str, l
 
 
 async def _s2(
-    conn: asyncpg.Connection, s: str, start: date, end: date, totals_only: bool, out: _Collector
+    conn: _Reader, s: str, start: date, end: date, totals_only: bool, out: _Collector
 ) -> None:
     sessions = _YEAR_SESSIONS.format(s=s)
     in_force_reg = _in_force("r", "registered_at").format(s=s)
@@ -294,7 +316,7 @@ async def _s2(
 
 
 async def _s3(
-    conn: asyncpg.Connection, s: str, start: date, end: date, totals_only: bool, out: _Collector
+    conn: _Reader, s: str, start: date, end: date, totals_only: bool, out: _Collector
 ) -> None:
     # Acceptance, declining and contact are the receiving side's (shared/referral_parties.py):
     # a status change by anyone else (a referrer accepting its own referral, in events from
@@ -436,7 +458,7 @@ async def _s3(
 
 
 async def _trained(
-    conn: asyncpg.Connection,
+    conn: _Reader,
     s: str,
     year: int,
     codes: Sequence[str],
@@ -495,7 +517,7 @@ async def _trained(
 
 
 async def _s1(
-    conn: asyncpg.Connection,
+    conn: _Reader,
     s: str,
     start: date,
     end: date,
@@ -615,6 +637,18 @@ class SqlGridSource:
         return await years_with_data(conn, self.schema)
 
     async def grid(
-        self, conn: asyncpg.Connection, year: int, *, totals_only: bool = False
+        self,
+        conn: asyncpg.Connection,
+        year: int,
+        *,
+        totals_only: bool = False,
+        query_timeout: float | None = None,
     ) -> YearGrid:
-        return await read_year_grid(conn, self.schema, year, self.options, totals_only=totals_only)
+        return await read_year_grid(
+            conn,
+            self.schema,
+            year,
+            self.options,
+            totals_only=totals_only,
+            query_timeout=query_timeout,
+        )

@@ -77,7 +77,12 @@ class GridSource(Protocol):
     async def years(self, conn: asyncpg.Connection) -> list[int]: ...
 
     async def grid(
-        self, conn: asyncpg.Connection, year: int, *, totals_only: bool = False
+        self,
+        conn: asyncpg.Connection,
+        year: int,
+        *,
+        totals_only: bool = False,
+        query_timeout: float | None = None,
     ) -> YearGrid: ...
 
 
@@ -139,8 +144,12 @@ class IndicatorService:
         signal_trainings: Sequence[str] = ("signaling-loneliness",),
         control: Control = "full",
         source: GridSource | None = None,
+        release_timeout: float = 1800.0,
     ) -> None:
         self.pool = pool
+        # Seconds a release's grid queries may take: a cut runs in the background, so it may
+        # take longer than an answer (the pool's 30 s command timeout).
+        self.release_timeout = release_timeout
         self.baseline = baseline
         self.reference = reference
         self.k = k
@@ -186,6 +195,7 @@ class IndicatorService:
         *,
         totals_only: bool,
         baseline: bool = True,
+        query_timeout: float | None = None,
     ) -> tuple[dict[int, YearGrid], dict[int, float]]:
         """The grids of ``years`` and (``baseline``) of the baseline year (growth rests on it),
         with the seconds each took."""
@@ -194,7 +204,9 @@ class IndicatorService:
         wanted = {*years, self.baseline.baseline_year} if baseline else set(years)
         for year in sorted(wanted):
             started = time.perf_counter()
-            grids[year] = await self.source.grid(conn, year, totals_only=totals_only)
+            grids[year] = await self.source.grid(
+                conn, year, totals_only=totals_only, query_timeout=query_timeout
+            )
             seconds[year] = time.perf_counter() - started
         return grids, seconds
 
@@ -521,7 +533,9 @@ class IndicatorService:
         released_at = datetime.now(UTC)
         async with self._snapshot() as conn:
             years = await self.source.years(conn)
-            grids, grid_seconds = await self._grids(conn, years, totals_only=False)
+            grids, grid_seconds = await self._grids(
+                conn, years, totals_only=False, query_timeout=self.release_timeout
+            )
             live = await queries.live_figures(conn, self.schema)
         engine_seconds: dict[int, float] = {}
         decided = await self._decide(grids, exact=True, seconds=engine_seconds)
