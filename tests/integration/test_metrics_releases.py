@@ -40,6 +40,10 @@ def sessions(org: str, n: int, day: date, tag: str) -> list[Any]:
     return events
 
 
+# A cut decides every year the session's tests wrote, with the exact check of everything:
+# minutes on a busy machine, more as other tests add years of small cells (CI once passed
+# the default 300 s in the test that cuts twice).
+@pytest.mark.timeout(900)
 async def test_before_the_first_release_a_breakdown_says_so_and_the_totals_answer(
     metrics, metrics_app, make_partner, pool, test_env
 ):
@@ -91,6 +95,10 @@ async def _no_release_yet(metrics: Any, analyst: Any) -> None:
     assert total.json()["s3"]["people_trained_by_role"] == {}
 
 
+# A cut decides every year the session's tests wrote, with the exact check of everything:
+# minutes on a busy machine, more as other tests add years of small cells (CI once passed
+# the default 300 s in the test that cuts twice).
+@pytest.mark.timeout(900)
 async def test_a_breakdown_is_the_release_while_the_totals_are_live(
     metrics, metrics_app, make_partner, pool
 ):
