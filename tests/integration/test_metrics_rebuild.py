@@ -40,6 +40,16 @@ pytestmark = pytest.mark.integration
 PERIODS = ("2013-10", "2014-01", "2014-Q1", "2014", "2015-03", "2015-Q3", "2015")
 
 
+async def publish_poison(topic: Topic, prefix: str) -> None:
+    """A record that is no event: every replay must dead-letter (count) it, never stop on it."""
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic_name(topic, prefix), b"not an event", key=b"poison")
+    finally:
+        await producer.stop()
+
+
 async def everything(svc: Any) -> dict[tuple[str, str | None], Any]:
     out = {}
     for label in PERIODS:
@@ -68,13 +78,7 @@ async def test_a_rebuild_from_the_topics_gives_the_live_figures(
         ):
             await publish(first + more, topic_prefix)
             await publish(second, topic_prefix)  # late, duplicate and stale events after
-            producer = AIOKafkaProducer(bootstrap_servers=KAFKA)
-            await producer.start()
-            try:
-                poison = topic_name(Topic.REGISTRATIONS, topic_prefix)
-                await producer.send_and_wait(poison, b"not an event", key=b"poison")
-            finally:
-                await producer.stop()
+            await publish_poison(Topic.REGISTRATIONS, topic_prefix)
             await wait_applied(pool, live, [e for e in events if e is not second[2]])
             svc = service(pool, live, k=1, control="off")
             before = await everything(svc)
@@ -170,13 +174,7 @@ async def test_a_rebuild_in_worker_processes_equals_one_in_this_process(
         for n, p in enumerate(erased, 1)
     ]
     await publish([erasures[0], *events, erasures[1]], topic_prefix)
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA)
-    await producer.start()
-    try:
-        poison = topic_name(Topic.MEASUREMENTS, topic_prefix)
-        await producer.send_and_wait(poison, b"not an event", key=b"poison")
-    finally:
-        await producer.stop()
+    await publish_poison(Topic.MEASUREMENTS, topic_prefix)
 
     people = {
         "attendance": "participant_id",
