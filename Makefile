@@ -43,7 +43,7 @@ fmt:
 
 # The whole suite: unit tests and integration tests against the real broker and database.
 test: up-infra lint
-	.venv/bin/pytest -q -p no:cacheprovider
+	.venv/bin/pytest -q -p no:cacheprovider --durations=20
 
 test-unit: bootstrap
 	.venv/bin/pytest -q -p no:cacheprovider tests/unit
