@@ -58,6 +58,17 @@ def _changed(
     return [first[tuple(row)] for row in inserted]
 
 
+def _split(param: str) -> str:
+    """SQL: the text array that a parameter of values joined by single spaces stands for.
+    Only for values whose patterns exclude whitespace under both of pydantic's regex engines
+    (the ids' `[^\\s/]`, codes, organisation ids, pseudonyms, `t`/`f`): none holds a space and
+    none is empty, so splitting gives back exactly the values, one per row. Cheaper than a text
+    array: asyncpg checks every element of an array against the collection ABCs
+    (tests/integration/test_metrics_writer_columns.py applies ids with quotes, commas, braces,
+    backslashes, `NULL` and non-ASCII letters)."""
+    return f"string_to_array({param}::text, ' ')"
+
+
 class FactWriter:
     """Role: turn a batch of events into facts in ``schema`` (``metrics``, or a rebuild's)."""
 
@@ -174,17 +185,26 @@ class FactWriter:
         erased person: a late event, or the replay of a rebuild, never brings a person back."""
         if erasures:
             await self._erase(conn, erasures)
-        subjects = {p for e in events if (p := _person(e)) is not None}
-        if not subjects:
-            return [e for e in events if not isinstance(e.data, PersonErased)]
-        erased = {
-            r["subject_id"]
-            for r in await conn.fetch(
-                f"SELECT subject_id FROM {self.s}.erased_subjects "
-                "WHERE subject_id = ANY($1::text[])",
-                list(subjects),
-            )
+        # Every person _person names (inlined: a call per event is measurable), and the
+        # subject of an erasure (left out below anyway).
+        subjects = {
+            e.data.person_id if type(e.data) is TrainingCompleted else e.subject for e in events
         }
+        subjects.discard(None)
+        erased = (
+            {
+                r["subject_id"]
+                for r in await conn.fetch(
+                    f"SELECT subject_id FROM {self.s}.erased_subjects "
+                    "WHERE subject_id = ANY($1::text[])",
+                    list(subjects),
+                )
+            }
+            if subjects
+            else set()
+        )
+        if not erased and not erasures:  # the usual batch: nothing to leave out
+            return events
         return [
             e for e in events if not isinstance(e.data, PersonErased) and _person(e) not in erased
         ]
@@ -294,8 +314,13 @@ class FactWriter:
     ) -> tuple[list[CloudEvent[Any]], list[str]]:
         """The new attendance rows, and the people among them whose first attendance they can
         change (rollups.TOUCHES), in one statement that answers one row: the count inserted,
-        the natural keys only when some were not new, and the people."""
+        the natural keys only when some were not new, and the people.
+
+        The text columns travel as one string each, joined by a space (:func:`_split`): most
+        events are attendance, and asyncpg's encoding of six 2,000-element text arrays (a type
+        check per element) was the largest part of the writer's own CPU (docs/benchmarks.md)."""
         rows: list[AttendanceRecorded] = [e.data for e in events]
+        people_of = [d.participant for d in rows]
         touched = (
             f"array_agg(DISTINCT n.participant_id) FILTER (WHERE {rollups.TOUCHES})"
             if self.rollups
@@ -311,8 +336,9 @@ class FactWriter:
                     participant_id, neighbourhood, age_band, session_start, session_date,
                     attended)
                 SELECT o, i, a, p, nb, ab, ss, {rollups.LOCAL_DATE.format("ss")}, att
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                            $6::text[], $7::timestamptz[], $8::bool[])
+                FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_split("$4")},
+                            {_split("$5")}, {_split("$6")}, $7::timestamptz[],
+                            {_split("$8")}::bool[])
                     AS u(o, i, a, p, nb, ab, ss, att)
                 ON CONFLICT DO NOTHING
                 RETURNING organisation_id, attendance_id, activity_id, participant_id,
@@ -324,14 +350,14 @@ class FactWriter:
                    {touched} AS touched
             FROM n LEFT JOIN {self.s}.first_attendance f ON f.participant_id = n.participant_id
             """,
-            [d.organisation_id for d in rows],
-            [d.attendance_id for d in rows],
-            [d.activity_id for d in rows],
-            [d.participant.id for d in rows],
-            [d.participant.neighbourhood for d in rows],
-            [d.participant.age_band for d in rows],
+            " ".join([d.organisation_id for d in rows]),
+            " ".join([d.attendance_id for d in rows]),
+            " ".join([d.activity_id for d in rows]),
+            " ".join([p.id for p in people_of]),
+            " ".join([p.neighbourhood for p in people_of]),
+            " ".join([p.age_band for p in people_of]),
             [d.session_start for d in rows],
-            [d.status == "attended" for d in rows],
+            " ".join(["t" if d.status == "attended" else "f" for d in rows]),
             len(rows),
         )
         assert found is not None
