@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any, ClassVar
 
 import asyncpg
@@ -58,6 +59,29 @@ def _changed(
     return [first[tuple(row)] for row in inserted]
 
 
+_ATTENDANCE_ROW = attrgetter(
+    "organisation_id",
+    "attendance_id",
+    "activity_id",
+    "participant.id",
+    "participant.neighbourhood",
+    "participant.age_band",
+    "session_start",
+    "status",
+)
+
+
+def _split(param: str) -> str:
+    """SQL: the text array that a parameter of values joined by single spaces stands for.
+    Only for values whose patterns exclude whitespace under both of pydantic's regex engines
+    (the ids' `[^\\s/]`, codes, organisation ids, pseudonyms, literals): none holds a space and
+    none is empty, so splitting gives back exactly the values, one per row. Cheaper than a text
+    array: asyncpg checks every element of an array against the collection ABCs
+    (tests/integration/test_metrics_writer_columns.py applies ids with quotes, commas, braces,
+    backslashes, `NULL` and non-ASCII letters)."""
+    return f"string_to_array({param}::text, ' ')"
+
+
 class FactWriter:
     """Role: turn a batch of events into facts in ``schema`` (``metrics``, or a rebuild's)."""
 
@@ -82,18 +106,12 @@ class FactWriter:
     ) -> list[CloudEvent[Any]]:
         """Apply ``events``; the ones whose fact was new (in the order of their types). An
         erasure changes the facts; an erased person's event does not."""
-        erasures = [e for e in events if isinstance(e.data, PersonErased)]
-        events = await self._without_erased(conn, events, erasures)
-        by_type: dict[type, list[Any]] = defaultdict(list)
-        last_seen: dict[str, Any] = {}
-        for event in events:
-            data = event.data
-            by_type[type(data)].append(event)
-            org = getattr(data, "organisation_id", None)
-            if org:
-                seen = last_seen.get(org)
-                if seen is None or event.time > seen:
-                    last_seen[org] = event.time
+        by_type, last_seen, subjects = _grouped(events)
+        erasures: list[CloudEvent[Any]] = by_type.pop(PersonErased, [])
+        if erasures or await self._any_erased(conn, subjects):
+            # Rare: erase, leave out the erased people's events, and group what is left.
+            events = await self._without_erased(conn, events, erasures)
+            by_type, last_seen, _ = _grouped(events)
         changed: list[CloudEvent[Any]] = []
         # The people whose first attendance the new rows can change (the attendance statement
         # says which, as it inserts them).
@@ -162,6 +180,16 @@ class FactWriter:
             f"{self.s}.fact_changes.changes + 1, events = {self.s}.fact_changes.events + $2",
             self.slot,
             events,
+        )
+
+    async def _any_erased(self, conn: asyncpg.Connection, subjects: set[str]) -> bool:
+        """Whether any of ``subjects`` was erased (one boolean back, not the ids)."""
+        return bool(subjects) and bool(
+            await conn.fetchval(
+                f"SELECT EXISTS (SELECT FROM {self.s}.erased_subjects "
+                "WHERE subject_id = ANY($1::text[]))",
+                list(subjects),
+            )
         )
 
     async def _without_erased(
@@ -294,8 +322,16 @@ class FactWriter:
     ) -> tuple[list[CloudEvent[Any]], list[str]]:
         """The new attendance rows, and the people among them whose first attendance they can
         change (rollups.TOUCHES), in one statement that answers one row: the count inserted,
-        the natural keys only when some were not new, and the people."""
-        rows: list[AttendanceRecorded] = [e.data for e in events]
+        the natural keys only when some were not new, and the people.
+
+        The text columns travel as one string each, joined by a space (:func:`_split`): most
+        events are attendance, and asyncpg's encoding of six 2,000-element text arrays (a type
+        check per element) was the largest part of the writer's own CPU (docs/benchmarks.md)."""
+        # One visit per event, the columns transposed in C: under load every pass over a
+        # batch's scattered objects costs (cache misses), more than in a quiet loop.
+        orgs, ids, activities, pids, neighbourhoods, age_bands, starts, statuses = zip(
+            *[_ATTENDANCE_ROW(e.data) for e in events], strict=True
+        )
         touched = (
             f"array_agg(DISTINCT n.participant_id) FILTER (WHERE {rollups.TOUCHES})"
             if self.rollups
@@ -310,10 +346,11 @@ class FactWriter:
                 INSERT INTO {self.s}.attendance (organisation_id, attendance_id, activity_id,
                     participant_id, neighbourhood, age_band, session_start, session_date,
                     attended)
-                SELECT o, i, a, p, nb, ab, ss, {rollups.LOCAL_DATE.format("ss")}, att
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                            $6::text[], $7::timestamptz[], $8::bool[])
-                    AS u(o, i, a, p, nb, ab, ss, att)
+                SELECT o, i, a, p, nb, ab, ss, {rollups.LOCAL_DATE.format("ss")},
+                       st = 'attended'
+                FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_split("$4")},
+                            {_split("$5")}, {_split("$6")}, $7::timestamptz[], {_split("$8")})
+                    AS u(o, i, a, p, nb, ab, ss, st)
                 ON CONFLICT DO NOTHING
                 RETURNING organisation_id, attendance_id, activity_id, participant_id,
                           session_start, session_date, attended
@@ -324,19 +361,19 @@ class FactWriter:
                    {touched} AS touched
             FROM n LEFT JOIN {self.s}.first_attendance f ON f.participant_id = n.participant_id
             """,
-            [d.organisation_id for d in rows],
-            [d.attendance_id for d in rows],
-            [d.activity_id for d in rows],
-            [d.participant.id for d in rows],
-            [d.participant.neighbourhood for d in rows],
-            [d.participant.age_band for d in rows],
-            [d.session_start for d in rows],
-            [d.status == "attended" for d in rows],
-            len(rows),
+            " ".join(orgs),
+            " ".join(ids),
+            " ".join(activities),
+            " ".join(pids),
+            " ".join(neighbourhoods),
+            " ".join(age_bands),
+            list(starts),
+            " ".join(statuses),  # `attended` or `no_show`
+            len(events),
         )
         assert found is not None
         people: list[str] = found["touched"] or []
-        if found["inserted"] == len(rows):
+        if found["inserted"] == len(events):
             return list(events), people
         inserted = list(zip(found["orgs"] or [], found["ids"] or [], strict=True))
         return (
@@ -460,6 +497,30 @@ class FactWriter:
         ReferralFirstAttended: _ignore,
         PersonErased: _ignore,  # applied before the others, in _without_erased
     }
+
+
+def _grouped(
+    events: Sequence[CloudEvent[Any]],
+) -> tuple[dict[type, list[Any]], dict[str, Any], set[str]]:
+    """In one pass over the batch (under load each pass over a few thousand events costs
+    measurably): the events by type, each organisation's latest event time, and the people
+    the events are about (:func:`_person`, inlined: a call per event costs; an erasure's
+    subject too, which only makes the erased-subjects check look at one more)."""
+    by_type: dict[type, list[Any]] = defaultdict(list)
+    last_seen: dict[str, Any] = {}
+    subjects: set[Any] = set()
+    for event in events:
+        data = event.data
+        cls = type(data)
+        by_type[cls].append(event)
+        subjects.add(data.person_id if cls is TrainingCompleted else event.subject)
+        org = getattr(data, "organisation_id", None)
+        if org:
+            seen = last_seen.get(org)
+            if seen is None or event.time > seen:
+                last_seen[org] = event.time
+    subjects.discard(None)
+    return by_type, last_seen, subjects
 
 
 def _person(event: CloudEvent[Any]) -> str | None:
