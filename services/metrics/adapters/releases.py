@@ -130,7 +130,10 @@ class ReleaseStore:
                 release.release_id,
                 [year for year, _ in kept],
                 [fp for _, (fp, _) in kept],
-                [zlib.compress(orjson.dumps(doc), 1) for _, (_, doc) in kept],
+                [
+                    zlib.compress(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), 1)
+                    for _, (_, doc) in kept
+                ],
             )
             await conn.execute(
                 f"DELETE FROM {self.s}.releases WHERE release_id NOT IN ("

@@ -72,7 +72,7 @@ def fingerprint(grid: YearGrid, *, k: int, control: str, exact: bool) -> str:
             [*ref, b.value, b.public, b.visible, b.same_cell] for ref, b in grid.baselines.items()
         ),
     ]
-    return hashlib.sha256(orjson.dumps(doc)).hexdigest()
+    return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)).hexdigest()
 
 
 def decisions_document(decisions: Decisions) -> dict[str, Any]:
