@@ -9,6 +9,7 @@ import dataclasses
 import random
 
 import orjson
+import pytest
 
 from services.metrics.domain.disclosure import Baseline, Count, YearGrid, suppress
 from services.metrics.domain.disclosure.fingerprint import (
@@ -114,3 +115,13 @@ def test_stored_decisions_come_back_equal():
         assert back == decisions
         assert [type(d.value) for d in back.values()] == [type(d.value) for d in decisions.values()]
         assert list(back) == list(decisions)
+
+
+def test_a_grid_field_the_fingerprint_does_not_cover_is_refused(monkeypatch):
+    from services.metrics.domain.disclosure import fingerprint as module
+
+    grid = _grid()
+    _fp(grid)
+    monkeypatch.setitem(module._COVERED, YearGrid, module._COVERED[YearGrid] - {"statistics"})
+    with pytest.raises(TypeError, match="YearGrid"):
+        _fp(grid)

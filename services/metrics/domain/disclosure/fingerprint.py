@@ -21,6 +21,7 @@ What the digest covers, and why:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.metadata
@@ -30,7 +31,7 @@ from typing import Any
 import orjson
 
 from .decisions import Decision, Decisions
-from .grid import YearGrid
+from .grid import Baseline, Count, YearGrid
 
 __all__ = ["ENGINE_VERSION", "decisions_document", "fingerprint", "from_document"]
 
@@ -54,8 +55,21 @@ def _code() -> str:
     return h.hexdigest()
 
 
+# The fields the digest below covers: a field added to the grid must be added to the digest
+# too (else a change of it alone would reuse stale decisions), so a grid with other fields is
+# refused rather than fingerprinted in part.
+_COVERED = {
+    YearGrid: {"year", "keys", "counts", "sections", "statistics", "baselines"},
+    Count: {"value", "people"},
+    Baseline: {"value", "public", "visible", "same_cell"},
+}
+
+
 def fingerprint(grid: YearGrid, *, k: int, control: str, exact: bool) -> str:
     """A digest of everything the engine's decisions of ``grid`` depend on (hex SHA-256)."""
+    for kind, covered in _COVERED.items():
+        if {f.name for f in dataclasses.fields(kind)} != covered:
+            raise TypeError(f"the fingerprint does not cover every field of {kind.__name__}")
     doc: list[Any] = [
         ENGINE_VERSION,
         _code(),
