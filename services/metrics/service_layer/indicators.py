@@ -105,7 +105,7 @@ class YearDecisions:
     reused: bool = False
 
 
-# A year's decisions stored with the last release for this fingerprint, else None.
+# A year's decisions stored by a kept release for this fingerprint, else None.
 Reuse = Callable[[int, str], Awaitable[Decisions | None]]
 
 
@@ -241,7 +241,7 @@ class IndicatorService:
         """Every year's decisions, the baseline year's first: whether a reader knows a
         baseline is the baseline year's decision. The exact check (a release) runs in a
         thread, so that the service keeps answering meanwhile. With ``reuse`` (a release),
-        a year whose engine input has the fingerprint of the last release's decisions takes
+        a year whose engine input has the fingerprint of decisions a kept release stored takes
         those instead (the engine is deterministic): the fingerprint is of the grid with the
         baselines it carries, so a changed baseline year changes the years that rest on it."""
         first = self.baseline.baseline_year
