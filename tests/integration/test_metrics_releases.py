@@ -8,13 +8,14 @@ municipality answer) is a stored release: cut at start-up, on the interval and b
 
 from __future__ import annotations
 
+import copy
 import re
 from datetime import date
 from typing import Any
 
 import pytest
 
-from services.metrics.adapters.releases import release_lock
+from services.metrics.adapters.releases import Release, ReleaseStore, release_lock
 from tests.conftest import TOPIC_PREFIX
 from tests.integration.test_access_key_rotation import cli
 from tests.integration.test_metrics_scenario import (
@@ -136,6 +137,10 @@ async def test_a_breakdown_is_the_release_while_the_totals_are_live(
     assert await read("organisation") == before
 
     again = await service.cut_release()
+    # Only the year with new facts was decided again; every other year's grid is unchanged
+    # since the first cut, and its decisions were taken from that release.
+    assert again.years[YEAR]["reused"] is False
+    assert all(t["reused"] for y, t in again.years.items() if y != YEAR), again.years
     after = await read("organisation")
     assert after["released_at"] == again.release.released_at.isoformat() != before["released_at"]
     assert cell(after)["s2"]["participants_unique"]["value"] == 20
@@ -232,3 +237,105 @@ async def test_a_release_reads_its_grids_beyond_an_answers_query_timeout(pool, t
     # The setting reaches the service that cuts releases.
     settings = MetricsSettings(database_url=dsn, release_timeout_seconds=7)
     assert indicator_service(settings, pool).release_timeout == 7
+
+
+async def _answers(pool: Any, release_id: int) -> dict[tuple[str, str], Any]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT period, breakdown, answer FROM metrics.release_answers WHERE release_id = $1",
+            release_id,
+        )
+    # The moment of the cut is in every answer; the rest must be the same to the figure.
+    return {
+        (r["period"], r["breakdown"]): {
+            k: v for k, v in r["answer"].items() if k not in ("generated_at", "released_at")
+        }
+        for r in rows
+    }
+
+
+class _Unsaved(ReleaseStore):
+    """A cut's store that reads the real releases but publishes nothing (a variant's cut
+    below must not replace what the session's other tests read)."""
+
+    async def save(self, conn: Any, **release: Any) -> Release:
+        return Release(0, release["released_at"], release["k"], release["control"], None, 0, {})
+
+
+class _Only:
+    """A grid source that reports one year with data (a variant's cut below reads that year
+    and the baseline year only)."""
+
+    def __init__(self, source: Any, year: int) -> None:
+        self.source, self.year = source, year
+
+    async def years(self, conn: Any) -> list[int]:
+        return [self.year]
+
+    async def grid(self, conn: Any, year: int, **options: Any) -> Any:
+        return await self.source.grid(conn, year, **options)
+
+
+@pytest.mark.timeout(900)
+async def test_a_cut_reuses_the_decisions_of_every_year_whose_engine_input_is_unchanged(
+    metrics_app, make_partner, pool, monkeypatch
+):
+    """The engine is deterministic: a year whose grid (with the baselines it carries), k,
+    control and engine are those of a kept release's year gets that release's decisions
+    instead of the exact check (minutes for a year of small cells); anything else is decided
+    afresh."""
+    from services.metrics.domain.disclosure import fingerprint as fingerprint_module
+    from services.metrics.domain.disclosure import unsuppressed
+
+    org = (await make_partner(scopes="registrations")).organisation_id
+    year = YEAR - 2
+    first = sessions(org, 12, date(year, 5, 6), "reuse-a")
+    await publish(first, TOPIC_PREFIX)
+    await wait_applied(pool, "metrics", first)
+    service = metrics_app.state.indicators
+    one = await service.cut_release()
+    assert one.years[year]["reused"] is False  # new to this cut
+    # Nothing new: every year reused, every answer the same.
+    two = await service.cut_release()
+    assert all(t["reused"] for t in two.years.values()), two.years
+    assert two.years.keys() == one.years.keys()
+    assert await _answers(pool, two.release.release_id) == await _answers(
+        pool, one.release.release_id
+    )
+    # A new fact in one year: that year alone is decided again.
+    more = sessions(org, 3, date(year, 5, 13), "reuse-b")[1:]
+    await publish(more, TOPIC_PREFIX)
+    await wait_applied(pool, "metrics", more)
+    three = await service.cut_release()
+    assert three.years[year]["reused"] is False
+    assert all(t["reused"] for y, t in three.years.items() if y != year), three.years
+
+    # Another k, control or engine: the year is decided afresh. (Cuts of this one year, with
+    # a cheap stand-in engine that records what it was asked; nothing of them is published.)
+    def variant(**changes: Any) -> tuple[Any, list[int]]:
+        other = copy.copy(service)
+        other.__dict__.update(changes)
+        other.releases = _Unsaved(service.schema)
+        other.source = _Only(service.source, year)
+        decided: list[int] = []
+
+        def engine(grid: Any, exact: bool) -> Any:
+            decided.append(grid.year)
+            return unsuppressed(grid)
+
+        other._engine = engine
+        return other, decided
+
+    version = fingerprint_module.ENGINE_VERSION
+    for changes, engine_version, reused in (
+        ({}, version, True),  # nothing changed: the stand-in is not asked
+        ({"k": service.k + 1}, version, False),
+        ({"control": "primary"}, version, False),
+        ({}, version + 1, False),
+    ):
+        monkeypatch.setattr(fingerprint_module, "ENGINE_VERSION", engine_version)
+        other, decided = variant(**changes)
+        report = await other.cut_release()
+        assert list(report.years) == [year]
+        assert report.years[year]["reused"] is reused, (changes, engine_version)
+        assert (year in decided) is not reused, (changes, engine_version)

@@ -175,6 +175,11 @@ class RebuildSchema:
         await conn.execute(
             f"INSERT INTO {self.new}.release_answers SELECT * FROM {self.live}.release_answers"
         )
+        # The decisions the next cut may reuse: sound after a rebuild too, since a year is
+        # reused only when its grid, rebuilt from the facts, has the same fingerprint.
+        await conn.execute(
+            f"INSERT INTO {self.new}.release_years SELECT * FROM {self.live}.release_years"
+        )
         await conn.execute(
             f"SELECT setval(pg_get_serial_sequence('{self.new}.releases', 'release_id'), "
             f"coalesce((SELECT max(release_id) FROM {self.new}.releases), 0) + 1, false)"

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import zlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 __all__ = ["RELEASE_LOCK", "Release", "ReleaseStore", "release_lock"]
 
@@ -94,10 +96,14 @@ class ReleaseStore:
         events_applied: int,
         years: Mapping[str, Any],
         answers: Iterable[tuple[str, str, dict[str, Any]]],
+        decisions: Mapping[int, tuple[str, dict[str, Any]]] | None = None,
     ) -> Release:
         """Store a release and its answers ((period, breakdown, answer); breakdown ``""`` for
-        the municipality answer) in one transaction; drop the releases before the previous."""
+        the municipality answer) in one transaction; drop the releases before the previous.
+        ``decisions``: per year, the fingerprint of the engine's input and its decisions (a
+        JSON document), for the next cut to reuse."""
         rows = list(answers)
+        kept = sorted((decisions or {}).items())
         async with conn.transaction():
             row = await conn.fetchrow(
                 f"INSERT INTO {self.s}.releases (released_at, k, control, newest_event_at, "
@@ -119,10 +125,47 @@ class ReleaseStore:
                 [r[2] for r in rows],
             )
             await conn.execute(
+                f"INSERT INTO {self.s}.release_years (release_id, year, fingerprint, decisions) "
+                "SELECT $1, * FROM unnest($2::integer[], $3::text[], $4::bytea[])",
+                release.release_id,
+                [year for year, _ in kept],
+                [fp for _, (fp, _) in kept],
+                [
+                    zlib.compress(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), 1)
+                    for _, (_, doc) in kept
+                ],
+            )
+            await conn.execute(
                 f"DELETE FROM {self.s}.releases WHERE release_id NOT IN ("
                 f"SELECT release_id FROM {self.s}.releases ORDER BY release_id DESC LIMIT {KEEP})"
             )
         return release
+
+    async def fingerprints(self, conn: asyncpg.Connection) -> dict[tuple[int, str], int]:
+        """(year, fingerprint) -> the newest kept release that holds that year's decisions
+        for that fingerprint (the newest release and the one before it are kept)."""
+        rows = await conn.fetch(
+            "SELECT DISTINCT ON (year, fingerprint) year, fingerprint, release_id "
+            f"FROM {self.s}.release_years ORDER BY year, fingerprint, release_id DESC"
+        )
+        return {(r["year"], r["fingerprint"]): r["release_id"] for r in rows}
+
+    async def decisions(
+        self, conn: asyncpg.Connection, release_id: int, year: int, fingerprint: str
+    ) -> dict[str, Any] | None:
+        """A year's decisions (the document stored), if the release holds them for exactly
+        that fingerprint."""
+        blob: bytes | None = await conn.fetchval(
+            f"SELECT decisions FROM {self.s}.release_years "
+            "WHERE release_id = $1 AND year = $2 AND fingerprint = $3",
+            release_id,
+            year,
+            fingerprint,
+        )
+        if blob is None:
+            return None
+        doc: dict[str, Any] = orjson.loads(zlib.decompress(blob))
+        return doc
 
 
 def _release(row: asyncpg.Record) -> Release:

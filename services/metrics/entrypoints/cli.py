@@ -71,6 +71,7 @@ def describe_release(report: Any) -> str:
         lines.append(
             f"  {year}: grid {t['grid_seconds']:.2f} s, engine {t['engine_seconds']:.2f} s, "
             f"{t['figures']:,} figures decided"
+            + (" (reused: grid unchanged since the last release)" if t.get("reused") else "")
             + (f", {t['unprotected']} LEFT UNPROTECTED" if t["unprotected"] else "")
         )
     return "\n".join(lines)

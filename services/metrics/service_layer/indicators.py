@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol
@@ -39,6 +39,11 @@ from services.metrics.domain.disclosure import (
     suppress,
     unsuppressed,
     year_periods,
+)
+from services.metrics.domain.disclosure.fingerprint import (
+    decisions_document,
+    fingerprint,
+    from_document,
 )
 from services.metrics.domain.growth import baselines as growth_baselines
 from services.metrics.domain.periods import Period, parse_period
@@ -94,6 +99,14 @@ class NoRelease(Exception):
 class YearDecisions:
     grid: YearGrid
     decisions: Decisions
+    # What the decisions were decided from (a release's years only), and whether they were
+    # taken from the previous release instead of the engine.
+    fingerprint: str = ""
+    reused: bool = False
+
+
+# A year's decisions stored by a kept release for this fingerprint, else None.
+Reuse = Callable[[int, str], Awaitable[Decisions | None]]
 
 
 @dataclass
@@ -223,10 +236,14 @@ class IndicatorService:
         *,
         exact: bool,
         seconds: dict[int, float] | None = None,
+        reuse: Reuse | None = None,
     ) -> dict[int, YearDecisions]:
         """Every year's decisions, the baseline year's first: whether a reader knows a
         baseline is the baseline year's decision. The exact check (a release) runs in a
-        thread, so that the service keeps answering meanwhile."""
+        thread, so that the service keeps answering meanwhile. With ``reuse`` (a release),
+        a year whose engine input has the fingerprint of decisions a kept release stored takes
+        those instead (the engine is deterministic): the fingerprint is of the grid with the
+        baselines it carries, so a changed baseline year changes the years that rest on it."""
         first = self.baseline.baseline_year
         out: dict[int, YearDecisions] = {}
         base: YearDecisions | None = None
@@ -243,16 +260,26 @@ class IndicatorService:
                     base.decisions if base else None,
                 ),
             )
-            if exact:
-                decisions = await asyncio.to_thread(self._engine, grid, True)
-            else:
-                decisions = self._engine(grid, False)
+            fp = ""
+            decisions: Decisions | None = None
+            if reuse is not None:
+                fp = await asyncio.to_thread(
+                    fingerprint, grid, k=self.k, control=self.control, exact=exact
+                )
+                decisions = await reuse(year, fp)
+            reused = decisions is not None
+            if decisions is None:
+                decisions = (
+                    await asyncio.to_thread(self._engine, grid, True)
+                    if exact
+                    else self._engine(grid, False)
+                )
             if decisions.unprotected:
                 log.error(
                     "the disclosure engine left cells unprotected",
                     extra={"year": year, "cells": [str(c) for c in decisions.unprotected[:20]]},
                 )
-            out[year] = YearDecisions(grid, decisions)
+            out[year] = YearDecisions(grid, decisions, fp, reused)
             if year == first:
                 base = out[year]
             if seconds is not None:
@@ -538,7 +565,9 @@ class IndicatorService:
             )
             live = await queries.live_figures(conn, self.schema)
         engine_seconds: dict[int, float] = {}
-        decided = await self._decide(grids, exact=True, seconds=engine_seconds)
+        decided = await self._decide(
+            grids, exact=True, seconds=engine_seconds, reuse=await self._reuse()
+        )
         rows: list[tuple[str, str, dict[str, Any]]] = []
         timings: dict[int, dict[str, float]] = {}
         for year in years:
@@ -555,6 +584,7 @@ class IndicatorService:
                 "engine_seconds": round(engine_seconds[year], 3),
                 "figures": len(yd.decisions),
                 "unprotected": len(yd.decisions.unprotected),
+                "reused": yd.reused,
             }
         async with self.pool.acquire() as conn, _no_swap(conn):
             release = await self.releases.save(
@@ -566,6 +596,10 @@ class IndicatorService:
                 events_applied=live["events_applied"],
                 years={str(y): t for y, t in timings.items()},
                 answers=rows,
+                decisions={
+                    y: (yd.fingerprint, decisions_document(yd.decisions))
+                    for y, yd in decided.items()
+                },
             )
         self._latest = (time.monotonic(), release)
         seconds = time.perf_counter() - started
@@ -574,10 +608,28 @@ class IndicatorService:
             extra={
                 "release": release.release_id,
                 "years": len(years),
+                "reused": sorted(y for y in years if decided[y].reused),
                 "seconds": round(seconds, 1),
             },
         )
         return ReleaseReport(release, timings, seconds)
+
+    async def _reuse(self) -> Reuse:
+        """The decisions the kept releases stored (the newest and the one before it), by year
+        and fingerprint; none before the first release."""
+        async with self.pool.acquire() as conn:
+            stored = await self.releases.fingerprints(conn)
+
+        async def reuse(year: int, fp: str) -> Decisions | None:
+            release_id = stored.get((year, fp))
+            if release_id is None:
+                return None
+            async with self.pool.acquire() as conn:
+                doc = await self.releases.decisions(conn, release_id, year, fp)
+            # (None: that release was dropped meanwhile, by a cut elsewhere; decide afresh.)
+            return None if doc is None else await asyncio.to_thread(from_document, doc)
+
+        return reuse
 
 
 def _copy(answer: dict[str, Any]) -> dict[str, Any]:
