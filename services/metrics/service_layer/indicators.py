@@ -293,28 +293,30 @@ class IndicatorService:
         Once a year has been decided, a change does not make readers wait: one refresh of the
         year runs in the background (one at a time per year in this instance) and readers get
         the previous decisions, marked stale in ``freshness``, until it is done, for at most
-        ``max_stale_seconds`` after the snapshot those were taken from; after that they wait
+        ``max_stale_seconds`` after this instance first saw the change; after that they wait
         for figures computed after they saw the change. The year's first computation blocks.
         The count of overdue referrals also moves with the clock: it is counted again after
         ``OVERDUE_SECONDS`` (a count over the open referrals, which does not wait for a
         refresh)."""
         marker, seen = await self._current_marker()
         known = self._years.get(year)
-        stale_for = 0.0
+        stale, stale_for = False, 0.0
         if known is not None and known.marker != marker:
             stale_for = time.monotonic() - self._outdated_since(year, known, seen)
-            if stale_for <= self.max_stale_seconds:
+            stale = stale_for <= self.max_stale_seconds
+            if stale:
                 self._refresh(year)  # the running one, or a new one
             else:
                 known = None
         if known is None:
-            known = await self._fresh(year, seen)
-            stale_for = 0.0
+            # Computed after this reader saw the marker: as fresh as what it saw (a marker
+            # that moved meanwhile is newer facts, not staler figures).
+            known, stale, stale_for = await self._fresh(year, seen), False, 0.0
         live = {
             **known.facts,
             "referrals_overdue": await self._overdue_count(marker),
             "as_of": known.as_of,
-            "stale": known.marker != marker,
+            "stale": stale,
             "stale_seconds": stale_for,
         }
         return known.decided, live
