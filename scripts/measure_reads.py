@@ -20,7 +20,14 @@ of batch by batch (their upkeep's cost is the difference). ``read`` measures, on
 - **snapshot**: the ``/metrics`` snapshot's refresh (current month, quarter, year), repeated;
 - **totals answers**: ``IndicatorService.indicators(period)`` for the 17 periods of the year,
   ``rounds`` times, answer cache off (``cache_seconds=0``): the service layer behind
-  ``GET /v1/indicators`` (HTTP and JSON rendering not included), p50 and p99.
+  ``GET /v1/indicators`` (HTTP and JSON rendering not included), p50 and p99;
+- **answers with a change between them** (``--changes N``, ``--pause S``): N times, one new
+  event applied through the FactWriter (from a simulator chunk beyond the fill: a real change
+  of the facts, the change marker moves), then ``indicators(period)`` of the next period, S
+  seconds apart (a dashboard's reader, while the consumer applies): p50, p99, max, and how
+  many answers were marked stale (``freshness.stale``, where the code has it) and how old
+  their figures were at most. The service is the one ``bootstrap`` configures from the
+  settings' defaults (``indicator_max_stale_seconds``), with the answer cache off.
 """
 
 from __future__ import annotations
@@ -102,7 +109,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def read(database: str, rounds: int) -> dict[str, Any]:
+async def read(database: str, rounds: int, changes: int, pause: float) -> dict[str, Any]:
     from services.metrics.bootstrap import indicator_service
     from services.metrics.domain.periods import parse_period
     from services.metrics.service_layer.snapshot import IndicatorSnapshot
@@ -149,10 +156,48 @@ async def read(database: str, rounds: int) -> dict[str, Any]:
     out["answers"] = len(times)
     out["answer_p50_ms"] = pct(times, 50) * 1000
     out["answer_p99_ms"] = pct(times, 99) * 1000
+    if changes:
+        out.update(await changing(pool, service, periods, changes, pause))
     out["load_average"] = os.getloadavg()
     await pool.close()
     assert parse_period(periods[0])
     return out
+
+
+async def changing(
+    pool: asyncpg.Pool, service: Any, periods: list[str], changes: int, pause: float
+) -> dict[str, Any]:
+    """Answers each right after a change of the facts (see the module's docstring)."""
+    from services.metrics.adapters.facts import FactWriter
+    from shared.events import decode_event
+    from tools.bench.prefill import _chunk
+
+    year = int(periods[0])
+    # A chunk no fill reaches (fills use indexes from 0 up), of the year measured.
+    extra = [decode_event(v) for _, _, v in _chunk(1, 9_999, date(year, 12, 31), "00" * 32)]
+    writer = FactWriter("metrics")
+    times, stale, oldest, at = [], 0, 0.0, 0
+    for n in range(changes):
+        applied = 0
+        while not applied:  # an event that changes the facts (not every one is a fact)
+            async with pool.acquire() as conn, conn.transaction():
+                applied = len(await writer(conn, [extra[at]]))
+            at += 1
+        started = time.perf_counter()
+        answer = await service.indicators(periods[n % len(periods)])
+        times.append(time.perf_counter() - started)
+        if answer["freshness"].get("stale"):
+            stale += 1
+            oldest = max(oldest, answer["freshness"]["stale_seconds"])
+        await asyncio.sleep(pause)
+    return {
+        "changed_answers": len(times),
+        "changed_p50_ms": pct(times, 50) * 1000,
+        "changed_p99_ms": pct(times, 99) * 1000,
+        "changed_max_ms": max(times) * 1000,
+        "changed_stale": stale,
+        "changed_stale_seconds_max": oldest,
+    }
 
 
 async def drop(database: str) -> None:
@@ -168,6 +213,8 @@ def main() -> None:
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--changes", type=int, default=0, help="read: answers after a change each")
+    p.add_argument("--pause", type=float, default=0.2, help="read: seconds between those")
     p.add_argument("--years", type=int, default=1, help="fill: spread the chunks over years")
     p.add_argument(
         "--no-rollups", action="store_true", help="fill: rollups once at the end, not per batch"
@@ -176,7 +223,7 @@ def main() -> None:
     if args.what == "fill":
         asyncio.run(fill(args.database, args.events, args.seed, args.years, not args.no_rollups))
     elif args.what == "read":
-        print(asyncio.run(read(args.database, args.rounds)))
+        print(asyncio.run(read(args.database, args.rounds, args.changes, args.pause)))
     else:
         asyncio.run(drop(args.database))
 

@@ -225,6 +225,9 @@ async def metrics_app(pool: asyncpg.Pool, kafka: str) -> AsyncIterator[Any]:
         consumer_group=f"metrics-{RUN_ID}",
         snapshot_interval_seconds=1.0,
         indicator_cache_seconds=0.0,
+        # Tests read right after the consumer applied what they wrote: the figures must be
+        # those of the facts as they are (stale-while-revalidate has tests of its own).
+        indicator_max_stale_seconds=0.0,
     )
     app = build_app(settings)
     async with app.router.lifespan_context(app):

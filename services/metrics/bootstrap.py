@@ -45,6 +45,7 @@ def indicator_service(
         reference or load_reference(settings.reference_file),
         k=settings.suppression_k,
         cache_seconds=settings.indicator_cache_seconds,
+        max_stale_seconds=settings.indicator_max_stale_seconds,
         thresholds=settings.thresholds(),
         signal_trainings=settings.signal_training_codes,
         control=settings.disclosure_control,
@@ -108,6 +109,7 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
             if consumer is not None:
                 await consumer.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await service.close()
             REGISTRY.unregister(snapshot)
             await pool.close()
 

@@ -67,6 +67,15 @@ class MetricsSettings(ServiceSettings, ScaleSettings):
         "are reused without asking the database whether the facts changed; after that one "
         "query of a few rows (the change marker) decides whether they are computed again.",
     )
+    indicator_max_stale_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How old the live municipality totals may be, once the facts changed, "
+        "while their one refresh runs in the background: until then a reader gets the "
+        "previous figures at once, marked `stale` in `freshness`; after it a reader waits for "
+        "the refresh. 0: every reader after a change waits for it. A year's first computation "
+        "always waits.",
+    )
     signal_training_codes: list[str] = Field(
         ["signaling-loneliness"],
         min_length=1,

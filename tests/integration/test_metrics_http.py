@@ -54,3 +54,21 @@ async def test_the_earliest_trend_there_can_be_is_answered(metrics: Any, make_pa
 
     assert r.status_code == 200, r.text
     assert [m["period"] for m in r.json()["months"]] == ["2000-01", "2000-02"]
+
+
+async def test_a_live_answer_says_how_fresh_its_figures_are(
+    metrics: Any, make_partner: Any
+) -> None:
+    """``freshness`` of the live totals: the snapshot the figures come from and whether the
+    facts changed since (stale-while-revalidate, docs/scale.md "Reads")."""
+    reader = await make_partner(scopes="indicators")
+
+    r = await metrics.get("/v1/indicators", params={"period": "2001-03"}, headers=reader.headers)
+
+    assert r.status_code == 200, r.text
+    freshness = r.json()["freshness"]
+    assert set(freshness) >= {"newest_event_at", "events_applied", "figures_as_of", "stale"}
+    # The app in the tests waits for every refresh (indicator_max_stale_seconds 0).
+    assert freshness["stale"] is False
+    assert freshness["stale_seconds"] == 0.0
+    assert freshness["figures_as_of"] <= r.json()["generated_at"]

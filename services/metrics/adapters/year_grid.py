@@ -59,15 +59,11 @@ def _periods(column: str) -> str:
     )
 
 
-# The sessions of the year (``$1`` to ``$2``): every row of a session any row of which is dated
-# in the year (so that a session's date, the earliest of its rows, is the one the whole history
-# would give it).
-_YEAR_SESSIONS = SESSIONS.replace(
-    "{where}",
-    """AND (t.organisation_id, t.activity_id, t.session_start, t.participant_id) IN (
-           SELECT organisation_id, activity_id, session_start, participant_id
-           FROM {s}.attendance WHERE session_date BETWEEN $1 AND $2)""",
-)
+# The sessions of the year (``$1`` to ``$2``): the rows dated in the year. Every row of a session has the same date, its start's date in Amsterdam (migration
+# 008 checks it), so the year's rows hold every row of the year's sessions. (Before, the rows
+# were picked as "every row of a session any row of which is dated in the year": a seek into
+# the participant index per row of the year, 60% of a totals grid at 100,000 events.)
+_YEAR_SESSIONS = SESSIONS.replace("{where}", "AND t.session_date BETWEEN $1 AND $2")
 
 
 def _in_force(table: str, moment: str) -> str:
@@ -225,6 +221,62 @@ def _keys(reference: ReferenceData, seen: Mapping[str, set[str]]) -> dict[str, l
     return keys
 
 
+# The S2 figures of every cell (the release): each kind of record counted, and its people.
+_S2_CELLS = """
+        SELECT p.period, {grouping},
+               count(DISTINCT e.who) FILTER (WHERE kind = 'a') AS participants_unique,
+               count(*) FILTER (WHERE kind = 'a') AS attendances,
+               count(*) FILTER (WHERE kind = 'n') AS no_shows,
+               count(DISTINCT e.who) FILTER (WHERE kind = 'n') AS no_shows_people,
+               count(*) FILTER (WHERE kind = 'r') AS registrations,
+               count(DISTINCT e.who) FILTER (WHERE kind = 'r') AS registrations_people,
+               count(*) FILTER (WHERE kind = 'c') AS cancellations,
+               count(DISTINCT e.who) FILTER (WHERE kind = 'c') AS cancellations_people,
+               count(*) FILTER (WHERE kind = 'f') AS participants_new,
+               count(*) FILTER (WHERE kind = 'f' AND retained) AS retained,
+               count(DISTINCT e.who) AS section
+        FROM e {periods}
+        GROUP BY GROUPING SETS ({sets})
+"""
+
+# The same figures for the municipality totals alone (the live answers), counted in two steps:
+# the year's records per month and person (one hash aggregate over the year's rows), then per
+# period and person (the people of each month, quarter and year): every count of people is a
+# count of those rows. The one-step form above sorts the year's records three times over (a
+# row per period) for each of its five count(DISTINCT ...): at 100,000 events two thirds of a
+# totals grid (docs/benchmarks.md, "Issue 14, item 1: answers that do not wait").
+_S2_TOTALS = f"""
+        , per_month AS (
+            SELECT date_trunc('month', e.day)::date AS month, e.who,
+                   count(*) FILTER (WHERE kind = 'a') AS a,
+                   count(*) FILTER (WHERE kind = 'n') AS n,
+                   count(*) FILTER (WHERE kind = 'r') AS r,
+                   count(*) FILTER (WHERE kind = 'c') AS c,
+                   count(*) FILTER (WHERE kind = 'f') AS f,
+                   count(*) FILTER (WHERE kind = 'f' AND retained) AS fr
+            FROM e GROUP BY 1, 2
+        ), per_period AS (
+            SELECT p.period, m.who, sum(m.a) AS a, sum(m.n) AS n, sum(m.r) AS r,
+                   sum(m.c) AS c, sum(m.f) AS f, sum(m.fr) AS fr
+            FROM per_month m {_periods("m.month")}
+            GROUP BY 1, 2
+        )
+        SELECT period, {_grouping(True, "e.neighbourhood", "e.age_band", "e.category", "e.organisation_id")},
+               count(who) FILTER (WHERE a > 0) AS participants_unique,
+               sum(a) AS attendances,
+               sum(n) AS no_shows,
+               count(who) FILTER (WHERE n > 0) AS no_shows_people,
+               sum(r) AS registrations,
+               count(who) FILTER (WHERE r > 0) AS registrations_people,
+               sum(c) AS cancellations,
+               count(who) FILTER (WHERE c > 0) AS cancellations_people,
+               sum(f) AS participants_new,
+               sum(fr) AS retained,
+               count(who) AS section
+        FROM per_period GROUP BY period
+"""
+
+
 async def _s2(
     conn: _Reader, s: str, start: date, end: date, totals_only: bool, out: _Collector
 ) -> None:
@@ -275,20 +327,7 @@ async def _s2(
                    organisation_id, retained
             FROM new
         )
-        SELECT p.period, {_grouping(totals_only, "e.neighbourhood", "e.age_band", "e.category", "e.organisation_id")},
-               count(DISTINCT e.who) FILTER (WHERE kind = 'a') AS participants_unique,
-               count(*) FILTER (WHERE kind = 'a') AS attendances,
-               count(*) FILTER (WHERE kind = 'n') AS no_shows,
-               count(DISTINCT e.who) FILTER (WHERE kind = 'n') AS no_shows_people,
-               count(*) FILTER (WHERE kind = 'r') AS registrations,
-               count(DISTINCT e.who) FILTER (WHERE kind = 'r') AS registrations_people,
-               count(*) FILTER (WHERE kind = 'c') AS cancellations,
-               count(DISTINCT e.who) FILTER (WHERE kind = 'c') AS cancellations_people,
-               count(*) FILTER (WHERE kind = 'f') AS participants_new,
-               count(*) FILTER (WHERE kind = 'f' AND retained) AS retained,
-               count(DISTINCT e.who) AS section
-        FROM e {_periods("e.day")}
-        GROUP BY GROUPING SETS ({sets})
+        {_S2_TOTALS if totals_only else _S2_CELLS.format(grouping=_grouping(False, "e.neighbourhood", "e.age_band", "e.category", "e.organisation_id"), periods=_periods("e.day"), sets=sets)}
         """,
         start,
         end,
@@ -369,7 +408,11 @@ async def _s3(
                 ORDER BY t.session_date LIMIT 1
             ) first ON true
             WHERE r.created_date BETWEEN $1 AND $2
-        ), refs AS (
+        ),
+        -- Materialised: each referral's look-ups (statuses, first attendance, retention) once,
+        -- not once for each of its three periods (the expansion below), as an inlined CTE had
+        -- them: three times the index probes.
+        refs AS MATERIALIZED (
             SELECT b.*,
                    b.accepted_recorded OR b.contacted_on IS NOT NULL
                        OR b.first_attended IS NOT NULL AS accepted,

@@ -72,6 +72,9 @@ Control = Literal["full", "primary", "off"]
 # How long the count of overdue referrals (which moves with the clock, not only with the facts)
 # may go uncounted while the facts do not change.
 OVERDUE_SECONDS = 60.0
+# PostgreSQL's memory per sort or hash of a live totals refresh (the default, 4 MB, spills the
+# year's aggregates to disk at 100,000 events in a year).
+LIVE_WORK_MEM = "64MB"
 # Release answers kept decoded in memory (a dashboard asks the same few again and again).
 RELEASE_CACHE_SIZE = 512
 
@@ -109,17 +112,23 @@ class YearDecisions:
 Reuse = Callable[[int, str], Awaitable[Decisions | None]]
 
 
-@dataclass
-class _LiveState:
-    """The live totals computed under one change marker (the facts they were computed from)."""
+@dataclass(frozen=True)
+class _LiveYear:
+    """A year's live totals, decided from one snapshot of the facts."""
 
-    marker: queries.Marker
-    checked: float = 0.0  # when the marker was last read (monotonic)
-    grids: dict[int, YearGrid] = dataclasses.field(default_factory=dict)  # totals only
-    decided: dict[int, YearDecisions] = dataclasses.field(default_factory=dict)
-    facts: dict[str, Any] | None = None  # newest event, events applied
-    overdue: int = 0
-    overdue_at: float = -OVERDUE_SECONDS  # never counted
+    marker: queries.Marker  # the change marker of that snapshot
+    decided: YearDecisions
+    facts: dict[str, Any]  # newest event, events applied: as of the snapshot
+    began: float  # monotonic, before the snapshot was taken: the figures are at most this old
+    as_of: datetime  # the same moment on the wall clock
+
+
+@dataclass(frozen=True)
+class _Refresh:
+    """One computation of a year's live totals under way (in the background)."""
+
+    task: asyncio.Task[None]
+    began: float  # monotonic, before its snapshot: it sees every change committed before
 
 
 @dataclass(frozen=True)
@@ -158,8 +167,14 @@ class IndicatorService:
         control: Control = "full",
         source: GridSource | None = None,
         release_timeout: float = 1800.0,
+        max_stale_seconds: float = 0.0,
     ) -> None:
         self.pool = pool
+        # How old the live totals may be, once the facts changed, while one refresh runs in the
+        # background (stale-while-revalidate); after that a reader waits for the refresh. 0:
+        # every reader waits for figures computed after it saw the change (tests that write
+        # and read at once).
+        self.max_stale_seconds = max_stale_seconds
         # Seconds a release's grid queries may take: a cut runs in the background, so it may
         # take longer than an answer (the pool's 30 s command timeout).
         self.release_timeout = release_timeout
@@ -178,8 +193,15 @@ class IndicatorService:
         )
         self.source: GridSource = source or SqlGridSource(schema, options)
         self.releases = ReleaseStore(schema)
-        self._live: _LiveState | None = None
-        self._live_lock = asyncio.Lock()
+        self._marker: tuple[queries.Marker, float] | None = None  # and when it was read
+        self._years: dict[int, _LiveYear] = {}
+        self._refreshing: dict[int, _Refresh] = {}
+        # Per year: the decisions (by their snapshot's start) found outdated, and when first.
+        self._outdated: dict[int, tuple[float, float]] = {}
+        # The grids read under one marker, so that the years refreshed under it share the
+        # baseline year's grid.
+        self._grids_of: tuple[queries.Marker, dict[int, YearGrid]] | None = None
+        self._overdue: tuple[int, float, queries.Marker] | None = None  # and when, under which
         self._latest: tuple[float, Release | None] | None = None
         self._answers: dict[tuple[int, str, str], dict[str, Any]] = {}
 
@@ -288,50 +310,130 @@ class IndicatorService:
 
     async def _live_totals(self, year: int) -> tuple[YearDecisions, dict[str, Any]]:
         """The municipality totals of ``year``, decided from the totals alone, and the live
-        figures. Computed again only when the change marker moved (the facts or the partner
-        registry changed), and each year's grid once per change, whoever asks (every period of
-        the year, the trend's months, ``/metrics``, the growth baseline of other years): an
-        unchanged database costs one query of a few rows, and none within ``cache_seconds``.
-        The count of overdue referrals also moves with the clock: it is counted again after
-        ``OVERDUE_SECONDS``."""
-        async with self._live_lock:
-            now = time.monotonic()
-            state = self._live
-            if state is None or now - state.checked >= self.cache_seconds:
-                async with self.pool.acquire() as conn, _no_swap(conn):
-                    marker = await queries.change_marker(conn, self.schema)
-                if state is None or state.marker != marker:
-                    state = _LiveState(marker)
-                state.checked = now
-                self._live = state
-            overdue_stale = now - state.overdue_at >= OVERDUE_SECONDS
-            if year not in state.decided or state.facts is None or overdue_stale:
-                state = await self._refresh_live(state, year, overdue_stale)
-                self._live = state
-            assert state.facts is not None
-            return state.decided[year], {**state.facts, "referrals_overdue": state.overdue}
+        figures (as of the snapshot they were computed from).
 
-    async def _refresh_live(self, state: _LiveState, year: int, overdue_stale: bool) -> _LiveState:
-        """What ``state`` lacks for ``year``, in one snapshot; a fresh state if the facts
-        changed meanwhile (the marker is read in the same snapshot as the figures)."""
+        Computed again only when the change marker moved (the facts or the partner registry
+        changed), and each year's grid once per change, whoever asks (every period of the year,
+        the trend's months, ``/metrics``, the growth baseline of other years): an unchanged
+        database costs one query of a few rows, and none within ``cache_seconds``.
+
+        Once a year has been decided, a change does not make readers wait: one refresh of the
+        year runs in the background (one at a time per year in this instance) and readers get
+        the previous decisions, marked stale in ``freshness``, until it is done, for at most
+        ``max_stale_seconds`` after this instance first saw the change; after that they wait
+        for figures computed after they saw the change. The year's first computation blocks.
+        The count of overdue referrals also moves with the clock: it is counted again after
+        ``OVERDUE_SECONDS`` (a count over the open referrals, which does not wait for a
+        refresh)."""
+        marker, seen = await self._current_marker()
+        known = self._years.get(year)
+        stale, stale_for = False, 0.0
+        if known is not None and known.marker != marker:
+            stale_for = time.monotonic() - self._outdated_since(year, known, seen)
+            stale = stale_for <= self.max_stale_seconds
+            if stale:
+                self._refresh(year)  # the running one, or a new one
+            else:
+                known = None
+        if known is None:
+            # Computed after this reader saw the marker: as fresh as what it saw (a marker
+            # that moved meanwhile is newer facts, not staler figures).
+            known, stale, stale_for = await self._fresh(year, seen), False, 0.0
+        live = {
+            **known.facts,
+            "referrals_overdue": await self._overdue_count(marker),
+            "as_of": known.as_of,
+            "stale": stale,
+            "stale_seconds": stale_for,
+        }
+        return known.decided, live
+
+    def _outdated_since(self, year: int, known: _LiveYear, seen: float) -> float:
+        """When this instance first saw that ``year``'s decisions ``known`` no longer match
+        the facts (monotonic): the staleness bound counts from then, not from their snapshot,
+        so that after a quiet hour one change does not make the next reader wait."""
+        since = self._outdated.get(year)
+        if since is None or since[0] != known.began:
+            since = (known.began, seen)
+            self._outdated[year] = since
+        return since[1]
+
+    async def _current_marker(self) -> tuple[queries.Marker, float]:
+        """The change marker and when it was read (monotonic): read again after
+        ``cache_seconds``."""
+        now = time.monotonic()
+        if self._marker is None or now - self._marker[1] >= self.cache_seconds:
+            async with self.pool.acquire() as conn, _no_swap(conn):
+                marker = await queries.change_marker(conn, self.schema)
+            self._marker = (marker, time.monotonic())
+        return self._marker
+
+    async def _fresh(self, year: int, seen: float) -> _LiveYear:
+        """``year``'s totals from a snapshot taken after ``seen`` (monotonic): they include
+        every change the reader saw. A refresh already under way that began after it serves;
+        one that began before is waited for and another started."""
+        while True:
+            refresh = self._refresh(year)
+            # Shielded: a reader that gives up (a closed request) does not cancel the refresh
+            # the other readers wait for.
+            await asyncio.shield(refresh.task)
+            known = self._years.get(year)
+            if refresh.began >= seen and known is not None and known.began >= refresh.began:
+                return known
+
+    def _refresh(self, year: int) -> _Refresh:
+        """The refresh of ``year`` under way, or a new one started in the background."""
+        running = self._refreshing.get(year)
+        if running is not None and not running.task.done():
+            return running
+        began = time.monotonic()
+        refresh = _Refresh(asyncio.create_task(self._compute(year, began)), began)
+        self._refreshing[year] = refresh
+        refresh.task.add_done_callback(_log_failure)
+        return refresh
+
+    async def _compute(self, year: int, began: float) -> None:
+        """Decide ``year`` (and the baseline year, which its growth rests on) from one
+        snapshot; the marker is read in the same snapshot as the figures. Newer decisions
+        already in place are kept."""
+        first = self.baseline.baseline_year
         async with self._snapshot() as conn:
+            # The totals grid's aggregates over the year's rows fit in memory instead of
+            # spilling to disk (about 20% of a totals grid at 100,000 events; a live refresh
+            # runs one at a time per year).
+            await conn.execute(f"SET LOCAL work_mem = '{LIVE_WORK_MEM}'")
+            as_of = datetime.now(UTC)
             marker = await queries.change_marker(conn, self.schema)
-            if marker != state.marker:
-                state = _LiveState(marker, checked=state.checked)
-            if year not in state.decided:
-                wanted = sorted({year, self.baseline.baseline_year} - set(state.grids))
-                grids, _ = await self._grids(conn, wanted, totals_only=True, baseline=False)
-                state.grids.update(grids)
-            if state.facts is None:
-                state.facts = await queries.fact_figures(conn, self.schema)
-            if overdue_stale or time.monotonic() - state.overdue_at >= OVERDUE_SECONDS:
-                state.overdue = await queries.referrals_overdue(conn, self.schema)
-                state.overdue_at = time.monotonic()
-        if year not in state.decided:
-            first = self.baseline.baseline_year
-            decided = await self._decide({y: state.grids[y] for y in {year, first}}, exact=False)
-            state.decided.update(decided)
-        return state
+            if self._grids_of is None or self._grids_of[0] != marker:
+                self._grids_of = (marker, {})
+            grids = self._grids_of[1]
+            wanted = sorted({year, first} - set(grids))
+            read, _ = await self._grids(conn, wanted, totals_only=True, baseline=False)
+            grids.update(read)
+            facts = await queries.fact_figures(conn, self.schema)
+        decided = await self._decide({y: grids[y] for y in {year, first}}, exact=False)
+        for y, decisions in decided.items():
+            known = self._years.get(y)
+            if known is None or known.began <= began:
+                self._years[y] = _LiveYear(marker, decisions, facts, began, as_of)
+
+    async def _overdue_count(self, marker: queries.Marker) -> int:
+        """Open referrals without a change for 14 days: counted again when the facts changed
+        or after ``OVERDUE_SECONDS`` (a count over the open referrals' index)."""
+        now = time.monotonic()
+        hit = self._overdue
+        if hit is None or hit[2] != marker or now - hit[1] >= OVERDUE_SECONDS:
+            async with self.pool.acquire() as conn, _no_swap(conn):
+                count = await queries.referrals_overdue(conn, self.schema)
+            self._overdue = hit = (count, now, marker)
+        return hit[0]
+
+    async def close(self) -> None:
+        """Stop the refreshes under way (the service is stopping; its pool closes next)."""
+        tasks = [r.task for r in self._refreshing.values() if not r.task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------------------ answers
 
@@ -368,6 +470,7 @@ class IndicatorService:
             "freshness": {
                 "newest_event_at": newest.isoformat() if newest else None,
                 "events_applied": live["events_applied"],
+                **_staleness(live),
             },
             "baseline_year": self.baseline.baseline_year,
             **answers.sections(
@@ -630,6 +733,30 @@ class IndicatorService:
             return None if doc is None else await asyncio.to_thread(from_document, doc)
 
         return reuse
+
+
+def _staleness(live: Mapping[str, Any]) -> dict[str, Any]:
+    """What the live totals' freshness adds: the moment of the snapshot the figures were
+    computed from (``figures_as_of``: every fact applied by then is in them), whether the facts
+    changed since (``stale``: a refresh is under way) and for how long this service has known
+    that (``stale_seconds``, bounded by ``max_stale_seconds``). A release's answer has none of
+    them: it says ``released_at``."""
+    as_of = live.get("as_of")
+    if as_of is None:
+        return {}
+    stale = bool(live.get("stale"))
+    return {
+        "figures_as_of": as_of.isoformat(),
+        "stale": stale,
+        "stale_seconds": round(float(live.get("stale_seconds") or 0.0), 3) if stale else 0.0,
+    }
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A background refresh that failed: logged (a reader waiting for it gets the error too;
+    the next reader starts another)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a refresh of the live totals failed", exc_info=task.exception())
 
 
 def _copy(answer: dict[str, Any]) -> dict[str, Any]:
