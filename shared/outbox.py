@@ -253,11 +253,14 @@ class OutboxRelay:
         async with self._connection(conn) as conn, conn.transaction():
             # Claimed and deleted in one statement; the deletion commits only after Kafka
             # acknowledged every row (an error rolls it back, and the rows stay). One round
-            # trip less per publish than a SELECT and then a DELETE.
+            # trip less per publish than a SELECT and then a DELETE. The ids as an array (an
+            # init plan, then the primary key's index): `id IN (SELECT ...)` was planned as a
+            # hash join over a sequential scan of the whole outbox, 39 ms instead of 3 ms for
+            # 2,000 of 50,000 rows.
             claimed = await conn.fetch(
-                f'DELETE FROM "{self.schema}".outbox WHERE id IN ('
+                f'DELETE FROM "{self.schema}".outbox WHERE id = ANY(ARRAY('
                 f'SELECT id FROM "{self.schema}".outbox '
-                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) "
                 "RETURNING id, topic, key, value",
                 self.batch_size,
             )
