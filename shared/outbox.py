@@ -12,6 +12,8 @@ it is the active one, is woken directly; a relay in another process by one NOTIF
 the commit. Never from inside the writing transaction: PostgreSQL serialises the commits of
 transactions that notified, their fsync included, which caps commits per second. The relay runs
 on a connection of its own, and polls besides (``poll_interval``), should a wake-up be missed.
+Once woken it waits ``gather_seconds`` (20 ms) before it claims rows, so that single writes
+committed close together are published together.
 """
 
 from __future__ import annotations
@@ -160,6 +162,10 @@ class KeyHashingPartitioner:
         return all_partitions[hashed % len(all_partitions)]
 
 
+def _row_id(row: asyncpg.Record) -> int:
+    return int(row["id"])
+
+
 class KafkaUnavailable(Exception):
     """Publishing failed on Kafka's side (not the database's); the rows stay and are retried."""
 
@@ -174,6 +180,7 @@ class OutboxRelay:
         batch_size: int = 2000,
         poll_interval: float = 1.0,
         max_backoff: float = 5.0,
+        gather_seconds: float = 0.02,
     ) -> None:
         self.pool = pool
         self.schema = schema
@@ -181,6 +188,12 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
+        # After a wake-up, the relay waits this long before it claims rows, so that the writes
+        # committed meanwhile share its transaction and its produce request: a publish costs
+        # about as much CPU for one row as for ten (four round trips, a Kafka request), and at
+        # hundreds of single writes a second one publish per write was a third of the writing
+        # service's CPU. Events reach Kafka that much later (freshness is counted in seconds).
+        self.gather_seconds = gather_seconds
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._partitioner = KeyHashingPartitioner()  # kept across producers: the hashes hold
@@ -196,7 +209,11 @@ class OutboxRelay:
                 **self.kafka.client_options(),
                 enable_idempotence=True,  # retries inside one session never duplicate or reorder
                 acks="all",
-                linger_ms=5,
+                # The relay hands the producer whole record batches (``_send_batches``), so
+                # lingering gathers nothing more; and while a batch lingers, aiokafka's sender
+                # goes round its loop again and again: 5 ms of linger cost about 700 µs of CPU
+                # per publish (a single-record batch: ~900 µs at 5 ms, ~200 µs at 0).
+                linger_ms=0,
                 request_timeout_ms=10_000,
                 max_batch_size=1_048_576,
                 partitioner=self._partitioner,
@@ -234,13 +251,22 @@ class OutboxRelay:
         """Publish one batch; return how many rows were published. ``conn``: the relay's own
         connection (by default one of the pool's)."""
         async with self._connection(conn) as conn, conn.transaction():
-            rows = await conn.fetch(
-                f'SELECT id, topic, key, value FROM "{self.schema}".outbox '
-                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            # Claimed and deleted in one statement; the deletion commits only after Kafka
+            # acknowledged every row (an error rolls it back, and the rows stay). One round
+            # trip less per publish than a SELECT and then a DELETE. The ids as an array (an
+            # init plan, then the primary key's index): `id IN (SELECT ...)` was planned as a
+            # hash join over a sequential scan of the whole outbox, 39 ms instead of 3 ms for
+            # 2,000 of 50,000 rows.
+            claimed = await conn.fetch(
+                f'DELETE FROM "{self.schema}".outbox WHERE id = ANY(ARRAY('
+                f'SELECT id FROM "{self.schema}".outbox '
+                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) "
+                "RETURNING id, topic, key, value",
                 self.batch_size,
             )
-            if not rows:
+            if not claimed:
                 return 0
+            rows = sorted(claimed, key=_row_id)  # RETURNING promises no order
             try:
                 producer = await self._get_producer()
                 futures = await self._send_batches(producer, rows)
@@ -249,10 +275,6 @@ class OutboxRelay:
                 # Kafka's timeouts and socket errors, not the database's: the caller must drop
                 # the producer and retry, not report the database unavailable.
                 raise KafkaUnavailable(f"Kafka did not take the batch: {exc!r}") from exc
-            await conn.execute(
-                f'DELETE FROM "{self.schema}".outbox WHERE id = ANY($1::bigint[])',
-                [r["id"] for r in rows],
-            )
         for topic, count in collections.Counter(r["topic"] for r in rows).items():
             PUBLISHED.labels(self.schema, topic).inc(count)
         return len(rows)
@@ -380,6 +402,8 @@ class OutboxRelay:
                 finally:
                     for waiting in waits:
                         waiting.cancel()
+                if self._wake.is_set() and self.gather_seconds > 0:
+                    await _wait(stop, self.gather_seconds)
 
 
 async def run_service_relay(

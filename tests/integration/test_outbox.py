@@ -154,6 +154,41 @@ async def test_the_services_own_relay_is_woken_without_a_notify(
     assert ids_of(records) == [str(event.id)]
 
 
+async def test_writes_committed_while_the_relay_gathers_share_one_publish(
+    pool: asyncpg.Pool, scratch_schema: str, topic_prefix: str, registrations_topic: str
+) -> None:
+    """After a wake-up the relay waits ``gather_seconds`` before it claims rows: the writes
+    committed meanwhile go out in one transaction and one produce request, in commit order.
+    (A window of 2 s here, so that a slow machine cannot split the three writes.)"""
+    relay = OutboxRelay(pool, scratch_schema, KAFKA, poll_interval=60, gather_seconds=2.0)
+    after_commit = wakeup(scratch_schema, relay)
+    published: list[int] = []
+    publish_once = relay.publish_once
+
+    async def counted(conn: asyncpg.Connection | None = None) -> int:
+        n = await publish_once(conn)
+        if n:
+            published.append(n)
+        return n
+
+    relay.publish_once = counted  # type: ignore[method-assign]
+    events = [registration(n) for n in range(3)]
+    async with running(relay):
+        await eventually(lambda: _active(relay), timeout=20, what="the relay to take its lock")
+        for event in events:
+            async with pool.acquire() as conn, conn.transaction():
+                await enqueue(conn, scratch_schema, [event], topic_prefix)
+            await after_commit(None)  # type: ignore[arg-type]
+            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: _empty(pool, scratch_schema), timeout=10, what="the outbox to drain"
+        )
+
+    assert published == [3]
+    records = await read_records(registrations_topic, expect=3)
+    assert ids_of(records) == [str(e.id) for e in events]
+
+
 async def _active(relay: OutboxRelay) -> bool:
     return relay.active and relay.kafka_ok
 

@@ -96,7 +96,9 @@ class KafkaTools:
 
     async def produce(self, topic: str, records: int, payload_file: Path) -> PerfResult:
         """kafka-producer-perf-test with real event payloads and the relay's producer settings
-        (acks=all, idempotent, linger 5 ms, batches up to 1 MiB)."""
+        (acks=all, idempotent, batches up to 1 MiB), with a linger of 5 ms: the relay hands over
+        whole batches and lingers not at all, a producer sending record by record batches only
+        by lingering."""
         text = await self._run(
             "org.apache.kafka.tools.ProducerPerformance",
             "--topic",
