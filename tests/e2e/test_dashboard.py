@@ -467,6 +467,43 @@ async def test_hostile_keys_are_shown_as_text(
     assert problems.items == []
 
 
+async def test_figures_served_during_a_refresh_say_so_and_from_when_they_are(
+    filled_stack: FilledStack, metrics_url: str, browser: Any
+) -> None:
+    """While a refresh runs, the live totals are the previous figures, marked ``stale`` with
+    the moment they were computed (``figures_as_of``): the page says so in plain Dutch,
+    and says nothing of the kind about figures that are not stale."""
+    page = await browser.new_page()
+    problems = Problems(page)
+    as_of = "2026-03-04T09:15:00+00:00"  # 10:15 in Amsterdam
+
+    async def stale(route: Any) -> None:
+        response = await route.fetch()
+        doc = await response.json()
+        if doc["by"] is None:
+            doc["freshness"].update(stale=True, figures_as_of=as_of, stale_seconds=4.2)
+        await route.fulfill(response=response, body=json.dumps(doc))
+
+    await page.goto(f"{metrics_url}/#key={filled_stack.reader.key}")
+    await wait_ready(page)
+    fresh = page.locator('[data-testid="freshness"]')
+    assert await fresh.get_attribute("data-stale") == "false"
+    assert "nieuwe gegevens" not in (await fresh.text_content() or "")
+
+    await page.route(re.compile(r".*/v1/indicators\?.*"), stale)
+    await page.reload()
+    await wait_ready(page)
+    assert await fresh.get_attribute("data-stale") == "true"
+    text = " ".join((await fresh.text_content() or "").split())
+    assert text.startswith("Bijgewerkt tot"), text
+    assert "Er zijn nieuwe gegevens binnen. We rekenen ze nu mee." in text, text
+    # The moment in Amsterdam's time, as the page writes dates (Intl, nl).
+    shown = text.split("Deze cijfers zijn van ", 1)[1]
+    assert "4 maart 2026" in shown, text
+    assert "10:15" in shown, text
+    assert problems.items == []
+
+
 def test_no_markup_is_built_from_strings() -> None:
     """The dashboard's script never parses strings as HTML (the cheap half of the above)."""
     source = (REPO / "services/metrics/entrypoints/static/app.js").read_text()

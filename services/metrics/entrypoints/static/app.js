@@ -31,6 +31,7 @@
       "range": "Van {from} tot en met {to}",
       "fresh": "Bijgewerkt tot {time}",
       "fresh.none": "Nog geen gegevens ontvangen",
+      "fresh.stale": "Er zijn nieuwe gegevens binnen. We rekenen ze nu mee. Deze cijfers zijn van {time}.",
       "subtitle.own": "De cijfers van uw eigen organisatie, met dezelfde bescherming van inwoners als alle cijfers.",
       "legend": "niet getoond ter bescherming van privacy",
       "hidden": "verborgen",
@@ -137,6 +138,7 @@
       "range": "From {from} to {to}",
       "fresh": "Updated until {time}",
       "fresh.none": "No data received yet",
+      "fresh.stale": "New data has come in and is being counted now. These figures are from {time}.",
       "subtitle.own": "The figures of your own organisation, with the same protection of residents as every figure.",
       "legend": "not shown to protect privacy",
       "hidden": "hidden",
@@ -765,6 +767,11 @@
     const fresh = $("freshness");
     fresh.dataset.value = newest || "";
     fresh.textContent = newest ? t("fresh", { time: timeName(newest) }) : t("fresh.none");
+    // Figures served while a refresh runs (VERBINDING_INDICATOR_MAX_STALE_SECONDS): say so,
+    // and from when they are, rather than let a reader take them for the newest.
+    const stale = !own && d.freshness && d.freshness.stale && d.freshness.figures_as_of;
+    fresh.dataset.stale = stale ? "true" : "false";
+    if (stale) fresh.textContent += " " + t("fresh.stale", { time: timeName(d.freshness.figures_as_of) });
     // From when the breakdowns are (domain.md §7 rule 6): the release's moment.
     const releasedAt = own ? d.released_at : (state.data.nb && state.data.nb.released_at) || d.released_at;
     const rel = $("released");
