@@ -14,7 +14,12 @@ from typing import Any
 
 import asyncpg
 
-from services.metrics.adapters.changes import ChangeNotifier, listen_for_changes
+from services.metrics.adapters.changes import (
+    CHANNEL,
+    ChangeNotifier,
+    listen_for_changes,
+    notify_changed,
+)
 from services.metrics.domain.baseline import load_baseline
 from services.metrics.domain.periods import parse_period
 from services.metrics.service_layer.indicators import IndicatorService
@@ -170,3 +175,64 @@ async def test_figures_newer_than_the_marker_read_are_neither_stale_nor_refreshe
         assert source.read == read  # no refresh started
     finally:
         await drop_schema(pool, schema)
+
+
+async def test_the_listener_listens_again_after_its_connection_is_lost(
+    pool: asyncpg.Pool, database: str
+) -> None:
+    """A listener whose connection PostgreSQL terminated listens again on another one (and
+    tells once then: a change may have gone untold meanwhile); notifications after that
+    arrive. Another schema's notifications are not this schema's changes."""
+    schema = f"mtest_{uuid.uuid4().hex[:12]}"
+    told = 0
+
+    def tell() -> None:
+        nonlocal told
+        told += 1
+
+    # A pool of its own, named, so that the test finds its listener's backend among others
+    # (the session's metrics app listens on the same database).
+    name = f"ntf-{uuid.uuid4().hex[:8]}"
+    own = await asyncpg.create_pool(
+        database, min_size=1, max_size=2, server_settings={"application_name": name}
+    )
+    stop = asyncio.Event()
+    listener = asyncio.create_task(listen_for_changes(own, schema, tell, stop))
+    try:
+
+        async def listening_backend() -> int | None:
+            pid: int | None = await pool.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
+                "AND query = $2 AND state = 'idle'",
+                name,
+                f'LISTEN "{CHANNEL}"',
+            )
+            return pid
+
+        async def listening() -> bool:
+            return told > 0 and await listening_backend() is not None
+
+        await until(listening, 10, "listening")
+        first = await listening_backend()
+        assert await pool.fetchval("SELECT pg_terminate_backend($1)", first)
+
+        async def again() -> bool:
+            pid = await listening_backend()
+            return told > 1 and pid is not None and pid != first
+
+        await until(again, 10, "listening again")
+        seen = told
+        async with pool.acquire() as conn:
+            await notify_changed(conn, "another_schema")
+            await notify_changed(conn, schema)
+
+        async def told_once_more() -> bool:
+            return told > seen
+
+        await until(told_once_more, 10, "the notification after the loss")
+        await asyncio.sleep(0.2)
+        assert told == seen + 1  # the other schema's was not counted
+    finally:
+        stop.set()
+        await asyncio.wait_for(listener, 10)
+        await own.close()
