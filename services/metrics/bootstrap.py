@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
+from services.metrics.adapters.changes import ChangeNotifier, listen_for_changes
 from services.metrics.adapters.facts import FactWriter
 from services.metrics.domain.baseline import Baseline, load_baseline
 from services.metrics.entrypoints.consumer import CONSUMED_TOPICS, MetricsConsumer
@@ -75,7 +76,14 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
         # Breakdowns come from releases (domain.md §7 rule 6), cut here on the interval.
         schedule = ReleaseSchedule(service, settings.release_interval)
         app.state.release_schedule = schedule
-        tasks = [asyncio.create_task(snapshot.run(stop)), asyncio.create_task(schedule.run(stop))]
+        tasks = [
+            asyncio.create_task(snapshot.run(stop)),
+            asyncio.create_task(schedule.run(stop)),
+            # Changes of the facts, told by whichever instance applied them: this instance's
+            # answers show them at once instead of after indicator_cache_seconds.
+            asyncio.create_task(listen_for_changes(pool, SCHEMA, service.facts_changed, stop)),
+        ]
+        notifier = ChangeNotifier(pool, SCHEMA)
         consumer = None
         if settings.consume:
             # Only the topics this service reads and writes: its Kafka user may see no others.
@@ -99,6 +107,7 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
                 group_id=settings.consumer_group,
                 prefix=settings.topic_prefix,
                 max_records=settings.consumer_max_records,
+                on_change=notifier.changed,
             )
             await consumer.start()
             tasks.append(asyncio.create_task(consumer.watch_lag(stop)))
@@ -108,6 +117,7 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
             stop.set()
             if consumer is not None:
                 await consumer.stop()
+            await notifier.close()
             await asyncio.gather(*tasks, return_exceptions=True)
             await service.close()
             REGISTRY.unregister(snapshot)

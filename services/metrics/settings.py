@@ -64,8 +64,10 @@ class MetricsSettings(ServiceSettings, ScaleSettings):
         2.0,
         ge=0,
         description="How long the live municipality totals (and which release is the latest) "
-        "are reused without asking the database whether the facts changed; after that one "
-        "query of a few rows (the change marker) decides whether they are computed again.",
+        "are reused without asking the database whether the facts changed, unless the metrics "
+        "consumer told of a change meanwhile (one NOTIFY after each commit that changed the "
+        "facts: then at the next answer); after that one query of a few rows (the change "
+        "marker) decides whether they are computed again.",
     )
     indicator_max_stale_seconds: float = Field(
         60.0,

@@ -44,7 +44,7 @@ import hashlib
 import itertools
 import statistics
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -354,6 +354,7 @@ async def consumers(
     instances: int = 1,
     shared_lock: int | None = None,
     max_records: int = 2000,
+    on_change: Callable[[], None] | None = None,
 ) -> AsyncIterator[list[RecordingBatchConsumer]]:
     """``instances`` metrics consumers (the service's Kafka entrypoint) in one consumer group,
     applying into ``schema``; yields their batch consumers once every instance owns partitions."""
@@ -370,7 +371,12 @@ async def consumers(
     try:
         for _ in range(instances):
             consumer = MetricsConsumer(
-                factory, bootstrap=KAFKA, group_id=group, prefix=prefix, max_records=max_records
+                factory,
+                bootstrap=KAFKA,
+                group_id=group,
+                prefix=prefix,
+                max_records=max_records,
+                on_change=on_change,
             )
             await consumer.start()
             running.append(consumer)

@@ -714,6 +714,98 @@ async def _indicators_key(bench: Bench) -> str:
         await conn.close()
 
 
+@dataclass
+class _Split:
+    """One probe's moments (wall clock, seconds): its 2xx, its last record's Kafka timestamp,
+    its rows committed in the metrics schema, its month shown by ``/v1/indicators``."""
+
+    STAGES = ("published", "committed", "visible")
+
+    n: int
+    period: str
+    answered: float
+    published: float | None = None
+    committed: float | None = None
+    visible: float | None = None
+
+    def since_2xx(self, stage: str) -> float | None:
+        at: float | None = getattr(self, stage)
+        return None if at is None else at - self.answered
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            **{
+                f"{stage}_ms": None if (v := self.since_2xx(stage)) is None else round(v * 1000, 1)
+                for stage in self.STAGES
+            },
+        }
+
+
+async def _committed_rows(
+    db: asyncpg.Connection, period: str, k: int, split: _Split, deadline: float
+) -> None:
+    """When the probe's rows are in the metrics schema (the consumer's transaction committed):
+    the month's registrations, which only the probe writes (the date index)."""
+    first = date.fromisoformat(f"{period}-01")
+    last = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline:
+        rows = await db.fetchval(
+            "SELECT count(*) FROM metrics.registrations "
+            "WHERE registered_date >= $1 AND registered_date < $2",
+            first,
+            last,
+        )
+        if rows >= k:
+            split.committed = time.time()
+            return
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def _published_at(bootstrap: str, tag: str, since: float, splits: list[_Split]) -> None:
+    """Each probe's ``published``: the Kafka timestamp (the relay's producer, at send) of the
+    last of its records, read back from the registrations topic after the run."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    by_n = {s.n: s for s in splits}
+    probe_id = re.compile(rb'"registration_id":"' + re.escape(tag.encode()) + rb"p(\d+)-r")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics(["registrations"])
+    finally:
+        await admin.close()
+    parts = [TopicPartition("registrations", p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        starts = await consumer.offsets_for_times({tp: int(since * 1000) for tp in parts})
+        left = set()
+        for tp in parts:
+            found = starts.get(tp)
+            if found is not None and found.offset < ends[tp]:
+                consumer.seek(tp, found.offset)
+                left.add(tp)
+        while left:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for tp, records in batches.items():
+                for r in records:
+                    match = probe_id.search(r.value or b"")
+                    split = by_n.get(int(match.group(1))) if match else None
+                    if split is not None:
+                        at = r.timestamp / 1000
+                        split.published = max(split.published or at, at)
+                    if r.offset + 1 >= ends[tp]:
+                        left.discard(tp)
+            if not batches:
+                break
+    finally:
+        await consumer.stop()
+
+
 async def _visible(client: ConnectionPool, period: str, at_least: int) -> bool:
     answer = await client.request("GET", f"/v1/indicators?period={period}")
     if answer.status != 200:
@@ -748,6 +840,14 @@ async def freshness(
     months = [f"{y}-{m:02d}" for y in range(2001, 2021) for m in range(1, 13)]
     random.Random(tag).shuffle(months)
 
+    splits: list[_Split] = []
+    began_wall = time.time()
+    # CPU of the metrics service (its consumer, the readers' refreshes) and of PostgreSQL
+    # while the writes and the probes run: what keeping the answers fresh costs.
+    usage = _Usage(
+        {k: v for k, v in bench.stack.service_pids().items() if k == "metrics"}, bench.stack
+    )
+    db = await asyncpg.connect(bench.stack.dsn, timeout=10)
     async with (
         ConnectionPool(bench.stack.url("registrations"), headers, size=64) as client,
         ConnectionPool(bench.stack.url("metrics"), reader, size=8) as metrics,
@@ -794,17 +894,27 @@ async def freshness(
                 body.update(activity_id=f"{tag}-probe", registered_at=f"{period}-15T12:00:00+00:00")
                 items.append({"kind": "registration", "body": body})
             answer = await client.request("POST", "/v1/batch", orjson.dumps({"items": items}))
-            answered = loop.time()
+            answered, answered_wall = loop.time(), time.time()
             if answer.status != 200:
                 statuses[answer.status] += 1
                 return
+            split = _Split(n, period, answered_wall)
             deadline = answered + 30
-            while loop.time() < deadline:
-                if await _visible(metrics, period, k):
-                    fresh.append(loop.time() - answered)
-                    return
-                await asyncio.sleep(POLL_SECONDS)
-            unseen += 1
+            committed = asyncio.create_task(_committed_rows(db, period, k, split, deadline))
+            try:
+                while loop.time() < deadline:
+                    if await _visible(metrics, period, k):
+                        split.visible = time.time()
+                        fresh.append(loop.time() - answered)
+                        if n >= 0:
+                            splits.append(split)
+                        return
+                    await asyncio.sleep(POLL_SECONDS)
+                unseen += 1
+            finally:
+                # Seen by a reader means committed: the row poll has seen it or is about to.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(committed, 1.0)
 
         async def probing() -> None:
             # One probe at a time, at most every 1/probes_per_second seconds: pollers of
@@ -820,9 +930,15 @@ async def freshness(
         # A first probe, alone: the metrics service has caught up with what came before.
         await probe(-1, loop.time())
         fresh.clear()
+        usage.mark()
+        timed_from = loop.time()
         prober = asyncio.create_task(probing())
         await _open_loop(rate / batch, count, fire, lateness)
         await prober
+        cpu = usage.per_request_us(1)
+        timed = loop.time() - timed_from
+    await db.close()
+    await _published_at(bench.stack.bootstrap, tag, began_wall, splits)
     return {
         "rate_per_second": rate,
         "batch": batch,
@@ -834,6 +950,17 @@ async def freshness(
         "batch_post": _summary_ms(post_latency),
         "load_generator_lateness_p99_ms": percentile(lateness, 99) * 1000 if lateness else None,
         "measured_in": "GET /v1/indicators?period=<the probe's month> (polled every 20 ms)",
+        # Where the time goes, each from the probe's 2xx: the relay published its last record
+        # (the record's Kafka timestamp), the metrics consumer committed its rows (the month's
+        # rows in the metrics schema, polled every 20 ms), a reader saw it.
+        "split": {
+            stage: _summary_ms([v for s in splits if (v := s.since_2xx(stage)) is not None])
+            for stage in _Split.STAGES
+        },
+        "probes_split": [s.document() for s in splits],
+        "cpu_seconds_per_second": {
+            name: round(us / 1e6 / max(timed, 1e-9), 3) for name, us in cpu.items()
+        },
     }
 
 

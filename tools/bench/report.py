@@ -276,6 +276,25 @@ def render_table(report: dict[str, Any]) -> str:
                 "p99 ≤1 s" + mark("freshness p99 at 1,000/s"),
             )
         )
+        split = fr.get("split", {})
+        if split:
+            rows.append(
+                (
+                    "  from the 2xx: relay published, consumer committed",
+                    ", ".join(
+                        f"{stage} p50 {_ms(split[stage].get('p50_ms'))} p99 {_ms(split[stage].get('p99_ms'))}"
+                        for stage in ("published", "committed")
+                        if stage in split
+                    ),
+                    "CPU s/s: "
+                    + ", ".join(
+                        f"{name} {v:.2f}"
+                        for name, v in fr.get("cpu_seconds_per_second", {}).items()
+                    ),
+                    "",
+                    "",
+                )
+            )
     for name, peak in sorted(r.get("memory", {}).items()):
         limit = "≤250 MB" + mark("metrics service peak RSS") if name.startswith("metrics") else ""
         rows.append((f"peak RSS: {name}", f"{peak['high_water_mark_mib']:,.0f} MiB", "", "", limit))

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
+from services.metrics.adapters.changes import notify_changed
 from services.metrics.adapters.rollups import fill_first_attendance_share, fill_open_referrals
 from shared.db import apply_migrations, migration_files
 from shared.db_roles import grant_service
@@ -164,6 +165,8 @@ class RebuildSchema:
             # Dropped in the same transaction so that no statement prepared against the old
             # tables can keep writing into them after the swap.
             await conn.execute(f"DROP SCHEMA {retired} CASCADE")
+            # Delivered at the commit: readers read the marker (the new generation) at once.
+            await notify_changed(conn, self.live)
 
     async def _carry_releases(self, conn: asyncpg.Connection) -> None:
         """The published release stays published until a fresh one of the rebuilt facts is cut

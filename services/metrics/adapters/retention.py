@@ -8,6 +8,7 @@ from datetime import date
 
 import asyncpg
 
+from services.metrics.adapters.changes import notify_changed
 from services.metrics.adapters.rollups import fill_first_attendance, fill_open_referrals
 from services.metrics.domain.baseline import load_baseline
 
@@ -71,4 +72,7 @@ async def prune_facts(
                 f"INSERT INTO {s}.fact_changes (slot, changes, events) VALUES (0, 1, 0) "
                 f"ON CONFLICT (slot) DO UPDATE SET changes = {s}.fact_changes.changes + 1"
             )
+    if any(deleted.values()):
+        # After the commit (services/metrics/adapters/changes.py): readers see it at once.
+        await notify_changed(conn, schema)
     return deleted

@@ -165,8 +165,12 @@ class MetricsConsumer:
         group_id: str,
         prefix: str = "",
         max_records: int = 2000,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.kafka = KafkaConnection.of(bootstrap)
+        # Called after each transaction that changed the facts has committed (the readers'
+        # change marker: services/metrics/adapters/changes.py).
+        self._on_change = on_change
         self.group_id = group_id
         self.prefix = prefix
         self.topics = [topic_name(t, prefix) for t in CONSUMED_TOPICS]
@@ -260,6 +264,8 @@ class MetricsConsumer:
             self._rewind(decoded.records)
             raise
         APPLY_SECONDS.observe(time.perf_counter() - started)
+        if result.events and self._on_change is not None:
+            self._on_change()
         self._schedule_commit(decoded.records)
         # Counted by type, then labelled: an enum's .value per event is a measurable cost.
         for cls, count in Tally(type(event.data) for event in result.events).items():

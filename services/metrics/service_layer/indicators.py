@@ -193,7 +193,10 @@ class IndicatorService:
         )
         self.source: GridSource = source or SqlGridSource(schema, options)
         self.releases = ReleaseStore(schema)
-        self._marker: tuple[queries.Marker, float] | None = None  # and when it was read
+        # The change marker, when it was read (monotonic) and the count of changes told
+        # (:meth:`facts_changed`) before it was read.
+        self._marker: tuple[queries.Marker, float, int] | None = None
+        self._told = 0
         self._years: dict[int, _LiveYear] = {}
         self._refreshing: dict[int, _Refresh] = {}
         # Per year: the decisions (by their snapshot's start) found outdated, and when first.
@@ -315,7 +318,8 @@ class IndicatorService:
         Computed again only when the change marker moved (the facts or the partner registry
         changed), and each year's grid once per change, whoever asks (every period of the year,
         the trend's months, ``/metrics``, the growth baseline of other years): an unchanged
-        database costs one query of a few rows, and none within ``cache_seconds``.
+        database costs one query of a few rows, and none within ``cache_seconds`` unless a
+        change was told (:meth:`facts_changed`).
 
         Once a year has been decided, a change does not make readers wait: one refresh of the
         year runs in the background (one at a time per year in this instance) and readers get
@@ -328,7 +332,10 @@ class IndicatorService:
         marker, seen = await self._current_marker()
         known = self._years.get(year)
         stale, stale_for = False, 0.0
-        if known is not None and known.marker != marker:
+        # Decisions from a snapshot taken after the marker was read are not outdated by it,
+        # even where their own marker is newer (the facts moved between the two reads): else
+        # every answer between two reads of a moving marker would start another refresh.
+        if known is not None and known.marker != marker and known.began < seen:
             stale_for = time.monotonic() - self._outdated_since(year, known, seen)
             stale = stale_for <= self.max_stale_seconds
             if stale:
@@ -358,15 +365,23 @@ class IndicatorService:
             self._outdated[year] = since
         return since[1]
 
-    async def _current_marker(self) -> tuple[queries.Marker, float]:
-        """The change marker and when it was read (monotonic): read again after
+    def facts_changed(self) -> None:
+        """Told that a change of the facts committed (services/metrics/adapters/changes.py):
+        the next answer reads the change marker again instead of waiting out
         ``cache_seconds``."""
+        self._told += 1
+
+    async def _current_marker(self) -> tuple[queries.Marker, float]:
+        """The change marker and when it was read (monotonic): read again once a change was
+        told since, and at the latest after ``cache_seconds`` (a change that was not told)."""
         now = time.monotonic()
-        if self._marker is None or now - self._marker[1] >= self.cache_seconds:
+        hit = self._marker
+        if hit is None or hit[2] != self._told or now - hit[1] >= self.cache_seconds:
+            told = self._told
             async with self.pool.acquire() as conn, _no_swap(conn):
                 marker = await queries.change_marker(conn, self.schema)
-            self._marker = (marker, time.monotonic())
-        return self._marker
+            self._marker = hit = (marker, time.monotonic(), told)
+        return hit[0], hit[1]
 
     async def _fresh(self, year: int, seen: float) -> _LiveYear:
         """``year``'s totals from a snapshot taken after ``seen`` (monotonic): they include
