@@ -73,10 +73,10 @@ async def until(condition: Any, timeout: float, what: str) -> float:
 
 
 async def test_a_change_the_consumer_applies_shows_at_once_not_after_the_cache_bound(
-    pool: asyncpg.Pool, kafka: str
+    pool: asyncpg.Pool, topic_prefix: str
 ) -> None:
     schema = await create_metrics_schema(pool)
-    prefix = f"ntf{uuid.uuid4().hex[:8]}."
+    prefix = topic_prefix  # under the session's prefix: removed with the session's topics
     stop = asyncio.Event()
     try:
         await ensure_topics(KAFKA, prefix, partitions=4)
