@@ -11,7 +11,7 @@ truth (further proves nothing) and leaves the others free; every optimal vertex 
 cells at once, so a cell whose range seen so far already spans 2 needs no solve of its own.
 Objectives over many cells send each pending cell towards the side with more room and are
 solved by dual simplex from the slack basis: after such a change of objective the previous
-basis is far from the new optimum (primal simplex from it took 8,000-17,000 iterations on the
+basis is far from the new optimum (primal simplex from it took 8,000-15,000 iterations on the
 largest component of a demo-sized year), and dual simplex from scratch was cheaper there than
 interior point with crossover (0.24 s against 0.41 s a solve) with a vertex that settles more
 cells. Objectives of one cell stay with primal simplex from the previous basis, which is near
@@ -126,7 +126,7 @@ class _Model:
         """Dual simplex from scratch for an objective over many cells, primal simplex from the
         last basis for one cell (see the module's docstring)."""
         if many:
-            # The last basis is far from the new optimum (primal simplex from it: 8,000-17,000
+            # The last basis is far from the new optimum (primal simplex from it: 8,000-15,000
             # iterations); dual simplex from the slack basis needs ~4,700 on the largest
             # component of a demo-sized year and is cheaper than interior point with
             # crossover (0.24 s against 0.41 s a solve, measured) and its vertex settles more
