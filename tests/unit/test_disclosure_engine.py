@@ -388,6 +388,33 @@ def test_cells_that_cannot_leave_zero_are_found_together():
     assert found[4].protected
 
 
+def test_a_zero_whose_neighbour_must_move_more_than_two_is_shown_in_the_box(monkeypatch):
+    """The search box holds the cells asked about within ±2 of their truth, not their
+    neighbours: lifting a hidden zero by 2 may need a neighbour to move by 4, and with that
+    neighbour boxed too the zero looked stuck below 2 and needed the unboxed programs."""
+    from services.metrics.domain.disclosure import bounds
+    from services.metrics.domain.disclosure.bounds import Constraint, ranges
+
+    # x2 = x0 + 3 and x1 = x0 + x2, so x1 = 2 * x0 + 3: x0 at 2 puts x1 at 7 (truth 3).
+    constraints = [
+        Constraint((2, 0), (1.0, -1.0), 3.0, 3.0),
+        Constraint((1, 0, 2), (1.0, -1.0, -1.0), 0.0, 0.0),
+    ]
+    unboxed = []
+    model = bounds._Model
+
+    def counting(n, constraints, box=None):
+        if box is None:
+            unboxed.append(n)
+        return model(n, constraints, box)
+
+    monkeypatch.setattr(bounds, "_Model", counting)
+    found = ranges(3, constraints, [0.0, 3.0, 3.0], [0])
+    assert found[0].protected
+    assert found[0].high >= 2
+    assert unboxed == []
+
+
 def test_partners_with_trained_staff_may_fall_when_partners_leave_the_registry():
     """Not a stock that only grows: a partner that leaves no longer counts (the simulator's
     end-to-end test lets every partner leave after its quarter)."""

@@ -37,7 +37,10 @@ __all__ = ["ENGINE_VERSION", "decisions_document", "fingerprint", "from_document
 
 # Bump when the engine's decisions change for the same grid in a way the source digest below
 # would not see (e.g. a change of meaning in the query layer's grid without a change here).
-ENGINE_VERSION = 1
+# 2: the exact check's search for feasible points changed (issue 11, exact2): which cells the
+# exact programs are asked about, and so the relations they name as pinning a cell (the
+# repair's first choice), may differ.
+ENGINE_VERSION = 2
 
 
 @functools.cache
