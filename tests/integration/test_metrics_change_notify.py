@@ -8,7 +8,6 @@ that shows within seconds."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from typing import Any
 
@@ -20,11 +19,9 @@ from services.metrics.adapters.changes import (
     listen_for_changes,
     notify_changed,
 )
-from services.metrics.domain.baseline import load_baseline
 from services.metrics.domain.periods import parse_period
 from services.metrics.service_layer.indicators import IndicatorService
 from shared.kafka import ensure_topics
-from shared.reference import load_reference
 from tests.conftest import KAFKA
 from tests.integration.test_metrics_change_marker import CountingSource, apply
 from tests.integration.test_metrics_scenario import (
@@ -35,26 +32,17 @@ from tests.integration.test_metrics_scenario import (
     scenario,
     wait_applied,
 )
+from tests.integration.test_metrics_stale_while_revalidate import service_on as stale_service_on
 
 YEAR = parse_period("2014")
-BASELINE = dataclasses.replace(load_baseline(), baseline_year=2013)
 HOUR = 3600.0
 
 
 def service_on(
     pool: asyncpg.Pool, schema: str, *, source: Any = None, max_stale: float = 0.0
 ) -> IndicatorService:
-    return IndicatorService(
-        pool,
-        BASELINE,
-        load_reference(),
-        k=1,
-        schema=schema,
-        cache_seconds=HOUR,
-        control="off",
-        source=source,
-        max_stale_seconds=max_stale,
-    )
+    """An answering service whose marker's time bound is an hour: only a told change is seen."""
+    return stale_service_on(pool, schema, source, max_stale, cache_seconds=HOUR)
 
 
 def figures(answer: dict[str, Any]) -> tuple[Any, Any]:

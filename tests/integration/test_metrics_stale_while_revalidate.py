@@ -49,7 +49,12 @@ class GatedSource(CountingSource):
 
 
 def service_on(
-    pool: asyncpg.Pool, schema: str, source: Any = None, max_stale: float = 0.0
+    pool: asyncpg.Pool,
+    schema: str,
+    source: Any = None,
+    max_stale: float = 0.0,
+    *,
+    cache_seconds: float = 0.0,
 ) -> IndicatorService:
     return IndicatorService(
         pool,
@@ -57,7 +62,7 @@ def service_on(
         load_reference(),
         k=1,
         schema=schema,
-        cache_seconds=0,
+        cache_seconds=cache_seconds,
         control="off",
         source=source,
         max_stale_seconds=max_stale,
