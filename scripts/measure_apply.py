@@ -12,7 +12,8 @@ the load of the moment falls on both alike.
 /tmp/main``): its ``shared/consumer.py`` and ``services/metrics/adapters/facts.py`` are loaded
 beside this checkout's (everything else is this checkout's). The events are the bench's
 simulator events (tools/bench/prefill.py's chunks, seed 1), as raw records with the offsets of
-four partitions per topic; every 2,000 of them are decoded and applied by ``BatchConsumer``
+four partitions per topic, each batch's records partition by partition (as a Kafka fetch
+hands them over); every 2,000 of them are decoded and applied by ``BatchConsumer``
 (``"offsets"`` tracking) with ``FactWriter``, as the service does. Printed per side: CPU per event
 of decoding and of applying (this process, ``time.process_time``), and of PostgreSQL (the side's
 one backend, ``/proc``; PostgreSQL must run on this machine), and the rows written (equal for
@@ -41,6 +42,24 @@ BASE_DSN = os.environ.get(
 )
 BATCH = 2000
 TICK = os.sysconf("SC_CLK_TCK")
+# Compared between the sides, value by value (``fact_changes``' slot is the process id's).
+TABLES = (
+    "activity_versions",
+    "attendance",
+    "registrations",
+    "cancellations",
+    "referrals",
+    "referral_status",
+    "trainings",
+    "measurements",
+    "organisation_activity",
+    "first_attendance",
+    "open_referrals",
+    "erased_subjects",
+    "processed_events",
+    "consumer_offsets",
+)
+COLUMNS = {"processed_events": "event_id, topic, kafka_partition, kafka_offset"}  # not the time
 
 
 def backend_cpu(pid: int) -> float:
@@ -72,7 +91,13 @@ def records(events: int) -> list[Any]:
             offsets[(topic, partition)] = offset + 1
             out.append(RawRecord(topic, partition, offset, key, value))
         index += 1
-    return out[:events]
+    # Each batch partition by partition, in offset order, as a Kafka fetch hands it over.
+    out = out[:events]
+    return [
+        r
+        for start in range(0, len(out), BATCH)
+        for r in sorted(out[start : start + BATCH], key=lambda r: (r.topic, r.partition))
+    ]
 
 
 async def fresh_pool(database: str) -> asyncpg.Pool:
@@ -129,11 +154,20 @@ async def main(before: Path, events: int) -> None:
             side["decode"] += decoded - began
             side["apply"] += time.process_time() - decoded
             side["pg"] += backend_cpu(side["pid"]) - pg
+    digests: dict[str, list[str]] = {}
     for name, side in sides.items():
         async with side["pool"].acquire() as conn:
             rows = [
                 await conn.fetchval(f"SELECT count(*) FROM metrics.{table}")
                 for table in ("attendance", "registrations", "measurements", "first_attendance")
+            ]
+            # Every value of every table the writer and the consumer write (in one order).
+            digests[name] = [
+                await conn.fetchval(
+                    f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
+                    f"FROM (SELECT {COLUMNS.get(table, '*')} FROM metrics.{table}) t"
+                )
+                for table in TABLES
             ]
         await side["pool"].close()
         us = {k: 1e6 * side[k] / len(raw) for k in ("decode", "apply", "pg")}
@@ -142,6 +176,8 @@ async def main(before: Path, events: int) -> None:
             f"own {us['decode'] + us['apply']:5.1f}  PostgreSQL {us['pg']:5.1f} µs/event  "
             f"rows {rows}"
         )
+    differ = [t for t, a, b in zip(TABLES, *digests.values(), strict=True) if a != b]
+    print(f"tables that differ between the sides: {', '.join(differ) or 'none'}")
     print(f"{len(raw):,} events; load average {os.getloadavg()[0]:.1f}")
     admin = await asyncpg.connect(BASE_DSN)
     for name in sides:

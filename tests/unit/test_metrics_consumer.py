@@ -123,3 +123,26 @@ async def test_records_fetched_while_the_database_s_offsets_are_read_start_from_
     assert kafka.sought == (TP, 4)
     assert database.decoded == [4, 5]
     await consumer.stop()
+
+
+def test_offset_spans_are_right_in_any_order_of_the_records() -> None:
+    """Each partition's least offset and the one after its greatest: per run of one partition's
+    records (as a fetch hands them over), and also when partitions interleave or a partition's
+    records come out of order (a run per record, one partition in several runs)."""
+    from shared.consumer import offset_spans
+
+    def rec(topic: str, partition: int, offset: int) -> RawRecord:
+        return RawRecord(topic, partition, offset, None, b"")
+
+    fetched = [rec("a", 0, o) for o in range(5, 9)] + [rec("a", 1, o) for o in range(2, 4)]
+    assert offset_spans(fetched) == {("a", 0): (5, 9), ("a", 1): (2, 4)}
+    scattered = [rec("a", 0, 7), rec("b", 0, 1), rec("a", 0, 3), rec("a", 1, 9), rec("a", 0, 5)]
+    assert offset_spans(scattered) == {("a", 0): (3, 8), ("b", 0): (1, 2), ("a", 1): (9, 10)}
+    assert offset_spans([]) == {}
+    firsts = module._firsts(scattered)
+    assert firsts == {
+        TopicPartition("a", 0): 3,
+        TopicPartition("b", 0): 1,
+        TopicPartition("a", 1): 9,
+    }
+    assert module._ends(scattered)[TopicPartition("a", 0)] == 8

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, ClassVar
 
@@ -35,7 +36,6 @@ from shared.events import (
     TrainingCompleted,
 )
 from shared.reference import load_reference
-from shared.timerules import local_date
 
 __all__ = ["CHANGE_SLOTS", "FactWriter"]
 
@@ -71,6 +71,37 @@ _ATTENDANCE_ROW = attrgetter(
 )
 
 
+_REGISTRATION_ROW = attrgetter(
+    "organisation_id",
+    "registration_id",
+    "activity_id",
+    "participant.id",
+    "participant.neighbourhood",
+    "participant.age_band",
+    "registered_at",
+    "referral_id",
+    "referring_organisation_id",
+)
+_CANCELLATION_ROW = attrgetter("organisation_id", "registration_id", "activity_id", "cancelled_at")
+_TRAINING_ROW = attrgetter(
+    "organisation_id", "training_id", "person_id", "role", "training", "completed_at"
+)
+_MEASUREMENT_ROW = attrgetter(
+    "organisation_id",
+    "measurement_id",
+    "instrument",
+    "context",
+    "participant_id",
+    "neighbourhood",
+    "age_band",
+    "measured_at",
+    "total",
+    "emotional",
+    "social",
+    "category",
+)
+
+
 def _split(param: str) -> str:
     """SQL: the text array that a parameter of values joined by single spaces stands for.
     Only for values whose patterns exclude whitespace under both of pydantic's regex engines
@@ -80,6 +111,46 @@ def _split(param: str) -> str:
     (tests/integration/test_metrics_writer_columns.py applies ids with quotes, commas, braces,
     backslashes, `NULL` and non-ASCII letters)."""
     return f"string_to_array({param}::text, ' ')"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(moments: Iterable[datetime]) -> str:
+    """Aware moments as one parameter: their microseconds since 1970 (exact integers, from
+    subtracting aware date-times, which is UTC arithmetic), joined by spaces. A
+    ``timestamptz[]`` parameter costs asyncpg about 1.1 µs of client CPU per element (a
+    conversion to UTC, a subtraction and the collection ABC checks), ``isoformat`` as much;
+    this 0.35 µs (docs/benchmarks.md)."""
+    return " ".join([str((m - _EPOCH) // _MICROSECOND) for m in moments])
+
+
+def _moment(column: str) -> str:
+    """SQL: the timestamptz of ``column``, a bigint of microseconds since 1970 (:func:`_micros`).
+    Whole seconds and the microseconds apart, each multiplying an interval: PostgreSQL
+    multiplies an interval in double precision, exact for the seconds of years 1–9999 (a whole
+    number of seconds times 10^6 needs fewer than 53 bits below 5.7·10^11 s); an interval of
+    seconds and microseconds only (no days) adds to a timestamptz without time-zone rules."""
+    return (
+        f"(timestamptz 'epoch' + ({column} / 1000000) * interval '1 second' "
+        f"+ ({column} % 1000000) * interval '1 microsecond')"
+    )
+
+
+def _bigints(param: str) -> str:
+    """SQL: the bigint array of a parameter of integers joined by single spaces."""
+    return f"string_to_array({param}::text, ' ')::bigint[]"
+
+
+def _nullable(param: str, cast: str = "") -> str:
+    """SQL: like :func:`_split`, with ``-`` standing for a null; only for values whose pattern
+    excludes ``-`` (pseudonyms, non-negative integers, literals without it)."""
+    return f"string_to_array({param}::text, ' ', '-'){cast}"
+
+
+def _or_dash(values: Iterable[object]) -> str:
+    return " ".join(["-" if v is None else str(v) for v in values])
 
 
 class FactWriter:
@@ -113,19 +184,22 @@ class FactWriter:
             events = await self._without_erased(conn, events, erasures)
             by_type, last_seen, _ = _grouped(events)
         changed: list[CloudEvent[Any]] = []
+        # The new events by type: the rollups' upkeep looks at some types only.
+        new_by_type: dict[type, list[CloudEvent[Any]]] = {}
         # The people whose first attendance the new rows can change (the attendance statement
         # says which, as it inserts them).
         people: set[str] = set()
         for cls, group in by_type.items():
             if cls is AttendanceRecorded:  # the rollup's upkeep rides on its statement
                 new, touched = await self._attendance(conn, group)
-                changed.extend(new)
                 people.update(touched)
-                continue
-            handler = self._handlers.get(cls)
-            if handler is None:
-                raise ValueError(f"the metrics service does not apply {cls.__name__} events")
-            changed.extend(await handler(self, conn, group))
+            else:
+                handler = self._handlers.get(cls)
+                if handler is None:
+                    raise ValueError(f"the metrics service does not apply {cls.__name__} events")
+                new = await handler(self, conn, group)
+            new_by_type[cls] = new
+            changed.extend(new)
         if last_seen:
             # Sorted, so two instances touching the same organisations lock them in one order
             # and cannot deadlock each other.
@@ -139,7 +213,7 @@ class FactWriter:
                 list(last_seen.values()),
             )
         if self.rollups:
-            await self._roll_up(conn, erasures, changed, people)
+            await self._roll_up(conn, erasures, new_by_type, people)
         applied = [*erasures, *changed]
         if applied:
             await self._bump(conn, len(applied))
@@ -149,24 +223,24 @@ class FactWriter:
         self,
         conn: asyncpg.Connection,
         erasures: Sequence[CloudEvent[Any]],
-        changed: Sequence[CloudEvent[Any]],
+        new_by_type: Mapping[type, Sequence[CloudEvent[Any]]],
         people: set[str],
     ) -> None:
         """The rollup rows of the people this batch touched, recomputed from the facts:
         ``people`` (of the new attendance), the erased, the attendees of a new activity
-        version; the open referrals of new referrals and status changes."""
+        version; the open referrals of new referrals and status changes. (The new events by
+        type: an ``isinstance`` per new event was a measurable cost.)"""
         people.update(e.data.subject_id for e in erasures)
         versions = {
             (e.data.organisation_id, e.data.activity_id)
-            for e in changed
-            if isinstance(e.data, ActivityUpserted)
+            for e in new_by_type.get(ActivityUpserted, ())
         }
         people.update(await rollups.touched_by_activities(conn, self.s, sorted(versions)))
         await rollups.refresh_first_attendance(conn, self.s, people)
         referrals = [
             (e.data.organisation_id, e.data.referral_id)
-            for e in changed
-            if isinstance(e.data, ReferralCreated | ReferralStatusChanged)
+            for cls in (ReferralCreated, ReferralStatusChanged)
+            for e in new_by_type.get(cls, ())
         ]
         await rollups.refresh_open_referrals(conn, self.s, referrals)
 
@@ -184,11 +258,15 @@ class FactWriter:
 
     async def _any_erased(self, conn: asyncpg.Connection, subjects: set[str]) -> bool:
         """Whether any of ``subjects`` was erased (one boolean back, not the ids)."""
+        # The subjects as one space-joined string (a text array costs asyncpg a type check
+        # per element). An envelope's subject has no pattern, so one may hold a space: its
+        # pieces are then looked for too, which can only answer yes where the answer is no
+        # (and the exact path follows); an erased id (64 hex digits) is never split.
         return bool(subjects) and bool(
             await conn.fetchval(
                 f"SELECT EXISTS (SELECT FROM {self.s}.erased_subjects "
-                "WHERE subject_id = ANY($1::text[]))",
-                list(subjects),
+                f"WHERE subject_id = ANY({_split('$1')}))",
+                " ".join(subjects),
             )
         )
 
@@ -275,24 +353,36 @@ class FactWriter:
     async def _registrations(
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
     ) -> list[CloudEvent[Any]]:
-        rows: list[RegistrationCreated] = [e.data for e in events]
+        # Columns as space-joined strings (see _attendance); the two that may be null (and
+        # whose pattern allows any non-space character) stay arrays. The day is derived as
+        # attendance's is.
+        orgs, ids, activities, pids, neighbourhoods, age_bands, moments, referrals, referrers = zip(
+            *[_REGISTRATION_ROW(e.data) for e in events], strict=True
+        )
         inserted = await conn.fetch(
-            f"INSERT INTO {self.s}.registrations (organisation_id, registration_id, activity_id, "
-            "participant_id, neighbourhood, age_band, registered_at, registered_date, "
-            "referral_id, referring_organisation_id) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-            "$6::text[], $7::timestamptz[], $8::date[], $9::text[], $10::text[]) "
-            "ON CONFLICT DO NOTHING RETURNING organisation_id, registration_id",
-            [d.organisation_id for d in rows],
-            [d.registration_id for d in rows],
-            [d.activity_id for d in rows],
-            [d.participant.id for d in rows],
-            [d.participant.neighbourhood for d in rows],
-            [d.participant.age_band for d in rows],
-            [d.registered_at for d in rows],
-            [local_date(d.registered_at) for d in rows],
-            [d.referral_id for d in rows],
-            [d.referring_organisation_id for d in rows],
+            f"""
+            INSERT INTO {self.s}.registrations (organisation_id, registration_id, activity_id,
+                participant_id, neighbourhood, age_band, registered_at, registered_date,
+                referral_id, referring_organisation_id)
+            SELECT o, r, a, p, nb, ab, at, {rollups.LOCAL_DATE.format("at")}, ref, rorg
+            FROM (
+                SELECT o, r, a, p, nb, ab, {_moment("us")} AS at, ref, rorg
+                FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_split("$4")},
+                            {_split("$5")}, {_split("$6")}, {_bigints("$7")}, $8::text[],
+                            $9::text[])
+                    AS u(o, r, a, p, nb, ab, us, ref, rorg)
+            ) u
+            ON CONFLICT DO NOTHING RETURNING organisation_id, registration_id
+            """,
+            " ".join(orgs),
+            " ".join(ids),
+            " ".join(activities),
+            " ".join(pids),
+            " ".join(neighbourhoods),
+            " ".join(age_bands),
+            _micros(moments),
+            list(referrals),
+            list(referrers),
         )
         return _changed(
             events, lambda e: (e.data.organisation_id, e.data.registration_id), inserted
@@ -301,17 +391,25 @@ class FactWriter:
     async def _cancellations(
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
     ) -> list[CloudEvent[Any]]:
-        rows: list[RegistrationCancelled] = [e.data for e in events]
+        orgs, ids, activities, moments = zip(
+            *[_CANCELLATION_ROW(e.data) for e in events], strict=True
+        )
         inserted = await conn.fetch(
-            f"INSERT INTO {self.s}.cancellations (organisation_id, registration_id, activity_id, "
-            "cancelled_at, cancelled_date) SELECT * FROM unnest($1::text[], $2::text[], "
-            "$3::text[], $4::timestamptz[], $5::date[]) ON CONFLICT DO NOTHING "
-            "RETURNING organisation_id, registration_id",
-            [d.organisation_id for d in rows],
-            [d.registration_id for d in rows],
-            [d.activity_id for d in rows],
-            [d.cancelled_at for d in rows],
-            [local_date(d.cancelled_at) for d in rows],
+            f"""
+            INSERT INTO {self.s}.cancellations (organisation_id, registration_id, activity_id,
+                cancelled_at, cancelled_date)
+            SELECT o, r, a, at, {rollups.LOCAL_DATE.format("at")}
+            FROM (
+                SELECT o, r, a, {_moment("us")} AS at
+                FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_bigints("$4")})
+                    AS u(o, r, a, us)
+            ) u
+            ON CONFLICT DO NOTHING RETURNING organisation_id, registration_id
+            """,
+            " ".join(orgs),
+            " ".join(ids),
+            " ".join(activities),
+            _micros(moments),
         )
         return _changed(
             events, lambda e: (e.data.organisation_id, e.data.registration_id), inserted
@@ -324,9 +422,10 @@ class FactWriter:
         change (rollups.TOUCHES), in one statement that answers one row: the count inserted,
         the natural keys only when some were not new, and the people.
 
-        The text columns travel as one string each, joined by a space (:func:`_split`): most
-        events are attendance, and asyncpg's encoding of six 2,000-element text arrays (a type
-        check per element) was the largest part of the writer's own CPU (docs/benchmarks.md)."""
+        The columns travel as one string each, joined by a space (:func:`_split`, the session's
+        start as microseconds, :func:`_micros`): most events are attendance, and asyncpg's
+        encoding of 2,000-element arrays (a type check per element, a time zone conversion per
+        date-time) was the largest part of the writer's own CPU (docs/benchmarks.md)."""
         # One visit per event, the columns transposed in C: under load every pass over a
         # batch's scattered objects costs (cache misses), more than in a quiet loop.
         orgs, ids, activities, pids, neighbourhoods, age_bands, starts, statuses = zip(
@@ -348,9 +447,12 @@ class FactWriter:
                     attended)
                 SELECT o, i, a, p, nb, ab, ss, {rollups.LOCAL_DATE.format("ss")},
                        st = 'attended'
-                FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_split("$4")},
-                            {_split("$5")}, {_split("$6")}, $7::timestamptz[], {_split("$8")})
-                    AS u(o, i, a, p, nb, ab, ss, st)
+                FROM (
+                    SELECT o, i, a, p, nb, ab, {_moment("us")} AS ss, st
+                    FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_split("$4")},
+                                {_split("$5")}, {_split("$6")}, {_bigints("$7")}, {_split("$8")})
+                        AS u(o, i, a, p, nb, ab, us, st)
+                ) u
                 ON CONFLICT DO NOTHING
                 RETURNING organisation_id, attendance_id, activity_id, participant_id,
                           session_start, session_date, attended
@@ -367,7 +469,7 @@ class FactWriter:
             " ".join(pids),
             " ".join(neighbourhoods),
             " ".join(age_bands),
-            list(starts),
+            _micros(starts),
             " ".join(statuses),  # `attended` or `no_show`
             len(events),
         )
@@ -389,10 +491,12 @@ class FactWriter:
         inserted = await conn.fetch(
             f"INSERT INTO {self.s}.referrals (organisation_id, referral_id, participant_id, "
             "referrer_role, signals, referred_to_organisation_id, receiving_organisation_id, "
-            "created_at, created_date) "
-            "SELECT o, r, p, role, string_to_array(sig, ','), rto, rcv, c, cd FROM unnest("
+            f"created_at, created_date) "
+            f"SELECT o, r, p, role, string_to_array(sig, ','), rto, rcv, c, "
+            f"{rollups.LOCAL_DATE.format('c')} FROM (SELECT o, r, p, role, sig, rto, rcv, "
+            f"{_moment('us')} AS c FROM unnest("
             "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
-            "$8::timestamptz[], $9::date[]) AS t(o, r, p, role, sig, rto, rcv, c, cd) "
+            f"{_bigints('$8')}) AS t(o, r, p, role, sig, rto, rcv, us)) t "
             "ON CONFLICT DO NOTHING RETURNING organisation_id, referral_id",
             [d.organisation_id for d in rows],
             [d.referral_id for d in rows],
@@ -401,8 +505,7 @@ class FactWriter:
             [",".join(d.signals) for d in rows],
             [d.referred_to.organisation_id for d in rows],
             [self._receiver(d) for d in rows],
-            [d.created_at for d in rows],
-            [local_date(d.created_at) for d in rows],
+            _micros(d.created_at for d in rows),
         )
         return _changed(events, lambda e: (e.data.organisation_id, e.data.referral_id), inserted)
 
@@ -417,14 +520,15 @@ class FactWriter:
         rows: list[ReferralStatusChanged] = [e.data for e in events]
         inserted = await conn.fetch(
             f"INSERT INTO {self.s}.referral_status (event_id, organisation_id, referral_id, "
-            "status, at, changed_by, sequence) SELECT * FROM unnest($1::uuid[], $2::text[], "
-            "$3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::bigint[]) "
+            f"status, at, changed_by, sequence) SELECT e, o, r, st, {_moment('us')}, cb, sq "
+            "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
+            f"{_bigints('$5')}, $6::text[], $7::bigint[]) AS u(e, o, r, st, us, cb, sq) "
             "ON CONFLICT DO NOTHING RETURNING event_id",
             [e.id for e in events],
             [d.organisation_id for d in rows],
             [d.referral_id for d in rows],
             [d.status for d in rows],
-            [d.at for d in rows],
+            _micros(d.at for d in rows),
             [d.changed_by for d in rows],
             [d.sequence for d in rows],
         )
@@ -433,45 +537,64 @@ class FactWriter:
     async def _trainings(
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
     ) -> list[CloudEvent[Any]]:
-        rows: list[TrainingCompleted] = [e.data for e in events]
+        orgs, ids, people, roles, trainings, moments = zip(
+            *[_TRAINING_ROW(e.data) for e in events], strict=True
+        )
         inserted = await conn.fetch(
-            f"INSERT INTO {self.s}.trainings (organisation_id, training_id, person_id, role, "
-            "training, completed_date) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-            "$4::text[], $5::text[], $6::date[]) ON CONFLICT DO NOTHING "
-            "RETURNING organisation_id, training_id",
-            [d.organisation_id for d in rows],
-            [d.training_id for d in rows],
-            [d.person_id for d in rows],
-            [d.role for d in rows],
-            [d.training for d in rows],
-            [local_date(d.completed_at) for d in rows],
+            f"""
+            INSERT INTO {self.s}.trainings (organisation_id, training_id, person_id, role,
+                training, completed_date)
+            SELECT o, t, p, r, tr, {rollups.LOCAL_DATE.format(_moment("us"))}
+            FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_split("$4")},
+                        {_split("$5")}, {_bigints("$6")}) AS u(o, t, p, r, tr, us)
+            ON CONFLICT DO NOTHING RETURNING organisation_id, training_id
+            """,
+            " ".join(orgs),
+            " ".join(ids),
+            " ".join(people),
+            " ".join(roles),
+            " ".join(trainings),
+            _micros(moments),
         )
         return _changed(events, lambda e: (e.data.organisation_id, e.data.training_id), inserted)
 
     async def _measurements(
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
     ) -> list[CloudEvent[Any]]:
-        rows: list[MeasurementRecorded] = [e.data for e in events]
+        # Columns as space-joined strings (see _attendance); a null as `-`, which none of the
+        # nullable columns' values can be (a pseudonym, small non-negative integers, literals).
+        (
+            orgs, ids, instruments, contexts, pids, neighbourhoods, age_bands, moments, totals,
+            emotionals, socials, categories,
+        ) = zip(*[_MEASUREMENT_ROW(e.data) for e in events], strict=True)  # fmt: skip
         inserted = await conn.fetch(
-            f"INSERT INTO {self.s}.measurements (organisation_id, measurement_id, instrument, "
-            "context, participant_id, neighbourhood, age_band, measured_at, measured_date, total, "
-            "emotional, social, category) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-            "$4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::date[], "
-            "$10::int[], $11::int[], $12::int[], $13::text[]) ON CONFLICT DO NOTHING "
-            "RETURNING organisation_id, measurement_id",
-            [d.organisation_id for d in rows],
-            [d.measurement_id for d in rows],
-            [d.instrument for d in rows],
-            [d.context for d in rows],
-            [d.participant_id for d in rows],
-            [d.neighbourhood for d in rows],
-            [d.age_band for d in rows],
-            [d.measured_at for d in rows],
-            [local_date(d.measured_at) for d in rows],
-            [d.total for d in rows],
-            [d.emotional for d in rows],
-            [d.social for d in rows],
-            [d.category for d in rows],
+            f"""
+            INSERT INTO {self.s}.measurements (organisation_id, measurement_id, instrument,
+                context, participant_id, neighbourhood, age_band, measured_at, measured_date,
+                total, emotional, social, category)
+            SELECT o, m, i, c, p, nb, ab, at, {rollups.LOCAL_DATE.format("at")}, t, e, so, ca
+            FROM (
+                SELECT o, m, i, c, p, nb, ab, {_moment("us")} AS at, t, e, so, ca
+                FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_split("$4")},
+                            {_nullable("$5")}, {_split("$6")}, {_split("$7")}, {_bigints("$8")},
+                            {_nullable("$9", "::int[]")}, {_nullable("$10", "::int[]")},
+                            {_nullable("$11", "::int[]")}, {_nullable("$12")})
+                    AS u(o, m, i, c, p, nb, ab, us, t, e, so, ca)
+            ) u
+            ON CONFLICT DO NOTHING RETURNING organisation_id, measurement_id
+            """,
+            " ".join(orgs),
+            " ".join(ids),
+            " ".join(instruments),
+            " ".join(contexts),
+            _or_dash(pids),
+            " ".join(neighbourhoods),
+            " ".join(age_bands),
+            _micros(moments),
+            _or_dash(totals),
+            _or_dash(emotionals),
+            _or_dash(socials),
+            _or_dash(categories),
         )
         return _changed(events, lambda e: (e.data.organisation_id, e.data.measurement_id), inserted)
 

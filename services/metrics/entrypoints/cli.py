@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 from typing import Any
 
 __all__ = ["register"]
@@ -94,7 +95,7 @@ async def _rebuild(args: argparse.Namespace) -> int:
     from shared.settings import CommonSettings
 
     settings = MetricsSettings()
-    tune_gc_for_batches()
+    tune_gc_for_batches(args.batch_size)
     # An operator's command, like migrate: it creates and swaps schemas, so it connects as the
     # admin role and grants the metrics role its rights on the fresh schema.
     dsn = CommonSettings().database_url
@@ -121,7 +122,7 @@ async def _rebuild(args: argparse.Namespace) -> int:
                 services=load_reference(settings.reference_file).services,
                 workers=args.workers,
                 dsn=dsn,
-                prepare_worker=tune_gc_for_batches,
+                prepare_worker=functools.partial(tune_gc_for_batches, args.batch_size),
             )
     finally:
         await pool.close()
