@@ -230,6 +230,18 @@ def render_table(report: dict[str, Any]) -> str:
     if lat:
         closed = lat["closed_loop"]
         cpu = closed.get("cpu_us_per_request", {})
+        settled = lat.get("settled_before")
+        if settled:
+            rows.append(
+                (
+                    "  stack settled before the sweep",
+                    f"after {settled['seconds']:.0f} s"
+                    + ("" if settled["settled"] else " (NOT settled: the limit passed)"),
+                    f"services + PostgreSQL {settled['cores']:.2f} cores in the last second",
+                    "",
+                    "",
+                )
+            )
         rows.append(
             (
                 f"single POST one by one (service time), {closed.get('count', 0):,} requests",
