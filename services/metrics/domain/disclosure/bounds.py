@@ -180,7 +180,8 @@ def _sweep(
     box: tuple[np.ndarray, np.ndarray],
 ) -> set[int]:
     """Move the pending ``variables`` of ``model`` (many at once, each towards its side with
-    more room, while that settles a good share) and widen ``low``/``high`` (indexed by ``into``, the model's variables in the full problem).
+    more room, while that settles a good share) and widen ``low``/``high`` (indexed by
+    ``into``, the model's variables in the full problem).
     Returns the variables shown to be fixed at zero (protected: a zero may be shown)."""
 
     def seen(x: np.ndarray | None) -> None:
