@@ -84,6 +84,15 @@ async def test_a_rebuild_from_the_topics_gives_the_live_figures(
             before = await everything(svc)
             assert before[("2014", None)]["s2"]["attendances"]["value"] == 13  # the scenario
             assert before[("2015", None)]["freshness"]["events_applied"] == changing
+            # A year closed by retention keeps its published answers through a rebuild.
+            closed = {"period": "1999", "kept": True}
+            async with pool.acquire() as conn:
+                await conn.execute(
+                    f"INSERT INTO {live}.closed_years VALUES (1999, now(), 7, now())"
+                )
+                await conn.execute(
+                    f"INSERT INTO {live}.closed_answers VALUES ('1999', '', $1)", closed
+                )
 
             # While the replay runs, the live schema keeps answering with the old figures.
             task = asyncio.create_task(
@@ -111,6 +120,9 @@ async def test_a_rebuild_from_the_topics_gives_the_live_figures(
 
             after = await everything(svc)
             assert after == before
+            async with pool.acquire() as conn:
+                assert await conn.fetchval(f"SELECT year FROM {live}.closed_years") == 1999
+                assert await conn.fetchval(f"SELECT answer FROM {live}.closed_answers") == closed
             # The live consumer carries on into the swapped-in tables.
             late = attendance(
                 A, "after-swap", "A1", P1, "2014-06-03T10:00:00+02:00", date(2014, 6, 3)

@@ -103,7 +103,15 @@ async def test_old_records_facts_answers_and_subjects_go_and_the_baseline_year_s
             "WHERE organisation_id = $1 ORDER BY 1",
             org,
         )
-        assert [r["y"] for r in years] == [2009, 2012]  # 2008 went; 2009 is the baseline year
+        # 2009 is the baseline year and stays; 2008 goes if and only if it was closed (the
+        # latest release holds it: the session's metrics service cuts on its own schedule),
+        # else it waits for a release (tests/integration/test_retention_closed_years.py).
+        metrics = report["metrics"]
+        if 2008 in metrics["years_closed"]:
+            assert [r["y"] for r in years] == [2009, 2012]
+        else:
+            assert metrics["years_waiting_for_release"] == [2008]
+            assert [r["y"] for r in years] == [2008, 2009, 2012]
 
     admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
     await admin.start()

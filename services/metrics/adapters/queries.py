@@ -8,27 +8,47 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["Marker", "change_marker", "fact_figures", "live_figures", "referrals_overdue"]
+__all__ = [
+    "Marker",
+    "change_marker",
+    "closed_years",
+    "fact_figures",
+    "live_figures",
+    "referrals_overdue",
+]
 
 # The change marker: equal markers, equal facts (migration 006). The partner registry is part of
-# it, because the partner figures count the registry's organisations.
+# it, because the partner figures count the registry's organisations; so are the years closed by
+# retention (migration 011), which every answer must know and which change with the facts.
 Marker = tuple[Any, ...]
 
 
 async def change_marker(conn: asyncpg.Connection, s: str) -> Marker:
-    """The schema's generation, its changes and events so far, and a fingerprint of the
-    partner registry: a few rows, whatever the history."""
+    """The schema's generation, its changes and events so far, a fingerprint of the partner
+    registry and the closed years: a few rows, whatever the history."""
     row = await conn.fetchrow(
         f"""
         SELECT (SELECT generation FROM {s}.fact_generation) AS generation,
                (SELECT sum(changes) FROM {s}.fact_changes) AS changes,
                (SELECT md5(string_agg(organisation_id || '/' || joined || '/'
                                       || coalesce(left_on::text, ''), ',' ORDER BY organisation_id))
-                FROM platform.partners) AS partners
+                FROM platform.partners) AS partners,
+               (SELECT array_agg(year ORDER BY year) FROM {s}.closed_years) AS closed
         """
     )
     assert row is not None
-    return (row["generation"], int(row["changes"] or 0), row["partners"])
+    return (
+        row["generation"],
+        int(row["changes"] or 0),
+        row["partners"],
+        tuple(row["closed"] or ()),
+    )
+
+
+def closed_years(marker: Marker) -> tuple[int, ...]:
+    """The years closed by retention when ``marker`` was read."""
+    closed: tuple[int, ...] = marker[3]
+    return closed
 
 
 async def fact_figures(conn: asyncpg.Connection, s: str) -> dict[str, Any]:

@@ -170,7 +170,8 @@ class RebuildSchema:
 
     async def _carry_releases(self, conn: asyncpg.Connection) -> None:
         """The published release stays published until a fresh one of the rebuilt facts is cut
-        (the CLI does so at once): breakdowns never answer "no release" after a rebuild."""
+        (the CLI does so at once): breakdowns never answer "no release" after a rebuild. The
+        closed years' answers stay too."""
         await conn.execute(
             f"INSERT INTO {self.new}.releases OVERRIDING SYSTEM VALUE "
             f"SELECT * FROM {self.live}.releases"
@@ -182,6 +183,14 @@ class RebuildSchema:
         # reused only when its grid, rebuilt from the facts, has the same fingerprint.
         await conn.execute(
             f"INSERT INTO {self.new}.release_years SELECT * FROM {self.live}.release_years"
+        )
+        # Closed years (retention, migration 011) keep their published answers for good: the
+        # replayed facts of such a year are not theirs to decide again.
+        await conn.execute(
+            f"INSERT INTO {self.new}.closed_years SELECT * FROM {self.live}.closed_years"
+        )
+        await conn.execute(
+            f"INSERT INTO {self.new}.closed_answers SELECT * FROM {self.live}.closed_answers"
         )
         await conn.execute(
             f"SELECT setval(pg_get_serial_sequence('{self.new}.releases', 'release_id'), "

@@ -4,6 +4,10 @@ A release is one row of ``releases`` and its answers in ``release_answers``, wri
 transaction: a reader sees the previous release or the new one, never part of one. The newest
 release is the one published; the one before it is kept (a reader that looked up the newest a
 moment before the new one was committed still finds its answers), older ones are deleted.
+
+A year whose facts retention deletes is **closed** first: the latest release's answers of that
+year are kept in ``closed_answers`` for good (migration 011), so that its published figures
+stay when the facts that made them are gone.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import zlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
+
+from services.metrics.domain.disclosure import year_periods
 
 __all__ = ["RELEASE_LOCK", "Release", "ReleaseStore", "release_lock"]
 
@@ -166,6 +172,51 @@ class ReleaseStore:
             return None
         doc: dict[str, Any] = orjson.loads(zlib.decompress(blob))
         return doc
+
+    async def closed_years(self, conn: asyncpg.Connection) -> dict[int, datetime]:
+        """The years closed by retention, each with the moment its kept answers were released."""
+        rows = await conn.fetch(f"SELECT year, released_at FROM {self.s}.closed_years")
+        return {r["year"]: r["released_at"] for r in rows}
+
+    async def closed_answer(
+        self, conn: asyncpg.Connection, period: str, breakdown: str
+    ) -> dict[str, Any] | None:
+        answer: dict[str, Any] | None = await conn.fetchval(
+            f"SELECT answer FROM {self.s}.closed_answers WHERE period = $1 AND breakdown = $2",
+            period,
+            breakdown,
+        )
+        return answer
+
+    async def close_years(self, conn: asyncpg.Connection, years: Sequence[int]) -> list[int]:
+        """Close ``years``: keep the latest release's answers of each for good. Only a year the
+        latest release decided can be closed (its figures as published); the others are left
+        out of the result, and their facts must stay until a release holds them. In the
+        caller's transaction, so that the answers are kept if and only if the facts go."""
+        release = await self.latest(conn)
+        if release is None:
+            return []
+        held = sorted(y for y in set(years) if str(y) in release.years)
+        if not held:
+            return []
+        labels = [label for year in held for label in year_periods(year)]
+        await conn.execute(
+            f"INSERT INTO {self.s}.closed_answers (period, breakdown, answer) "
+            f"SELECT period, breakdown, answer FROM {self.s}.release_answers "
+            "WHERE release_id = $1 AND period = ANY($2::text[]) "
+            "ON CONFLICT (period, breakdown) DO NOTHING",
+            release.release_id,
+            labels,
+        )
+        await conn.execute(
+            f"INSERT INTO {self.s}.closed_years (year, closed_at, release_id, released_at) "
+            "SELECT y, now(), $2, $3 FROM unnest($1::integer[]) y "
+            "ON CONFLICT (year) DO NOTHING",
+            held,
+            release.release_id,
+            release.released_at,
+        )
+        return held
 
 
 def _release(row: asyncpg.Record) -> Release:

@@ -8,6 +8,9 @@
   with ``by`` of every period of every year with data, decided once with the exact check and
   stored (:meth:`IndicatorService.cut_release`). Before the first release they are not there
   (:class:`NoRelease`).
+- A year **closed** by retention (its facts past the horizon, deleted) answers on every channel
+  from the answers the last release published for it, kept for good (migration 011): the
+  published figures stay, and no later release decides the year again.
 - :meth:`IndicatorService.compute` answers from the facts as they are now, the way a release
   would (tests, and the release itself).
 """
@@ -545,6 +548,9 @@ class IndicatorService:
         """The municipality answer: live totals; the lists (by role, by signal) from the
         latest release, empty before the first (``lists`` False: without them, for
         ``/metrics``, which carries no breakdown)."""
+        closed = await self._closed_answer(period, "")
+        if closed is not None:
+            return self._mark(closed, period, today)
         decided, live = await self._live_totals(period.start.year)
         result = self._answer(
             period, None, decided, live, lists=False, generated_at=datetime.now(UTC)
@@ -570,6 +576,9 @@ class IndicatorService:
         """A breakdown answer from the latest release (NoRelease before the first)."""
         if by not in answers.BREAKDOWNS:
             raise ValueError(f"by must be one of {', '.join(answers.BREAKDOWNS)}")
+        closed = await self._closed_answer(period, by)
+        if closed is not None:
+            return self._mark(closed, period, today)
         release = await self.latest_release()
         if release is None:
             raise NoRelease()
@@ -628,8 +637,12 @@ class IndicatorService:
         """Monthly unique and new participants: the live totals' decisions of their years."""
         out = []
         for month in months:
-            decided, _ = await self._live_totals(month.start.year)
-            section = answers.s2_section(decided.decisions, TOTAL, "", month.label)
+            closed = await self._closed_answer(month, "")
+            if closed is not None:
+                section = closed["s2"]
+            else:
+                decided, _ = await self._live_totals(month.start.year)
+                section = answers.s2_section(decided.decisions, TOTAL, "", month.label)
             out.append(
                 {
                     "period": month.label,
@@ -640,6 +653,28 @@ class IndicatorService:
         return out
 
     # ----------------------------------------------------------------------- releases
+
+    async def _closed_answer(self, period: Period, by: str) -> dict[str, Any] | None:
+        """The answer kept for ``period`` if its year is closed (``by`` "" for the
+        municipality answer), with the moment it was released; else None. Whether a year is
+        closed comes with the change marker, which every live answer reads anyway."""
+        marker, _ = await self._current_marker()
+        year = period.start.year
+        if year not in queries.closed_years(marker):
+            return None
+        key = (-year, period.label, by)  # apart from the releases' (positive) ids
+        hit = self._answers.get(key)
+        if hit is None:
+            async with self.pool.acquire() as conn:
+                hit = await self.releases.closed_answer(conn, period.label, by)
+                released_at = (await self.releases.closed_years(conn)).get(year)
+            if hit is None or released_at is None:
+                return None  # (cannot be: a closed year keeps every answer of its release)
+            hit["released_at"] = released_at.isoformat()
+            if len(self._answers) >= RELEASE_CACHE_SIZE:
+                self._answers.clear()
+            self._answers[key] = hit
+        return _copy(hit)
 
     async def latest_release(self) -> Release | None:
         hit = self._latest
@@ -677,7 +712,10 @@ class IndicatorService:
         started = time.perf_counter()
         released_at = datetime.now(UTC)
         async with self._snapshot() as conn:
-            years = await self.source.years(conn)
+            # A closed year is answered from the answers kept when it closed, never decided
+            # again (facts a rebuild replayed for it go with the next retention run).
+            closed = await self.releases.closed_years(conn)
+            years = [y for y in await self.source.years(conn) if y not in closed]
             grids, grid_seconds = await self._grids(
                 conn, years, totals_only=False, query_timeout=self.release_timeout
             )
