@@ -13,6 +13,7 @@ __all__ = [
     "change_marker",
     "closed_years",
     "fact_figures",
+    "last_event_times",
     "live_figures",
     "referrals_overdue",
 ]
@@ -73,3 +74,13 @@ async def live_figures(conn: asyncpg.Connection, s: str) -> dict[str, Any]:
     """Open referrals without a change for more than 14 days, the newest event applied and how
     many events were applied."""
     return {"referrals_overdue": await referrals_overdue(conn, s), **await fact_figures(conn, s)}
+
+
+async def last_event_times(conn: asyncpg.Connection, s: str) -> dict[str, float]:
+    """Each organisation's newest event applied (seconds since the epoch): a row per
+    organisation, whatever the history."""
+    rows = await conn.fetch(
+        f"SELECT organisation_id, extract(epoch FROM last_event_at)::float AS t "
+        f"FROM {s}.organisation_activity"
+    )
+    return {r["organisation_id"]: r["t"] for r in rows}

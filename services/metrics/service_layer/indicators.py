@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol
@@ -31,6 +31,7 @@ import asyncpg
 import orjson
 
 from services.metrics.adapters import queries
+from services.metrics.adapters.reading import no_swap, read_snapshot, use_work_mem
 from services.metrics.adapters.releases import Release, ReleaseStore, release_lock
 from services.metrics.adapters.year_grid import GridOptions, SqlGridSource
 from services.metrics.domain import answers
@@ -51,7 +52,6 @@ from services.metrics.domain.disclosure.fingerprint import (
 from services.metrics.domain.growth import baselines as growth_baselines
 from services.metrics.domain.periods import Period, parse_period
 from services.metrics.domain.windows import provisional
-from services.metrics.service_layer.rebuild import REBUILD_LOCK
 from shared.reference import ReferenceData
 from shared.scale import DEFAULT_THRESHOLDS, Thresholds
 from shared.timerules import AMSTERDAM
@@ -142,19 +142,6 @@ class ReleaseReport:
     seconds: float
 
 
-@contextlib.asynccontextmanager
-async def _no_swap(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    """Hold the rebuild's swap lock shared, taken before the read transaction and its snapshot.
-
-    Without it a rebuild's swap (which drops the old tables) deadlocks with a reader that holds
-    some of them and waits for others, and a snapshot taken while waiting would miss the swap."""
-    await conn.execute("SELECT pg_advisory_lock_shared($1)", REBUILD_LOCK)
-    try:
-        yield
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock_shared($1)", REBUILD_LOCK)
-
-
 class IndicatorService:
     def __init__(
         self,
@@ -213,21 +200,9 @@ class IndicatorService:
 
     # ------------------------------------------------------------------------ reading
 
-    @contextlib.asynccontextmanager
-    async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
-        """One read-only snapshot: the figures of one answer (or release) agree.
-
-        Without JIT compilation: the grid's range joins (the activity version in force) make
-        the planner misestimate its rows by orders of magnitude, and compiling the resulting
-        plans cost more than running them (at 100k events a totals grid took 3.4-5.0 s with
-        JIT, 1.2-1.8 s without; docs/benchmarks.md)."""
-        async with (
-            self.pool.acquire() as conn,
-            _no_swap(conn),
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            await conn.execute("SET LOCAL jit = off")
-            yield conn
+    def _snapshot(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
+        """One read-only snapshot (services/metrics/adapters/reading.py)."""
+        return read_snapshot(self.pool)
 
     async def _grids(
         self,
@@ -381,7 +356,7 @@ class IndicatorService:
         hit = self._marker
         if hit is None or hit[2] != self._told or now - hit[1] >= self.cache_seconds:
             told = self._told
-            async with self.pool.acquire() as conn, _no_swap(conn):
+            async with self.pool.acquire() as conn, no_swap(conn):
                 marker = await queries.change_marker(conn, self.schema)
             self._marker = hit = (marker, time.monotonic(), told)
         return hit[0], hit[1]
@@ -419,7 +394,7 @@ class IndicatorService:
             # The totals grid's aggregates over the year's rows fit in memory instead of
             # spilling to disk (about 20% of a totals grid at 100,000 events; a live refresh
             # runs one at a time per year).
-            await conn.execute(f"SET LOCAL work_mem = '{LIVE_WORK_MEM}'")
+            await use_work_mem(conn, LIVE_WORK_MEM)
             as_of = datetime.now(UTC)
             marker = await queries.change_marker(conn, self.schema)
             if self._grids_of is None or self._grids_of[0] != marker:
@@ -441,7 +416,7 @@ class IndicatorService:
         now = time.monotonic()
         hit = self._overdue
         if hit is None or hit[2] != marker or now - hit[1] >= OVERDUE_SECONDS:
-            async with self.pool.acquire() as conn, _no_swap(conn):
+            async with self.pool.acquire() as conn, no_swap(conn):
                 count = await queries.referrals_overdue(conn, self.schema)
             self._overdue = hit = (count, now, marker)
         return hit[0]
@@ -742,7 +717,7 @@ class IndicatorService:
                 "unprotected": len(yd.decisions.unprotected),
                 "reused": yd.reused,
             }
-        async with self.pool.acquire() as conn, _no_swap(conn):
+        async with self.pool.acquire() as conn, no_swap(conn):
             release = await self.releases.save(
                 conn,
                 released_at=released_at,

@@ -42,7 +42,6 @@ from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 import asyncpg
-from aiokafka import TopicPartition
 
 from services.metrics.adapters.facts import FactWriter
 from services.metrics.adapters.rebuild_schema import REBUILD_LOCK, RebuildSchema
@@ -160,7 +159,7 @@ async def _replay_share(share: _Share, done: Synchronized) -> tuple[int, int, in
     pool = await create_pool(share.dsn, max_size=2)
     sink = _CountingSink()
     target = _bulk_consumer(pool, FactWriter(NEW_SCHEMA, share.services, rollups=False), sink)
-    targets = {TopicPartition(t, p): end for t, p, end in share.targets}
+    targets = {(t, p): end for t, p, end in share.targets}
     replay = TopicReplay(
         share.bootstrap, sorted({t for t, _, _ in share.targets}), share.batch_size, list(targets)
     )
@@ -242,8 +241,8 @@ def _shares(
     """The partitions dealt round-robin, each topic's partitions over as many workers as it can
     have (the registrations topic holds most of the events)."""
     dealt: list[list[tuple[str, int, int]]] = [[] for _ in range(workers)]
-    for n, tp in enumerate(sorted(ends, key=lambda tp: (tp.topic, tp.partition))):
-        dealt[n % workers].append((tp.topic, tp.partition, ends[tp]))
+    for n, (topic, partition) in enumerate(sorted(ends)):
+        dealt[n % workers].append((topic, partition, ends[(topic, partition)]))
     services = dict(services) if services is not None else None
     return [_Share(dsn, bootstrap, services, batch_size, tuple(d)) for d in dealt if d]
 
@@ -313,7 +312,7 @@ async def rebuild(
     totals["total"] += await replay.start()
     try:
         # Phase 2: the other topics up to their ends of now.
-        ends = {tp: end for tp, end in (await replay.ends()).items() if tp.topic in others}
+        ends = {tp: end for tp, end in (await replay.ends()).items() if tp[0] in others}
         if workers > 1:
             assert dsn is not None
             base = totals["events"]
@@ -334,8 +333,7 @@ async def rebuild(
             totals["skipped"] += skipped
             lap("workers")
         # Phase 3: from where phases 1 and 2 stopped (the offsets stored with their batches).
-        stored = await target.stored_offsets([(tp.topic, tp.partition) for tp in replay.partitions])
-        await replay.skip_to({TopicPartition(*key): offset for key, offset in stored.items()})
+        await replay.skip_to(await target.stored_offsets(replay.partitions))
         await _replay_until(replay, target, await replay.ends(), count)
         lap("replay")
         # Side by side on as many connections as there were workers (at least two).

@@ -26,6 +26,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from services.metrics.adapters import queries
 from services.metrics.domain.periods import current_periods
 from services.metrics.service_layer.indicators import IndicatorService
 
@@ -84,12 +85,9 @@ class IndicatorSnapshot(Collector):
             # The live municipality answer: the same decisions as /v1/indicators (rule 5).
             figures[kind] = await self.service.live(period, lists=False)
         async with self.service.pool.acquire() as conn:
-            rows = await conn.fetch(
-                f"SELECT organisation_id, extract(epoch FROM last_event_at)::float AS t "
-                f"FROM {self.service.schema}.organisation_activity"
-            )
+            partners = await queries.last_event_times(conn, self.service.schema)
         self.periods = figures
-        self.partners = {r["organisation_id"]: r["t"] for r in rows}
+        self.partners = partners
         self.taken_at = time.time()
 
     async def run(self, stop: asyncio.Event) -> None:
