@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from services.referrals.adapters.repository import PostgresReferrals
 from services.referrals.adapters.unit_of_work import PostgresReferralsUnitOfWork
+from services.referrals.adapters.webhook_http import HttpxPoster
 from services.referrals.adapters.webhooks import PostgresWebhooks
 from services.referrals.domain.decide import Key, Referral, Referrals, State
 from services.referrals.domain.first_attendance import ConsumedItem, FirstAttendances
@@ -178,7 +179,13 @@ def build_app(settings: ReferralsSettings | None = None) -> FastAPI:
             reference.services,
             reference.referral_outcomes,
         )
-        sender = WebhookSender(lambda: records_on(sender_pool), hooks, resolve, wake=dispatch.wake)
+        sender = WebhookSender(
+            lambda: records_on(sender_pool),
+            hooks,
+            resolve,
+            HttpxPoster(hooks.timeout_seconds),
+            wake=dispatch.wake,
+        )
         consumer = ReferralsConsumer(
             {"first-attendance": attendance.apply, "webhooks": dispatch.apply},
             {

@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from prometheus_client import Counter, Gauge
 
 from services.referrals.domain.decide import Key, Referral, receiver_of
@@ -46,6 +45,9 @@ from shared.errors import ConflictError, FieldError, NotFoundError
 from shared.events import CloudEvent
 
 __all__ = [
+    "Answer",
+    "PostFailed",
+    "Poster",
     "Resolver",
     "WebhookDispatch",
     "WebhookEndpoints",
@@ -72,6 +74,29 @@ OLDEST = Gauge(
 
 # Name -> its addresses, as resolved now.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A receiver's answer to one attempt: its status and its Retry-After header, if any."""
+
+    status: int
+    retry_after: str | None = None
+
+
+class PostFailed(Exception):
+    """No answer: the connection failed or timed out (the message says how)."""
+
+
+class Poster(Protocol):
+    """One POST of a delivery (services/referrals/adapters/webhook_http.py): no redirects
+    followed, no proxy; ``url`` names the checked address, ``headers`` carry the Host."""
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], *, sni_hostname: str | None
+    ) -> Answer: ...
+
+    async def close(self) -> None: ...
 
 
 def new_secret() -> str:
@@ -304,22 +329,17 @@ class WebhookSender:
         records: Records,
         settings: WebhookSettings,
         resolve: Resolver,
+        poster: Poster,
         *,
         wake: asyncio.Event | None = None,
         poll_interval: float = 1.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.records = records
         self.settings = settings
         self.resolve = resolve
+        self.poster = poster
         self.wake = wake or asyncio.Event()
         self.poll_interval = poll_interval
-        self.client = httpx.AsyncClient(
-            transport=transport,
-            timeout=settings.timeout_seconds,
-            follow_redirects=False,  # a redirect is a failure (Standard Webhooks), and no SSRF
-            trust_env=False,  # never through a proxy the environment happens to name
-        )
         self._in_flight: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -349,7 +369,7 @@ class WebhookSender:
             for task in list(self._in_flight):
                 task.cancel()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
-            await self.client.aclose()
+            await self.poster.close()
 
     async def _idle(self, stop: asyncio.Event) -> None:
         self.wake.clear()
@@ -434,18 +454,20 @@ class WebhookSender:
                 delivery.body,
             ),
         }
-        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
         try:
-            response = await self.client.post(
-                target, content=delivery.body, headers=headers, extensions=extensions
+            answer = await self.poster.post(
+                target,
+                delivery.body,
+                headers,
+                sni_hostname=host if parts.scheme == "https" else None,
             )
-        except httpx.HTTPError as exc:
-            return "failed", f"{type(exc).__name__}: {exc}"[:300], None
-        if 200 <= response.status_code < 300:
+        except PostFailed as exc:
+            return "failed", str(exc), None
+        if 200 <= answer.status < 300:
             return "delivered", "", None
-        if response.status_code == 410:
+        if answer.status == 410:
             return "gone", "the receiver answered 410 Gone: endpoint disabled", None
         retry_after = None
         with contextlib.suppress(ValueError):
-            retry_after = float(response.headers.get("retry-after", ""))
-        return "failed", f"HTTP {response.status_code}", retry_after
+            retry_after = float(answer.retry_after or "")
+        return "failed", f"HTTP {answer.status}", retry_after
