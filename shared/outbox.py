@@ -35,7 +35,7 @@ from prometheus_client import Counter, Gauge
 from shared.db import DatabaseUnavailable
 from shared.events import KAFKA_HEADERS, CloudEvent, encode_event, topic_name
 from shared.kafka import KafkaConnection, KafkaTarget, ensure_topics
-from shared.pipeline.statements import Write, together
+from shared.pipeline.statements import Write, json_column, together
 
 if TYPE_CHECKING:
     from shared.settings import CommonSettings
@@ -92,11 +92,14 @@ def outbox_write(
     return [
         Write(
             f'INSERT INTO "{schema}".outbox (event_id, topic, key, value) '
-            "SELECT e, t, k, v FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[]) "
+            # Ids and topics as JSON arrays (json_column: cheaper to send than arrays), the keys
+            # and values as they are: one row per event, in the order given.
+            "SELECT e::uuid, t, k, v FROM ROWS FROM (json_array_elements_text($1::text::json), "
+            "json_array_elements_text($2::text::json), unnest($3::bytea[]), unnest($4::bytea[])) "
             "WITH ORDINALITY AS u(e, t, k, v, n) ORDER BY n",
             (
-                [e.id for e in events],
-                [topic_name(e.data.topic, prefix) for e in events],
+                json_column([e.id for e in events]),
+                json_column([topic_name(e.data.topic, prefix) for e in events]),
                 [key for key, _ in encoded],
                 [value for _, value in encoded],
             ),

@@ -137,6 +137,14 @@ class Records(Mapping[K, V], Generic[K, V]):
     def __getitem__(self, key: K) -> V:
         return self._current[key]
 
+    # The dict's own lookups: Mapping's get and `in` go through __getitem__ and catch its
+    # KeyError, about 1 µs for a key that is not there (every new write asks for its answer).
+    def get(self, key: K, default: Any = None) -> Any:
+        return self._current.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._current
+
     def __iter__(self) -> Iterator[K]:
         return iter(self._current)
 

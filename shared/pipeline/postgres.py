@@ -20,11 +20,12 @@ import asyncpg
 from shared.events import CloudEvent
 from shared.outbox import AfterCommit, outbox_write
 from shared.pipeline.decisions import BatchState, IdempotencyKey, Remembered
-from shared.pipeline.statements import Read, Write, together
+from shared.pipeline.statements import Read, Write, json_column, together
 from shared.pipeline.unit_of_work import AbstractUnitOfWork, ConcurrentWrite
 from shared.subjects import encoded_with_subject_ids, person_pseudonyms, subject_ids
 
 __all__ = ["AfterCommit", "PostgresRememberedAnswers", "PostgresUnitOfWork"]
+
 
 # Errors of a set statement that mean "another transaction got there first", never "bad input":
 # the items are decided again one by one against what that transaction wrote.
@@ -82,15 +83,19 @@ class PostgresRememberedAnswers:
             Write(
                 f'INSERT INTO "{self.schema}".idempotency '
                 "(organisation_id, kind, item_id, request_digest, status_code, response) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
-                "$5::int[], $6::jsonb[])",
+                # One JSON array per column (json_column); the answers are JSON values in theirs.
+                "SELECT o, k, i, d, s::int, r FROM ROWS FROM ("
+                "json_array_elements_text($1::text::json), json_array_elements_text($2::text::json), "
+                "json_array_elements_text($3::text::json), json_array_elements_text($4::text::json), "
+                "json_array_elements_text($5::text::json), jsonb_array_elements($6::text::jsonb)) "
+                "AS x(o, k, i, d, s, r)",
                 (
-                    [k[0] for k, _ in rows],
-                    [k[1] for k, _ in rows],
-                    [k[2] for k, _ in rows],
-                    [r.digest for _, r in rows],
-                    [r.status_code for _, r in rows],
-                    [r.body for _, r in rows],
+                    json_column([k[0] for k, _ in rows]),
+                    json_column([k[1] for k, _ in rows]),
+                    json_column([k[2] for k, _ in rows]),
+                    json_column([r.digest for _, r in rows]),
+                    json_column([r.status_code for _, r in rows]),
+                    json_column([r.body for _, r in rows]),
                 ),
             )
         ]

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 
-__all__ = ["Read", "Write", "read_together", "together"]
+__all__ = ["Read", "Write", "json_column", "json_rows", "read_together", "together"]
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -25,6 +26,26 @@ class Write:
 
     sql: str
     args: tuple[Any, ...]
+
+
+def json_column(values: Sequence[Any]) -> str:
+    """A column of a set statement as one parameter: its values as a JSON array (orjson, in C),
+    read back with :func:`json_rows`. asyncpg encodes an array parameter element by element, each
+    after two collection-ABC ``isinstance`` checks: 0.5–1.1 µs of the client's CPU per element,
+    against about 0.05 µs for this and some 0.2 µs of PostgreSQL's for reading it back
+    (docs/benchmarks.md). Exact for text (None: null), aware date-times (their offset and
+    microseconds), dates, uuids, integers and booleans, each cast back in SQL."""
+    return orjson.dumps(values, option=orjson.OPT_NAIVE_UTC).decode()
+
+
+def json_rows(first: int, names: Sequence[str], alias: str) -> str:
+    """SQL: the rows of the :func:`json_column` parameters ``$first, $first+1, ...``, one
+    column of text each (cast it to its type), in the arrays' order: ``ROWS FROM
+    (json_array_elements_text($1::text::json), ...) AS x(a, ...)``."""
+    functions = ", ".join(
+        f"json_array_elements_text(${i}::text::json)" for i in range(first, first + len(names))
+    )
+    return f"ROWS FROM ({functions}) AS {alias}({', '.join(names)})"
 
 
 def _shifted(sql: str, offset: int) -> str:

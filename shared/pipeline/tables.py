@@ -4,8 +4,9 @@ A record is a frozen dataclass whose fields are the table's columns (a field may
 differently); the types of the statements' parameters follow from the fields' types. A batch
 loads the records it needs with one statement per table (``JOIN unnest(...)`` on the key, locked
 in key order where it will change them) and writes each table with one ``INSERT ... SELECT FROM
-unnest(...)`` and one ``UPDATE ... FROM unnest(...)``, rows in key order, so that two batches that
-lock or write the same keys meet them in the same order.
+ROWS FROM (...)`` and one ``UPDATE ... FROM ROWS FROM (...)`` over one JSON array per column,
+rows in key order, so that two batches that lock or write the same keys meet them in the same
+order.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from shared.pipeline.statements import Read, Write
+from shared.pipeline.statements import Read, Write, json_column, json_rows
 
 __all__ = ["Table"]
 
@@ -47,10 +48,12 @@ class _Column:
     listed: bool  # a text[] column (a tuple of strings in the record)
 
     def select(self, alias: str) -> str:
-        # A text[] travels as one JSON array per row: unnest cannot take an array of arrays of
-        # different lengths.
+        """SQL: this column's value in a row of ``json_rows`` (text) as its own type. A text[]
+        travels as one JSON array per row (the rows' arrays differ in length)."""
         value = f"{alias}.{self.name}"
-        return f"ARRAY(SELECT jsonb_array_elements_text({value}::jsonb))" if self.listed else value
+        if self.listed:
+            return f"ARRAY(SELECT jsonb_array_elements_text({value}::jsonb))"
+        return value if self.type == "text" else f"{value}::{self.type}"
 
     def value(self, record: Any) -> Any:
         value = getattr(record, self.field)
@@ -92,9 +95,9 @@ class Table(Generic[R]):
     def _params(self, columns: Sequence[_Column]) -> str:
         return ", ".join(f"${i}::{c.type}[]" for i, c in enumerate(columns, start=1))
 
-    def _arrays(self, columns: Sequence[_Column], records: Sequence[R]) -> tuple[list[Any], ...]:
+    def _arrays(self, columns: Sequence[_Column], records: Sequence[R]) -> tuple[str, ...]:
         ordered = sorted(records, key=self._key_of)
-        return tuple([c.value(r) for r in ordered] for c in columns)
+        return tuple(json_column([c.value(r) for r in ordered]) for c in columns)
 
     def of(self, row: Mapping[str, Any]) -> R:
         return self.record(
@@ -136,7 +139,7 @@ class Table(Generic[R]):
             Write(
                 f"INSERT INTO {self.name} ({names}) "
                 f"SELECT {', '.join(c.select('x') for c in self.columns)} "
-                f"FROM unnest({self._params(self.columns)}) AS x({names})",
+                f"FROM {json_rows(1, [c.name for c in self.columns], 'x')}",
                 self._arrays(self.columns, records),
             )
         ]
@@ -148,12 +151,11 @@ class Table(Generic[R]):
         changing = [c for c in self.columns if c.field in fields and c not in self.key]
         columns = [*self.key, *changing]
         assignments = ", ".join(c.name + " = " + c.select("x") for c in changing)
-        names = ", ".join(c.name for c in columns)
         return [
             Write(
                 f"UPDATE {self.name} AS t SET {assignments} "
-                f"FROM unnest({self._params(columns)}) AS x({names}) "
-                f"WHERE {' AND '.join(f't.{c.name} = x.{c.name}' for c in self.key)}",
+                f"FROM {json_rows(1, [c.name for c in columns], 'x')} "
+                f"WHERE {' AND '.join(f't.{c.name} = ' + c.select('x') for c in self.key)}",
                 self._arrays(columns, records),
             )
         ]
