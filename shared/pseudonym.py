@@ -15,7 +15,8 @@ kept beside every answer) opens none of the others. docs/privacy.md says more.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Protocol
+import hmac
+from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -45,39 +46,24 @@ def derive_key(master: bytes, purpose: str) -> bytes:
     )
 
 
-_BLOCK = 64  # SHA-256's block size
-
-
-def _keyed_states(key: bytes) -> tuple[Any, Any]:
-    """The inner and outer SHA-256 states of HMAC with ``key`` (RFC 2104), each after its
-    padded key block."""
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    padded = key.ljust(_BLOCK, b"\x00")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
-    return inner, outer
-
-
 class Pseudonymiser:
     def __init__(self, secret: str | bytes) -> None:
         if not secret:
             raise ValueError("a pseudonymisation secret is required")
         master = secret.encode() if isinstance(secret, str) else secret
         self._keys = {purpose: derive_key(master, purpose) for purpose in PURPOSES}
-        # HMAC-SHA256 (RFC 2104) as its two hash states keyed once: a MAC copies them and hashes
-        # the message, 0.9 µs against 3.2 µs for ``hmac.new`` (which pads and hashes the key
-        # again every time); two of them per write under batch ingestion. The same MAC, byte
-        # for byte (tests/unit/test_pseudonym.py pins known vectors).
-        self._states = {purpose: _keyed_states(key) for purpose, key in self._keys.items()}
+        # Each purpose's HMAC keyed once: a MAC copies the keyed state and hashes the message
+        # (``hmac.new`` pads and hashes the key again every time: 4.4 against 2.7 µs a MAC
+        # here, two of them per write under batch ingestion). The standard library's HMAC,
+        # not a hand-made one: the 0.9 µs more of it are not worth crypto of our own.
+        self._keyed = {
+            purpose: hmac.new(key, digestmod=hashlib.sha256) for purpose, key in self._keys.items()
+        }
 
     def _mac(self, purpose: str, message: bytes) -> str:
-        inner_state, outer_state = self._states[purpose]
-        inner = inner_state.copy()
-        inner.update(message)
-        outer = outer_state.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
+        mac = self._keyed[purpose].copy()
+        mac.update(message)
+        return mac.hexdigest()
 
     def participant(self, organisation_id: str, ref: str) -> str:
         return self._mac("participant", f"{organisation_id}:{ref}".encode())
