@@ -35,24 +35,28 @@ def _tables(model: engine_module._Model, component: list[int], block: list[Const
 
 def _holds(block: list[Constraint], x: list[int]) -> bool:
     """Every relation and x >= 0, in integer arithmetic, independently of the module."""
-    if min(x) < 0:
+    point = np.asarray(x, dtype=np.int64)
+    if (point < 0).any():
         return False
-    for c in block:
-        value = sum(int(a) * x[v] for v, a in zip(c.variables, c.coefficients, strict=True))
-        if not c.lower <= value <= c.upper:
-            return False
-    return True
+    rows = np.repeat(np.arange(len(block)), [len(c.variables) for c in block])
+    variables = np.asarray([v for c in block for v in c.variables], dtype=np.int64)
+    coefficients = np.asarray([int(a) for c in block for a in c.coefficients], dtype=np.int64)
+    value = np.zeros(len(block), dtype=np.int64)
+    np.add.at(value, rows, coefficients * point[variables])
+    lower = np.asarray([c.lower for c in block])
+    upper = np.asarray([c.upper for c in block])
+    return bool(((value >= lower) & (value <= upper)).all())
 
 
 def test_every_move_is_a_feasible_point_and_most_hidden_cells_have_one():
-    model, batch = _components(1, 400)
+    model, batch = _components(1, 300)
     asked = shown = 0
     for component, block, _, _ in batch:
         if len(component) < 200:
             continue
         tables = _tables(model, component, block)
         truth = [model.value[c] for c in component]
-        for v in range(0, len(component), 7):
+        for v in range(0, len(component), 11):
             amount = 2 if truth[v] < 2 else -2
             asked += 1
             delta = tables.move(v, amount)
@@ -75,9 +79,10 @@ def test_show_widens_only_to_values_of_feasible_points():
     tables = _tables(model, component, block)
     truth = np.asarray([model.value[c] for c in component], dtype=np.float64)
     low, high = truth.copy(), truth.copy()
-    tables.show(list(range(len(component))), low, high)
-    widened = int((high - low >= 2 - EPS).sum())
-    assert widened > len(component) // 2
+    asked = list(range(0, len(component), 5))
+    tables.show(asked, low, high)
+    widened = int((high[asked] - low[asked] >= 2 - EPS).sum())
+    assert widened > len(asked) // 2, (widened, len(asked))
     # The search leaves the point it starts from as it found it.
     assert np.array_equal(tables.truth, truth)
     assert (low >= 0).all()
