@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.metrics.domain.disclosure import suppress
 from services.metrics.domain.disclosure import engine as engine_module
+from services.metrics.domain.disclosure import suppress
 from services.metrics.domain.disclosure.bounds import EPS, Constraint
 from services.metrics.domain.disclosure.tables import Tables, figure_moves, period_moves
 from tools.disclosure_audit.synthetic import generate, grid_of

@@ -207,7 +207,7 @@ def _sweep(
     # settles a good share (a vertex moves many cells; one cell per program is the expensive
     # last resort).
     rounds = 0
-    while len(todo := pending()) > FEW or (rounds == 0 and len(todo)):
+    while len(todo := pending()) > FEW:
         before = len(todo)
         full = into[todo]
         room_up = box[1][full] - high[full]

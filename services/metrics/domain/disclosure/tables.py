@@ -396,9 +396,13 @@ class Tables:
                     for u, d in delta.items():
                         rich[u] = rich.get(u, 0) + d
             try:
+                tried = shown = 0
                 for v in left:
                     if spans(v):
                         continue
+                    if tried >= CHECK_AFTER and shown * 3 < tried:
+                        break
+                    tried += 1
                     now = int(base[v]) + rich.get(v, 0)
                     # Up to 2 above the lowest value seen, or down to 2 below the highest.
                     for amount in (int(low[v]) + 2 - now, int(high[v]) - 2 - now):
@@ -412,6 +416,7 @@ class Tables:
                             for u, d in delta.items():
                                 point[u] = point.get(u, 0) + d
                             widen(point)
+                    shown += spans(v)
             finally:
                 self._shift(rich, -1)
 
