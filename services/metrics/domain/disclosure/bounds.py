@@ -316,7 +316,9 @@ def ranges(
 
     ``seen`` (lowest, highest value per variable) are extremes of feasible points found
     before, for instance in an earlier check of the same cells before more of their neighbours
-    were hidden; they start the search and are widened in place."""
+    were hidden; they start the search and are widened in place. ``lift``, if given, is called
+    with every point the sweep's programs find and may widen them further from it (the
+    engine's points built along the tables, :mod:`.tables`)."""
     wanted_vars = np.arange(n) if wanted is None else np.asarray(wanted, dtype=np.int64)
     point = np.asarray(truth, dtype=np.float64)
     low, high = (point.copy(), point.copy()) if seen is None else seen

@@ -20,7 +20,10 @@ pending cell, the keys that give way chosen among those with room; the point it 
 checked against every relation of the component and x >= 0 in integer arithmetic, and only a
 point that passes is counted. So a cell is shown protected here only by a feasible point (what
 the programs would accept as well), and whatever this does not show is left to the programs
-exactly as before: it only ever saves them work.
+exactly as before: it only ever saves them work. Cells left are tried again from points that
+already moved many cells (a sum of the moves found, kept while it stays feasible; a point a
+program found, whose own values count and are checked within the solver's tolerance, as that
+point is): cells lifted there can give way.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from .spec import FIGURES, VALID_INEQUALITIES
 __all__ = ["Tables", "figure_moves", "period_moves"]
 
 # Product moves tried per cell and amount before the cell is left to the programs (a failing
-# cell costs about this many small array operations; measured on the demo-sized year).
+# cell costs about this many small array operations; 400 showed no more cells of the
+# demo-sized year, only slower).
 TRIES = 24
 # Points made of many moves, from which the hidden zeros left are tried again (the first in
 # the reverse order of the moves, the next in their order).
@@ -318,13 +322,11 @@ class Tables:
         # small - large side changes; the row changes by that × the period move's sign, so it
         # is an entry of sign -(that) (room needed where the sign is negative for the cell's
         # own key, positive for a key that gives way, as for cells).
-        names = list(at)
         change = np.zeros((len(fmoves), len(VALID_INEQUALITIES)), dtype=np.int64)
         for i, fmove in enumerate(fmoves):
             u = dict(fmove)
             for q, (small, large) in enumerate(VALID_INEQUALITIES):
                 change[i, q] = sum(u.get(f, 0) for f in small) - sum(u.get(f, 0) for f in large)
-        del names
         slack_shape = (len(fmoves) * len(moves), len(VALID_INEQUALITIES) * entries)
         none = (change[:, None, :, None] == 0) | (p_at[None, :, None, :] < 0)
         slack_rows = np.where(
