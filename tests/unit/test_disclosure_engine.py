@@ -505,7 +505,8 @@ def test_extremes_seen_before_are_carried_over_and_widened():
     assert found[0].protected
     # Carried over (its low is not the truth's 2) and only ever widened by points seen since
     # (a program of another cell may move it further).
-    assert found[0].low == 0.0 and found[0].high >= 3.0
+    assert found[0].low == 0.0
+    assert found[0].high >= 3.0
     assert found[1].protected
     assert high[1] - low[1] >= 2
     for cell in (2, 3):
