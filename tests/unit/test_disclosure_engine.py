@@ -503,7 +503,10 @@ def test_extremes_seen_before_are_carried_over_and_widened():
     low, high = np.array([0.0, 2.0, 1.0, 0.0]), np.array([3.0, 2.0, 1.0, 0.0])
     found = ranges(4, constraints, truth, seen=(low, high))
     assert found[0].protected
-    assert (found[0].low, found[0].high) == (0.0, 3.0)
+    # Carried over (its low is not the truth's 2) and only ever widened by points seen since
+    # (a program of another cell may move it further).
+    assert found[0].low == 0.0
+    assert found[0].high >= 3.0
     assert found[1].protected
     assert high[1] - low[1] >= 2
     for cell in (2, 3):

@@ -34,6 +34,12 @@ __all__ = ["Constraint", "Range", "ranges"]
 # Solver noise: a range of 1.9999999 is a range of 2.
 EPS = 1e-6
 
+# When no more cells than this are pending, the programs over many cells stop and each is
+# moved on its own: a program of one cell starts from the last basis (primal simplex, ~60 ms
+# on the largest component of a demo-sized year), one of many from scratch (dual simplex,
+# ~0.3 s there) and settles few when few are left.
+FEW = 8
+
 
 @dataclass(frozen=True)
 class Constraint:
@@ -178,6 +184,7 @@ def _sweep(
     high: np.ndarray,
     into: np.ndarray,
     box: tuple[np.ndarray, np.ndarray],
+    lift: Callable[[np.ndarray], None] | None = None,
 ) -> set[int]:
     """Move the pending ``variables`` of ``model`` (many at once, each towards its side with
     more room, while that settles a good share) and widen ``low``/``high`` (indexed by
@@ -188,6 +195,8 @@ def _sweep(
         if x is not None:
             np.minimum.at(low, into, x)
             np.maximum.at(high, into, x)
+            if lift is not None:
+                lift(x)
 
     def pending() -> np.ndarray:
         full = into[variables]
@@ -198,7 +207,7 @@ def _sweep(
     # settles a good share (a vertex moves many cells; one cell per program is the expensive
     # last resort).
     rounds = 0
-    while len(todo := pending()):
+    while len(todo := pending()) > FEW:
         before = len(todo)
         full = into[todo]
         room_up = box[1][full] - high[full]
@@ -290,6 +299,7 @@ def ranges(
     *,
     stop_when_protected: bool = True,
     seen: tuple[np.ndarray, np.ndarray] | None = None,
+    lift: Callable[[np.ndarray], None] | None = None,
 ) -> dict[int, Range]:
     """The range of each wanted variable (all by default) under the constraints and ``x >= 0``.
 
@@ -306,7 +316,9 @@ def ranges(
 
     ``seen`` (lowest, highest value per variable) are extremes of feasible points found
     before, for instance in an earlier check of the same cells before more of their neighbours
-    were hidden; they start the search and are widened in place."""
+    were hidden; they start the search and are widened in place. ``lift``, if given, is called
+    with every point the sweep's programs find and may widen them further from it (the
+    engine's points built along the tables, :mod:`.tables`)."""
     wanted_vars = np.arange(n) if wanted is None else np.asarray(wanted, dtype=np.int64)
     point = np.asarray(truth, dtype=np.float64)
     low, high = (point.copy(), point.copy()) if seen is None else seen
@@ -324,7 +336,7 @@ def ranges(
             box[0][wanted_vars] = np.maximum(point[wanted_vars] - 2, 0)
             box[1][wanted_vars] = point[wanted_vars] + 2
             boxed = _Model(n, constraints, box)
-            zero = _sweep(boxed, wanted_vars, low, high, np.arange(n), box)
+            zero = _sweep(boxed, wanted_vars, low, high, np.arange(n), box, lift)
             for var in zero:
                 out[var] = Range(0.0, 0.0)
 
