@@ -1210,7 +1210,9 @@ READS_REFRESHES = 2  # fresh-service refreshes of each kind, alternated
 BREAKDOWNS = ("neighbourhood", "age_band", "category", "referrer_role")
 
 
-async def reads(bench: Bench, prefill: Prefill, shape: str) -> dict[str, Any]:
+async def reads(
+    bench: Bench, prefill: Prefill, shape: str, *, keep_database: bool = False
+) -> dict[str, Any]:
     """What a reader costs at the size of ``prefill`` (issue 14, targets 3 and 4), on a fresh
     database loaded by ``verbinding metrics rebuild`` and released (``verbinding metrics
     release``, every year):
@@ -1227,9 +1229,11 @@ async def reads(bench: Bench, prefill: Prefill, shape: str) -> dict[str, Any]:
 
     Nothing changes while the answers are measured: they are served from decisions already
     made (the live totals' and the release's), which is what a reader gets between changes.
+    ``keep_database``: leave the database for a look afterwards (``EXPLAIN ANALYZE``).
     """
     label = f"reads {prefill.events:,} {shape}"
-    dsn = await fresh_database(bench, "verbinding_reads")
+    database = "verbinding_reads_" + prefill.prefix.rstrip(".").replace("-", "_")
+    dsn = await fresh_database(bench, database)
     try:
         rebuilt = await rebuild(bench, prefill, dsn, 0.0)
         bench.say(f"  {label}: rebuild {rebuilt['events_per_second']:,.0f}/s")
@@ -1280,7 +1284,8 @@ async def reads(bench: Bench, prefill: Prefill, shape: str) -> dict[str, Any]:
                 )
         answers = await _read_answers(bench, prefill, dsn, busiest, label)
     finally:
-        await drop_database(bench.stack.dsn, "verbinding_reads")
+        if not keep_database:
+            await drop_database(bench.stack.dsn, database)
     memory = {
         name: peaks
         for name, peaks in bench.memory.peaks_mib().items()
@@ -1290,6 +1295,7 @@ async def reads(bench: Bench, prefill: Prefill, shape: str) -> dict[str, Any]:
         "events": prefill.events,
         "shape": shape,
         "prefix": prefill.prefix,
+        "database": database if keep_database else None,
         "year": busiest,
         "attendance_rows_per_year": {str(y): n for y, n in per_year.items()},
         "load": {"events_per_second": rebuilt["events_per_second"], "how": "rebuild"},
@@ -1397,6 +1403,10 @@ def reads_growth(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         ),
         "answers_p99_ms": lambda r: r["answers"]["all"]["p99_ms"],
         "answers_p50_ms": lambda r: r["answers"]["all"]["p50_ms"],
+        # What the machine's load disturbs least: the CPU an answer costs.
+        "answers_cpu_us": lambda r: (
+            r["answers"]["cpu_us_per_answer"] + r["answers"]["postgresql_cpu_us_per_answer"]
+        ),
     }
     out: dict[str, dict[str, Any]] = {}
     for shape in dict.fromkeys(r["shape"] for r in runs):

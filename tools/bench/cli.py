@@ -109,6 +109,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--work-dir", type=Path, help="logs, payloads, profiles (<state>/bench)")
     p.add_argument("--refill", action="store_true", help="pre-fill again even if reusable")
+    p.add_argument("--keep-databases", action="store_true", help="reads: keep each size's database")
     p.add_argument("--profile", action="store_true", help="py-spy the aggregating service")
     p.add_argument(
         "--keep-stack", action="store_true", help="leave running what the benchmark started"
@@ -161,11 +162,14 @@ async def run_reads(args: argparse.Namespace, bench: cases.Bench) -> dict[str, A
                 f"  pre-fill: {filled.events:,} events on {filled.prefix}* "
                 + ("(reused)" if filled.reused else f"in {filled.seconds:.0f}s")
             )
-            result = await cases.reads(bench, filled, shape)
+            result = await cases.reads(bench, filled, shape, keep_database=args.keep_databases)
             result["years"] = years
             result["prefill_seconds"] = filled.seconds
             measured[key] = result
             runs.append(result)
+            # A long run (5M: most of an hour) leaves what it has measured so far.
+            partial = args.output.with_suffix(".partial.json")
+            partial.write_bytes(orjson.dumps({"runs": runs}, option=orjson.OPT_INDENT_2))
     return {"runs": runs, "growth": cases.reads_growth(runs)}
 
 

@@ -377,16 +377,19 @@ def render_table(report: dict[str, Any]) -> str:
             span = f"{g['from']:,} → {g['to']:,} events, {shape}"
             for figure, name, label in (
                 ("refresh_totals_seconds", f"full refresh growth ({span})", "full refresh"),
+                ("refresh_totals_cpu_seconds", "", "  its CPU, service + PostgreSQL"),
                 ("answers_p99_ms", f"/v1/indicators p99 growth ({span})", "/v1/indicators p99"),
+                ("answers_cpu_us", "", "  CPU per answer, service + PostgreSQL"),
             ):
                 steps = g[figure]["steps"]
+                ratio = g[figure]["ratio"]
                 rows.append(
                     (
                         f"reads growth, {label} ({span})",
-                        f"×{g[figure]['ratio']:.2f}",
+                        "-" if ratio is None else f"×{ratio:.2f}",
                         "steps " + ", ".join("-" if x is None else f"×{x:.2f}" for x in steps),
                         "",
-                        "≤1.5×" + mark(name),
+                        "≤1.5×" + mark(name) if name else "",
                     )
                 )
     for name, peak in sorted(r.get("memory", {}).items()):
