@@ -109,7 +109,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--work-dir", type=Path, help="logs, payloads, profiles (<state>/bench)")
     p.add_argument("--refill", action="store_true", help="pre-fill again even if reusable")
-    p.add_argument("--keep-databases", action="store_true", help="reads: keep each size's database")
+    p.add_argument(
+        "--keep-databases",
+        action="store_true",
+        help="reads: keep each size's database; measure a kept one again without loading it",
+    )
     p.add_argument("--profile", action="store_true", help="py-spy the aggregating service")
     p.add_argument(
         "--keep-stack", action="store_true", help="leave running what the benchmark started"
