@@ -117,14 +117,18 @@ async def session_kept(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
             keep()
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float | None = 30
+) -> asyncpg.Pool:
+    """``command_timeout``: seconds a statement may take (an answer's bound); None for a batch
+    job's pool, whose bulk statements grow with the data."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         connection_class=PooledConnection,
         init=_init_connection,
-        command_timeout=30,
+        command_timeout=command_timeout,
         timeout=5,
     )
     assert pool is not None

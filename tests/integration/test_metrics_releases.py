@@ -239,6 +239,51 @@ async def test_a_release_reads_its_grids_beyond_an_answers_query_timeout(pool, t
     assert indicator_service(settings, pool).release_timeout == 7
 
 
+async def test_a_live_refresh_reads_its_grids_beyond_an_answers_query_timeout(test_env):
+    """A live refresh of the totals runs in the background too (shared by its readers): at
+    five million events in one year its totals grid outgrew the 30 s an answer's query may
+    take, and the live totals of that year could never be computed. Its queries get the
+    release's time: here, with a pool whose command timeout is 0.5 s, the first live totals
+    wait out a lock held for three times that."""
+    import asyncio
+
+    import asyncpg
+
+    from services.metrics.bootstrap import indicator_service
+    from services.metrics.settings import MetricsSettings
+    from shared.db import PooledConnection, _init_connection
+
+    dsn = test_env["VERBINDING_DATABASE_URL"]
+    short = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=4,
+        connection_class=PooledConnection,
+        init=_init_connection,
+        command_timeout=0.5,
+    )
+    assert short is not None
+    holder = await asyncpg.connect(dsn)
+    try:
+        settings = MetricsSettings(
+            database_url=dsn, release_timeout_seconds=30, indicator_cache_seconds=0
+        )
+        service = indicator_service(settings, short)
+        lock = holder.transaction()
+        await lock.start()
+        # The totals grid's last read (S1, the measurements) waits for this lock.
+        await holder.execute("LOCK TABLE metrics.measurements IN ACCESS EXCLUSIVE MODE")
+        answer = asyncio.create_task(service.indicators(str(YEAR)))
+        await asyncio.sleep(1.5)  # three command timeouts of the pool
+        await lock.rollback()
+        result = await asyncio.wait_for(answer, 60)
+        assert result["period"] == str(YEAR)
+        await service.close()
+    finally:
+        await holder.close()
+        await short.close()
+
+
 async def _answers(pool: Any, release_id: int) -> dict[tuple[str, str], Any]:
     async with pool.acquire() as conn:
         rows = await conn.fetch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import os
 import random
@@ -43,6 +44,8 @@ __all__ = [
     "freshness",
     "ingestion",
     "latency",
+    "reads",
+    "reads_growth",
     "rebuild",
 ]
 
@@ -1018,11 +1021,13 @@ async def _reader_key(dsn: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _serving_metrics(bench: Bench, dsn: str, prefix: str, group: str, control: str) -> Any:
+async def _serving_metrics(
+    bench: Bench, dsn: str, prefix: str, group: str, control: str, label: str = "disclosure"
+) -> Any:
     """``verbinding serve metrics`` on ``dsn`` with disclosure control ``control`` and no answer
     cache, answering only (no consumer: the pre-fill is applied already)."""
     port = _free_port()
-    log = bench.work / f"metrics-disclosure-{control}.log"
+    log = bench.work / f"metrics-{label}-{control}.log"
     env = bench.child_env(
         VERBINDING_DATABASE_URL=dsn,
         VERBINDING_TOPIC_PREFIX=prefix,
@@ -1034,7 +1039,7 @@ async def _serving_metrics(bench: Bench, dsn: str, prefix: str, group: str, cont
         VERBINDING_SNAPSHOT_INTERVAL_SECONDS="3600",
     )
     proc = await _serve_metrics(port, env, log)
-    bench.memory.watch(f"metrics (disclosure {control})", proc.pid)
+    bench.memory.watch(f"metrics ({label} {control})", proc.pid)
     try:
         url = f"http://127.0.0.1:{port}"
         async with ConnectionPool(url, {}, size=1) as probe:
@@ -1196,3 +1201,248 @@ async def disclosure(bench: Bench, prefill: Prefill, dsn: str, group: str) -> di
         "rounds": DISCLOSURE_ROUNDS,
         "per_answer": per_answer,
     }
+
+
+# ------------------------------------------------------------------------------------ reads
+
+READS_ROUNDS = 5
+READS_REFRESHES = 2  # fresh-service refreshes of each kind, alternated
+BREAKDOWNS = ("neighbourhood", "age_band", "category", "referrer_role")
+
+
+async def reads(
+    bench: Bench, prefill: Prefill, shape: str, *, keep_database: bool = False
+) -> dict[str, Any]:
+    """What a reader costs at the size of ``prefill`` (issue 14, targets 3 and 4), on a fresh
+    database loaded by ``verbinding metrics rebuild`` and released (``verbinding metrics
+    release``, every year):
+
+    - **a full refresh**, as after a start or when every fact changed: a fresh indicator
+      service's first live totals of the busiest year, and the ``/metrics`` gauge snapshot's
+      refresh on a fresh service (each in a process of its own, ``READS_REFRESHES`` times,
+      alternated): wall time, the process's CPU and PostgreSQL's (every backend, around it);
+    - **``GET /v1/indicators``** of a metrics service answering only (no consumer, disclosure
+      control ``full``, answer cache off), after one warm-up of every path: every period of the
+      busiest year (17) × the totals and every ``by=`` (5), ``READS_ROUNDS`` rounds; latency
+      per answer, p50/p99 per kind and over all, CPU per answer;
+    - the peak RSS of every metrics process (the served one, the refresh processes).
+
+    Nothing changes while the answers are measured: they are served from decisions already
+    made (the live totals' and the release's), which is what a reader gets between changes.
+    ``keep_database``: leave the database for a look afterwards (``EXPLAIN ANALYZE``).
+    """
+    label = f"reads {prefill.events:,} {shape}"
+    database = "verbinding_reads_" + prefill.prefix.rstrip(".").replace("-", "_")
+    dsn = _dsn_for(bench.stack.dsn, database)
+    # A database kept by an earlier run, loaded and released, is measured again as it is (at
+    # 5M events in one year a load and a release take most of an hour on a loaded machine).
+    reused = keep_database and await _released(dsn)
+    if not reused:
+        await fresh_database(bench, database)
+    try:
+        rebuilt: dict[str, Any] = {"events_per_second": 0.0, "reused": True}
+        if not reused:
+            rebuilt = await rebuild(bench, prefill, dsn, 0.0)
+        bench.say(f"  {label}: rebuild {rebuilt['events_per_second']:,.0f}/s")
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            per_year = {
+                int(r["year"]): int(r["rows"])
+                for r in await conn.fetch(
+                    "SELECT extract(year FROM session_date)::int AS year, count(*) AS rows "
+                    "FROM metrics.attendance GROUP BY 1 ORDER BY 1"
+                )
+            }
+        finally:
+            await conn.close()
+        release: dict[str, Any] = {"seconds": 0.0, "reused": True}
+        if not reused:
+            pg = postgres_cpu_seconds(bench.stack)
+            started = time.perf_counter()
+            out, cpu = await _verbinding(bench, "metrics", "release", VERBINDING_DATABASE_URL=dsn)
+            release = {
+                "seconds": time.perf_counter() - started,
+                "cpu_seconds": cpu,
+                "postgresql_cpu_seconds": postgres_cpu_seconds(bench.stack) - pg,
+                "years": _release_years(out),
+            }
+        busiest = max(per_year, key=lambda y: per_year[y])
+        bench.say(f"  {label}: release {release['seconds']:.1f} s; busiest year {busiest}")
+        refresh: dict[str, list[dict[str, float]]] = {"totals": [], "snapshot": []}
+        for n in range(READS_REFRESHES):
+            for kind in ("totals", "snapshot"):
+                pg = postgres_cpu_seconds(bench.stack)
+                result = await _worker(
+                    bench,
+                    "refresh",
+                    "--dsn",
+                    dsn,
+                    "--year",
+                    str(busiest),
+                    "--kind",
+                    kind,
+                    name=f"metrics refresh ({label} {kind} {n})",
+                )
+                result["postgresql_cpu_seconds"] = postgres_cpu_seconds(bench.stack) - pg
+                result["load_average"] = os.getloadavg()[0]
+                refresh[kind].append(result)
+                bench.say(
+                    f"  {label}: refresh ({kind}) {result['seconds']:.1f} s, "
+                    f"cpu {result['cpu_seconds']:.1f} s + PostgreSQL "
+                    f"{result['postgresql_cpu_seconds']:.1f} s"
+                )
+        answers = await _read_answers(bench, prefill, dsn, busiest, label)
+    finally:
+        if not keep_database:
+            await drop_database(bench.stack.dsn, database)
+    memory = {
+        name: peaks
+        for name, peaks in bench.memory.peaks_mib().items()
+        if name.startswith("metrics") and label in name
+    }
+    return {
+        "events": prefill.events,
+        "shape": shape,
+        "prefix": prefill.prefix,
+        "database": database if keep_database else None,
+        "year": busiest,
+        "attendance_rows_per_year": {str(y): n for y, n in per_year.items()},
+        "load": {"events_per_second": rebuilt["events_per_second"], "how": "rebuild"},
+        "rebuild": rebuilt,
+        "release": release,
+        "refresh": {
+            kind: {
+                "runs": runs,
+                "seconds": _median([r["seconds"] for r in runs]),
+                "cpu_seconds": _median([r["cpu_seconds"] for r in runs]),
+                "postgresql_cpu_seconds": _median([r["postgresql_cpu_seconds"] for r in runs]),
+            }
+            for kind, runs in refresh.items()
+        },
+        "answers": answers,
+        "memory": memory,
+        "peak_rss_mib": max((m["high_water_mark_mib"] for m in memory.values()), default=0.0),
+    }
+
+
+async def _released(dsn: str) -> bool:
+    """Whether ``dsn``'s database exists with a release cut."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+    except asyncpg.InvalidCatalogNameError:
+        return False
+    try:
+        return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM metrics.releases)"))
+    except asyncpg.UndefinedTableError:
+        return False
+    finally:
+        await conn.close()
+
+
+def _release_years(out: str) -> dict[str, dict[str, float]]:
+    """The per-year lines of ``verbinding metrics release``'s report."""
+    years: dict[str, dict[str, float]] = {}
+    for found in re.finditer(
+        r"^\s+(\d{4}): grid ([\d.]+) s, engine ([\d.]+) s, ([\d,]+) figures decided", out, re.M
+    ):
+        years[found[1]] = {
+            "grid_seconds": float(found[2]),
+            "engine_seconds": float(found[3]),
+            "figures": int(found[4].replace(",", "")),
+        }
+    return years
+
+
+async def _read_answers(
+    bench: Bench, prefill: Prefill, dsn: str, year: int, label: str
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {await _reader_key(dsn)}"}
+    paths = {
+        by or "totals": [
+            f"/v1/indicators?period={p}" + (f"&by={by}" if by else "") for p in _periods(year)
+        ]
+        for by in ("", *BREAKDOWNS)
+    }
+    group = f"bench-reads-{uuid.uuid4().hex[:8]}"
+    latencies: dict[str, list[float]] = {kind: [] for kind in paths}
+    cpu_us: list[float] = []
+    pg_us: list[float] = []
+    loop = asyncio.get_running_loop()
+    async with (
+        _serving_metrics(bench, dsn, prefill.prefix, group, "full", label) as (url, pid),
+        ConnectionPool(url, headers, size=1) as client,
+    ):
+        # Warm-up: the fresh service's first totals wait for its live refresh; every path once.
+        started = loop.time()
+        for kind_paths in paths.values():
+            for path in kind_paths:
+                answer = await client.request("GET", path)
+                if answer.status != 200:
+                    raise RuntimeError(
+                        f"GET {path} answered {answer.status}: {answer.body[:300]!r}"
+                    )
+        warm_up = loop.time() - started
+        for _ in range(READS_ROUNDS):
+            before = cpu_seconds(pid), postgres_cpu_seconds(bench.stack)
+            count = 0
+            for kind, kind_paths in paths.items():
+                for path in kind_paths:
+                    sent = loop.time()
+                    answer = await client.request("GET", path)
+                    if answer.status != 200:
+                        raise RuntimeError(
+                            f"GET {path} answered {answer.status}: {answer.body[:300]!r}"
+                        )
+                    latencies[kind].append(loop.time() - sent)
+                    count += 1
+            cpu_us.append((cpu_seconds(pid) - before[0]) / count * 1e6)
+            pg_us.append((postgres_cpu_seconds(bench.stack) - before[1]) / count * 1e6)
+    every = [t for times in latencies.values() for t in times]
+    overall = _summary_ms(every)
+    result: dict[str, Any] = {
+        "rounds": READS_ROUNDS,
+        "warm_up_seconds": warm_up,
+        "all": overall,
+        "per_kind": {kind: _summary_ms(times) for kind, times in latencies.items()},
+        "cpu_us_per_answer": _median(cpu_us),
+        "postgresql_cpu_us_per_answer": _median(pg_us),
+        "load_average": os.getloadavg()[0],
+    }
+    bench.say(
+        f"  {label}: {len(every)} answers, p50 {overall['p50_ms']:.1f} ms, "
+        f"p99 {overall['p99_ms']:.1f} ms (warm-up {warm_up:.1f} s)"
+    )
+    return result
+
+
+def reads_growth(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per shape, each figure at the largest size over the same at the smallest, and step by
+    step (issue 14: at most 1.5× from 100k to 5M events)."""
+    figures = {
+        "refresh_totals_seconds": lambda r: r["refresh"]["totals"]["seconds"],
+        "refresh_snapshot_seconds": lambda r: r["refresh"]["snapshot"]["seconds"],
+        "refresh_totals_cpu_seconds": lambda r: (
+            r["refresh"]["totals"]["cpu_seconds"] + r["refresh"]["totals"]["postgresql_cpu_seconds"]
+        ),
+        "answers_p99_ms": lambda r: r["answers"]["all"]["p99_ms"],
+        "answers_p50_ms": lambda r: r["answers"]["all"]["p50_ms"],
+        # What the machine's load disturbs least: the CPU an answer costs.
+        "answers_cpu_us": lambda r: (
+            r["answers"]["cpu_us_per_answer"] + r["answers"]["postgresql_cpu_us_per_answer"]
+        ),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for shape in dict.fromkeys(r["shape"] for r in runs):
+        ordered = sorted((r for r in runs if r["shape"] == shape), key=lambda r: r["events"])
+        if len(ordered) < 2:
+            continue
+        growth: dict[str, Any] = {"from": ordered[0]["events"], "to": ordered[-1]["events"]}
+        for name, figure in figures.items():
+            values = [figure(r) for r in ordered]
+            growth[name] = {
+                "values": values,
+                "steps": [b / a if a else None for a, b in itertools.pairwise(values)],
+                "ratio": values[-1] / values[0] if values[0] else None,
+            }
+        out[shape] = growth
+    return out

@@ -23,7 +23,9 @@ from tools.bench.stack import REPO, Stack
 
 __all__ = ["main"]
 
-CASES = ("aggregation", "rebuild", "disclosure", "ingestion", "latency", "freshness")
+CASES = ("aggregation", "rebuild", "disclosure", "ingestion", "latency", "freshness", "reads")
+# Not in a default run: it pre-fills, loads and releases every scale (5M: most of an hour).
+DEFAULT_CASES = CASES[:-1]
 
 
 def say(message: str) -> None:
@@ -81,13 +83,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, help="runs of each cheap baseline; the median counts (3)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
-        "--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}"
+        "--cases",
+        default=",".join(DEFAULT_CASES),
+        help=f"comma-separated subset of {','.join(CASES)} (reads only when asked)",
+    )
+    p.add_argument(
+        "--scales",
+        default="100000,1000000,5000000",
+        help="reads: pre-filled events of each size (100000,1000000,5000000)",
+    )
+    p.add_argument(
+        "--shapes",
+        default="year,history",
+        help="reads: 'year' (every event in the last twelve months) and/or 'history' "
+        "(a fixed yearly volume, --yearly-events, over as many years as the size holds)",
+    )
+    p.add_argument(
+        "--yearly-events",
+        type=int,
+        default=1_000_000,
+        help="reads, history shape: events per year (1,000,000: 5M = 5 years)",
     )
     p.add_argument(
         "--output", type=Path, default=REPO / "docs" / "benchmarks.json", help="the JSON file"
     )
     p.add_argument("--work-dir", type=Path, help="logs, payloads, profiles (<state>/bench)")
     p.add_argument("--refill", action="store_true", help="pre-fill again even if reusable")
+    p.add_argument(
+        "--keep-databases",
+        action="store_true",
+        help="reads: keep each size's database; measure a kept one again without loading it",
+    )
     p.add_argument("--profile", action="store_true", help="py-spy the aggregating service")
     p.add_argument(
         "--keep-stack", action="store_true", help="leave running what the benchmark started"
@@ -107,7 +133,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown cases {', '.join(unknown)}; choose from {', '.join(CASES)}")
     args.cases = wanted
+    args.scales = [int(x) for x in args.scales.split(",") if x.strip()]
+    args.shapes = [x.strip() for x in args.shapes.split(",") if x.strip()]
+    if set(args.shapes) - {"year", "history"}:
+        p.error("--shapes: choose from year, history")
     return args
+
+
+async def run_reads(args: argparse.Namespace, bench: cases.Bench) -> dict[str, Any]:
+    """The reads case at every scale and shape; a history scale that fits in one year is the
+    same data as the year shape's and is measured once."""
+    runs: list[dict[str, Any]] = []
+    measured: dict[str, dict[str, Any]] = {}
+    for shape in args.shapes:
+        for events in sorted(args.scales):
+            years = 1 if shape == "year" else max(1, events // args.yearly_events)
+            key = f"{events}-y{years}"
+            if key in measured:
+                runs.append({**measured[key], "shape": shape, "same_data_as": "year"})
+                continue
+            say(f"reads: pre-fill {events:,} events over {years} year(s) ...")
+            filled = await prefill(
+                bench.stack.bootstrap,
+                bench.stack.state,
+                events=events,
+                seed=args.seed,
+                secret=bench.stack.pseudonym_secret,
+                refill=args.refill,
+                years=years,
+            )
+            say(
+                f"  pre-fill: {filled.events:,} events on {filled.prefix}* "
+                + ("(reused)" if filled.reused else f"in {filled.seconds:.0f}s")
+            )
+            result = await cases.reads(bench, filled, shape, keep_database=args.keep_databases)
+            result["years"] = years
+            result["prefill_seconds"] = filled.seconds
+            measured[key] = result
+            runs.append(result)
+            # A long run (5M: most of an hour) leaves what it has measured so far.
+            partial = args.output.with_suffix(".partial.json")
+            partial.write_bytes(orjson.dumps({"runs": runs}, option=orjson.OPT_INDENT_2))
+    return {"runs": runs, "growth": cases.reads_growth(runs)}
 
 
 async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
@@ -204,6 +271,8 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
             results["freshness"] = await cases.freshness(
                 bench, args.freshness_rate, args.freshness_seconds
             )
+        if "reads" in args.cases:
+            results["reads"] = await run_reads(args, bench)
     finally:
         memory.stop()
         if "aggregation" in results or "rebuild" in results:
@@ -226,6 +295,9 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
             "repeat": args.repeat,
             "seed": args.seed,
             "cases": args.cases,
+            "scales": args.scales,
+            "shapes": args.shapes,
+            "yearly_events": args.yearly_events,
         },
         "stack": {
             "kafka": stack.bootstrap,

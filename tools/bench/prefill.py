@@ -2,9 +2,11 @@
 
 The simulation is cut into independent chunks (a municipality of ``RESIDENTS_PER_CHUNK``
 residents over a year, each chunk with its own seed and id prefix), generated and converted to
-events in worker processes while the main process produces the previous chunk. A marker file in
-the state dir remembers a finished pre-fill, so that the next run on the same stack reuses the
-topics instead of producing them again (``--refill`` forces it).
+events in worker processes while the main process produces the previous chunk. With ``years``
+above 1, chunk i simulates the year ending i % years years before today: the events spread
+evenly over that many years (history) instead of all falling in the last twelve months. A
+marker file in the state dir remembers a finished pre-fill, so that the next run on the same
+stack reuses the topics instead of producing them again (``--refill`` forces it).
 """
 
 from __future__ import annotations
@@ -69,13 +71,23 @@ def _chunk(seed: int, index: int, today: date, secret: str) -> list[tuple[str, b
     return [(e.topic, e.key, e.value) for e in encoded(factory.events(writes), "")]
 
 
+def _years_back(today: date, years: int) -> date:
+    try:
+        return today.replace(year=today.year - years)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year - years, day=28)
+
+
 class _Chunks:
     """Chunks in order, computed ahead by worker processes, no more than ``events`` need."""
 
-    def __init__(self, seed: int, today: date, secret: str, workers: int, events: int) -> None:
+    def __init__(
+        self, seed: int, today: date, secret: str, workers: int, events: int, years: int = 1
+    ) -> None:
         context = multiprocessing.get_context("spawn")  # no forked event loop or Kafka sockets
         self.pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
         self.args = (seed, today, secret)
+        self.years = max(1, years)
         self.workers = workers
         self.events = events
         self.per_chunk = 50_000  # a first guess; learnt from the first chunk
@@ -84,9 +96,9 @@ class _Chunks:
 
     def _top_up(self) -> None:
         while len(self.ahead) < self.workers and self.submitted * self.per_chunk < self.events:
-            self.ahead.append(
-                self.pool.submit(_chunk, self.args[0], self.submitted, *self.args[1:])
-            )
+            seed, today, secret = self.args
+            ending = _years_back(today, self.submitted % self.years)
+            self.ahead.append(self.pool.submit(_chunk, seed, self.submitted, ending, secret))
             self.submitted += 1
 
     def next(self) -> list[tuple[str, bytes, bytes]]:
@@ -143,10 +155,12 @@ async def prefill(
     secret: str,
     refill: bool = False,
     workers: int = 2,
+    years: int = 1,
     say: object = print,
 ) -> Prefill:
-    """Topics ``bench-<events>-s<seed>.<topic>`` holding exactly ``events`` events."""
-    prefix = f"bench-{events}-s{seed}."
+    """Topics ``bench-<events>-s<seed>.<topic>`` holding exactly ``events`` events
+    (``bench-<events>-s<seed>-y<years>.<topic>`` when spread over ``years`` years)."""
+    prefix = f"bench-{events}-s{seed}." if years <= 1 else f"bench-{events}-s{seed}-y{years}."
     topics = [topic_name(t, prefix) for t in CONSUMED]
     marker = state_dir / "bench" / f"prefill-{prefix.rstrip('.')}.json"
     if not refill and marker.exists():
@@ -170,7 +184,7 @@ async def prefill(
     sent = 0
     value_bytes = 0
     per_topic = dict.fromkeys(topics, 0)
-    chunks = _Chunks(seed, date.today(), secret, workers, events)
+    chunks = _Chunks(seed, date.today(), secret, workers, events, years)
     bar = tqdm(total=events, unit="ev", desc="pre-filling", dynamic_ncols=True, mininterval=1)
     try:
         while sent < events:
@@ -199,7 +213,15 @@ async def prefill(
     mean = value_bytes / max(sent, 1)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_bytes(
-        orjson.dumps({"prefix": prefix, "events": sent, "seed": seed, "mean_value_bytes": mean})
+        orjson.dumps(
+            {
+                "prefix": prefix,
+                "events": sent,
+                "seed": seed,
+                "years": years,
+                "mean_value_bytes": mean,
+            }
+        )
     )
     return Prefill(prefix, sent, per_topic, seconds, False, mean)
 

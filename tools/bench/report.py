@@ -10,6 +10,10 @@ __all__ = ["render_table", "targets"]
 METRICS_RSS_MIB = 250
 # Disclosure control may cost this much more per /v1/indicators answer (issue 11).
 SUPPRESSION_COST = 0.20
+# Issue 14: from 100k to 5M events a full refresh and the /v1/indicators p99 grow by at most
+# this much; the p99 stays within READS_P99_MS at the largest size.
+READS_GROWTH = 1.5
+READS_P99_MS = 50.0
 
 
 def _rate(x: float | None) -> str:
@@ -83,6 +87,34 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     fresh = results.get("freshness")
     if fresh:
         add("freshness p99 at 1,000/s", fresh["freshness"].get("p99_ms"), 1000, False, "ms")
+    reads = results.get("reads")
+    if reads:
+        for shape, g in reads["growth"].items():
+            span = f"{g['from']:,} → {g['to']:,} events, {shape}"
+            add(
+                f"full refresh growth ({span})",
+                g["refresh_totals_seconds"]["ratio"],
+                READS_GROWTH,
+                False,
+                "ratio",
+            )
+            add(
+                f"/v1/indicators p99 growth ({span})",
+                g["answers_p99_ms"]["ratio"],
+                READS_GROWTH,
+                False,
+                "ratio",
+            )
+        largest = max(run["events"] for run in reads["runs"])
+        for run in reads["runs"]:
+            if run["events"] == largest:
+                add(
+                    f"/v1/indicators p99 at {largest:,} events ({run['shape']})",
+                    run["answers"]["all"]["p99_ms"],
+                    READS_P99_MS,
+                    False,
+                    "ms",
+                )
     memory = results.get("memory", {})
     metrics = [v["high_water_mark_mib"] for k, v in memory.items() if k.startswith("metrics")]
     if metrics:
@@ -307,6 +339,59 @@ def render_table(report: dict[str, Any]) -> str:
                     "",
                 )
             )
+    reads = r.get("reads")
+    if reads:
+        largest = max(run["events"] for run in reads["runs"])
+        for run in reads["runs"]:
+            fresh = run["refresh"]
+            t, snap = fresh["totals"], fresh["snapshot"]
+            where = f"{run['events']:,} events, {run['shape']} ({run['years']} y)"
+            rows.append(
+                (
+                    f"reads {where}: full refresh",
+                    f"totals {t['seconds']:,.1f} s, snapshot {snap['seconds']:,.1f} s",
+                    f"CPU {t['cpu_seconds']:,.1f} s + PostgreSQL "
+                    f"{t['postgresql_cpu_seconds']:,.1f} s; release {run['release']['seconds']:,.0f} s",
+                    "",
+                    "",
+                )
+            )
+            a = run["answers"]["all"]
+            target = ""
+            if run["events"] == largest:
+                target = "p99 ≤50 ms" + mark(
+                    f"/v1/indicators p99 at {largest:,} events ({run['shape']})"
+                )
+            rows.append(
+                (
+                    f"  /v1/indicators, {a['count']} answers (17 periods × 5)",
+                    f"p50 {_ms(a.get('p50_ms'))}, p99 {_ms(a.get('p99_ms'))}",
+                    f"CPU {run['answers']['cpu_us_per_answer']:,.0f} µs + PostgreSQL "
+                    f"{run['answers']['postgresql_cpu_us_per_answer']:,.0f} µs; "
+                    f"peak RSS {run['peak_rss_mib']:,.0f} MiB",
+                    "",
+                    target,
+                )
+            )
+        for shape, g in reads["growth"].items():
+            span = f"{g['from']:,} → {g['to']:,} events, {shape}"
+            for figure, name, label in (
+                ("refresh_totals_seconds", f"full refresh growth ({span})", "full refresh"),
+                ("refresh_totals_cpu_seconds", "", "  its CPU, service + PostgreSQL"),
+                ("answers_p99_ms", f"/v1/indicators p99 growth ({span})", "/v1/indicators p99"),
+                ("answers_cpu_us", "", "  CPU per answer, service + PostgreSQL"),
+            ):
+                steps = g[figure]["steps"]
+                ratio = g[figure]["ratio"]
+                rows.append(
+                    (
+                        f"reads growth, {label} ({span})",
+                        "-" if ratio is None else f"×{ratio:.2f}",
+                        "steps " + ", ".join("-" if x is None else f"×{x:.2f}" for x in steps),
+                        "",
+                        "≤1.5×" + mark(name) if name else "",
+                    )
+                )
     for name, peak in sorted(r.get("memory", {}).items()):
         limit = "≤250 MB" + mark("metrics service peak RSS") if name.startswith("metrics") else ""
         rows.append((f"peak RSS: {name}", f"{peak['high_water_mark_mib']:,.0f} MiB", "", "", limit))

@@ -99,7 +99,10 @@ async def _rebuild(args: argparse.Namespace) -> int:
     # An operator's command, like migrate: it creates and swaps schemas, so it connects as the
     # admin role and grants the metrics role its rights on the fresh schema.
     dsn = CommonSettings().database_url
-    pool = await create_pool(dsn, max_size=4)
+    # No statement bound: the bulk load's rollup fills and index builds grow with the facts
+    # (the first attendances of 5M events in one year took longer than 30 s on a loaded
+    # machine, docs/benchmarks.md), and no reader waits for them.
+    pool = await create_pool(dsn, max_size=4, command_timeout=None)
     try:
         await migrate_service(pool, SCHEMA, MIGRATIONS, role=role_of(SCHEMA))
         with tqdm(unit="ev", desc="replaying", dynamic_ncols=True) as bar:

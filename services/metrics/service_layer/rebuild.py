@@ -156,7 +156,7 @@ def _worker(
 
 
 async def _replay_share(share: _Share, done: Synchronized) -> tuple[int, int, int]:  # type: ignore[type-arg]
-    pool = await create_pool(share.dsn, max_size=2)
+    pool = await create_pool(share.dsn, max_size=2, command_timeout=None)  # a batch job
     sink = _CountingSink()
     target = _bulk_consumer(pool, FactWriter(NEW_SCHEMA, share.services, rollups=False), sink)
     targets = {(t, p): end for t, p, end in share.targets}
