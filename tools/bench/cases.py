@@ -1091,15 +1091,7 @@ async def disclosure(bench: Bench, prefill: Prefill, dsn: str, group: str) -> di
     started = time.perf_counter()
     out, cpu = await _verbinding(bench, "metrics", "release", VERBINDING_DATABASE_URL=dsn)
     release_seconds = time.perf_counter() - started
-    years: dict[str, dict[str, float]] = {}
-    for found in re.finditer(
-        r"^\s+(\d{4}): grid ([\d.]+) s, engine ([\d.]+) s, ([\d,]+) figures decided", out, re.M
-    ):
-        years[found[1]] = {
-            "grid_seconds": float(found[2]),
-            "engine_seconds": float(found[3]),
-            "figures": int(found[4].replace(",", "")),
-        }
+    years = _release_years(out)
     if not years:
         raise RuntimeError(f"verbinding metrics release said: {out[-500:]}")
     bench.say(
