@@ -1014,16 +1014,15 @@ async def freshness(
 DISCLOSURE_ROUNDS = 5
 
 
-async def _reader_key(dsn: str) -> str:
-    """A key with the scope `indicators` in the benchmark's database (the instances check
-    keys there)."""
+async def _reader_key(dsn: str, scopes: tuple[str, ...] = ("indicators",)) -> str:
+    """A key with ``scopes`` in the benchmark's database (the instances check keys there)."""
     from shared.auth import create_organisation, issue_key
 
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
         organisation = f"bench-disclosure-{uuid.uuid4().hex[:6]}"
         await create_organisation(conn, organisation, "Benchmark reader")
-        return (await issue_key(conn, organisation, ["indicators"])).secret
+        return (await issue_key(conn, organisation, list(scopes))).secret
     finally:
         await conn.close()
 
@@ -1268,22 +1267,10 @@ async def reads(
             }
         busiest = max(per_year, key=lambda y: per_year[y])
         bench.say(f"  {label}: release {release['seconds']:.1f} s; busiest year {busiest}")
-        refresh: dict[str, list[dict[str, float]]] = {"totals": [], "snapshot": []}
+        refresh: dict[str, list[dict[str, Any]]] = {"totals": [], "snapshot": []}
         for n in range(READS_REFRESHES):
-            for kind in ("totals", "snapshot"):
-                pg = postgres_cpu_seconds(bench.stack)
-                result = await _worker(
-                    bench,
-                    "refresh",
-                    "--dsn",
-                    dsn,
-                    "--year",
-                    str(busiest),
-                    "--kind",
-                    kind,
-                    name=f"metrics refresh ({label} {kind} {n})",
-                )
-                result["postgresql_cpu_seconds"] = postgres_cpu_seconds(bench.stack) - pg
+            measured = await _fresh_refresh(bench, prefill, dsn, busiest, f"{label} {n}")
+            for kind, result in measured.items():
                 result["load_average"] = os.getloadavg()[0]
                 refresh[kind].append(result)
                 bench.say(
@@ -1323,6 +1310,91 @@ async def reads(
         "memory": memory,
         "peak_rss_mib": max((m["high_water_mark_mib"] for m in memory.values()), default=0.0),
     }
+
+
+def _scraped(text: str) -> dict[str, float]:
+    """The samples of a ``/metrics`` answer without labels, by name (prometheus_client's own
+    parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
+    }
+
+
+async def _fresh_refresh(
+    bench: Bench, prefill: Prefill, dsn: str, year: int, label: str
+) -> dict[str, dict[str, Any]]:
+    """A full refresh, measured from outside on a fresh ``verbinding serve metrics``
+    (answering only: nothing decided yet, as after a start or when everything changed).
+
+    - ``snapshot``: the ``/metrics`` gauge snapshot's refresh, which the service runs at start
+      (the current month, quarter and year: one live refresh of the current year); the service
+      reports how long it took (``verbinding_metrics_snapshot_refresh_seconds``).
+    - ``totals``: the first ``GET /v1/indicators?period=<year>``: a live refresh of ``year``
+      (``verbinding_metrics_live_refresh_seconds``), unless ``year`` is the current year, whose
+      refresh the snapshot already ran (then that one, ``shared_with_snapshot``).
+
+    CPU: PostgreSQL's from before the start (it serves nothing else meanwhile), the service's
+    from its readiness on (its imports excluded; the snapshot's first fraction of a second
+    before readiness is missed)."""
+    key = await _reader_key(dsn, ("indicators", "metrics"))
+    group = f"bench-refresh-{uuid.uuid4().hex[:8]}"
+    loop = asyncio.get_running_loop()
+    pg = postgres_cpu_seconds(bench.stack)
+    async with (
+        _serving_metrics(bench, dsn, prefill.prefix, group, "full", f"refresh {label}") as (
+            url,
+            pid,
+        ),
+        ConnectionPool(url, {"Authorization": f"Bearer {key}"}, size=1) as client,
+    ):
+        cpu = cpu_seconds(pid)
+
+        async def scrape() -> dict[str, float]:
+            answer = await client.request("GET", "/metrics")
+            if answer.status != 200:
+                raise RuntimeError(f"GET /metrics answered {answer.status}")
+            return _scraped(answer.body.decode())
+
+        deadline = loop.time() + 3600
+        while "verbinding_metrics_snapshot_refresh_seconds" not in (now := await scrape()):
+            if loop.time() > deadline:
+                raise TimeoutError("no snapshot refresh within an hour")
+            await asyncio.sleep(0.05)
+        snapshot = {
+            "seconds": now["verbinding_metrics_snapshot_refresh_seconds"],
+            "cpu_seconds": cpu_seconds(pid) - cpu,
+            "postgresql_cpu_seconds": postgres_cpu_seconds(bench.stack) - pg,
+        }
+        refreshed = (
+            now.get("verbinding_metrics_live_refresh_seconds_sum", 0.0),
+            now.get("verbinding_metrics_live_refresh_seconds_count", 0.0),
+        )
+        cpu, pg = cpu_seconds(pid), postgres_cpu_seconds(bench.stack)
+        answer = await client.request("GET", f"/v1/indicators?period={year}")
+        if answer.status != 200:
+            raise RuntimeError(f"GET /v1/indicators answered {answer.status}")
+        after = await scrape()
+        count = after.get("verbinding_metrics_live_refresh_seconds_count", 0.0)
+        if count > refreshed[1]:
+            totals = {
+                "seconds": after["verbinding_metrics_live_refresh_seconds_sum"] - refreshed[0],
+                "cpu_seconds": cpu_seconds(pid) - cpu,
+                "postgresql_cpu_seconds": postgres_cpu_seconds(bench.stack) - pg,
+                "shared_with_snapshot": False,
+            }
+        else:
+            totals = {
+                "seconds": refreshed[0] / max(refreshed[1], 1.0),
+                "cpu_seconds": snapshot["cpu_seconds"],
+                "postgresql_cpu_seconds": snapshot["postgresql_cpu_seconds"],
+                "shared_with_snapshot": True,
+            }
+    return {"snapshot": snapshot, "totals": totals}
 
 
 async def _released(dsn: str) -> bool:

@@ -2,7 +2,6 @@
 service does, and its memory is its own); prints one JSON object on stdout.
 
     python -m tools.bench.worker bare --bootstrap HOST:PORT --topics T1,T2 [--no-decode]
-    python -m tools.bench.worker refresh --dsn DSN --year YYYY --kind totals|snapshot
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.kafka import topic_partitions
 
-__all__ = ["bare_consume", "main", "refresh"]
+__all__ = ["bare_consume", "main"]
 
 
 async def bare_consume(
@@ -77,39 +76,6 @@ async def bare_consume(
     }
 
 
-async def refresh(dsn: str, year: int, kind: str) -> dict[str, Any]:
-    """A full refresh on a fresh indicator service (nothing decided yet, as after a start or
-    when everything changed), configured as the service configures it, answer cache off:
-
-    - ``totals``: its first live totals of ``year`` (``indicators(year)``, what
-      ``GET /v1/indicators?period=<year>`` waits for): the year's totals grid and the growth
-      baseline year's, decided;
-    - ``snapshot``: the ``/metrics`` gauge snapshot's refresh (the current month, quarter and
-      year, one live refresh of the current year for all three).
-
-    Its wall time and this process's CPU (the service's share; PostgreSQL's is measured by the
-    caller around this process)."""
-    from services.metrics.bootstrap import indicator_service
-    from services.metrics.service_layer.snapshot import IndicatorSnapshot
-    from services.metrics.settings import MetricsSettings
-    from shared.db import create_pool
-
-    settings = MetricsSettings(database_url=dsn, indicator_cache_seconds=0)
-    pool = await create_pool(dsn, max_size=4)
-    try:
-        service = indicator_service(settings, pool)
-        cpu, started = time.process_time(), time.perf_counter()
-        if kind == "totals":
-            await service.indicators(str(year))
-        else:
-            await IndicatorSnapshot(service).refresh()
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-        await service.close()
-    finally:
-        await pool.close()
-    return {"seconds": seconds, "cpu_seconds": cpu}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench.worker")
     sub = parser.add_subparsers(dest="what", required=True)
@@ -117,17 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     bare.add_argument("--bootstrap", required=True)
     bare.add_argument("--topics", required=True)
     bare.add_argument("--no-decode", action="store_true")
-    fresh = sub.add_parser("refresh")
-    fresh.add_argument("--dsn", required=True)
-    fresh.add_argument("--year", type=int, required=True)
-    fresh.add_argument("--kind", choices=("totals", "snapshot"), required=True)
     args = parser.parse_args(argv)
-    if args.what == "refresh":
-        result = asyncio.run(refresh(args.dsn, args.year, args.kind))
-    else:
-        result = asyncio.run(
-            bare_consume(args.bootstrap, args.topics.split(","), decode=not args.no_decode)
-        )
+    result = asyncio.run(
+        bare_consume(args.bootstrap, args.topics.split(","), decode=not args.no_decode)
+    )
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     return 0
 

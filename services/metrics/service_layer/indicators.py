@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol
 
 import asyncpg
 import orjson
+from prometheus_client import Histogram
 
 from services.metrics.adapters import queries
 from services.metrics.adapters.reading import no_swap, read_snapshot, use_work_mem
@@ -80,6 +81,14 @@ OVERDUE_SECONDS = 60.0
 LIVE_WORK_MEM = "64MB"
 # Release answers kept decoded in memory (a dashboard asks the same few again and again).
 RELEASE_CACHE_SIZE = 512
+
+# A live refresh: a year's totals (and the baseline year's, when not at hand) computed again
+# after the facts changed. What it costs grows with the year's rows (docs/scale.md "Reads").
+LIVE_REFRESH = Histogram(
+    "verbinding_metrics_live_refresh_seconds",
+    "Time to compute a year's live municipality totals again after the facts changed.",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
 
 
 class GridSource(Protocol):
@@ -390,6 +399,7 @@ class IndicatorService:
         snapshot; the marker is read in the same snapshot as the figures. Newer decisions
         already in place are kept."""
         first = self.baseline.baseline_year
+        started = time.perf_counter()
         async with self._snapshot() as conn:
             # The totals grid's aggregates over the year's rows fit in memory instead of
             # spilling to disk (about 20% of a totals grid at 100,000 events; a live refresh
@@ -418,6 +428,7 @@ class IndicatorService:
             known = self._years.get(y)
             if known is None or known.began <= began:
                 self._years[y] = _LiveYear(marker, decisions, facts, began, as_of)
+        LIVE_REFRESH.observe(time.perf_counter() - started)
 
     async def _overdue_count(self, marker: queries.Marker) -> int:
         """Open referrals without a change for 14 days: counted again when the facts changed

@@ -76,10 +76,12 @@ class IndicatorSnapshot(Collector):
         self.periods: dict[str, dict[str, Any]] = {}
         self.partners: dict[str, float] = {}
         self.taken_at: float | None = None
+        self.took: float | None = None  # seconds the last refresh took
 
     async def refresh(self) -> None:
         # Built aside and swapped in at once: a scrape during a refresh (or after a failed one)
         # sees one whole snapshot, never this round's month beside last round's year.
+        started = time.perf_counter()
         figures: dict[str, dict[str, Any]] = {}
         for kind, period in current_periods(datetime.now(UTC)).items():
             # The live municipality answer: the same decisions as /v1/indicators (rule 5).
@@ -89,6 +91,7 @@ class IndicatorSnapshot(Collector):
         self.periods = figures
         self.partners = partners
         self.taken_at = time.time()
+        self.took = time.perf_counter() - started
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -177,4 +180,12 @@ class IndicatorSnapshot(Collector):
                 "When the indicator snapshot was last computed.",
                 [],
             ).add_metric([], self.taken_at)
+        if self.took is not None:
+            # How long the last refresh took: as the facts grow, a refresh that recomputes the
+            # year's totals grows with them (docs/scale.md "Reads"); the bench reads it too.
+            gauge(
+                "verbinding_metrics_snapshot_refresh_seconds",
+                "How long the last refresh of the indicator snapshot took.",
+                [],
+            ).add_metric([], self.took)
         yield from families.values()
