@@ -179,13 +179,22 @@ class ReleaseStore:
         return {r["year"]: r["released_at"] for r in rows}
 
     async def closed_answer(
-        self, conn: asyncpg.Connection, period: str, breakdown: str
+        self, conn: asyncpg.Connection, year: int, period: str, breakdown: str
     ) -> dict[str, Any] | None:
-        answer: dict[str, Any] | None = await conn.fetchval(
-            f"SELECT answer FROM {self.s}.closed_answers WHERE period = $1 AND breakdown = $2",
+        """The answer kept for ``period`` of the closed ``year``, with ``released_at``: the
+        moment the release it came from was cut."""
+        row = await conn.fetchrow(
+            f"SELECT a.answer, y.released_at FROM {self.s}.closed_answers a "
+            f"JOIN {self.s}.closed_years y ON y.year = $1 "
+            "WHERE a.period = $2 AND a.breakdown = $3",
+            year,
             period,
             breakdown,
         )
+        if row is None:
+            return None
+        answer: dict[str, Any] = row["answer"]
+        answer["released_at"] = row["released_at"].isoformat()
         return answer
 
     async def close_years(self, conn: asyncpg.Connection, years: Sequence[int]) -> list[int]:

@@ -661,11 +661,9 @@ class IndicatorService:
         hit = self._answers.get(key)
         if hit is None:
             async with self.pool.acquire() as conn:
-                hit = await self.releases.closed_answer(conn, period.label, by)
-                released_at = (await self.releases.closed_years(conn)).get(year)
-            if hit is None or released_at is None:
+                hit = await self.releases.closed_answer(conn, year, period.label, by)
+            if hit is None:
                 return None  # (cannot be: a closed year keeps every answer of its release)
-            hit["released_at"] = released_at.isoformat()
             if len(self._answers) >= RELEASE_CACHE_SIZE:
                 self._answers.clear()
             self._answers[key] = hit
