@@ -79,7 +79,9 @@ async def figures(pool: asyncpg.Pool, schema: str, org: str) -> dict[str, int]:
             (SELECT count(*) FROM {schema}.referral_status WHERE organisation_id = $1)
                 AS status_changes,
             (SELECT count(*) FROM {schema}.measurements WHERE organisation_id = $1)
-                AS measurements""",
+                AS measurements,
+            (SELECT count(*) FROM {schema}.first_attendance WHERE organisation_id = $1)
+                AS first_attendances""",
         org,
     )
     return dict(row)
@@ -126,7 +128,8 @@ async def test_an_erased_person_is_gone_everywhere_and_the_figures_drop_by_exact
     subjects = {s: await subject_id_of(pool, s, pseudonym) for s in ("registrations", "referrals")}
     before = await figures(pool, "metrics", org)
     assert before == {"participants": 2, "attendances": 2, "registrations": 2, "cancellations": 2,
-                      "referrals": 2, "status_changes": 2, "measurements": 2}  # fmt: skip
+                      "referrals": 2, "status_changes": 2, "measurements": 2,
+                      "first_attendances": 2}  # fmt: skip
 
     # Erased over the API of each service that holds the person; a repeat answers the same.
     answers = {}
@@ -178,10 +181,18 @@ async def test_an_erased_person_is_gone_everywhere_and_the_figures_drop_by_exact
         assert not await pool.fetchval(
             f"SELECT count(*) FROM {schema}.subjects WHERE subject_id = $1", subject
         )
-        for table in ("registrations", "attendance", "referrals", "measurements"):
+    # Every metrics table that names a person (the facts and the rollups kept beside them).
+    person_columns = await pool.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'metrics' AND column_name IN ('participant_id', 'person_id')"
+    )
+    assert {"attendance", "first_attendance"} <= {c["table_name"] for c in person_columns}
+    for c in person_columns:
+        for subject in subjects.values():
             assert not await pool.fetchval(
-                f"SELECT count(*) FROM metrics.{table} WHERE participant_id = $1", subject
-            )
+                f'SELECT count(*) FROM metrics."{c["table_name"]}" WHERE "{c["column_name"]}" = $1',
+                subject,
+            ), (c["table_name"], c["column_name"])
     assert kept_ref not in stored  # never stored (control: the scan covers real rows)
     assert Pseudonymiser(SECRET).participant(org, kept_ref) in stored
 

@@ -204,13 +204,16 @@ async def test_a_hidden_month_is_not_the_quarter_minus_the_other_months(pool, sc
         return int(value) if value is not None else None
 
     for name in ("attendances", "participants_unique", "participants_new"):
-        quarter, jan, feb, mar = [await figure(p, name) for p in ("2025-Q1", "2025-01", "2025-02", "2025-03")]  # fmt: skip
+        year, quarter, jan, feb, mar = [await figure(p, name) for p in ("2025", "2025-Q1", "2025-01", "2025-02", "2025-03")]  # fmt: skip
         assert mar is None, name  # 4 < k
         # The months around it are large: what is shown must still not give March away.
         assert [quarter, jan, feb].count(None) >= 1, name
         assert [quarter, jan, feb].count(None) < 3, f"{name}: the test needs shown figures"
-        if quarter is not None and jan is not None and feb is not None:
-            raise AssertionError(f"{name}: March = {quarter} - {jan} - {feb}")
+        # Nor the year, which holds only this quarter: the year minus the two shown months
+        # would be a count of 4 (< k) for the rest of the year.
+        for whole in (quarter, year):
+            if whole is not None and jan is not None and feb is not None:
+                raise AssertionError(f"{name}: March = {whole} - {jan} - {feb}")
 
 
 async def test_a_few_people_with_many_events_show_no_events(pool, schema):

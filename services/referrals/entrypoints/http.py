@@ -239,6 +239,15 @@ def build_router(
         "/referrals/{referral_id}",
         tags=["referrals"],
         summary="A referral you made or that was sent to you, with its status history",
+        description="Its key (`organisation_id`: the referring organisation, `referral_id`), "
+        "`referrer_role`, `signals`, `referred_to`, `receiving_organisation_id` (the side that "
+        "accepts, declines, marks contacted and closes), `created_at`, `status`, "
+        "`status_changed_at`, `allowed_next` (the statuses it may move to), "
+        "`first_attendance_on` (the day of the resident's first attended session on or after a "
+        "registration naming the referral and the referral itself; null until then) and `history` (each status change with "
+        "`changed_by` and its `outcome` code; the first attendance as a milestone). Never the "
+        "resident. A receiver holding the same id from several referrers names the one it means "
+        "with `referring_organisation_id` (409 without it).",
         responses=NOT_VISIBLE,
     )
     async def get_referral(
