@@ -512,3 +512,27 @@ def test_extremes_seen_before_are_carried_over_and_widened():
     for cell in (2, 3):
         assert not found[cell].protected
         assert (found[cell].low, found[cell].high) == (0.0, 1.0)
+
+
+def test_a_registry_of_one_partner_hides_the_partner_count_rather_than_pin_its_complement():
+    """With one partner on record, "organisations with trained staff" (hidden: 1 < k) lies
+    in {0, 1} beside a shown partner count, whatever else is hidden: rule 4 fails. The
+    figure of public record is then hidden as the last resort, instead of publishing a
+    release with cells left unprotected (found by tests that registered one partner)."""
+
+    def stock(figure: str, value: int) -> dict:
+        # A stock: each month, and each quarter and the year as their last month.
+        periods = [f"2025-{m:02d}" for m in range(1, 13)]
+        periods += [f"2025-Q{q}" for q in range(1, 5)] + ["2025"]
+        return {(figure, TOTAL, "", p): value for p in periods}
+
+    values = {
+        **stock("partners", 1),
+        **stock("organisations_with_trained_staff", 1),
+        **stock("people_trained", 3),
+    }
+    d = suppress(grid(values), exact=True)
+    assert d.unprotected == ()
+    assert d[("organisations_with_trained_staff", TOTAL, "", Q1[0])].suppressed
+    assert d[("partners", TOTAL, "", Q1[0])].suppressed
+    checked(d)

@@ -91,6 +91,46 @@ def cpu_seconds(pid: int, *, with_children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def precise_cpu_seconds(pid: int) -> float:
+    """CPU time of a process's living threads in nanoseconds' resolution (the scheduler's
+    ``/proc/<pid>/task/<tid>/schedstat``), for windows of a few milliseconds: ``stat``'s
+    user and system time advance by whole clock ticks (10 ms here), so a window of one
+    answer reads 0 or 10 ms, and 5 rounds of 68 answers (about 9 ticks a round) moved a
+    per-answer figure by a quarter between two services doing identical work. Threads that
+    ended are not counted (a service's threads live as long as it does)."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
+def postgres_precise_cpu_seconds(stack: Stack) -> float:
+    """:func:`postgres_cpu_seconds` in nanoseconds' resolution for the living backends (the
+    ended ones' time is in ticks: their share of a short window is what ended within it)."""
+    postmaster = stack.postmaster_pid()
+    if postmaster is None:
+        return 0.0
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    total += precise_cpu_seconds(postmaster)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == postmaster:
+                total += precise_cpu_seconds(int(entry.name))
+    return total
+
+
 def postgres_cpu_seconds(stack: Stack) -> float:
     """CPU time of the stack's PostgreSQL server and all its backends, living and ended (the
     postmaster reaps its backends, so theirs adds to its children's time); 0 for an external
@@ -1087,7 +1127,11 @@ async def disclosure(bench: Bench, prefill: Prefill, dsn: str, group: str) -> di
       engine, rendering) and for every breakdown (from the release); the latency per answer,
       each service's CPU per answer and PostgreSQL's CPU per answer (every process of the
       stack's server, read around each request: the two services are asked in turn, never at
-      once, so what the server spends meanwhile is that answer's), with against without.
+      once, so what the server spends meanwhile is that answer's), with against without. Both
+      services read their breakdowns from the same release (cut with disclosure control by
+      the command above): the engine ran at the cut, so the two do identical work there, and
+      their difference is the measurement's own spread; the target is the totals'. CPU is read
+      from the scheduler's per-thread counters (nanoseconds), not ``stat``'s clock ticks.
 
     Since issue 14 a service recomputes live totals only when the facts changed (the change
     marker, ``fact_changes``); unchanged, an answer is about a millisecond either way. So
@@ -1139,7 +1183,7 @@ async def disclosure(bench: Bench, prefill: Prefill, dsn: str, group: str) -> di
                         "VALUES (0, 1, 0) ON CONFLICT (slot) DO UPDATE "
                         "SET changes = metrics.fact_changes.changes + 1"
                     )
-                before = cpu_seconds(pid), postgres_cpu_seconds(bench.stack)
+                before = precise_cpu_seconds(pid), postgres_precise_cpu_seconds(bench.stack)
                 sent = loop.time()
                 answer = await client.request("GET", path)
                 if answer.status != 200:
@@ -1147,8 +1191,8 @@ async def disclosure(bench: Bench, prefill: Prefill, dsn: str, group: str) -> di
                         f"GET {path} answered {answer.status}: {answer.body[:300]!r}"
                     )
                 times.append(loop.time() - sent)
-                service += cpu_seconds(pid) - before[0]
-                server += postgres_cpu_seconds(bench.stack) - before[1]
+                service += precise_cpu_seconds(pid) - before[0]
+                server += postgres_precise_cpu_seconds(bench.stack) - before[1]
             cpu_us.setdefault((kind, control), []).append(service / len(paths) * 1e6)
             pg_us.setdefault((kind, control), []).append(server / len(paths) * 1e6)
 
@@ -1455,7 +1499,7 @@ async def _read_answers(
                     )
         warm_up = loop.time() - started
         for _ in range(READS_ROUNDS):
-            before = cpu_seconds(pid), postgres_cpu_seconds(bench.stack)
+            before = precise_cpu_seconds(pid), postgres_precise_cpu_seconds(bench.stack)
             count = 0
             for kind, kind_paths in paths.items():
                 for path in kind_paths:
@@ -1467,8 +1511,8 @@ async def _read_answers(
                         )
                     latencies[kind].append(loop.time() - sent)
                     count += 1
-            cpu_us.append((cpu_seconds(pid) - before[0]) / count * 1e6)
-            pg_us.append((postgres_cpu_seconds(bench.stack) - before[1]) / count * 1e6)
+            cpu_us.append((precise_cpu_seconds(pid) - before[0]) / count * 1e6)
+            pg_us.append((postgres_precise_cpu_seconds(bench.stack) - before[1]) / count * 1e6)
     every = [t for times in latencies.values() for t in times]
     overall = _summary_ms(every)
     result: dict[str, Any] = {

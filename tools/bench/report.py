@@ -204,7 +204,10 @@ def render_table(report: dict[str, Any]) -> str:
                 "",
             )
         )
-        for kind, label in (("totals", "totals, live"), ("breakdowns", "by=, from the release")):
+        for kind, label in (
+            ("totals", "totals, live"),
+            ("breakdowns", "by=, the release's stored answers"),
+        ):
             f = disc["per_answer"][kind]
             rows.append(
                 (

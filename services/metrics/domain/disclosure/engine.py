@@ -351,11 +351,16 @@ class _Model:
             if small_section or self.value[cell] < k or self.people[cell] < k:
                 self.hide(cell, "primary")
 
-    def _candidates(self, cells: Iterable[int], free: Callable[[int], bool]) -> list[int]:
+    def _candidates(
+        self, cells: Iterable[int], free: Callable[[int], bool], public: bool = False
+    ) -> list[int]:
         return [
             c
             for c in cells
-            if free(c) and not self.hidden[c] and self.value[c] > 0 and not self.spec[c].public
+            if free(c)
+            and not self.hidden[c]
+            and self.value[c] > 0
+            and (public or not self.spec[c].public)
         ]
 
     def _cost(self, cell: int, equation: int | None) -> tuple[int, float, int]:
@@ -376,9 +381,13 @@ class _Model:
         return (opens, loss, cell)
 
     def choose(
-        self, cells: Iterable[int], free: Callable[[int], bool], equation: int | None
+        self,
+        cells: Iterable[int],
+        free: Callable[[int], bool],
+        equation: int | None,
+        public: bool = False,
     ) -> int | None:
-        candidates = self._candidates(cells, free)
+        candidates = self._candidates(cells, free, public)
         if not candidates:
             return None
         return min(candidates, key=lambda c: self._cost(c, equation))
@@ -828,6 +837,12 @@ def _protect(model: _Model, exact: bool) -> list[int]:
                         if model.refs[c][:2] == model.refs[cell][:2]
                     ]
                     chosen = model.choose(table, free, None)
+                if chosen is None:
+                    # Nothing else left to hide: only a figure of public record (the number
+                    # of partners) still pins the cell, e.g. a registry of one partner beside
+                    # its hidden "with trained staff" in {0, 1}. Hiding that figure too is
+                    # the last resort: a release never goes out with a cell unprotected.
+                    chosen = model.choose(sorted(neighbours), free, None, public=True)
                 if chosen is None:
                     continue
                 queue: deque[int] = deque()

@@ -43,7 +43,9 @@ __all__ = ["ENGINE_VERSION", "decisions_document", "fingerprint", "from_document
 # 3: points built along the tables (issue 11, exact3) show most cells of the large components
 # before the programs, and the last few pending cells are moved one by one: the programs see
 # other cells and another sequence of objectives, so, in principle, another degenerate dual.
-ENGINE_VERSION = 3
+# 4: a figure of public record (the number of partners) is hidden as the last resort when
+# nothing else can protect a cell it pins (a registry of one partner): decisions change there.
+ENGINE_VERSION = 4
 
 
 @functools.cache
