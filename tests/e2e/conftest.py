@@ -146,6 +146,10 @@ async def browser(playwright_driver: Any, tmp_path: Path) -> AsyncIterator[Any]:
         headless=True,
         viewport={"width": 1280, "height": 900},
         locale="nl-NL",
+        # Date and time inputs follow the browser's own language (its environment and its
+        # Dutch resources, Debian's chromium-l10n), not the page's or the context's locale:
+        # without them they showed 11/05/2019 and 10:00 AM on a Dutch page.
+        env={**os.environ, "LANG": "nl_NL.UTF-8", "LANGUAGE": "nl"},
         timezone_id="Europe/Amsterdam",
         service_workers="block",
     )
