@@ -83,7 +83,7 @@ class _Model:
         cheaper for a program built from arrays (:mod:`.slabs`). With ``dual_first`` its first
         solve is by dual simplex whatever the objective: without a basis to start from, primal
         simplex on one cell's objective took 1.45 s on the largest component of a demo-sized
-        year, dual simplex ~0.3 s. Not for the exact programs, whose duals name what pins a
+        year, dual simplex 0.5 s. Not for the exact programs, whose duals name what pins a
         cell (the repair's first choice) and must stay as they were."""
         self.n = n
         self.highs = highspy.Highs()

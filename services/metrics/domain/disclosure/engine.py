@@ -72,7 +72,8 @@ TABLES_FROM = 2000
 # programs over a few periods each (:mod:`.slabs`, ~5-80 ms a cell) before the programs over
 # the whole component; when they leave more (a year of small cells: seed 4 of the synthetic
 # years left 1,085 of 3,201 hidden zeros), the whole component's programs, which move many
-# cells at once, are cheaper than a slab's program per cell (measured: 9.5 s -> 12 s).
+# cells at once, are cheaper than a slab's program per cell (measured without this limit:
+# seed 4 9.5 s -> 12 s, seed 2 9.7 s -> 32 s).
 SLAB_CELLS = 64
 
 # Components of the exact check with fewer hidden cells than this share one program.

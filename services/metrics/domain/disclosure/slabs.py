@@ -19,8 +19,11 @@ the whole component, and whatever this does not show is left to them exactly as 
 
 A slab of a month is the month, its quarter and the year (a move up the period tree), then
 the quarter with its three months (moves between the months of a quarter); of a quarter, the
-quarter, its months and the year. The year's cells and the cells of a slab that shows nothing
-are left to the programs over the whole component.
+quarter, its months and the year; then, for both, the cell's quarter and one other quarter
+with all their months (each other quarter in turn: four hidden zeros of the demo-sized year
+needed one). The year's cells and the cells no slab shows are left to the programs over the
+whole component. The engine uses slabs only when the tables leave few cells (``SLAB_CELLS``):
+a slab's program shows about one cell, the whole component's programs many at once.
 """
 
 from __future__ import annotations
