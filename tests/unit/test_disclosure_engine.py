@@ -403,10 +403,10 @@ def test_a_zero_whose_neighbour_must_move_more_than_two_is_shown_in_the_box(monk
     unboxed = []
     model = bounds._Model
 
-    def counting(n, constraints, box=None):
+    def counting(n, constraints, box=None, **options):
         if box is None:
             unboxed.append(n)
-        return model(n, constraints, box)
+        return model(n, constraints, box, **options)
 
     monkeypatch.setattr(bounds, "_Model", counting)
     found = ranges(3, constraints, [0.0, 3.0, 3.0], [0])

@@ -74,7 +74,17 @@ class _Model:
         n: int,
         constraints: Sequence[Constraint],
         box: tuple[np.ndarray, np.ndarray] | None = None,
+        *,
+        rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+        dual_first: bool = False,
     ) -> None:
+        """A program over ``n`` variables and ``constraints`` or, given ``rows``, over the
+        same in row-wise arrays (lower, upper, starts, variables, coefficients), which is
+        cheaper for a program built from arrays (:mod:`.slabs`). With ``dual_first`` its first
+        solve is by dual simplex whatever the objective: without a basis to start from, primal
+        simplex on one cell's objective took 1.45 s on the largest component of a demo-sized
+        year, dual simplex 0.5 s. Not for the exact programs, whose duals name what pins a
+        cell (the repair's first choice) and must stay as they were."""
         self.n = n
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
@@ -83,30 +93,40 @@ class _Model:
         # of magnitude faster than dual simplex or presolve there). Many cells: _method.
         self.highs.setOptionValue("presolve", "off")
         self.highs.setOptionValue("simplex_strategy", 4)
+        if rows is None:
+            starts: list[int] = [0]
+            index: list[int] = []
+            values: list[float] = []
+            for c in constraints:
+                index.extend(c.variables)
+                values.extend(c.coefficients)
+                starts.append(len(index))
+            rows = (
+                np.array([c.lower for c in constraints], dtype=np.float64),
+                np.array([c.upper for c in constraints], dtype=np.float64),
+                np.array(starts, dtype=np.int32),
+                np.array(index, dtype=np.int32),
+                np.array(values, dtype=np.float64),
+            )
+        row_lower, row_upper, row_starts, row_index, row_values = rows
         lp = highspy.HighsLp()
         lp.num_col_ = n
-        lp.num_row_ = len(constraints)
+        lp.num_row_ = len(row_lower)
         lp.col_cost_ = np.zeros(n)
         lp.col_lower_ = np.zeros(n) if box is None else box[0]
         lp.col_upper_ = np.full(n, highspy.kHighsInf) if box is None else box[1]
-        lp.row_lower_ = np.array([c.lower for c in constraints], dtype=np.float64)
-        lp.row_upper_ = np.array([c.upper for c in constraints], dtype=np.float64)
-        starts: list[int] = [0]
-        index: list[int] = []
-        values: list[float] = []
-        for c in constraints:
-            index.extend(c.variables)
-            values.extend(c.coefficients)
-            starts.append(len(index))
+        lp.row_lower_ = row_lower
+        lp.row_upper_ = row_upper
         lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
         lp.a_matrix_.num_col_ = n
-        lp.a_matrix_.num_row_ = len(constraints)
-        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
-        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
-        lp.a_matrix_.value_ = np.array(values, dtype=np.float64)
+        lp.a_matrix_.num_row_ = len(row_lower)
+        lp.a_matrix_.start_ = np.asarray(row_starts, dtype=np.int32)
+        lp.a_matrix_.index_ = np.asarray(row_index, dtype=np.int32)
+        lp.a_matrix_.value_ = np.asarray(row_values, dtype=np.float64)
         self.highs.passModel(lp)
         self._objective: list[int] = []
         self._many = False
+        self._fresh = dual_first
 
     def _solve(self) -> np.ndarray | None:
         self.highs.run()
@@ -131,6 +151,7 @@ class _Model:
     def _method(self, many: bool) -> None:
         """Dual simplex from scratch for an objective over many cells, primal simplex from the
         last basis for one cell (see the module's docstring)."""
+        many, self._fresh = many or self._fresh, False
         if many:
             # The last basis is far from the new optimum (primal simplex from it: 8,000-15,000
             # iterations); dual simplex from the slack basis needs ~4,700 on the largest
@@ -335,7 +356,7 @@ def ranges(
             box = (np.zeros(n), np.full(n, math.inf))
             box[0][wanted_vars] = np.maximum(point[wanted_vars] - 2, 0)
             box[1][wanted_vars] = point[wanted_vars] + 2
-            boxed = _Model(n, constraints, box)
+            boxed = _Model(n, constraints, box, dual_first=True)
             zero = _sweep(boxed, wanted_vars, low, high, np.arange(n), box, lift)
             for var in zero:
                 out[var] = Range(0.0, 0.0)

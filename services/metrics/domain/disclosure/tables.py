@@ -66,6 +66,7 @@ _ROOM = 1 << 40
 Move = tuple[tuple[str, int], ...]  # (label, ±1) per entry, the cell's own first
 
 
+@functools.cache
 def _figure_family() -> tuple[list[tuple[str, str, str]], list[tuple[tuple[str, ...], ...]]]:
     sums = [
         (spec.complement_of[0], spec.complement_of[1], spec.name)
@@ -133,6 +134,7 @@ def _figures_of(by: str) -> dict[str, int]:
     return {f: i for i, f in enumerate(names)}
 
 
+@functools.cache
 def _pieces(move: Move) -> dict[str, int]:
     """The figures of a figure move grouped by the complements that tie them (whole = part +
     rest holding two of them): each group, moved on its own, still keeps every complement."""
