@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
-    ConfigDict,
     Field,
     StringConstraints,
     field_validator,
@@ -19,9 +18,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from shared.commands import Command as _Command
+from shared.commands import Id, ParticipantIn, Ref
 from shared.identifiers import ORGANISATION_ID_PATTERN
 from shared.minimisation import Code, lives_alone_ignored
-from shared.text import StorableText
 
 __all__ = [
     "CONSENT_REQUIRED",
@@ -37,11 +37,6 @@ __all__ = [
     "TrainingCommand",
 ]
 
-Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Id = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\s/]+$"),
-]
 OrganisationId = Annotated[str, StringConstraints(pattern=ORGANISATION_ID_PATTERN)]
 
 TargetStatus = Literal["accepted", "declined", "contacted", "withdrawn", "closed"]
@@ -53,23 +48,6 @@ CONSENT_REQUIRED = (
     'a referral needs the resident\'s consent: send `"consent": true` once the resident has '
     "agreed; without consent nothing is recorded"
 )
-
-
-class _Command(StorableText):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ParticipantIn(_Command):
-    """A resident as the partner knows them. `ref` and `resident_token` are pseudonymised on
-    arrival and never stored."""
-
-    ref: Ref = Field(description="The partner's own participant reference (no name, no BSN).")
-    resident_token: Ref | None = Field(
-        None, description="Coalition-wide resident token, if the partner has one."
-    )
-    neighbourhood: str = Field(description="One of the municipality's neighbourhoods.")
-    age_band: str = Field(description="`0-15`, `16-25`, `26-64`, `65-74`, `75+` or `unknown`.")
-    lives_alone: bool | None = lives_alone_ignored()
 
 
 class MeasurementParticipantIn(_Command):

@@ -8,13 +8,12 @@ from typing import Protocol, TypeVar
 
 from services.referrals.domain.commands import (
     MeasurementCommand,
-    MeasurementParticipantIn,
-    ParticipantIn,
     ReferralCommand,
     ReferredToIn,
     StatusCommand,
     TrainingCommand,
 )
+from shared.commands import check_participant
 from shared.errors import ConflictError, ForbiddenError, NotFoundError
 from shared.reference import ReferenceData, check_one_of
 from shared.referral_parties import may_change, who_may
@@ -39,14 +38,6 @@ FieldProblems = list[tuple[str, str]]
 # Contexts that follow one resident over time: their scores are compared per person, so the
 # measurement must say whose it is.
 IDENTIFIED_CONTEXTS = frozenset({"intake", "follow_up"})
-
-
-def check_participant(
-    p: ParticipantIn | MeasurementParticipantIn, ref: ReferenceData, prefix: str = "participant"
-) -> FieldProblems:
-    return check_one_of(
-        f"{prefix}.neighbourhood", p.neighbourhood, ref.neighbourhoods, "neighbourhood"
-    ) + check_one_of(f"{prefix}.age_band", p.age_band, ref.age_bands, "age band")
 
 
 def check_referred_to(

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, Field, StringConstraints
 
+from shared.commands import Command as _Command
+from shared.commands import Id, ParticipantIn
 from shared.identifiers import ORGANISATION_ID_PATTERN
-from shared.minimisation import Code, lives_alone_ignored
-from shared.text import StorableText
+from shared.minimisation import Code
 
 __all__ = [
     "ActivityCommand",
@@ -21,29 +22,6 @@ __all__ = [
     "ParticipantIn",
     "RegistrationCommand",
 ]
-
-Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Id = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\s/]+$"),
-]
-
-
-class _Command(StorableText):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ParticipantIn(_Command):
-    """A participant as the partner knows them. `ref` and `resident_token` are pseudonymised on
-    arrival and never stored."""
-
-    ref: Ref = Field(description="The partner's own participant reference (no name, no BSN).")
-    resident_token: Ref | None = Field(
-        None, description="Coalition-wide resident token, if the partner has one."
-    )
-    neighbourhood: str = Field(description="One of the municipality's neighbourhoods.")
-    age_band: str = Field(description="`0-15`, `16-25`, `26-64`, `65-74`, `75+` or `unknown`.")
-    lives_alone: bool | None = lives_alone_ignored()
 
 
 class ActivityCommand(_Command):

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 from services.registrations.domain.commands import (
     ActivityCommand,
     AttendanceCommand,
     CancellationCommand,
-    ParticipantIn,
     RegistrationCommand,
 )
-from shared.reference import ReferenceData
+from shared.commands import check_participant
+from shared.reference import ReferenceData, check_one_of
 from shared.timerules import check_moment
 
 __all__ = [
@@ -26,28 +24,13 @@ __all__ = [
 FieldProblems = list[tuple[str, str]]
 
 
-def _one_of(field: str, value: str, allowed: Collection[str], what: str) -> FieldProblems:
-    # The lists are frozensets already: tested as they are (copying one into a set for every
-    # value was a measurable share of checking a batch), copied only to list them.
-    if value in allowed:
-        return []
-    allowed = set(allowed)
-    return [(field, f"unknown {what} {value!r}; allowed: {', '.join(sorted(allowed))}")]
-
-
-def check_participant(
-    p: ParticipantIn, ref: ReferenceData, prefix: str = "participant"
-) -> FieldProblems:
-    return _one_of(
-        f"{prefix}.neighbourhood", p.neighbourhood, ref.neighbourhoods, "neighbourhood"
-    ) + _one_of(f"{prefix}.age_band", p.age_band, ref.age_bands, "age band")
-
-
 def check_activity(cmd: ActivityCommand, ref: ReferenceData) -> FieldProblems:
-    problems = _one_of("category", cmd.category, ref.activity_categories, "category")
-    problems += _one_of("neighbourhood", cmd.neighbourhood, ref.neighbourhoods, "neighbourhood")
+    problems = check_one_of("category", cmd.category, ref.activity_categories, "category")
+    problems += check_one_of(
+        "neighbourhood", cmd.neighbourhood, ref.neighbourhoods, "neighbourhood"
+    )
     for i, band in enumerate(cmd.target_age_bands):
-        problems += _one_of(f"target_age_bands.{i}", band, ref.age_bands, "age band")
+        problems += check_one_of(f"target_age_bands.{i}", band, ref.age_bands, "age band")
     return problems
 
 
@@ -72,5 +55,7 @@ def check_attendance(cmd: AttendanceCommand, ref: ReferenceData) -> FieldProblem
 def check_cancellation(cmd: CancellationCommand, ref: ReferenceData) -> FieldProblems:
     problems = check_moment("cancelled_at", cmd.cancelled_at)
     if cmd.reason is not None:
-        problems += _one_of("reason", cmd.reason, ref.cancellation_reasons, "cancellation reason")
+        problems += check_one_of(
+            "reason", cmd.reason, ref.cancellation_reasons, "cancellation reason"
+        )
     return problems
