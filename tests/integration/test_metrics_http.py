@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from services.metrics.entrypoints.answers import IndicatorsAnswer, TrendAnswer
+
 pytestmark = pytest.mark.integration
 
 
@@ -53,6 +55,7 @@ async def test_the_earliest_trend_there_can_be_is_answered(metrics: Any, make_pa
     )
 
     assert r.status_code == 200, r.text
+    TrendAnswer.model_validate(r.json())  # as the OpenAPI document says (not validated)
     assert [m["period"] for m in r.json()["months"]] == ["2000-01", "2000-02"]
 
 
@@ -66,6 +69,7 @@ async def test_a_live_answer_says_how_fresh_its_figures_are(
     r = await metrics.get("/v1/indicators", params={"period": "2001-03"}, headers=reader.headers)
 
     assert r.status_code == 200, r.text
+    IndicatorsAnswer.model_validate(r.json())
     freshness = r.json()["freshness"]
     assert set(freshness) >= {"newest_event_at", "events_applied", "figures_as_of", "stale"}
     # The app in the tests waits for every refresh (indicator_max_stale_seconds 0).

@@ -22,6 +22,14 @@ import pytest
 import uvicorn
 from standardwebhooks.webhooks import Webhook
 
+from services.referrals.entrypoints.answers import (
+    RedeliveryAnswer,
+    ReferralFeed,
+    ReferralRecord,
+    RegisteredWebhook,
+    WebhookFailures,
+    WebhookList,
+)
 from tests.conftest import Partner, PartnerFactory, eventually
 from tests.live import free_port
 
@@ -135,6 +143,7 @@ async def subscribe(referrals: httpx.AsyncClient, org: Partner, receiver: Receiv
         json={"webhook_id": "main", "url": receiver.url, "description": "test receiver"},
     )
     assert r.status_code == 201, r.text
+    RegisteredWebhook.model_validate(r.json())  # as the OpenAPI document says (not validated)
     receiver.secret = r.json()["secret"]
     return str(receiver.secret)
 
@@ -220,6 +229,7 @@ async def feed(referrals: httpx.AsyncClient, org: Partner) -> list[dict[str, Any
         params = {"limit": 2} | ({"changed_since": cursor} if cursor else {})
         r = await referrals.get("/v1/referrals", headers=org.headers, params=params)
         assert r.status_code == 200, r.text
+        ReferralFeed.model_validate(r.json())
         items += r.json()["items"]
         cursor = r.json()["next"]
         if not r.json()["has_more"]:
@@ -307,6 +317,7 @@ async def test_the_referrer_hears_back_by_webhook_and_feed(
     assert again.json() == {"items": [], "next": last, "has_more": False}
     # The referral itself shows the first attendance, to both sides.
     r = await referrals.get(f"/v1/referrals/{ref}", headers=gp.headers)
+    ReferralRecord.model_validate(r.json())
     assert r.json()["first_attendance_on"] == "2026-11-12"
     assert "first_attendance" in [h["status"] for h in r.json()["history"]]
 
@@ -346,6 +357,7 @@ async def test_a_receiver_down_for_30_s_gets_its_deliveries_and_one_that_always_
 
     await eventually(dead, timeout=60, what="the failing receiver's first delivery to be dead")
     r = await referrals.get("/v1/webhooks/main/failures", headers=failing_gp.headers)
+    WebhookFailures.model_validate(r.json())
     (failure,) = r.json()["failures"]
     assert failure["attempts"] == 14
     assert failure["last_error"] == "HTTP 500"
@@ -370,6 +382,7 @@ async def test_a_receiver_down_for_30_s_gets_its_deliveries_and_one_that_always_
     # Once the receiver is fixed, its organisation redelivers: everything arrives, in order.
     failing.mode = "ok"
     r = await referrals.post("/v1/webhooks/main/redeliver", headers=failing_gp.headers)
+    RedeliveryAnswer.model_validate(r.json())
     assert r.json()["queued"] == 1
 
     async def recovered() -> bool:
@@ -412,6 +425,7 @@ async def test_a_hanging_receiver_never_slows_a_write(
     # The same writes, as fast with a receiver hanging as without (relative, not a target).
     assert statistics.median(during) <= 2 * statistics.median(before) + 0.05, (before, during)
     r = await referrals.get("/v1/webhooks", headers=welfare.headers)
+    WebhookList.model_validate(r.json())
     assert [w["webhook_id"] for w in r.json()["webhooks"]] == ["main"]
     assert "secret" not in orjson.dumps(r.json()["webhooks"][0]).decode().replace(
         "previous_secret_expires_at", ""

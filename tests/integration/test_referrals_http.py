@@ -10,6 +10,12 @@ from typing import Any
 
 import pytest
 
+from services.referrals.entrypoints.answers import (
+    MeasurementRecord,
+    ReferralRecord,
+    TrainingRecord,
+)
+
 pytestmark = pytest.mark.integration
 
 CREATED_AT = "2025-03-03T09:30:00+01:00"
@@ -124,6 +130,8 @@ async def test_a_referral_is_created_and_shown_to_its_referrer(referrals, make_p
     shown = await referrals.get(f"/v1/referrals/{body['referral_id']}", headers=a.headers)
     assert shown.status_code == 200, shown.text
     view = shown.json()
+    # The answer is what the OpenAPI document says it is (the routes do not validate it).
+    ReferralRecord.model_validate(view)
     assert view["status"] == "created"
     assert view["organisation_id"] == a.organisation_id
     assert view["signals"] == ["emotional", "social"]
@@ -344,6 +352,7 @@ async def test_the_lifecycle_over_http(referrals, make_partner):
     assert "final" in after_close.json()["message"]
 
     view = (await referrals.get(f"/v1/referrals/{body['referral_id']}", headers=a.headers)).json()
+    ReferralRecord.model_validate(view)
     assert view["status"] == "closed"
     assert view["allowed_next"] == []
     assert [(h["previous_status"], h["status"]) for h in view["history"]] == [
@@ -461,6 +470,7 @@ async def test_a_referral_to_a_service_is_received_by_its_provider(referrals, ma
     assert by_referrer.status_code == 403, by_referrer.text
     assert by_provider.status_code == 201, by_provider.text
     view = (await referrals.get(url, headers=a.headers)).json()
+    ReferralRecord.model_validate(view)
     assert view["receiving_organisation_id"] == "welzijn-pn"
     assert view["history"][-1]["changed_by"] == "welzijn-pn"
 
@@ -645,6 +655,7 @@ async def test_a_training_is_recorded_without_the_persons_reference(referrals, m
     assert (again.status_code, again.json()) == (200, r.json())
     assert other.status_code == 409
     shown = await referrals.get(f"/v1/trainings/{body['training_id']}", headers=t.headers)
+    TrainingRecord.model_validate(shown.json())
     assert shown.json() == {
         "training_id": body["training_id"],
         "role": "district-nurse",
@@ -695,6 +706,7 @@ async def test_a_measurement_answer_holds_the_scores(referrals, make_partner):
     uuid.UUID(answer["event_id"])
     assert "answers" not in answer
     shown = await referrals.get(f"/v1/measurements/{body['measurement_id']}", headers=m.headers)
+    MeasurementRecord.model_validate(shown.json())
     assert shown.json()["score"] == 5
     assert shown.json()["anonymous"] is False
     assert "answers" not in shown.json()
@@ -759,6 +771,7 @@ async def test_an_anonymous_survey_is_accepted(referrals, make_partner):
 
     assert r.status_code == 201, r.text
     shown = await referrals.get(f"/v1/measurements/{body['measurement_id']}", headers=m.headers)
+    MeasurementRecord.model_validate(shown.json())
     assert shown.json()["anonymous"] is True
 
 

@@ -17,6 +17,11 @@ import httpx
 import orjson
 import pytest
 
+from services.registrations.entrypoints.answers import (
+    ActivityList,
+    ActivityRecord,
+    RegistrationRecord,
+)
 from services.registrations.settings import RegistrationsSettings
 from shared.auth import revoke_key
 from shared.events import Topic, topic_name
@@ -344,6 +349,13 @@ async def test_put_a_new_activity_then_get_it(client: httpx.AsyncClient, partner
     assert r.json()["version"] == 1
     assert got.status_code == 200
     assert got.json() == r.json()
+    # The answers are what the OpenAPI document says (the routes do not validate them).
+    ActivityRecord.model_validate(r.json())
+    ActivityRecord.model_validate(got.json())
+    listed = await client.get("/v1/activities", headers=partner.headers)
+    assert activity_id in [
+        a.activity_id for a in ActivityList.model_validate(listed.json()).activities
+    ]
     assert got.json() | {"updated_at": None} == {
         "activity_id": activity_id,
         "version": 1,
@@ -459,6 +471,7 @@ async def test_register_then_get(
     assert r.json()["status"] == "registered"
     uuid.UUID(r.json()["event_id"])
     assert got.status_code == 200
+    RegistrationRecord.model_validate(got.json())  # as the OpenAPI document says
     assert got.json()["activity_id"] == activity
     assert got.json()["referral_id"] == "ref-42"
     assert got.json()["cancelled_at"] is None
@@ -686,6 +699,7 @@ async def test_cancel_a_registration(
     assert r.json()["status"] == "cancelled"
     assert again.status_code == 200
     assert again.json() == r.json()
+    RegistrationRecord.model_validate(got.json())
     assert datetime.fromisoformat(got.json()["cancelled_at"]) == datetime.fromisoformat(
         body["cancelled_at"]
     )

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from services.referrals.entrypoints.answers import RegisteredWebhook, WebhookList, WebhookSecret
 from tests.conftest import PartnerFactory, eventually
 from tests.integration.test_referral_loop import Receiver, move, refer
 
@@ -39,11 +40,16 @@ async def test_registration_checks_the_url_and_is_idempotent_per_id(
     again = await referrals.post("/v1/webhooks", headers=org.headers, json=body)
     assert again.status_code == 200
     assert again.json()["secret"] is None  # shown once
+    # Both answers are what the OpenAPI document says they are (the route does not validate).
+    RegisteredWebhook.model_validate(first.json())
+    RegisteredWebhook.model_validate(again.json())
     other = await referrals.post(
         "/v1/webhooks", headers=org.headers, json={**body, "url": "http://127.0.0.1:10/hook"}
     )
     assert other.status_code == 409
-    listed = (await referrals.get("/v1/webhooks", headers=org.headers)).json()["webhooks"]
+    listed = WebhookList.model_validate(
+        (await referrals.get("/v1/webhooks", headers=org.headers)).json()
+    ).model_dump(mode="json")["webhooks"]
     assert [w["url"] for w in listed] == [body["url"]]
     assert first.json()["secret"] not in str(listed)
 
@@ -68,6 +74,7 @@ async def test_after_rotation_deliveries_verify_with_the_old_and_the_new_secret(
         old = r.json()["secret"]
         rotated = await referrals.post("/v1/webhooks/w/rotate", headers=gp.headers)
         assert rotated.status_code == 200
+        WebhookSecret.model_validate(rotated.json())
         new = rotated.json()["secret"]
         assert new != old
         assert rotated.json()["previous_secret_expires_at"] is not None

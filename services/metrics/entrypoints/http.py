@@ -15,10 +15,22 @@ from services.metrics.domain.periods import (
     month_range,
     parse_period,
 )
+from services.metrics.entrypoints.answers import (
+    IndicatorsAnswer,
+    OwnIndicatorsAnswer,
+    TrendAnswer,
+)
 from services.metrics.service_layer.indicators import IndicatorService, NoRelease
 from shared.auth import Principal, Scope
 from shared.errors import FieldError
-from shared.http import COMMON_RESPONSES, ApiError, ErrorBody, require_any_scope, require_key
+from shared.http import (
+    COMMON_RESPONSES,
+    ApiError,
+    ErrorBody,
+    documented,
+    require_any_scope,
+    require_key,
+)
 from shared.timerules import AMSTERDAM
 
 __all__ = ["build_router"]
@@ -96,7 +108,7 @@ def build_router() -> APIRouter:
         "registrations and cancellations count with the activity version in force at their "
         "moment; the share of partners with trained staff divides by the partner registry at "
         "the period's end." + DISCLOSURE,
-        responses=RELEASE_RESPONSES,
+        responses={**documented(IndicatorsAnswer), **RELEASE_RESPONSES},
     )
     async def indicators(
         request: Request,
@@ -110,7 +122,7 @@ def build_router() -> APIRouter:
             ),
         ],
         by: Annotated[Breakdown | None, Query(description="Optional breakdown")] = None,
-    ) -> dict[str, Any]:
+    ) -> Any:
         try:
             parse_period(period)
         except ValueError as exc:
@@ -138,7 +150,7 @@ def build_router() -> APIRouter:
             "programme's analysts see. S1 (loneliness measurements) has no breakdown by "
             "organisation. Before the first release: 503 `no_release`." + DISCLOSURE
         ),
-        responses=RELEASE_RESPONSES,
+        responses={**documented(OwnIndicatorsAnswer), **RELEASE_RESPONSES},
     )
     async def own_indicators(
         request: Request,
@@ -146,7 +158,7 @@ def build_router() -> APIRouter:
         period: Annotated[
             str, Query(description="`YYYY-MM`, `YYYY-Qn` or `YYYY`", examples=["2025-03"])
         ],
-    ) -> dict[str, Any]:
+    ) -> Any:
         try:
             parse_period(period)
         except ValueError as exc:
@@ -162,6 +174,7 @@ def build_router() -> APIRouter:
         summary="Monthly unique and new participants",
         description="Municipality totals per month, live: the same decisions as the months' "
         "answers of `/v1/indicators`." + DISCLOSURE,
+        responses=documented(TrendAnswer),
     )
     async def trend(
         request: Request,
@@ -178,7 +191,7 @@ def build_router() -> APIRouter:
                 examples=["2025-03", "2000-01"],
             ),
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> Any:
         today = datetime.now(UTC).astimezone(AMSTERDAM).date()
         label = until or f"{today.year:04d}-{today.month:02d}"
         try:

@@ -25,6 +25,17 @@ from services.referrals.domain.items import (
     ReferralStatusItem,
     TrainingItem,
 )
+from services.referrals.entrypoints.answers import (
+    MeasurementRecord,
+    RedeliveryAnswer,
+    ReferralFeed,
+    ReferralRecord,
+    RegisteredWebhook,
+    TrainingRecord,
+    WebhookFailures,
+    WebhookList,
+    WebhookSecret,
+)
 from services.referrals.service_layer.unit_of_work import ReferralsUnitOfWork
 from services.referrals.service_layer.views import ReferralViews
 from services.referrals.service_layer.webhooks import WebhookEndpoints
@@ -36,6 +47,7 @@ from shared.http import (
     ErrorBody,
     answer,
     caller,
+    documented,
     path_id,
     write_batch,
 )
@@ -139,7 +151,10 @@ def build_router(
         "or free text. Start without `changed_since`, then ask with `next` of the last answer; "
         "`has_more` says whether to ask again at once. A referral that changes again moves to "
         "the end of the feed. The light polling mode for partners without a server.",
-        responses={422: {"model": ErrorBody, "description": "Not a cursor of this feed."}},
+        responses={
+            **documented(ReferralFeed),
+            422: {"model": ErrorBody, "description": "Not a cursor of this feed."},
+        },
     )
     async def referral_feed(
         c: ReferralWriter,
@@ -148,7 +163,7 @@ def build_router(
             Query(max_length=200, description="`next` of an earlier answer; none: from the start."),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    ) -> dict[str, Any]:
+    ) -> Any:
         return await views.feed(c.uow, c.principal.organisation_id, changed_since, limit)
 
     @router.post(
@@ -162,7 +177,11 @@ def build_router(
         "id.timestamp.body>` with the secret `whsec_...`). At least once, in order per "
         "referral, retried with backoff, dead after the last attempt (`/failures`).",
         responses={
-            **REPLAY,
+            **documented(RegisteredWebhook, 201, "Registered; the answer holds its secret"),
+            200: {
+                "model": RegisteredWebhook,
+                "description": "Registered before with this body (no secret: rotate for one)",
+            },
             409: {"model": ErrorBody, "description": "This id was used with another body."},
         },
     )
@@ -172,8 +191,13 @@ def build_router(
         )
         return JSONResponse(answer_body, status_code=status)
 
-    @router.get("/webhooks", tags=["webhooks"], summary="Your organisation's endpoints")
-    async def list_webhooks(c: ReferralWriter) -> dict[str, Any]:
+    @router.get(
+        "/webhooks",
+        tags=["webhooks"],
+        summary="Your organisation's endpoints",
+        responses=documented(WebhookList),
+    )
+    async def list_webhooks(c: ReferralWriter) -> Any:
         return {"webhooks": await hooks.listed(c.uow.webhooks, c.principal.organisation_id)}
 
     @router.delete(
@@ -192,20 +216,18 @@ def build_router(
         tags=["webhooks"],
         summary="A new signing secret, shown this once; the old one keeps signing beside it "
         "until `previous_secret_expires_at`",
-        responses=WEBHOOK_NOT_YOURS,
+        responses={**documented(WebhookSecret), **WEBHOOK_NOT_YOURS},
     )
-    async def rotate_webhook_secret(
-        c: ReferralWriter, webhook_id: str = path_id()
-    ) -> dict[str, Any]:
+    async def rotate_webhook_secret(c: ReferralWriter, webhook_id: str = path_id()) -> Any:
         return await hooks.rotate(c.uow.webhooks, c.principal.organisation_id, webhook_id)
 
     @router.get(
         "/webhooks/{webhook_id}/failures",
         tags=["webhooks"],
         summary="Deliveries given up after the last attempt (dead letters), oldest first",
-        responses=WEBHOOK_NOT_YOURS,
+        responses={**documented(WebhookFailures), **WEBHOOK_NOT_YOURS},
     )
-    async def webhook_failures(c: ReferralWriter, webhook_id: str = path_id()) -> dict[str, Any]:
+    async def webhook_failures(c: ReferralWriter, webhook_id: str = path_id()) -> Any:
         failures = await hooks.failures(c.uow.webhooks, c.principal.organisation_id, webhook_id)
         return {"failures": failures}
 
@@ -213,13 +235,13 @@ def build_router(
         "/webhooks/{webhook_id}/redeliver",
         tags=["webhooks"],
         summary="Queue failed deliveries again (one with `?delivery_id=`, else all)",
-        responses=WEBHOOK_NOT_YOURS,
+        responses={**documented(RedeliveryAnswer), **WEBHOOK_NOT_YOURS},
     )
     async def redeliver_webhook(
         c: ReferralWriter,
         webhook_id: str = path_id(),
         delivery_id: Annotated[int | None, Query(ge=1)] = None,
-    ) -> dict[str, Any]:
+    ) -> Any:
         return await hooks.redeliver(
             c.uow.webhooks, c.principal.organisation_id, webhook_id, delivery_id
         )
@@ -248,13 +270,13 @@ def build_router(
         "`changed_by` and its `outcome` code; the first attendance as a milestone). Never the "
         "resident. A receiver holding the same id from several referrers names the one it means "
         "with `referring_organisation_id` (409 without it).",
-        responses=NOT_VISIBLE,
+        responses={**documented(ReferralRecord), **NOT_VISIBLE},
     )
     async def get_referral(
         c: ReferralWriter,
         referring_organisation_id: Referrer = None,
         referral_id: str = path_id(),
-    ) -> dict[str, Any]:
+    ) -> Any:
         return await views.referral(
             c.uow, c.principal.organisation_id, referral_id, referring_organisation_id
         )
@@ -314,9 +336,9 @@ def build_router(
         "/trainings/{training_id}",
         tags=["trainings"],
         summary="One of your trainings (without the person)",
-        responses=NOT_YOURS,
+        responses={**documented(TrainingRecord), **NOT_YOURS},
     )
-    async def get_training(c: TrainingWriter, training_id: str = path_id()) -> dict[str, Any]:
+    async def get_training(c: TrainingWriter, training_id: str = path_id()) -> Any:
         return await views.training(c.uow, c.principal.organisation_id, training_id)
 
     @router.post(
@@ -334,11 +356,9 @@ def build_router(
         "/measurements/{measurement_id}",
         tags=["measurements"],
         summary="One of your measurements (scores only)",
-        responses=NOT_YOURS,
+        responses={**documented(MeasurementRecord), **NOT_YOURS},
     )
-    async def get_measurement(
-        c: MeasurementWriter, measurement_id: str = path_id()
-    ) -> dict[str, Any]:
+    async def get_measurement(c: MeasurementWriter, measurement_id: str = path_id()) -> Any:
         return await views.measurement(c.uow, c.principal.organisation_id, measurement_id)
 
     @router.post("/batch", tags=["batch"], summary="Up to 1,000 mixed writes, one result per item")

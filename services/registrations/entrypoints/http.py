@@ -24,6 +24,11 @@ from services.registrations.domain.items import (
     CancellationItem,
     RegistrationItem,
 )
+from services.registrations.entrypoints.answers import (
+    ActivityList,
+    ActivityRecord,
+    RegistrationRecord,
+)
 from services.registrations.service_layer import views
 from services.registrations.service_layer.unit_of_work import RegistrationsUnitOfWork
 from services.registrations.service_layer.writes import KIND_SCOPES
@@ -34,6 +39,7 @@ from shared.http import (
     Caller,
     answer,
     caller,
+    documented,
     path_id,
     write_batch,
 )
@@ -67,10 +73,6 @@ class BatchRequest(BaseModel):
     )
 
 
-class ActivityList(BaseModel):
-    activities: list[dict[str, Any]]
-
-
 def build_router(writes: Writes, batch_max_items: int) -> APIRouter:
     router = APIRouter(prefix="/v1", responses=COMMON_RESPONSES)  # type: ignore[arg-type]
 
@@ -79,7 +81,13 @@ def build_router(writes: Writes, batch_max_items: int) -> APIRouter:
         tags=["activities"],
         status_code=201,
         summary="Create or change an activity",
-        responses={200: {"description": "Changed, or unchanged (same state again)"}},
+        responses={
+            **documented(ActivityRecord, 201, "Created"),
+            200: {
+                "model": ActivityRecord,
+                "description": "Changed, or unchanged (same state again)",
+            },
+        },
     )
     async def put_activity(
         c: ActivityWriter, cmd: ActivityCommand, activity_id: str = path_id()
@@ -87,14 +95,24 @@ def build_router(writes: Writes, batch_max_items: int) -> APIRouter:
         item = ActivityItem(kind="activity", activity_id=activity_id, body=cmd)
         return answer(await writes.one(c.uow, c.principal, item))
 
-    @router.get("/activities/{activity_id}", tags=["activities"], summary="One of your activities")
-    async def get_activity(c: ActivityWriter, activity_id: str = path_id()) -> dict[str, Any]:
+    @router.get(
+        "/activities/{activity_id}",
+        tags=["activities"],
+        summary="One of your activities",
+        responses=documented(ActivityRecord),
+    )
+    async def get_activity(c: ActivityWriter, activity_id: str = path_id()) -> Any:
         return await views.activity(c.uow, c.principal.organisation_id, activity_id)
 
-    @router.get("/activities", tags=["activities"], summary="Your organisation's activities")
-    async def list_activities(c: ActivityWriter) -> ActivityList:
+    @router.get(
+        "/activities",
+        tags=["activities"],
+        summary="Your organisation's activities",
+        responses=documented(ActivityList),
+    )
+    async def list_activities(c: ActivityWriter) -> Any:
         """Every activity of the key's organisation, active ones first, then by title."""
-        return ActivityList(activities=await views.activities(c.uow, c.principal.organisation_id))
+        return {"activities": await views.activities(c.uow, c.principal.organisation_id)}
 
     @router.post(
         "/registrations",
@@ -111,10 +129,9 @@ def build_router(writes: Writes, batch_max_items: int) -> APIRouter:
         "/registrations/{registration_id}",
         tags=["registrations"],
         summary="One of your registrations",
+        responses=documented(RegistrationRecord),
     )
-    async def get_registration(
-        c: RegistrationWriter, registration_id: str = path_id()
-    ) -> dict[str, Any]:
+    async def get_registration(c: RegistrationWriter, registration_id: str = path_id()) -> Any:
         return await views.registration(c.uow, c.principal.organisation_id, registration_id)
 
     @router.post(
