@@ -22,7 +22,14 @@ from shared.outbox import AfterCommit, outbox_write
 from shared.pipeline.decisions import BatchState, IdempotencyKey, Remembered
 from shared.pipeline.statements import Read, Write, json_column, together
 from shared.pipeline.unit_of_work import AbstractUnitOfWork, ConcurrentWrite
-from shared.subjects import encoded_with_subject_ids, person_pseudonyms, subject_ids
+from shared.subjects import (
+    SUBJECTS_FOUND,
+    encoded_with_subject_ids,
+    person_of,
+    person_pseudonyms,
+    subject_ids,
+    subject_writes,
+)
 
 __all__ = ["AfterCommit", "PostgresRememberedAnswers", "PostgresUnitOfWork"]
 
@@ -30,6 +37,14 @@ __all__ = ["AfterCommit", "PostgresRememberedAnswers", "PostgresUnitOfWork"]
 # Errors of a set statement that mean "another transaction got there first", never "bad input":
 # the items are decided again one by one against what that transaction wrote.
 _CONCURRENT = (asyncpg.exceptions.UniqueViolationError, asyncpg.exceptions.DeadlockDetectedError)
+
+
+# A write of at most this many events finds its people's subject ids in its own statement, and
+# PostgreSQL puts them into the outbox rows (one round trip less: a single write's is a sixth of
+# its round trips); a larger batch reads them first and encodes the rows with them in Python
+# (a round trip per batch is nothing, and the substitution in SQL would add PostgreSQL's CPU per
+# event, the largest share of batch ingestion's).
+_SUBJECTS_IN_THE_WRITE = 16
 
 
 _ANSWER_COLUMNS = (
@@ -151,16 +166,33 @@ class PostgresUnitOfWork(AbstractUnitOfWork):
     async def save(self, state: BatchState, events: Sequence[CloudEvent[Any]]) -> None:
         # Events name people by subject id, never by pseudonym (shared/subjects.py).
         pseudonyms = person_pseudonyms(events)
-        subjects: dict[str, str] = {}
-        if pseudonyms:
-            try:
-                subjects = await subject_ids(self.conn, self.schema, pseudonyms)
-            except _CONCURRENT as exc:
-                raise ConcurrentWrite(str(exc)) from exc
-        encoded = encoded_with_subject_ids(events, subjects)
+        if pseudonyms and len(events) <= _SUBJECTS_IN_THE_WRITE:
+            subjects_first = subject_writes(self.schema, pseudonyms)
+            published = outbox_write(
+                self.schema,
+                events,
+                self.topic_prefix,
+                people=[person_of(e) for e in events],
+                subjects=SUBJECTS_FOUND,
+            )
+        else:
+            subjects: dict[str, str] = {}
+            if pseudonyms:
+                try:
+                    subjects = await subject_ids(self.conn, self.schema, pseudonyms)
+                except _CONCURRENT as exc:
+                    raise ConcurrentWrite(str(exc)) from exc
+            subjects_first = []
+            published = outbox_write(
+                self.schema,
+                events,
+                self.topic_prefix,
+                encoded_with_subject_ids(events, subjects),
+            )
         writes = [
+            *subjects_first,
             *self.record_writes(state),
-            *outbox_write(self.schema, events, self.topic_prefix, encoded),
+            *published,
             *self.remembered.writes(state.remembered.added_items()),
         ]
         if not writes:

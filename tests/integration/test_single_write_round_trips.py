@@ -2,16 +2,30 @@
 goes back to the pool without asyncpg's reset statement only when the request finished without
 an error (shared/db.py ``session_kept``); the records and remembered answers of a write are read
 in one statement (shared/pipeline/statements.py ``read_together``); a person's subject id is
-read or created in one statement (shared/subjects.py)."""
+read or created in one statement (shared/subjects.py), and for a small write in the write's own
+statement, PostgreSQL putting them into the outbox rows (shared/outbox.py)."""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
 
 from shared.db import create_pool, session_kept
-from shared.pipeline.statements import Read, read_together
-from shared.subjects import subject_ids
+from shared.events import CloudEvent, new_event
+from shared.outbox import outbox_write
+from shared.pipeline.statements import Read, read_together, together
+from shared.subjects import (
+    SUBJECTS_FOUND,
+    encoded_with_subject_ids,
+    person_of,
+    person_pseudonyms,
+    subject_ids,
+    subject_writes,
+)
+from tests.unit.test_events import FACTORIES, ORG, _anonymous_measurement
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +150,74 @@ async def test_subject_ids_of_known_and_new_people_in_one_call(
             )
             == 0
         )
+
+
+async def _write_in_one_statement(
+    conn: asyncpg.Connection, schema: str, events: list[CloudEvent[Any]]
+) -> None:
+    sql, args = together(
+        [
+            *subject_writes(schema, person_pseudonyms(events)),
+            *outbox_write(
+                schema, events, "", people=[person_of(e) for e in events], subjects=SUBJECTS_FOUND
+            ),
+        ]
+    )
+    await conn.execute(sql, *args)
+
+
+async def _outbox(conn: asyncpg.Connection, schema: str) -> list[tuple[bytes, bytes]]:
+    rows = await conn.fetch(f'SELECT key, value FROM "{schema}".outbox ORDER BY id')
+    return [(bytes(r["key"]), bytes(r["value"])) for r in rows]
+
+
+async def test_subject_ids_found_in_the_write_give_the_outbox_the_same_rows(
+    pool: asyncpg.Pool, scratch_schema: str
+) -> None:
+    """Every event type, about a new person and then about the same person again, with an event
+    about nobody between: the rows PostgreSQL substitutes are byte for byte those of the
+    Python way with the subject ids the table holds, and no pseudonym is left in them."""
+    s = scratch_schema
+    for make in FACTORIES.values():
+        events = [new_event(make(), ORG), new_event(_anonymous_measurement(), ORG)]
+        again = [new_event(make(), ORG)]
+        async with pool.acquire() as conn:
+            await conn.execute(f'TRUNCATE "{s}".outbox, "{s}".subjects')
+            async with conn.transaction():
+                await _write_in_one_statement(conn, s, events)
+            async with conn.transaction():
+                await _write_in_one_statement(conn, s, again)
+            known = dict(await conn.fetch(f'SELECT pseudonym, subject_id FROM "{s}".subjects'))
+            rows = await _outbox(conn, s)
+        assert sorted(known) == sorted(person_pseudonyms(events + again))
+        assert rows == encoded_with_subject_ids(events + again, known), make.__name__
+        for pseudonym in known:
+            assert all(pseudonym.encode() not in key + value for key, value in rows)
+
+
+async def test_a_person_another_write_added_meanwhile_keeps_that_subject_id(
+    pool: asyncpg.Pool, scratch_schema: str
+) -> None:
+    """The other write inserted the person after this statement's snapshot: the insert waits for
+    it and takes its subject id (``ON CONFLICT ... DO UPDATE``), instead of leaving the person
+    without one."""
+    s = scratch_schema
+    events = next(
+        [e] for make in FACTORIES.values() if person_pseudonyms([e := new_event(make(), ORG)])
+    )
+    (pseudonym,) = person_pseudonyms(events)
+    async with pool.acquire() as other, pool.acquire() as conn:
+        other_tx = other.transaction()
+        await other_tx.start()
+        theirs = await subject_ids(other, s, [pseudonym])
+        tx = conn.transaction()
+        await tx.start()
+        writing = asyncio.create_task(_write_in_one_statement(conn, s, events))
+        await asyncio.sleep(0.3)
+        assert not writing.done()  # waits for the other write's row
+        await other_tx.commit()
+        await writing
+        await tx.commit()
+        rows = await _outbox(conn, s)
+    assert rows == encoded_with_subject_ids(events, theirs)
+    assert rows[0][0] == theirs[pseudonym].encode()
