@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import asyncpg
 
@@ -137,11 +137,29 @@ class PostgresUnitOfWork(AbstractUnitOfWork):
         self.remembered = PostgresRememberedAnswers(conn, schema)
         self._transaction: Any = None
         self._published = False
+        # Inside reading_without_locks: no transaction until a save needs one.
+        self._deferred = False
 
     async def _begin(self) -> None:
         self._transaction = self.conn.transaction()
         await self._transaction.start()
         self._published = False
+
+    @contextlib.asynccontextmanager
+    async def reading_without_locks(self) -> AsyncIterator[Self]:
+        """Without BEGIN and COMMIT (two of a single registration's five round trips): the
+        reads are each a statement of their own (in READ COMMITTED a transaction's statements
+        see no common snapshot either, and no lock is taken that a transaction would keep), and
+        a save of one statement (a single write's: the subject ids, the records, the outbox and
+        the answer) commits by itself. A save that needs two (a larger batch's subject ids
+        first) begins a transaction first, and the rest is as in ``async with uow``."""
+        self._deferred = True
+        self._published = False
+        try:
+            yield self
+        finally:
+            self._deferred = False
+            await self._end()
 
     async def _end(self) -> None:
         transaction, self._transaction = self._transaction, None
@@ -150,7 +168,10 @@ class PostgresUnitOfWork(AbstractUnitOfWork):
 
     async def commit(self) -> None:
         transaction, self._transaction = self._transaction, None
-        await transaction.commit()
+        if transaction is not None:
+            await transaction.commit()
+        elif not self._deferred:
+            raise RuntimeError("commit outside a unit of work's transaction")
         if self._published and self.after_commit is not None:
             await self.after_commit(self.conn)
 
@@ -178,6 +199,8 @@ class PostgresUnitOfWork(AbstractUnitOfWork):
         else:
             subjects: dict[str, str] = {}
             if pseudonyms:
+                if self._transaction is None:
+                    await self._begin()  # the subject ids' locks are kept until the write
                 try:
                     subjects = await subject_ids(self.conn, self.schema, pseudonyms)
                 except _CONCURRENT as exc:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any, Protocol, Self
 
 from shared.events import CloudEvent
@@ -44,6 +44,17 @@ class AbstractUnitOfWork(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self._end()
+
+    @contextlib.asynccontextmanager
+    async def reading_without_locks(self) -> AsyncIterator[Self]:
+        """``async with uow.reading_without_locks():`` in place of ``async with uow:`` when
+        loading takes no lock (reads only) and the decisions are saved by one :meth:`save`:
+        an implementation may then run without a transaction of its own, the save's one
+        statement being atomic by itself. It still begins one where a save needs more than one
+        statement; :meth:`commit` is called after the save as always. This default is
+        ``async with uow``."""
+        async with self:
+            yield self
 
     @abc.abstractmethod
     async def _begin(self) -> None: ...

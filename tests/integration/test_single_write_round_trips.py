@@ -3,14 +3,19 @@ goes back to the pool without asyncpg's reset statement only when the request fi
 an error (shared/db.py ``session_kept``); the records and remembered answers of a write are read
 in one statement (shared/pipeline/statements.py ``read_together``); a person's subject id is
 read or created in one statement (shared/subjects.py), and for a small write in the write's own
-statement, PostgreSQL putting them into the outbox rows (shared/outbox.py)."""
+statement, PostgreSQL putting them into the outbox rows (shared/outbox.py); a registration or
+attendance, whose load takes no lock, is that one statement without BEGIN and COMMIT
+(shared/pipeline/postgres.py ``reading_without_locks``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from shared.db import create_pool, session_kept
@@ -25,6 +30,8 @@ from shared.subjects import (
     subject_ids,
     subject_writes,
 )
+from tests.conftest import PartnerFactory
+from tests.integration.test_registrations_http import activity_body, registration_body, uid
 from tests.unit.test_events import FACTORIES, ORG, _anonymous_measurement
 
 pytestmark = pytest.mark.integration
@@ -221,3 +228,67 @@ async def test_a_person_another_write_added_meanwhile_keeps_that_subject_id(
         rows = await _outbox(conn, s)
     assert rows == encoded_with_subject_ids(events, theirs)
     assert rows[0][0] == theirs[pseudonym].encode()
+
+
+class _LoggingPool:
+    """The app's pool, every statement on the connections it hands out logged."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.statements: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pool, name)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        def log(record: Any) -> None:
+            self.statements.append(record.query.strip().split()[0].rstrip(";").upper())
+
+        async with self.pool.acquire() as conn:
+            conn.add_query_logger(log)
+            try:
+                yield conn
+            finally:
+                conn.remove_query_logger(log)
+
+
+async def test_a_registration_is_the_key_a_read_and_one_statement_an_activity_keeps_its_transaction(
+    registrations: httpx.AsyncClient, make_partner: PartnerFactory, pool: asyncpg.Pool
+) -> None:
+    partner = await make_partner()
+    app = registrations._transport.app  # type: ignore[attr-defined]
+    logged = _LoggingPool(app.state.pool)
+    app.state.pool = logged
+    try:
+        activity = uid("act")
+        answer = await registrations.put(
+            f"/v1/activities/{activity}", headers=partner.headers, json=activity_body()
+        )
+        assert answer.status_code == 201, answer.text
+        assert logged.statements[1] == "BEGIN"  # after the key: it locks what it changes
+        assert logged.statements[-1] == "COMMIT"
+
+        logged.statements.clear()
+        body = registration_body(activity)
+        answer = await registrations.post("/v1/registrations", headers=partner.headers, json=body)
+        assert answer.status_code == 201, answer.text
+        # The key, the read (activity and remembered answer), the write (subject id, record,
+        # outbox, answer): no BEGIN, no COMMIT.
+        assert logged.statements == ["SELECT", "SELECT", "WITH"]
+
+        logged.statements.clear()
+        replay = await registrations.post("/v1/registrations", headers=partner.headers, json=body)
+        assert replay.status_code == 200, replay.text
+        assert logged.statements == ["SELECT", "SELECT"]
+    finally:
+        app.state.pool = logged.pool
+
+    async with pool.acquire() as conn:
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM registrations.registrations "
+            "WHERE organisation_id = $1 AND registration_id = $2",
+            partner.organisation_id,
+            body["registration_id"],
+        )
+    assert stored == 1
