@@ -84,7 +84,7 @@ class WriteModel(Protocol[ItemT, StateT, UowT_contra]):
 
     def locks_nothing(self, items: Sequence[ItemT]) -> bool:
         """Whether :meth:`load` only reads for these items, taking no lock: their write then
-        needs no transaction beyond its own statement (``uow.reading_without_locks``)."""
+        needs no transaction beyond its own statement (``uow.writing``)."""
         ...
 
     def decide(self, item: ItemT, state: StateT, context: Context) -> Decision: ...
@@ -178,10 +178,9 @@ class Pipeline(Generic[ItemT, StateT, UowT]):
         if not items:
             return []
         try:
-            # A write whose load takes no lock is one statement, atomic by itself: without
-            # BEGIN and COMMIT, two round trips less (most single writes).
-            unit = uow.reading_without_locks() if self.model.locks_nothing(items) else uow
-            async with unit:
+            # The unit of work fits its transaction to the write: a single write whose load
+            # takes no lock needs none beyond its one statement (two round trips less).
+            async with uow.writing(len(items), self.model.locks_nothing(items)):
                 state = await self.model.load(uow, organisation_id, items)
                 decided = self._decide(organisation_id, items, state)
                 if _stands(decided.outcomes, all_or_nothing, doomed):

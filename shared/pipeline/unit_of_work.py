@@ -46,13 +46,13 @@ class AbstractUnitOfWork(abc.ABC):
         await self._end()
 
     @contextlib.asynccontextmanager
-    async def reading_without_locks(self) -> AsyncIterator[Self]:
-        """``async with uow.reading_without_locks():`` in place of ``async with uow:`` when
-        loading takes no lock (reads only) and the decisions are saved by one :meth:`save`:
-        an implementation may then run without a transaction of its own, the save's one
-        statement being atomic by itself. It still begins one where a save needs more than one
-        statement; :meth:`commit` is called after the save as always. This default is
-        ``async with uow``."""
+    async def writing(self, items: int, locks_nothing: bool) -> AsyncIterator[Self]:
+        """``async with uow.writing(n, locks_nothing):`` in place of ``async with uow:`` for a
+        write of ``n`` items; ``locks_nothing``: loading them takes no lock (reads only). An
+        implementation may then fit its transaction to the write: a small write whose load
+        locks nothing and whose save is one statement may run without a transaction of its own
+        (that statement is atomic by itself); :meth:`commit` is called after the save as always.
+        This default is ``async with uow``."""
         async with self:
             yield self
 

@@ -5,7 +5,7 @@ in one statement (shared/pipeline/statements.py ``read_together``); a person's s
 read or created in one statement (shared/subjects.py), and for a small write in the write's own
 statement, PostgreSQL putting them into the outbox rows (shared/outbox.py); a registration or
 attendance, whose load takes no lock, is that one statement without BEGIN and COMMIT
-(shared/pipeline/postgres.py ``reading_without_locks``)."""
+(shared/pipeline/postgres.py ``writing``)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import pytest
 from shared.db import create_pool, session_kept
 from shared.events import CloudEvent, new_event
 from shared.outbox import outbox_write
+from shared.pipeline.postgres import SMALL_WRITE
 from shared.pipeline.statements import Read, read_together, together
 from shared.subjects import (
     SUBJECTS_FOUND,
@@ -281,6 +282,23 @@ async def test_a_registration_is_the_key_a_read_and_one_statement_an_activity_ke
         replay = await registrations.post("/v1/registrations", headers=partner.headers, json=body)
         assert replay.status_code == 200, replay.text
         assert logged.statements == ["SELECT", "SELECT"]
+
+        # A batch of more than SMALL_WRITE items: a transaction, its statements planned for
+        # their arguments; the requests' connections otherwise reuse generic plans.
+        logged.statements.clear()
+        items = [
+            {"kind": "registration", "body": registration_body(activity)}
+            for _ in range(SMALL_WRITE + 1)
+        ]
+        answer = await registrations.post(
+            "/v1/batch", headers=partner.headers, json={"items": items}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["accepted"] == SMALL_WRITE + 1
+        assert logged.statements[1:3] == ["BEGIN", "SET"]
+        assert logged.statements[-1] == "COMMIT"
+        async with app.state.pool.acquire() as conn:
+            assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
     finally:
         app.state.pool = logged.pool
 
