@@ -157,10 +157,12 @@ class PostgresUnitOfWork(AbstractUnitOfWork):
         of one statement (a single write's: the subject ids, the records, the outbox and the
         answer) commits by itself; a save that needs two begins a transaction first.
 
-        A larger one runs in a transaction that plans its statements for their arguments
+        A larger one runs in a transaction that leaves the plans to PostgreSQL, as before
         (``plan_cache_mode = auto``): the request pool's connections reuse one generic plan per
-        statement (shared/db.py ``generic_plans``), which suits a single write's arrays of one,
-        while the set statements of a 500-item batch ran a quarter slower on it."""
+        statement (shared/db.py ``generic_plans``), measured for single writes; for a 500-item
+        batch's set statements one quick run of each mode did not separate them
+        (docs/benchmarks.md), which is not enough to hand them plans made for no array length
+        in particular. One round trip per batch."""
         if locks_nothing and items <= SMALL_WRITE:
             self._deferred = True
             self._published = False
