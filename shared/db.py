@@ -118,14 +118,29 @@ async def session_kept(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float | None = 30
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    command_timeout: float | None = 30,
+    generic_plans: bool = False,
 ) -> asyncpg.Pool:
     """``command_timeout``: seconds a statement may take (an answer's bound); None for a batch
-    job's pool, whose bulk statements grow with the data."""
+    job's pool, whose bulk statements grow with the data.
+
+    ``generic_plans``: PostgreSQL plans each prepared statement once per connection
+    (``plan_cache_mode = force_generic_plan``) instead of again at every execution. Left to
+    itself it keeps planning the statements whose parameters are arrays (``= ANY($1)``,
+    ``unnest``, JSON columns) anew, because their generic plan's estimate (an array of unknown
+    length) looks dearer than a custom plan for the values at hand; for a single write that
+    was most of PostgreSQL's CPU (the read 190 µs of planning against 30 µs of execution, the
+    write 230 against 125: docs/benchmarks.md). For pools whose statements are few and fixed,
+    each a lookup by key or a set write whose plan does not depend on the arrays' length."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        server_settings={"plan_cache_mode": "force_generic_plan"} if generic_plans else None,
         connection_class=PooledConnection,
         init=_init_connection,
         command_timeout=command_timeout,

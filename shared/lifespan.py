@@ -35,7 +35,10 @@ def writing_service_lifespan(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.database_url, max_size=settings.db_pool_max)
+        # The requests' statements: lookups by key and set writes (shared/db.py).
+        pool = await create_pool(
+            settings.database_url, max_size=settings.db_pool_max, generic_plans=True
+        )
         pools = [pool]
         try:
             await require_migrated(pool, schema, migrations)

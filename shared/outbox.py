@@ -81,28 +81,57 @@ def outbox_write(
     events: Sequence[CloudEvent[Any]],
     prefix: str,
     encoded: Sequence[tuple[bytes, bytes]] | None = None,
+    people: Sequence[str | None] | None = None,
+    subjects: str | None = None,
 ) -> list[Write]:
     """The events as outbox rows, in the order they were decided: the relay publishes by row id,
     which keeps each participant's events in order. ``encoded``: each event's Kafka key and
-    value, where the caller has them already (shared/subjects.py)."""
+    value, where the caller has them already (shared/subjects.py).
+
+    ``people`` and ``subjects``: each event's person's pseudonym (or None) and the relation of
+    an earlier part of the same statement that holds ``(pseudonym, subject_id)`` of each
+    (shared/subjects.py ``subject_writes``). Each row then has its pseudonym replaced by the
+    subject id in PostgreSQL: everywhere in the value (a pseudonym must never reach Kafka, and
+    64 hex digits are the pseudonym wherever they stand), and as the key where the key is the
+    pseudonym (a training stays keyed by its organisation). Byte for byte what
+    ``encoded_with_subject_ids`` gives (tests/integration/test_single_write_round_trips.py); a
+    pseudonym without a subject id would make the key or value NULL, which the table refuses."""
     if not events:
         return []
     if encoded is None:
         encoded = [(e.key, encode_event(e)) for e in events]
+    args = (
+        json_column([e.id for e in events]),
+        json_column([topic_name(e.data.topic, prefix) for e in events]),
+        [key for key, _ in encoded],
+        [value for _, value in encoded],
+    )
+    if people is None or subjects is None:
+        return [
+            Write(
+                f'INSERT INTO "{schema}".outbox (event_id, topic, key, value) '
+                # Ids and topics as JSON arrays (json_column: cheaper to send than arrays), the
+                # keys and values as they are: one row per event, in the order given.
+                "SELECT e::uuid, t, k, v FROM ROWS FROM (json_array_elements_text($1::text::json), "
+                "json_array_elements_text($2::text::json), unnest($3::bytea[]), "
+                "unnest($4::bytea[])) WITH ORDINALITY AS u(e, t, k, v, n) ORDER BY n",
+                args,
+            )
+        ]
     return [
         Write(
             f'INSERT INTO "{schema}".outbox (event_id, topic, key, value) '
-            # Ids and topics as JSON arrays (json_column: cheaper to send than arrays), the keys
-            # and values as they are: one row per event, in the order given.
-            "SELECT e::uuid, t, k, v FROM ROWS FROM (json_array_elements_text($1::text::json), "
-            "json_array_elements_text($2::text::json), unnest($3::bytea[]), unnest($4::bytea[])) "
-            "WITH ORDINALITY AS u(e, t, k, v, n) ORDER BY n",
-            (
-                json_column([e.id for e in events]),
-                json_column([topic_name(e.data.topic, prefix) for e in events]),
-                [key for key, _ in encoded],
-                [value for _, value in encoded],
-            ),
+            "SELECT e::uuid, t, "
+            "CASE WHEN p IS NULL OR k <> convert_to(p, 'UTF8') THEN k "
+            "ELSE convert_to(s.subject_id, 'UTF8') END, "
+            "CASE WHEN p IS NULL THEN v "
+            "ELSE convert_to(replace(convert_from(v, 'UTF8'), p, s.subject_id), 'UTF8') END "
+            "FROM ROWS FROM (json_array_elements_text($1::text::json), "
+            "json_array_elements_text($2::text::json), unnest($3::bytea[]), "
+            "unnest($4::bytea[]), json_array_elements_text($5::text::json)) "
+            f"WITH ORDINALITY AS u(e, t, k, v, p, n) LEFT JOIN {subjects} s "
+            "ON s.pseudonym = u.p ORDER BY n",
+            (*args, json_column(list(people))),
         )
     ]
 

@@ -30,14 +30,22 @@ from shared.events import (
     encode_event,
     event_document,
 )
+from shared.pipeline.statements import Write
 
 __all__ = [
+    "SUBJECTS_FOUND",
     "encoded_with_subject_ids",
     "new_subject_id",
+    "person_of",
     "person_pseudonyms",
     "subject_ids",
+    "subject_writes",
     "with_subject_ids",
 ]
+
+# The relation, within one statement of :func:`subject_writes`, of every pseudonym's subject id:
+# ``(pseudonym, subject_id)``.
+SUBJECTS_FOUND = "subjects_found"
 
 
 def new_subject_id() -> str:
@@ -56,6 +64,11 @@ def _person_field(data: Any) -> str:
     # A training names the trained professional or volunteer (`person_id`): a person too, who
     # can ask to be erased like a participant (docs/privacy.md "Erasure").
     return "person_id" if isinstance(data, TrainingCompleted) else "participant_id"
+
+
+def person_of(event: CloudEvent[Any]) -> str | None:
+    """The pseudonym of the person ``event`` is about (a participant, a trained person), if any."""
+    return _person_of(event.data)
 
 
 def person_pseudonyms(events: Iterable[CloudEvent[Any]]) -> set[str]:
@@ -153,6 +166,45 @@ async def subject_ids(
     if others:
         found |= await _shared(conn, table, others)
     return found
+
+
+def subject_writes(schema: str, pseudonyms: Iterable[str]) -> list[Write]:
+    """:func:`subject_ids` as the first parts of a write's statement (``together``), so that a
+    single write needs no round trip of its own for its person: a later part of the same
+    statement reads ``(pseudonym, subject_id)`` of every pseudonym from :data:`SUBJECTS_FOUND`
+    (the outbox substitutes them, shared/outbox.py). Known ones are read ``FOR SHARE`` and the
+    rest inserted in key order, as :func:`subject_ids` does. A pseudonym another transaction
+    inserted after the statement's snapshot cannot be read afterwards here: the insert then
+    takes that row (``ON CONFLICT ... DO UPDATE`` waits for its transaction and locks the row, in
+    READ COMMITTED even when the snapshot does not see it) and returns its subject id, unchanged.
+    """
+    wanted = sorted(set(pseudonyms))
+    table = f'"{schema}".subjects'
+    known = f"{SUBJECTS_FOUND}_known"
+    added = f"{SUBJECTS_FOUND}_added"
+    return [
+        Write(
+            f"SELECT pseudonym, subject_id FROM {table} WHERE pseudonym = ANY($1::text[]) "
+            "ORDER BY pseudonym FOR SHARE",
+            (wanted,),
+            known,
+        ),
+        Write(
+            f"INSERT INTO {table} (pseudonym, subject_id) "
+            "SELECT n.pseudonym, n.subject_id FROM unnest($1::text[], $2::text[]) "
+            f"AS n(pseudonym, subject_id) WHERE n.pseudonym NOT IN (SELECT pseudonym FROM {known}) "
+            "ORDER BY n.pseudonym ON CONFLICT (pseudonym) DO UPDATE SET pseudonym = "
+            "EXCLUDED.pseudonym RETURNING pseudonym, subject_id",
+            (wanted, [new_subject_id() for _ in wanted]),
+            added,
+        ),
+        Write(
+            f"SELECT pseudonym, subject_id FROM {known} "
+            f"UNION ALL SELECT pseudonym, subject_id FROM {added}",
+            (),
+            SUBJECTS_FOUND,
+        ),
+    ]
 
 
 async def _shared(conn: asyncpg.Connection, table: str, pseudonyms: list[str]) -> dict[str, str]:

@@ -9,6 +9,11 @@ write alike (a batch of one):
 4. write what changed set-based, in one statement (records, outbox, remembered answers), and
    commit once.
 
+Where loading takes no lock (the model's ``locks_nothing``: a registration or attendance only
+reads), a write whose save is one statement runs without a transaction of its own: the reads
+and then that statement, which is atomic by itself (READ COMMITTED gives a transaction's
+statements no common snapshot either); no BEGIN and COMMIT to wait for.
+
 When a write meets a record it could not foresee (another transaction wrote it after this one
 loaded), nothing of the statement stands; the items are then decided again one by one, each in a
 savepoint of one transaction, against state loaded for that item alone: exactly what they would
@@ -75,6 +80,11 @@ class WriteModel(Protocol[ItemT, StateT, UowT_contra]):
 
     async def load(self, uow: UowT_contra, organisation_id: str, items: Sequence[ItemT]) -> StateT:
         """The state the items' decisions consult, loaded set-wise."""
+        ...
+
+    def locks_nothing(self, items: Sequence[ItemT]) -> bool:
+        """Whether :meth:`load` only reads for these items, taking no lock: their write then
+        needs no transaction beyond its own statement (``uow.writing``)."""
         ...
 
     def decide(self, item: ItemT, state: StateT, context: Context) -> Decision: ...
@@ -168,7 +178,9 @@ class Pipeline(Generic[ItemT, StateT, UowT]):
         if not items:
             return []
         try:
-            async with uow:
+            # The unit of work fits its transaction to the write: a single write whose load
+            # takes no lock needs none beyond its one statement (two round trips less).
+            async with uow.writing(len(items), self.model.locks_nothing(items)):
                 state = await self.model.load(uow, organisation_id, items)
                 decided = self._decide(organisation_id, items, state)
                 if _stands(decided.outcomes, all_or_nothing, doomed):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import asyncpg
 
@@ -22,14 +22,32 @@ from shared.outbox import AfterCommit, outbox_write
 from shared.pipeline.decisions import BatchState, IdempotencyKey, Remembered
 from shared.pipeline.statements import Read, Write, json_column, together
 from shared.pipeline.unit_of_work import AbstractUnitOfWork, ConcurrentWrite
-from shared.subjects import encoded_with_subject_ids, person_pseudonyms, subject_ids
+from shared.subjects import (
+    SUBJECTS_FOUND,
+    encoded_with_subject_ids,
+    person_of,
+    person_pseudonyms,
+    subject_ids,
+    subject_writes,
+)
 
-__all__ = ["AfterCommit", "PostgresRememberedAnswers", "PostgresUnitOfWork"]
+__all__ = ["SMALL_WRITE", "AfterCommit", "PostgresRememberedAnswers", "PostgresUnitOfWork"]
 
 
 # Errors of a set statement that mean "another transaction got there first", never "bad input":
 # the items are decided again one by one against what that transaction wrote.
 _CONCURRENT = (asyncpg.exceptions.UniqueViolationError, asyncpg.exceptions.DeadlockDetectedError)
+
+
+# A write of at most this many items fits its transaction to its size (``writing``).
+SMALL_WRITE = 16
+
+# A write of at most this many events finds its people's subject ids in its own statement, and
+# PostgreSQL puts them into the outbox rows (one round trip less: a single write's is a sixth of
+# its round trips); a larger batch reads them first and encodes the rows with them in Python
+# (a round trip per batch is nothing, and the substitution in SQL would add PostgreSQL's CPU per
+# event, the largest share of batch ingestion's).
+_SUBJECTS_IN_THE_WRITE = 16
 
 
 _ANSWER_COLUMNS = (
@@ -122,11 +140,42 @@ class PostgresUnitOfWork(AbstractUnitOfWork):
         self.remembered = PostgresRememberedAnswers(conn, schema)
         self._transaction: Any = None
         self._published = False
+        # Inside a small ``writing``: no transaction until a save needs one.
+        self._deferred = False
 
     async def _begin(self) -> None:
         self._transaction = self.conn.transaction()
         await self._transaction.start()
         self._published = False
+
+    @contextlib.asynccontextmanager
+    async def writing(self, items: int, locks_nothing: bool) -> AsyncIterator[Self]:
+        """A small write (at most :data:`SMALL_WRITE` items) whose load locks nothing runs
+        without BEGIN and COMMIT (two of a single registration's five round trips): its reads
+        are each a statement of their own (in READ COMMITTED a transaction's statements see no
+        common snapshot either, and no lock is taken that a transaction would keep), and a save
+        of one statement (a single write's: the subject ids, the records, the outbox and the
+        answer) commits by itself; a save that needs two begins a transaction first.
+
+        A larger one runs in a transaction that leaves the plans to PostgreSQL, as before
+        (``plan_cache_mode = auto``): the request pool's connections reuse one generic plan per
+        statement (shared/db.py ``generic_plans``), measured for single writes; for a 500-item
+        batch's set statements one quick run of each mode did not separate them
+        (docs/benchmarks.md), which is not enough to hand them plans made for no array length
+        in particular. One round trip per batch."""
+        if locks_nothing and items <= SMALL_WRITE:
+            self._deferred = True
+            self._published = False
+            try:
+                yield self
+            finally:
+                self._deferred = False
+                await self._end()
+            return
+        async with self:
+            if items > SMALL_WRITE:
+                await self.conn.execute("SET LOCAL plan_cache_mode = auto")
+            yield self
 
     async def _end(self) -> None:
         transaction, self._transaction = self._transaction, None
@@ -135,7 +184,10 @@ class PostgresUnitOfWork(AbstractUnitOfWork):
 
     async def commit(self) -> None:
         transaction, self._transaction = self._transaction, None
-        await transaction.commit()
+        if transaction is not None:
+            await transaction.commit()
+        elif not self._deferred:
+            raise RuntimeError("commit outside a unit of work's transaction")
         if self._published and self.after_commit is not None:
             await self.after_commit(self.conn)
 
@@ -151,16 +203,35 @@ class PostgresUnitOfWork(AbstractUnitOfWork):
     async def save(self, state: BatchState, events: Sequence[CloudEvent[Any]]) -> None:
         # Events name people by subject id, never by pseudonym (shared/subjects.py).
         pseudonyms = person_pseudonyms(events)
-        subjects: dict[str, str] = {}
-        if pseudonyms:
-            try:
-                subjects = await subject_ids(self.conn, self.schema, pseudonyms)
-            except _CONCURRENT as exc:
-                raise ConcurrentWrite(str(exc)) from exc
-        encoded = encoded_with_subject_ids(events, subjects)
+        if pseudonyms and len(events) <= _SUBJECTS_IN_THE_WRITE:
+            subjects_first = subject_writes(self.schema, pseudonyms)
+            published = outbox_write(
+                self.schema,
+                events,
+                self.topic_prefix,
+                people=[person_of(e) for e in events],
+                subjects=SUBJECTS_FOUND,
+            )
+        else:
+            subjects: dict[str, str] = {}
+            if pseudonyms:
+                if self._transaction is None:
+                    await self._begin()  # the subject ids' locks are kept until the write
+                try:
+                    subjects = await subject_ids(self.conn, self.schema, pseudonyms)
+                except _CONCURRENT as exc:
+                    raise ConcurrentWrite(str(exc)) from exc
+            subjects_first = []
+            published = outbox_write(
+                self.schema,
+                events,
+                self.topic_prefix,
+                encoded_with_subject_ids(events, subjects),
+            )
         writes = [
+            *subjects_first,
             *self.record_writes(state),
-            *outbox_write(self.schema, events, self.topic_prefix, encoded),
+            *published,
             *self.remembered.writes(state.remembered.added_items()),
         ]
         if not writes:

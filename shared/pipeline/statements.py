@@ -22,10 +22,14 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 @dataclass(frozen=True)
 class Write:
-    """One data-modifying statement (no RETURNING) with its own ``$1..$n`` parameters."""
+    """One data-modifying statement (no RETURNING) with its own ``$1..$n`` parameters.
+
+    ``name``: the name of its CTE in :func:`together`, for a statement whose rows (a ``SELECT``,
+    or a ``RETURNING``) a later write of the same statement reads; unnamed ones are ``w<i>``."""
 
     sql: str
     args: tuple[Any, ...]
+    name: str | None = None
 
 
 def json_column(values: Sequence[Any]) -> str:
@@ -62,7 +66,10 @@ def together(writes: Sequence[Write]) -> tuple[str, list[Any]]:
         args.extend(write.args)
     if len(parts) == 1:
         return parts[0], args
-    ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(parts[:-1]))
+    ctes = ", ".join(
+        f"{write.name or f'w{i}'} AS ({sql})"
+        for i, (write, sql) in enumerate(zip(writes, parts[:-1], strict=False))
+    )
     return f"WITH {ctes} {parts[-1]}", args
 
 

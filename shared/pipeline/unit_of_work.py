@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any, Protocol, Self
 
 from shared.events import CloudEvent
@@ -44,6 +44,17 @@ class AbstractUnitOfWork(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self._end()
+
+    @contextlib.asynccontextmanager
+    async def writing(self, items: int, locks_nothing: bool) -> AsyncIterator[Self]:
+        """``async with uow.writing(n, locks_nothing):`` in place of ``async with uow:`` for a
+        write of ``n`` items; ``locks_nothing``: loading them takes no lock (reads only). An
+        implementation may then fit its transaction to the write: a small write whose load
+        locks nothing and whose save is one statement may run without a transaction of its own
+        (that statement is atomic by itself); :meth:`commit` is called after the save as always.
+        This default is ``async with uow``."""
+        async with self:
+            yield self
 
     @abc.abstractmethod
     async def _begin(self) -> None: ...

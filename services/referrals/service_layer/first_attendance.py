@@ -124,6 +124,9 @@ class FirstAttendanceWrites:
     def check(self, item: ConsumedItem) -> None:
         return None
 
+    def locks_nothing(self, items: Sequence[Any]) -> bool:
+        return False  # load serialises on an advisory lock and reads what it changes
+
     async def load(
         self, uow: ReferralsUnitOfWork, organisation_id: str, items: Sequence[ConsumedItem]
     ) -> State:

@@ -52,6 +52,11 @@ class ReferralWrites:
     def check(self, item: BatchItem) -> None:
         self.decisions.check(item)
 
+    def locks_nothing(self, items: Sequence[Any]) -> bool:
+        # A status change locks the referrals it may mean; the other kinds were not examined
+        # for this (docs/benchmarks.md): every write keeps its transaction.
+        return False
+
     async def load(
         self, uow: ReferralsUnitOfWork, organisation_id: str, items: Sequence[BatchItem]
     ) -> State:

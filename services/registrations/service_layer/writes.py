@@ -71,6 +71,11 @@ class RegistrationWrites:
     def check(self, item: BatchItem) -> None:
         self.decisions.check(item)
 
+    def locks_nothing(self, items: Sequence[BatchItem]) -> bool:
+        # Registrations and attendance only read (load's first branch); activities and
+        # cancellations lock what they change.
+        return not any(isinstance(i, ActivityItem | CancellationItem) for i in items)
+
     async def load(
         self, uow: RegistrationsUnitOfWork, organisation_id: str, items: Sequence[BatchItem]
     ) -> State:
