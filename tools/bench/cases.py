@@ -120,15 +120,21 @@ def postgres_precise_cpu_seconds(stack: Stack) -> float:
     fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
     total = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
     total += precise_cpu_seconds(postmaster)
+    return total + sum(precise_cpu_seconds(pid) for pid in _children(postmaster))
+
+
+def _children(parent: int) -> list[int]:
+    """The living processes whose parent is ``parent`` (a PostgreSQL server's backends)."""
+    found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
-            if ppid == postmaster:
-                total += precise_cpu_seconds(int(entry.name))
-    return total
+            if ppid == parent:
+                found.append(int(entry.name))
+    return found
 
 
 def postgres_cpu_seconds(stack: Stack) -> float:
@@ -139,15 +145,7 @@ def postgres_cpu_seconds(stack: Stack) -> float:
     if postmaster is None:
         return 0.0
     total = cpu_seconds(postmaster, with_children=True)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == postmaster:
-                total += cpu_seconds(int(entry.name))
-    return total
+    return total + sum(cpu_seconds(pid) for pid in _children(postmaster))
 
 
 def _free_port() -> int:
