@@ -139,18 +139,26 @@ async def test_a_rebuild_from_the_topics_gives_the_live_figures(
 async def _facts(pool: Any, schema: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table of ``schema``, sorted, but those that say when and by whom
     rather than what: the applied-events log (its order depends on timing), the migrations'
-    times, the change marker's slots (one per writing process; its events summed instead) and
-    the random generation id of the schema."""
+    times, the change marker's slots (one per writing process; its events summed instead),
+    the slots of each organisation's last event time (the greatest per organisation instead)
+    and the random generation id of the schema."""
     out: dict[str, list[tuple[Any, ...]]] = {}
     async with pool.acquire() as conn:
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename NOT IN "
-            "('processed_events', 'schema_migrations', 'fact_changes', 'fact_generation') "
-            "ORDER BY 1",
+            "('processed_events', 'schema_migrations', 'fact_changes', 'fact_generation', "
+            "'organisation_activity') ORDER BY 1",
             schema,
         )
         out["fact_changes"] = [
             (await conn.fetchval(f"SELECT sum(events) FROM {schema}.fact_changes"),)
+        ]
+        out["organisation_activity"] = [
+            tuple(r)
+            for r in await conn.fetch(
+                f"SELECT organisation_id, max(last_event_at) FROM {schema}.organisation_activity "
+                "GROUP BY 1 ORDER BY 1"
+            )
         ]
         for t in tables:
             rows = await conn.fetch(f"SELECT * FROM {schema}.{t['tablename']}")

@@ -201,16 +201,18 @@ class FactWriter:
             new_by_type[cls] = new
             changed.extend(new)
         if last_seen:
-            # Sorted, so two instances touching the same organisations lock them in one order
-            # and cannot deadlock each other.
+            # In this writer's slot (migration 012): two instances upserting the same rows
+            # would wait for each other's commit in every batch. Sorted all the same, so two
+            # writers that share a slot lock its rows in one order and cannot deadlock.
             last_seen = dict(sorted(last_seen.items()))
             await conn.execute(
-                f"INSERT INTO {self.s}.organisation_activity (organisation_id, last_event_at) "
-                "SELECT * FROM unnest($1::text[], $2::timestamptz[]) "
-                "ON CONFLICT (organisation_id) DO UPDATE SET last_event_at = "
+                f"INSERT INTO {self.s}.organisation_activity (organisation_id, slot, "
+                "last_event_at) SELECT o, $3, t FROM unnest($1::text[], $2::timestamptz[]) "
+                "AS x (o, t) ON CONFLICT (organisation_id, slot) DO UPDATE SET last_event_at = "
                 f"GREATEST({self.s}.organisation_activity.last_event_at, EXCLUDED.last_event_at)",
                 list(last_seen),
                 list(last_seen.values()),
+                self.slot,
             )
         if self.rollups:
             await self._roll_up(conn, erasures, new_by_type, people)

@@ -78,9 +78,9 @@ async def live_figures(conn: asyncpg.Connection, s: str) -> dict[str, Any]:
 
 async def last_event_times(conn: asyncpg.Connection, s: str) -> dict[str, float]:
     """Each organisation's newest event applied (seconds since the epoch): a row per
-    organisation, whatever the history."""
+    organisation and writer slot (migration 012), whatever the history."""
     rows = await conn.fetch(
-        f"SELECT organisation_id, extract(epoch FROM last_event_at)::float AS t "
-        f"FROM {s}.organisation_activity"
+        f"SELECT organisation_id, extract(epoch FROM max(last_event_at))::float AS t "
+        f"FROM {s}.organisation_activity GROUP BY organisation_id"
     )
     return {r["organisation_id"]: r["t"] for r in rows}

@@ -12,8 +12,8 @@ asynchronous commits until the swap), in three phases:
    (``"offsets"`` tracking: its partitions' next offsets go into the fresh schema with every
    batch). Concurrent writers stay exact for the same reasons that two live instances equal
    one: a fact that reached a topic twice has one natural key (ON CONFLICT: the second writer
-   waits for the first's commit, then skips it), the shared rows (``organisation_activity``)
-   are upserted "greatest wins" in one lock order, and no worker writes ``erased_subjects``,
+   waits for the first's commit, then skips it), each organisation's last event time is
+   upserted "greatest wins" in the writer's own slot, and no worker writes ``erased_subjects``,
    which phase 1 filled and nobody changes until phase 3.
 3. In this process, from the offsets the workers stored: what arrived meanwhile on every topic
    (an erasure too: applied alone, after every worker committed, it deletes all of the person's
