@@ -250,42 +250,54 @@ async def _serve_metrics(port: int, env: dict[str, str], log: Path) -> asyncio.s
         )
 
 
-async def _metrics_instance(bench: Bench, prefill: Prefill, dsn: str) -> dict[str, Any]:
-    """A second metrics service (``verbinding serve metrics``) on its own database, reading the
-    pre-filled topics with a new consumer group; timed by its committed offsets."""
+async def _metrics_instances(
+    bench: Bench, prefill: Prefill, dsn: str, instances: int
+) -> dict[str, Any]:
+    """``instances`` metrics services (``verbinding serve metrics``) in one new consumer group
+    on their own database, reading the pre-filled topics; timed by the group's committed
+    offsets. More than one is how the service is deployed for availability and scale
+    (docs/scale.md): the group splits the partitions among them, and their figures are one
+    instance's (tests/integration/test_metrics_scale.py)."""
     group = f"bench-aggregation-{uuid.uuid4().hex[:8]}"
-    port = _free_port()
-    log = bench.work / "metrics-aggregation.log"
     env = bench.child_env(
         VERBINDING_DATABASE_URL=dsn,
         VERBINDING_TOPIC_PREFIX=prefill.prefix,
         VERBINDING_CONSUMER_GROUP=group,
         VERBINDING_ENVIRONMENT="development",
     )
-    proc = await _serve_metrics(port, env, log)
-    bench.memory.watch("metrics (aggregation instance)", proc.pid)
+    procs = []
+    for i in range(instances):
+        suffix = "" if instances == 1 else f" {i + 1} of {instances}"
+        log = bench.work / f"metrics-aggregation{suffix.replace(' ', '-')}.log"
+        procs.append(await _serve_metrics(_free_port(), env, log))
+        bench.memory.watch(f"metrics (aggregation instance{suffix})", procs[-1].pid)
     profiler = (
-        Profiler.start(proc.pid, bench.work / "profile-metrics-aggregation")
+        Profiler.start(procs[0].pid, bench.work / "profile-metrics-aggregation")
         if bench.profile
         else None
     )
+
+    def service_cpu() -> float:
+        return sum(cpu_seconds(p.pid) for p in procs)
+
     admin = AIOKafkaAdminClient(bootstrap_servers=bench.stack.bootstrap)
     await admin.start()
     topics = set(prefill.topics)
     launched = time.perf_counter()
     samples: list[tuple[float, int]] = []
-    cpu_marks: list[tuple[int, float, float]] = []  # (committed, service cpu, postgres cpu)
+    cpu_marks: list[tuple[int, float, float]] = []  # (committed, services' cpu, postgres cpu)
     try:
         while True:
-            if proc.returncode is not None:
-                raise RuntimeError(f"the metrics service exited ({proc.returncode}); log: {log}")
+            for proc in procs:
+                if proc.returncode is not None:
+                    raise RuntimeError(
+                        f"a metrics service exited ({proc.returncode}); logs in {bench.work}"
+                    )
             with contextlib.suppress(Exception):  # the group does not exist until it commits
                 done = await _committed(admin, group, topics)
                 samples.append((time.perf_counter(), done))
                 if done > 0 and (len(cpu_marks) == 0 or done >= prefill.events):
-                    cpu_marks.append(
-                        (done, cpu_seconds(proc.pid), postgres_cpu_seconds(bench.stack))
-                    )
+                    cpu_marks.append((done, service_cpu(), postgres_cpu_seconds(bench.stack)))
                 if done >= prefill.events:
                     break
             if time.perf_counter() - launched > 7200:
@@ -294,8 +306,10 @@ async def _metrics_instance(bench: Bench, prefill: Prefill, dsn: str) -> dict[st
     finally:
         await admin.close()
         report = profiler.stop() if profiler else None
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
             try:
                 await asyncio.wait_for(proc.wait(), 30)
             except TimeoutError:
@@ -309,6 +323,7 @@ async def _metrics_instance(bench: Bench, prefill: Prefill, dsn: str) -> dict[st
     (n0, cpu0, pg0), (n1, cpu1, pg1) = cpu_marks[0], cpu_marks[-1]
     events = max(n1 - n0, 1)
     return {
+        "instances": instances,
         "cpu_us_per_event": (cpu1 - cpu0) / events * 1e6,
         "postgres_cpu_us_per_event": (pg1 - pg0) / events * 1e6,
         "group": group,
@@ -320,9 +335,11 @@ async def _metrics_instance(bench: Bench, prefill: Prefill, dsn: str) -> dict[st
     }
 
 
-async def aggregation(bench: Bench, prefill: Prefill) -> dict[str, Any]:
+async def aggregation(bench: Bench, prefill: Prefill, instances: int = 2) -> dict[str, Any]:
     """The metrics service's consumer against the bare consumer and kafka-consumer-perf-test,
-    interleaved so that a burst of load from elsewhere does not hit one of them only."""
+    interleaved so that a burst of load from elsewhere does not hit one of them only: one
+    instance (each process's own cost), then ``instances`` in one group (the deployment; the
+    figure the targets are read from), each into a fresh database."""
     topics = ",".join(prefill.topics)
     bare: list[float] = []
     bare_cpu: list[float] = []
@@ -347,15 +364,24 @@ async def aggregation(bench: Bench, prefill: Prefill) -> dict[str, Any]:
         )
 
     await baselines()
+    single: dict[str, Any] | None = None
+    if instances > 1:
+        one = await fresh_database(bench, "verbinding_bench_one")
+        single = await _metrics_instances(bench, prefill, one, 1)
+        await drop_database(bench.stack.dsn, "verbinding_bench_one")
+        bench.say(f"  metrics service, 1 instance: {single['events_per_second']:,.0f}/s")
+    for _ in range(max(0, bench.repeat - 2)):
+        await baselines()
     dsn = await fresh_database(bench, "verbinding_bench")
-    service = await _metrics_instance(bench, prefill, dsn)
-    bench.say(f"  metrics service: {service['events_per_second']:,.0f}/s")
-    for _ in range(max(0, bench.repeat - 1)):
+    service = await _metrics_instances(bench, prefill, dsn, instances)
+    bench.say(f"  metrics service, {instances} instance(s): {service['events_per_second']:,.0f}/s")
+    if bench.repeat > 1:
         await baselines()
     metrics = service["events_per_second"]
     return {
         "events": prefill.events,
         "metrics_service": service,
+        "single_instance": single,
         "database": dsn,
         "bare_decode": {
             "runs": bare,
@@ -370,6 +396,9 @@ async def aggregation(bench: Bench, prefill: Prefill) -> dict[str, Any]:
         "bare_no_decode": {"runs": raw, "events_per_second": _median(raw)},
         "kafka_consumer_perf_test": {"runs": perf, "events_per_second": _median(perf)},
         "ratio_to_bare": metrics / _median(bare) if bare else None,
+        "single_instance_ratio_to_bare": single["events_per_second"] / _median(bare)
+        if single and bare
+        else None,
         "ratio_to_kafka": metrics / _median(perf) if perf else None,
     }
 

@@ -114,6 +114,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="reads: keep each size's database; measure a kept one again without loading it",
     )
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=2,
+        help="aggregation: metrics service instances in one consumer group, as deployed (2); "
+        "one instance is measured too",
+    )
     p.add_argument("--profile", action="store_true", help="py-spy the aggregating service")
     p.add_argument(
         "--keep-stack", action="store_true", help="leave running what the benchmark started"
@@ -233,7 +240,7 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         bare_rate = 0.0
         if {"aggregation", "disclosure"} & set(args.cases) and filled is not None:
             say("aggregation ...")
-            results["aggregation"] = await cases.aggregation(bench, filled)
+            results["aggregation"] = await cases.aggregation(bench, filled, args.instances)
             bare_rate = results["aggregation"]["bare_decode"]["events_per_second"]
         if "rebuild" in args.cases and filled is not None:
             say("rebuild ...")
@@ -294,6 +301,7 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
             "freshness_seconds": args.freshness_seconds,
             "repeat": args.repeat,
             "seed": args.seed,
+            "instances": args.instances,
             "cases": args.cases,
             "scales": args.scales,
             "shapes": args.shapes,

@@ -135,9 +135,11 @@ def render_table(report: dict[str, Any]) -> str:
     agg = r.get("aggregation")
     if agg:
         m = agg["metrics_service"]["events_per_second"]
+        instances = agg["metrics_service"].get("instances", 1)
         rows.append(
             (
-                f"aggregation: metrics service, {agg['events']:,} events",
+                f"aggregation: metrics service, {agg['events']:,} events"
+                + (f", {instances} instances in one group" if instances > 1 else ""),
                 _rate(m),
                 f"bare aiokafka+decode_event {_rate(agg['bare_decode']['events_per_second'])}",
                 _pct(agg["ratio_to_bare"]),
@@ -165,11 +167,23 @@ def render_table(report: dict[str, Any]) -> str:
                 "",
             )
         )
+        single = agg.get("single_instance")
+        if single:
+            rows.append(
+                (
+                    "  the same, 1 instance",
+                    _rate(single["events_per_second"]),
+                    f"CPU per event {single['cpu_us_per_event']:.0f} µs + PostgreSQL "
+                    f"{single['postgres_cpu_us_per_event']:.0f} µs",
+                    _pct(agg.get("single_instance_ratio_to_bare")),
+                    "",
+                )
+            )
         service = agg["metrics_service"]
         if service.get("cpu_us_per_event") and agg["bare_decode"].get("cpu_us_per_event"):
             rows.append(
                 (
-                    "  CPU per event (own process; + PostgreSQL)",
+                    "  CPU per event (the instances; + PostgreSQL)",
                     f"{service['cpu_us_per_event']:.0f} µs + {service['postgres_cpu_us_per_event']:.0f} µs",
                     f"bare aiokafka+decode_event {agg['bare_decode']['cpu_us_per_event']:.0f} µs",
                     _pct(agg.get("cpu_ratio_to_bare")),
