@@ -211,6 +211,9 @@ async def refresh_totals(
     """The municipality totals of ``year`` (a totals-only grid), after bringing the sums up to
     date. Run it in a read-write repeatable-read transaction, one refresh of a schema at a time
     (services/metrics/adapters/reading.py ``totals_snapshot``)."""
+    # Plans for the arrays of people at hand: a generic plan, made without knowing that a
+    # few hundred people are asked for, reads the year's every row instead of their index.
+    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
     wanted = fingerprint(options)
     built = {
         r["year"]: r["fingerprint"]

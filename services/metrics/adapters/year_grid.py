@@ -311,15 +311,21 @@ def s2_records(s: str, people: str | None = None, pseudo: tuple[str, str] | None
             f"AND t.session_date BETWEEN $1 AND $2 AND t.participant_id = ANY({people})",
         )
     only = (lambda column: "") if people is None else (lambda c: f"AND {c} = ANY({people})")
-    cancelled = ""
+    # The cancellations: of the year, or (``people``) those of the people's registrations and
+    # the ones named, each found by its key (a filter over the year's rows read them all).
+    cancellations = f"{s}.cancellations"
     if people is not None:
         named = (
-            "" if pseudo is None else f" UNION ALL SELECT * FROM unnest({pseudo[0]}, {pseudo[1]})"
+            ""
+            if pseudo is None
+            # UNION: a cancellation of a person's registration may be named as well.
+            else f"""UNION SELECT n.* FROM unnest({pseudo[0]}, {pseudo[1]}) AS k (o, i)
+                 JOIN {s}.cancellations n ON n.organisation_id = k.o AND n.registration_id = k.i"""
         )
-        cancelled = (
-            f"AND (c.organisation_id, c.registration_id) IN (SELECT organisation_id, "
-            f"registration_id FROM {s}.registrations WHERE participant_id = ANY({people}){named})"
-        )
+        cancellations = f"""(SELECT n.* FROM {s}.registrations g
+                 JOIN {s}.cancellations n ON n.organisation_id = g.organisation_id
+                      AND n.registration_id = g.registration_id
+                 WHERE g.participant_id = ANY({people}) {named})"""
     return f"""sessions AS MATERIALIZED ({sessions}),
         -- The people whose first session ever falls in the year (the rollup kept by the
         -- consumer, services/metrics/adapters/rollups.py).
@@ -349,10 +355,10 @@ def s2_records(s: str, people: str | None = None, pseudo: tuple[str, str] | None
                             || c.registration_id),
                    'c', c.cancelled_date, coalesce(r.neighbourhood, '{UNKNOWN}'),
                    coalesce(r.age_band, '{UNKNOWN}'), a.category, c.organisation_id, false
-            FROM {s}.cancellations c {in_force_can}
+            FROM {cancellations} c {in_force_can}
             LEFT JOIN {s}.registrations r ON r.organisation_id = c.organisation_id
                  AND r.registration_id = c.registration_id
-            WHERE a.aimed_at_connection AND c.cancelled_date BETWEEN $1 AND $2 {cancelled}
+            WHERE a.aimed_at_connection AND c.cancelled_date BETWEEN $1 AND $2
             UNION ALL
             SELECT participant_id, 'f', first_date, neighbourhood, age_band, category,
                    organisation_id, retained
@@ -403,23 +409,38 @@ def s3_referrals(s: str, people: str | None = None) -> str:
     """The CTEs ``base`` and ``refs``: the referrals created in the year (``$1`` to ``$2``)
     with how far each got (the funnel, docs/disclosure.md); ``people`` (an SQL text array)
     keeps the referrals of those people only (services/metrics/adapters/totals.py)."""
-    only = "" if people is None else f"AND r.participant_id = ANY({people})"
+
+    def recorded(status: str) -> str:
+        """Whether the receiving side recorded ``status``. For the whole year an EXISTS, which
+        the planner reads as one hashed pass over the statuses; for a few people's referrals
+        a probe of each one's statuses (that pass would read every status of history)."""
+        found = (
+            f"FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id "
+            f"AND x.referral_id = r.referral_id AND x.status = '{status}' "
+            "AND x.changed_by = r.receiving_organisation_id"
+        )
+        if people is None:
+            return f"EXISTS (SELECT 1 {found})"
+        return f"coalesce((SELECT true {found} LIMIT 1), false)"
+
+    # The people's referrals found by person (a filter over the year's read them all).
+    referrals = (
+        f"{s}.referrals r"
+        if people is None
+        else f"unnest({people}) AS w (id) JOIN {s}.referrals r ON r.participant_id = w.id"
+    )
     return f"""
         base AS (
             SELECT r.organisation_id, r.referrer_role, r.participant_id, r.created_date,
                    r.signals,
-                   EXISTS (SELECT 1 FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
-                           AND x.referral_id = r.referral_id AND x.status = 'accepted'
-                           AND x.changed_by = r.receiving_organisation_id) AS accepted_recorded,
-                   EXISTS (SELECT 1 FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
-                           AND x.referral_id = r.referral_id AND x.status = 'declined'
-                           AND x.changed_by = r.receiving_organisation_id) AS declined_recorded,
+                   {recorded("accepted")} AS accepted_recorded,
+                   {recorded("declined")} AS declined_recorded,
                    (SELECT min((x.at AT TIME ZONE 'Europe/Amsterdam')::date)
                     FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
                      AND x.referral_id = r.referral_id AND x.status = 'contacted'
                      AND x.changed_by = r.receiving_organisation_id) AS contacted_on,
                    first.session_date AS first_attended, first.participant_id AS attendee
-            FROM {s}.referrals r
+            FROM {referrals}
             -- A registration at the receiving side that names this referral: by referrer and
             -- id, or by the id alone where the receiver holds no other referral with that id.
             -- Nobody else's registration converts it (shared/referral_matching.py).
@@ -439,7 +460,7 @@ def s3_referrals(s: str, people: str | None = None) -> str:
                   AND t.session_date BETWEEN r.created_date AND r.created_date + {CONVERSION_DAYS}
                 ORDER BY t.session_date LIMIT 1
             ) first ON true
-            WHERE r.created_date BETWEEN $1 AND $2 {only}
+            WHERE r.created_date BETWEEN $1 AND $2
         ),
         -- Materialised: each referral's look-ups (statuses, first attendance, retention) once,
         -- not once for each of its three periods (the expansion below), as an inlined CTE had
@@ -655,23 +676,24 @@ def s1_latest(s: str, people: str | None = None, pseudo: tuple[str, str] | None 
     latest survey answer of each known participant, and every anonymous answer. ``people``
     (an SQL text array) keeps those participants' answers only, ``pseudo`` (organisations and
     measurement ids) adds those answers (services/metrics/adapters/totals.py)."""
-    only = ""
+    # The answers: of the year, or (``people``) the people's and the named anonymous ones,
+    # each found by its index (one filter with OR read the year's every answer).
+    answers = f"{s}.measurements"
     if people is not None:
         named = (
             ""
             if pseudo is None
-            else (
-                f" OR (x.organisation_id, x.measurement_id) IN "
-                f"(SELECT * FROM unnest({pseudo[0]}, {pseudo[1]}))"
-            )
+            else f"""UNION ALL SELECT n.* FROM unnest({pseudo[0]}, {pseudo[1]}) AS k (o, i)
+                 JOIN {s}.measurements n ON n.organisation_id = k.o AND n.measurement_id = k.i
+                 WHERE n.participant_id IS NULL"""
         )
-        only = f"AND (x.participant_id = ANY({people}){named})"
+        answers = f"""(SELECT n.* FROM unnest({people}) AS w (id)
+                 JOIN {s}.measurements n ON n.participant_id = w.id {named})"""
     return f"""m AS (
             -- A djg6 without a total may still have a subscale: it counts for that prevalence.
-            SELECT x.*, p.period FROM {s}.measurements x {_periods("x.measured_date")}
+            SELECT x.*, p.period FROM {answers} x {_periods("x.measured_date")}
             WHERE x.context = 'survey' AND x.measured_date BETWEEN $1 AND $2
               AND (x.total IS NOT NULL OR x.emotional IS NOT NULL OR x.social IS NOT NULL)
-              {only}
         ), latest AS (
             (SELECT DISTINCT ON (period, participant_id) * FROM m WHERE participant_id IS NOT NULL
              ORDER BY period, participant_id, measured_at DESC, measurement_id DESC)
