@@ -104,6 +104,20 @@ async def every_text(pool: asyncpg.Pool) -> str:
     return "\n".join(out)
 
 
+async def refresh_totals_now(pool: Any) -> None:
+    """A live refresh of 2025's totals (the year of write_person's records), as the service's
+    next reader would start."""
+    from services.metrics.adapters.reading import totals_snapshot
+    from services.metrics.adapters.totals import refresh_totals
+    from services.metrics.adapters.year_grid import GridOptions
+    from shared.reference import load_reference
+    from shared.scale import DEFAULT_THRESHOLDS
+
+    thresholds = {n: (t.emotional, t.social) for n, t in DEFAULT_THRESHOLDS.items()}
+    async with totals_snapshot(pool, "metrics") as conn:
+        await refresh_totals(conn, "metrics", 2025, GridOptions(load_reference(), thresholds))
+
+
 async def test_an_erased_person_is_gone_everywhere_and_the_figures_drop_by_exactly_them(
     registrations, referrals, metrics_app, make_partner, pool
 ):
@@ -126,6 +140,12 @@ async def test_an_erased_person_is_gone_everywhere_and_the_figures_drop_by_exact
 
     pseudonym = Pseudonymiser(SECRET).participant(org, erased_ref)
     subjects = {s: await subject_id_of(pool, s, pseudonym) for s in ("registrations", "referrals")}
+    # The live totals' sums hold the person's shares (services/metrics/adapters/totals.py).
+    await refresh_totals_now(pool)
+    for subject in subjects.values():
+        assert await pool.fetchval(
+            "SELECT count(*) FROM metrics.totals_shares WHERE person = $1", subject
+        )
     before = await figures(pool, "metrics", org)
     assert before == {"participants": 2, "attendances": 2, "registrations": 2, "cancellations": 2,
                       "referrals": 2, "status_changes": 2, "measurements": 2,
@@ -181,12 +201,22 @@ async def test_an_erased_person_is_gone_everywhere_and_the_figures_drop_by_exact
         assert not await pool.fetchval(
             f"SELECT count(*) FROM {schema}.subjects WHERE subject_id = $1", subject
         )
-    # Every metrics table that names a person (the facts and the rollups kept beside them).
+    # Every metrics table that names a person (the facts, the rollups kept beside them, the
+    # totals' shares, after the refresh that follows the erasure: the snapshot's within its
+    # interval, or the next reader's).
+    await refresh_totals_now(pool)
     person_columns = await pool.fetch(
         "SELECT table_name, column_name FROM information_schema.columns "
-        "WHERE table_schema = 'metrics' AND column_name IN ('participant_id', 'person_id')"
+        "WHERE table_schema = 'metrics' "
+        "AND column_name IN ('participant_id', 'person_id', 'person', 'who')"
     )
-    assert {"attendance", "first_attendance"} <= {c["table_name"] for c in person_columns}
+    assert {"attendance", "first_attendance", "totals_shares"} <= {
+        c["table_name"] for c in person_columns
+    }
+    for subject in subjects.values():
+        assert not await pool.fetchval(
+            "SELECT count(*) FROM metrics.totals_changes WHERE $1 = ANY(people)", subject
+        )
     for c in person_columns:
         for subject in subjects.values():
             assert not await pool.fetchval(

@@ -14,8 +14,9 @@ import asyncpg
 
 from services.metrics.adapters import queries, rollups
 from services.metrics.adapters.facts import FactWriter
+from services.metrics.adapters.grids import SqlGridSource
 from services.metrics.adapters.retention import prune_facts
-from services.metrics.adapters.year_grid import GridOptions, SqlGridSource
+from services.metrics.adapters.year_grid import GridOptions
 from services.metrics.domain.baseline import load_baseline
 from services.metrics.domain.disclosure import YearGrid
 from services.metrics.domain.periods import parse_period

@@ -26,8 +26,10 @@ from typing import Any
 
 import asyncpg
 import orjson
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from shared.events import KAFKA_HEADERS
 from tools.bench.http import ConnectionPool
 from tools.bench.kafka_tools import KafkaTools
 from tools.bench.memory import MemoryWatch
@@ -1096,10 +1098,17 @@ async def _reader_key(dsn: str, scopes: tuple[str, ...] = ("indicators",)) -> st
 
 @contextlib.asynccontextmanager
 async def _serving_metrics(
-    bench: Bench, dsn: str, prefix: str, group: str, control: str, label: str = "disclosure"
+    bench: Bench,
+    dsn: str,
+    prefix: str,
+    group: str,
+    control: str,
+    label: str = "disclosure",
+    *,
+    consume: bool = False,
 ) -> Any:
     """``verbinding serve metrics`` on ``dsn`` with disclosure control ``control`` and no answer
-    cache, answering only (no consumer: the pre-fill is applied already)."""
+    cache, answering only (no consumer: the pre-fill is applied already) unless ``consume``."""
     port = _free_port()
     log = bench.work / f"metrics-{label}-{control}.log"
     env = bench.child_env(
@@ -1107,7 +1116,7 @@ async def _serving_metrics(
         VERBINDING_TOPIC_PREFIX=prefix,
         VERBINDING_CONSUMER_GROUP=group,
         VERBINDING_ENVIRONMENT="development",
-        VERBINDING_CONSUME="false",
+        VERBINDING_CONSUME="true" if consume else "false",
         VERBINDING_DISCLOSURE_CONTROL=control,
         VERBINDING_INDICATOR_CACHE_SECONDS="0",
         VERBINDING_SNAPSHOT_INTERVAL_SECONDS="3600",
@@ -1309,6 +1318,8 @@ async def reads(
     reused = keep_database and await _released(dsn)
     if not reused:
         await fresh_database(bench, database)
+    else:  # migrations added since it was kept (the totals' sums: migration 013)
+        await _verbinding(bench, "migrate", VERBINDING_DATABASE_URL=dsn)
     try:
         rebuilt: dict[str, Any] = {"events_per_second": 0.0, "reused": True}
         if not reused:
@@ -1338,6 +1349,13 @@ async def reads(
             }
         busiest = max(per_year, key=lambda y: per_year[y])
         bench.say(f"  {label}: release {release['seconds']:.1f} s; busiest year {busiest}")
+        # The first service computes the totals' sums of its years whole (kept from then on):
+        # as after this migration, a rebuild or a change of the settings.
+        build = await _fresh_refresh(bench, prefill, dsn, busiest, f"{label} build")
+        for kind, result in build.items():
+            bench.say(
+                f"  {label}: first computation of the sums ({kind}) {result['seconds']:.1f} s"
+            )
         refresh: dict[str, list[dict[str, Any]]] = {"totals": [], "snapshot": []}
         for n in range(READS_REFRESHES):
             measured = await _fresh_refresh(bench, prefill, dsn, busiest, f"{label} {n}")
@@ -1349,6 +1367,16 @@ async def reads(
                     f"cpu {result['cpu_seconds']:.1f} s + PostgreSQL "
                     f"{result['postgresql_cpu_seconds']:.1f} s"
                 )
+        changes = []
+        for n in range(CHANGES):
+            change = await _changed_refresh(bench, prefill, dsn, busiest, f"{label} change {n}", n)
+            change["load_average"] = os.getloadavg()[0]
+            changes.append(change)
+            bench.say(
+                f"  {label}: refresh after {change['events']:,} new events "
+                f"{change['seconds']:.2f} s, cpu {change['cpu_seconds']:.2f} s + PostgreSQL "
+                f"{change['postgresql_cpu_seconds']:.2f} s"
+            )
         answers = await _read_answers(bench, prefill, dsn, busiest, label)
     finally:
         if not keep_database:
@@ -1376,6 +1404,14 @@ async def reads(
                 "postgresql_cpu_seconds": _median([r["postgresql_cpu_seconds"] for r in runs]),
             }
             for kind, runs in refresh.items()
+        },
+        "build": build,
+        "changed": {
+            "runs": changes,
+            "events": CHANGE_EVENTS,
+            "seconds": _median([c["seconds"] for c in changes]),
+            "cpu_seconds": _median([c["cpu_seconds"] for c in changes]),
+            "postgresql_cpu_seconds": _median([c["postgresql_cpu_seconds"] for c in changes]),
         },
         "answers": answers,
         "memory": memory,
@@ -1466,6 +1502,93 @@ async def _fresh_refresh(
                 "shared_with_snapshot": True,
             }
     return {"snapshot": snapshot, "totals": totals}
+
+
+CHANGE_EVENTS = 2_000  # events of each change whose refresh the reads case measures
+CHANGES = 2
+
+
+async def _changed_refresh(
+    bench: Bench, prefill: Prefill, dsn: str, year: int, label: str, n: int
+) -> dict[str, Any]:
+    """A refresh after a change, measured from outside: ``CHANGE_EVENTS`` events of a fresh
+    simulation (new people with their activities, registrations, attendance, referrals and
+    answers, mostly dated in ``year``) produced on topics of their own and applied by a
+    metrics service's consumer on ``dsn``; then the first ``GET /v1/indicators?period=<year>``
+    after they were applied starts the live refresh that brings the totals' sums up to date
+    with the people who changed (``verbinding_metrics_live_refresh_seconds``). CPU: the
+    service's and PostgreSQL's from that answer until the refresh ended."""
+    from tools.bench.prefill import _chunk
+
+    prefix = f"bench-change-{uuid.uuid4().hex[:8]}."
+    today = min(date(year, 12, 31), date.today())
+    loop = asyncio.get_running_loop()
+    made = await loop.run_in_executor(
+        None, _chunk, 9_000 + n, 0, today, bench.stack.pseudonym_secret
+    )
+    records = made[:CHANGE_EVENTS]
+    key = await _reader_key(dsn, ("indicators", "metrics"))
+    group = f"bench-change-{uuid.uuid4().hex[:8]}"
+    async with (
+        _serving_metrics(bench, dsn, prefix, group, "full", label, consume=True) as (url, pid),
+        ConnectionPool(url, {"Authorization": f"Bearer {key}"}, size=1) as client,
+    ):
+
+        async def scrape() -> dict[str, float]:
+            answer = await client.request("GET", "/metrics")
+            if answer.status != 200:
+                raise RuntimeError(f"GET /metrics answered {answer.status}")
+            return _scraped(answer.body.decode())
+
+        async def indicators() -> None:
+            answer = await client.request("GET", f"/v1/indicators?period={year}")
+            if answer.status != 200:
+                raise RuntimeError(f"GET /v1/indicators answered {answer.status}")
+
+        await indicators()  # the year's totals as they are (its first computation waits)
+        producer = AIOKafkaProducer(bootstrap_servers=bench.stack.bootstrap, acks="all")
+        await producer.start()
+        try:
+            sent = [
+                await producer.send(prefix + topic, value=value, key=k, headers=KAFKA_HEADERS)
+                for topic, k, value in records
+            ]
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=bench.stack.bootstrap)
+        await admin.start()
+        topics = {prefix + topic for topic, _, _ in records}
+        deadline = loop.time() + 600
+        try:
+            while True:
+                with contextlib.suppress(Exception):
+                    if await _committed(admin, group, topics) >= len(records):
+                        break
+                if loop.time() > deadline:
+                    raise TimeoutError(f"the change was not applied within 10 minutes ({label})")
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+        before = await scrape()
+        done = before.get("verbinding_metrics_live_refresh_seconds_count", 0.0)
+        total = before.get("verbinding_metrics_live_refresh_seconds_sum", 0.0)
+        cpu, pg = cpu_seconds(pid), postgres_cpu_seconds(bench.stack)
+        await indicators()
+        while (now := await scrape()).get(
+            "verbinding_metrics_live_refresh_seconds_count", 0.0
+        ) <= done:
+            if loop.time() > deadline:
+                raise TimeoutError(f"no refresh after the change ({label})")
+            await asyncio.sleep(0.02)
+        refreshes = now["verbinding_metrics_live_refresh_seconds_count"] - done
+        return {
+            "events": len(records),
+            "seconds": (now["verbinding_metrics_live_refresh_seconds_sum"] - total) / refreshes,
+            "refreshes": refreshes,
+            "cpu_seconds": cpu_seconds(pid) - cpu,
+            "postgresql_cpu_seconds": postgres_cpu_seconds(bench.stack) - pg,
+        }
 
 
 async def _released(dsn: str) -> bool:
@@ -1564,6 +1687,8 @@ def reads_growth(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     figures = {
         "refresh_totals_seconds": lambda r: r["refresh"]["totals"]["seconds"],
         "refresh_snapshot_seconds": lambda r: r["refresh"]["snapshot"]["seconds"],
+        "refresh_changed_seconds": lambda r: r["changed"]["seconds"],
+        "refresh_build_seconds": lambda r: r["build"]["totals"]["seconds"],
         "refresh_totals_cpu_seconds": lambda r: (
             r["refresh"]["totals"]["cpu_seconds"] + r["refresh"]["totals"]["postgresql_cpu_seconds"]
         ),

@@ -373,6 +373,29 @@ def render_table(report: dict[str, Any]) -> str:
                     "",
                 )
             )
+            changed, build = run.get("changed"), run.get("build")
+            if changed:
+                rows.append(
+                    (
+                        f"  refresh after {changed['events']:,} new events",
+                        f"{changed['seconds']:,.2f} s",
+                        f"CPU {changed['cpu_seconds']:,.2f} s + PostgreSQL "
+                        f"{changed['postgresql_cpu_seconds']:,.2f} s",
+                        "",
+                        "",
+                    )
+                )
+            if build:
+                rows.append(
+                    (
+                        "  first computation of the totals' sums",
+                        f"totals {build['totals']['seconds']:,.1f} s, "
+                        f"snapshot {build['snapshot']['seconds']:,.1f} s",
+                        "once: after a migration, a rebuild, a change of the settings",
+                        "",
+                        "",
+                    )
+                )
             a = run["answers"]["all"]
             target = ""
             if run["events"] == largest:
@@ -395,9 +418,13 @@ def render_table(report: dict[str, Any]) -> str:
             for figure, name, label in (
                 ("refresh_totals_seconds", f"full refresh growth ({span})", "full refresh"),
                 ("refresh_totals_cpu_seconds", "", "  its CPU, service + PostgreSQL"),
+                ("refresh_changed_seconds", "", "refresh after a change"),
+                ("refresh_build_seconds", "", "first computation of the sums"),
                 ("answers_p99_ms", f"/v1/indicators p99 growth ({span})", "/v1/indicators p99"),
                 ("answers_cpu_us", "", "  CPU per answer, service + PostgreSQL"),
             ):
+                if figure not in g:  # a run from before the figure existed
+                    continue
                 steps = g[figure]["steps"]
                 ratio = g[figure]["ratio"]
                 rows.append(

@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 import asyncpg
 
 from services.metrics.adapters import rollups
+from services.metrics.adapters.totals import registered_for_activities
+from services.metrics.adapters.year_grid import ANONYMOUS, CANCELLATION
 from shared.events import (
     ActivityUpserted,
     AttendanceRecorded,
@@ -179,9 +181,12 @@ class FactWriter:
         erasure changes the facts; an erased person's event does not."""
         by_type, last_seen, subjects = _grouped(events)
         erasures: list[CloudEvent[Any]] = by_type.pop(PersonErased, [])
+        # Whose totals' shares this batch can change besides the people of its events
+        # (services/metrics/adapters/totals.py).
+        also: set[str] = set()
         if erasures or await self._any_erased(conn, subjects):
             # Rare: erase, leave out the erased people's events, and group what is left.
-            events = await self._without_erased(conn, events, erasures)
+            events, also = await self._without_erased(conn, events, erasures)
             by_type, last_seen, _ = _grouped(events)
         changed: list[CloudEvent[Any]] = []
         # The new events by type: the rollups' upkeep looks at some types only.
@@ -215,11 +220,37 @@ class FactWriter:
                 self.slot,
             )
         if self.rollups:
-            await self._roll_up(conn, erasures, new_by_type, people)
+            also.update(await self._roll_up(conn, erasures, new_by_type, people))
+            also.update(e.data.subject_id for e in erasures)
         applied = [*erasures, *changed]
         if applied:
             await self._bump(conn, len(applied))
+            if self.rollups:
+                await self._tell_totals(conn, subjects | also, new_by_type)
         return applied
+
+    async def _tell_totals(
+        self,
+        conn: asyncpg.Connection,
+        people: set[str],
+        new_by_type: Mapping[type, Sequence[CloudEvent[Any]]],
+    ) -> None:
+        """Who changed, for the totals' next refresh (services/metrics/adapters/totals.py):
+        the people of the batch's events (all of them: a few more than changed cost the
+        refresh a little, a look at which did would cost every batch), the records of their
+        own (a cancellation, an anonymous answer), and ``people``'s extras. One row per
+        transaction, the keys space-separated (no key holds a space; a text array would cost
+        asyncpg a type check per element)."""
+        keys = {p for p in people if p and " " not in p}
+        for e in new_by_type.get(RegistrationCancelled, ()):
+            keys.add(f"{CANCELLATION}/{e.data.organisation_id}/{e.data.registration_id}")
+        for e in new_by_type.get(MeasurementRecorded, ()):
+            if e.data.participant_id is None:
+                keys.add(f"{ANONYMOUS}/{e.data.organisation_id}/{e.data.measurement_id}")
+        await conn.execute(
+            f"INSERT INTO {self.s}.totals_changes (people) VALUES (string_to_array($1, ' '))",
+            " ".join(keys),
+        )
 
     async def _roll_up(
         self,
@@ -227,17 +258,21 @@ class FactWriter:
         erasures: Sequence[CloudEvent[Any]],
         new_by_type: Mapping[type, Sequence[CloudEvent[Any]]],
         people: set[str],
-    ) -> None:
+    ) -> set[str]:
         """The rollup rows of the people this batch touched, recomputed from the facts:
         ``people`` (of the new attendance), the erased, the attendees of a new activity
         version; the open referrals of new referrals and status changes. (The new events by
-        type: an ``isinstance`` per new event was a measurable cost.)"""
+        type: an ``isinstance`` per new event was a measurable cost.) Returns who attended or
+        registered for the new activity versions' activities (their sessions and registrations
+        may count otherwise now: services/metrics/adapters/totals.py)."""
         people.update(e.data.subject_id for e in erasures)
         versions = {
             (e.data.organisation_id, e.data.activity_id)
             for e in new_by_type.get(ActivityUpserted, ())
         }
-        people.update(await rollups.touched_by_activities(conn, self.s, sorted(versions)))
+        attendees = set(await rollups.touched_by_activities(conn, self.s, sorted(versions)))
+        people.update(attendees)
+        registered = await registered_for_activities(conn, self.s, sorted(versions))
         await rollups.refresh_first_attendance(conn, self.s, people)
         referrals = [
             (e.data.organisation_id, e.data.referral_id)
@@ -245,6 +280,7 @@ class FactWriter:
             for e in new_by_type.get(cls, ())
         ]
         await rollups.refresh_open_referrals(conn, self.s, referrals)
+        return attendees | registered
 
     async def _bump(self, conn: asyncpg.Connection, events: int) -> None:
         """The change marker, in the transaction that changes the facts: readers recompute the
@@ -277,14 +313,16 @@ class FactWriter:
         conn: asyncpg.Connection,
         events: Sequence[CloudEvent[Any]],
         erasures: list[CloudEvent[Any]],
-    ) -> Sequence[CloudEvent[Any]]:
+    ) -> tuple[Sequence[CloudEvent[Any]], set[str]]:
         """Erasures first (the person's facts go), then the batch without the events of any
-        erased person: a late event, or the replay of a rebuild, never brings a person back."""
+        erased person: a late event, or the replay of a rebuild, never brings a person back.
+        Also the people whose referrals the erased people's facts touched (:meth:`_erase`)."""
+        touched: set[str] = set()
         if erasures:
-            await self._erase(conn, erasures)
+            touched = await self._erase(conn, erasures)
         subjects = {p for e in events if (p := _person(e)) is not None}
         if not subjects:
-            return [e for e in events if not isinstance(e.data, PersonErased)]
+            return [e for e in events if not isinstance(e.data, PersonErased)], touched
         erased = {
             r["subject_id"]
             for r in await conn.fetch(
@@ -295,13 +333,31 @@ class FactWriter:
         }
         return [
             e for e in events if not isinstance(e.data, PersonErased) and _person(e) not in erased
-        ]
+        ], touched
 
-    async def _erase(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+    async def _erase(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> set[str]:
         """Drop every fact of the erased people: the figures change by exactly them. A
-        cancellation or a status change hangs off the person's registration or referral."""
+        cancellation or a status change hangs off the person's registration or referral.
+        Returns the other people whose referrals the erased people's registrations converted
+        or whose referral ids theirs shared: their totals' shares change too, and once the
+        facts are gone that can no longer be found (services/metrics/adapters/totals.py)."""
         subjects = sorted({e.data.subject_id for e in events})
         s = self.s
+        touched = {
+            r["participant_id"]
+            for r in await conn.fetch(
+                f"""
+                SELECT r.participant_id FROM {s}.referrals r
+                WHERE (r.receiving_organisation_id, r.referral_id) IN (
+                    SELECT g.organisation_id, g.referral_id FROM {s}.registrations g
+                    WHERE g.participant_id = ANY($1::text[]) AND g.referral_id IS NOT NULL
+                    UNION
+                    SELECT o.receiving_organisation_id, o.referral_id FROM {s}.referrals o
+                    WHERE o.participant_id = ANY($1::text[]))
+                """,
+                subjects,
+            )
+        }
         await conn.execute(
             f"INSERT INTO {s}.erased_subjects (subject_id, erased_at) "
             "SELECT * FROM unnest($1::text[], $2::timestamptz[]) ON CONFLICT DO NOTHING",
@@ -325,6 +381,7 @@ class FactWriter:
             f"DELETE FROM {s}.trainings WHERE person_id = ANY($1::text[])",
         ):
             await conn.execute(statement, subjects)
+        return touched
 
     async def _activities(
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]

@@ -10,7 +10,7 @@ import asyncpg
 
 from services.metrics.adapters.rebuild_schema import REBUILD_LOCK
 
-__all__ = ["no_swap", "read_snapshot", "use_work_mem"]
+__all__ = ["TOTALS_LOCK", "no_swap", "read_snapshot", "totals_snapshot", "use_work_mem"]
 
 
 @contextlib.asynccontextmanager
@@ -41,6 +41,27 @@ async def read_snapshot(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]
     ):
         await conn.execute("SET LOCAL jit = off")
         yield conn
+
+
+# Advisory lock (with the schema's hash) of a refresh of the totals' sums: one at a time.
+TOTALS_LOCK = 0x707A1
+
+
+@contextlib.asynccontextmanager
+async def totals_snapshot(pool: asyncpg.Pool, schema: str) -> AsyncIterator[asyncpg.Connection]:
+    """One snapshot that may also bring the totals' sums up to date
+    (services/metrics/adapters/totals.py): as :func:`read_snapshot`, but read-write, and one
+    at a time per schema. The lock is taken before the transaction begins, so that its
+    snapshot sees what the refresh before it committed (in one repeatable-read transaction
+    that waited for the lock, it would not, and its updates of the same sums would fail)."""
+    async with pool.acquire() as conn, no_swap(conn):
+        await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", TOTALS_LOCK, schema)
+        try:
+            async with conn.transaction(isolation="repeatable_read"):
+                await conn.execute("SET LOCAL jit = off")
+                yield conn
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", TOTALS_LOCK, schema)
 
 
 async def use_work_mem(conn: asyncpg.Connection, size: str) -> None:

@@ -15,6 +15,7 @@ import asyncpg
 from services.metrics.adapters.changes import notify_changed
 from services.metrics.adapters.releases import ReleaseStore
 from services.metrics.adapters.rollups import fill_first_attendance, fill_open_referrals
+from services.metrics.adapters.totals import forget_totals
 from services.metrics.adapters.year_grid import years_with_data
 from services.metrics.domain.baseline import load_baseline
 
@@ -89,6 +90,9 @@ async def prune_facts(
             # The rollups from the facts that stay (a first attendance may have gone).
             await fill_first_attendance(conn, s)
             await fill_open_referrals(conn, s)
+            # The totals' shares from the facts that stay: every year again at its next
+            # refresh (the deletes did not go through the fact writer, which tells who changed).
+            await forget_totals(conn, s)
             # The change marker (migration 006): readers recompute the live totals.
             await conn.execute(
                 f"INSERT INTO {s}.fact_changes (slot, changes, events) VALUES (0, 1, 0) "

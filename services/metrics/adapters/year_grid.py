@@ -35,10 +35,28 @@ from shared.reference import ReferenceData
 from shared.referral_parties import RECEIVER_STATUSES
 from shared.scale import CATEGORY_ORDER, LONELY_FROM, SEVERE_FROM
 
-__all__ = ["GridOptions", "SqlGridSource", "read_year_grid", "years_with_data"]
+__all__ = [
+    "ANONYMOUS",
+    "CANCELLATION",
+    "S1_TESTS",
+    "S2_PER_PERIOD",
+    "GridOptions",
+    "read_year_grid",
+    "s1_arguments",
+    "s1_latest",
+    "s1_pairs",
+    "s2_records",
+    "s3_referrals",
+    "years_with_data",
+]
 
 # Unknown keys (a record without one) are published under this key.
 UNKNOWN = "unknown"
+
+# The person of a cancellation whose registration is not known: this letter, the organisation
+# and the registration id, separated by "/" (which no id holds: shared/events/models.py), so
+# that it is never a person's id and the fact writer can list it in a space-separated string.
+CANCELLATION = "c"
 
 
 @dataclass(frozen=True)
@@ -245,7 +263,7 @@ _S2_CELLS = """
 # count of those rows. The one-step form above sorts the year's records three times over (a
 # row per period) for each of its five count(DISTINCT ...): at 100,000 events two thirds of a
 # totals grid (docs/benchmarks.md, "Issue 14, item 1: answers that do not wait").
-_S2_TOTALS = f"""
+S2_PER_PERIOD = """
         , per_month AS (
             SELECT date_trunc('month', e.day)::date AS month, e.who,
                    count(*) FILTER (WHERE kind = 'a') AS a,
@@ -258,9 +276,10 @@ _S2_TOTALS = f"""
         ), per_period AS (
             SELECT p.period, m.who, sum(m.a) AS a, sum(m.n) AS n, sum(m.r) AS r,
                    sum(m.c) AS c, sum(m.f) AS f, sum(m.fr) AS fr
-            FROM per_month m {_periods("m.month")}
+            FROM per_month m {periods}
             GROUP BY 1, 2
-        )
+        )""".replace("{periods}", _periods("m.month"))
+_S2_TOTALS = f"""{S2_PER_PERIOD}
         SELECT period, {_grouping(True, "e.neighbourhood", "e.age_band", "e.category", "e.organisation_id")},
                count(who) FILTER (WHERE a > 0) AS participants_unique,
                sum(a) AS attendances,
@@ -277,27 +296,43 @@ _S2_TOTALS = f"""
 """
 
 
-async def _s2(
-    conn: _Reader, s: str, start: date, end: date, totals_only: bool, out: _Collector
-) -> None:
+def s2_records(s: str, people: str | None = None, pseudo: tuple[str, str] | None = None) -> str:
+    """The CTEs ``sessions``, ``new`` and ``e`` of the S2 records of the year (``$1`` to
+    ``$2``): e.g. (who, kind, day, attributes) per attended session, no-show, registration,
+    cancellation and first session ever. ``people`` (an SQL text array) keeps the records of
+    those people only; ``pseudo`` (two SQL text arrays: organisations and registration ids)
+    adds the cancellations of those registrations (services/metrics/adapters/totals.py)."""
     sessions = _YEAR_SESSIONS.format(s=s)
     in_force_reg = _in_force("r", "registered_at").format(s=s)
     in_force_can = _in_force("c", "cancelled_at").format(s=s)
-    sets = (
-        "(p.period)"
-        if totals_only
-        else "(p.period), (p.period, e.neighbourhood), (p.period, e.age_band), "
-        "(p.period, e.category), (p.period, e.organisation_id)"
-    )
-    rows = await conn.fetch(
-        f"""
-        WITH sessions AS MATERIALIZED ({sessions}),
+    if people is not None:
+        sessions = sessions.replace(
+            "AND t.session_date BETWEEN $1 AND $2",
+            f"AND t.session_date BETWEEN $1 AND $2 AND t.participant_id = ANY({people})",
+        )
+    only = (lambda column: "") if people is None else (lambda c: f"AND {c} = ANY({people})")
+    # The cancellations: of the year, or (``people``) those of the people's registrations and
+    # the ones named, each found by its key (a filter over the year's rows read them all).
+    cancellations = f"{s}.cancellations"
+    if people is not None:
+        named = (
+            ""
+            if pseudo is None
+            # UNION: a cancellation of a person's registration may be named as well.
+            else f"""UNION SELECT n.* FROM unnest({pseudo[0]}, {pseudo[1]}) AS k (o, i)
+                 JOIN {s}.cancellations n ON n.organisation_id = k.o AND n.registration_id = k.i"""
+        )
+        cancellations = f"""(SELECT n.* FROM {s}.registrations g
+                 JOIN {s}.cancellations n ON n.organisation_id = g.organisation_id
+                      AND n.registration_id = g.registration_id
+                 WHERE g.participant_id = ANY({people}) {named})"""
+    return f"""sessions AS MATERIALIZED ({sessions}),
         -- The people whose first session ever falls in the year (the rollup kept by the
         -- consumer, services/metrics/adapters/rollups.py).
         new AS (
             SELECT participant_id, first_date, organisation_id, neighbourhood, age_band,
                    category, retained
-            FROM {s}.first_attendance WHERE first_date BETWEEN $1 AND $2
+            FROM {s}.first_attendance WHERE first_date BETWEEN $1 AND $2 {only("participant_id")}
         ),
         -- Every S2 record of the year: a = attended session, n = no-show, r = registration,
         -- c = cancellation, f = first session ever (a new participant).
@@ -311,14 +346,16 @@ async def _s2(
                    a.category, r.organisation_id, false
             FROM {s}.registrations r {in_force_reg}
             WHERE a.aimed_at_connection AND r.registered_date BETWEEN $1 AND $2
+                  {only("r.participant_id")}
             UNION ALL
             -- A cancellation counts with its registration's person and attributes; one whose
-            -- registration is not known is a person of its own, of unknown attributes.
-            SELECT coalesce(r.participant_id, 'cancellation:' || c.organisation_id || ':'
+            -- registration is not known is a person of its own (CANCELLATION), of unknown
+            -- attributes.
+            SELECT coalesce(r.participant_id, '{CANCELLATION}/' || c.organisation_id || '/'
                             || c.registration_id),
                    'c', c.cancelled_date, coalesce(r.neighbourhood, '{UNKNOWN}'),
                    coalesce(r.age_band, '{UNKNOWN}'), a.category, c.organisation_id, false
-            FROM {s}.cancellations c {in_force_can}
+            FROM {cancellations} c {in_force_can}
             LEFT JOIN {s}.registrations r ON r.organisation_id = c.organisation_id
                  AND r.registration_id = c.registration_id
             WHERE a.aimed_at_connection AND c.cancelled_date BETWEEN $1 AND $2
@@ -326,7 +363,21 @@ async def _s2(
             SELECT participant_id, 'f', first_date, neighbourhood, age_band, category,
                    organisation_id, retained
             FROM new
-        )
+        )"""
+
+
+async def _s2(
+    conn: _Reader, s: str, start: date, end: date, totals_only: bool, out: _Collector
+) -> None:
+    sets = (
+        "(p.period)"
+        if totals_only
+        else "(p.period), (p.period, e.neighbourhood), (p.period, e.age_band), "
+        "(p.period, e.category), (p.period, e.organisation_id)"
+    )
+    rows = await conn.fetch(
+        f"""
+        WITH {s2_records(s)}
         {_S2_TOTALS if totals_only else _S2_CELLS.format(grouping=_grouping(False, "e.neighbourhood", "e.age_band", "e.category", "e.organisation_id"), periods=_periods("e.day"), sets=sets)}
         """,
         start,
@@ -354,40 +405,42 @@ async def _s2(
             out.sections[("s2", *cell)] = int(row["section"])
 
 
-async def _s3(
-    conn: _Reader, s: str, start: date, end: date, totals_only: bool, out: _Collector
-) -> None:
-    # Acceptance, declining and contact are the receiving side's (shared/referral_parties.py):
-    # a status change by anyone else (a referrer accepting its own referral, in events from
-    # before that rule) does not count.
-    assert {"accepted", "declined", "contacted"} <= RECEIVER_STATUSES
-    sets = (
-        "(p.period)"
-        if totals_only
-        else "(p.period), (p.period, r.referrer_role), (p.period, r.organisation_id)"
+def s3_referrals(s: str, people: str | None = None) -> str:
+    """The CTEs ``base`` and ``refs``: the referrals created in the year (``$1`` to ``$2``)
+    with how far each got (the funnel, docs/disclosure.md); ``people`` (an SQL text array)
+    keeps the referrals of those people only (services/metrics/adapters/totals.py)."""
+
+    def recorded(status: str) -> str:
+        """Whether the receiving side recorded ``status``. For the whole year an EXISTS, which
+        the planner reads as one hashed pass over the statuses; for a few people's referrals
+        a probe of each one's statuses (that pass would read every status of history)."""
+        found = (
+            f"FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id "
+            f"AND x.referral_id = r.referral_id AND x.status = '{status}' "
+            "AND x.changed_by = r.receiving_organisation_id"
+        )
+        if people is None:
+            return f"EXISTS (SELECT 1 {found})"
+        return f"coalesce((SELECT true {found} LIMIT 1), false)"
+
+    # The people's referrals found by person (a filter over the year's read them all).
+    referrals = (
+        f"{s}.referrals r"
+        if people is None
+        else f"unnest({people}) AS w (id) JOIN {s}.referrals r ON r.participant_id = w.id"
     )
-    # The funnel (docs/disclosure.md, "The S3 funnel"): a referral counts in every stage up to
-    # the furthest it reached, so that the stages are nested whatever the receiving side
-    # recorded: a first attendance without a recorded "contacted" (or "accepted") counts as
-    # contacted (and accepted) too. The first contact is the earlier of the receiving side's
-    # change to "contacted" and the first attendance.
-    rows = await conn.fetch(
-        f"""
-        WITH base AS (
+    return f"""
+        base AS (
             SELECT r.organisation_id, r.referrer_role, r.participant_id, r.created_date,
                    r.signals,
-                   EXISTS (SELECT 1 FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
-                           AND x.referral_id = r.referral_id AND x.status = 'accepted'
-                           AND x.changed_by = r.receiving_organisation_id) AS accepted_recorded,
-                   EXISTS (SELECT 1 FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
-                           AND x.referral_id = r.referral_id AND x.status = 'declined'
-                           AND x.changed_by = r.receiving_organisation_id) AS declined_recorded,
+                   {recorded("accepted")} AS accepted_recorded,
+                   {recorded("declined")} AS declined_recorded,
                    (SELECT min((x.at AT TIME ZONE 'Europe/Amsterdam')::date)
                     FROM {s}.referral_status x WHERE x.organisation_id = r.organisation_id
                      AND x.referral_id = r.referral_id AND x.status = 'contacted'
                      AND x.changed_by = r.receiving_organisation_id) AS contacted_on,
                    first.session_date AS first_attended, first.participant_id AS attendee
-            FROM {s}.referrals r
+            FROM {referrals}
             -- A registration at the receiving side that names this referral: by referrer and
             -- id, or by the id alone where the receiver holds no other referral with that id.
             -- Nobody else's registration converts it (shared/referral_matching.py).
@@ -430,6 +483,29 @@ async def _s3(
                    ) >= {RETENTION_SESSIONS} AS retained
             FROM base b
         )
+    """
+
+
+async def _s3(
+    conn: _Reader, s: str, start: date, end: date, totals_only: bool, out: _Collector
+) -> None:
+    # Acceptance, declining and contact are the receiving side's (shared/referral_parties.py):
+    # a status change by anyone else (a referrer accepting its own referral, in events from
+    # before that rule) does not count.
+    assert {"accepted", "declined", "contacted"} <= RECEIVER_STATUSES
+    sets = (
+        "(p.period)"
+        if totals_only
+        else "(p.period), (p.period, r.referrer_role), (p.period, r.organisation_id)"
+    )
+    # The funnel (docs/disclosure.md, "The S3 funnel"): a referral counts in every stage up to
+    # the furthest it reached, so that the stages are nested whatever the receiving side
+    # recorded: a first attendance without a recorded "contacted" (or "accepted") counts as
+    # contacted (and accepted) too. The first contact is the earlier of the receiving side's
+    # change to "contacted" and the first attendance.
+    rows = await conn.fetch(
+        f"""
+        WITH {s3_referrals(s)}
         SELECT p.period, {_grouping(totals_only, "r.referrer_role", "r.organisation_id")},
                count(*) AS referrals,
                count(DISTINCT r.participant_id) AS referrals_people,
@@ -559,6 +635,98 @@ async def _trained(
         out.count("organisations_with_trained_staff", TOTAL, "", row["period"], n, n)
 
 
+# The S1 figures of the latest answers (``latest``): each a test of one answer, with the
+# cut-offs as arguments $3 to $10 (:func:`s1_arguments`).
+S1_TESTS = (
+    ("measurements", "total IS NOT NULL"),
+    ("lonely", "(instrument = 'djg11' AND total >= $7) OR (instrument = 'djg6' AND total >= $8)"),
+    ("severe", "(instrument = 'djg11' AND total >= $9) OR (instrument = 'djg6' AND total >= $10)"),
+    ("emotional_measured", "emotional IS NOT NULL"),
+    (
+        "emotional",
+        "(instrument = 'djg11' AND emotional >= $3) OR (instrument = 'djg6' AND emotional >= $5)",
+    ),
+    ("social_measured", "social IS NOT NULL"),
+    ("social", "(instrument = 'djg11' AND social >= $4) OR (instrument = 'djg6' AND social >= $6)"),
+)
+
+
+def s1_arguments(thresholds: Mapping[str, tuple[int, int]]) -> tuple[int, ...]:
+    """The cut-offs of :data:`S1_TESTS`, in the order of their arguments $3 to $10."""
+    (e11, s11), (e6, s6) = thresholds["djg11"], thresholds["djg6"]
+    return (
+        e11,
+        s11,
+        e6,
+        s6,
+        LONELY_FROM["djg11"],
+        LONELY_FROM["djg6"],
+        SEVERE_FROM["djg11"],
+        SEVERE_FROM["djg6"],
+    )
+
+
+# The person of an anonymous answer: this letter, the organisation and the measurement id
+# (separated as CANCELLATION's).
+ANONYMOUS = "m"
+
+
+def s1_latest(s: str, people: str | None = None, pseudo: tuple[str, str] | None = None) -> str:
+    """The CTEs ``m`` and ``latest``: in every period of the year (``$1`` to ``$2``) the
+    latest survey answer of each known participant, and every anonymous answer. ``people``
+    (an SQL text array) keeps those participants' answers only, ``pseudo`` (organisations and
+    measurement ids) adds those answers (services/metrics/adapters/totals.py)."""
+    # The answers: of the year, or (``people``) the people's and the named anonymous ones,
+    # each found by its index (one filter with OR read the year's every answer).
+    answers = f"{s}.measurements"
+    if people is not None:
+        named = (
+            ""
+            if pseudo is None
+            else f"""UNION ALL SELECT n.* FROM unnest({pseudo[0]}, {pseudo[1]}) AS k (o, i)
+                 JOIN {s}.measurements n ON n.organisation_id = k.o AND n.measurement_id = k.i
+                 WHERE n.participant_id IS NULL"""
+        )
+        answers = f"""(SELECT n.* FROM unnest({people}) AS w (id)
+                 JOIN {s}.measurements n ON n.participant_id = w.id {named})"""
+    return f"""m AS (
+            -- A djg6 without a total may still have a subscale: it counts for that prevalence.
+            SELECT x.*, p.period FROM {answers} x {_periods("x.measured_date")}
+            WHERE x.context = 'survey' AND x.measured_date BETWEEN $1 AND $2
+              AND (x.total IS NOT NULL OR x.emotional IS NOT NULL OR x.social IS NOT NULL)
+        ), latest AS (
+            (SELECT DISTINCT ON (period, participant_id) * FROM m WHERE participant_id IS NOT NULL
+             ORDER BY period, participant_id, measured_at DESC, measurement_id DESC)
+            UNION ALL
+            (SELECT * FROM m WHERE participant_id IS NULL)
+        )"""
+
+
+def s1_pairs(s: str, people: str | None = None) -> str:
+    """The CTEs ``f`` and ``pairs``: in every period of the year (``$1`` to ``$2``) each
+    participant's latest follow-up with its first earlier intake (the category order is
+    ``$3``); ``people`` (an SQL text array) keeps those participants only."""
+    only = "" if people is None else f"AND x.participant_id = ANY({people})"
+    return f"""f AS (
+            SELECT DISTINCT ON (p.period, x.participant_id) x.*, p.period
+            FROM {s}.measurements x {_periods("x.measured_date")}
+            WHERE x.context = 'follow_up' AND x.total IS NOT NULL
+              AND x.measured_date BETWEEN $1 AND $2 {only}
+            ORDER BY p.period, x.participant_id, x.measured_at DESC
+        ), pairs AS (
+            SELECT f.period, f.participant_id, f.total - i.total AS change,
+                   array_position($3::text[], f.category)
+                 < array_position($3::text[], i.category) AS improved
+            FROM f JOIN LATERAL (
+                SELECT * FROM {s}.measurements i
+                WHERE i.participant_id = f.participant_id AND i.context = 'intake'
+                  AND i.instrument = f.instrument AND i.total IS NOT NULL
+                  AND i.measured_at < f.measured_at
+                ORDER BY i.measured_at LIMIT 1
+            ) i ON true
+        )"""
+
+
 async def _s1(
     conn: _Reader,
     s: str,
@@ -570,7 +738,6 @@ async def _s1(
 ) -> None:
     """Survey measurements: in every period the latest answer per known participant (and every
     anonymous one); intake and follow-up pairs of referred residents (total only)."""
-    (e11, s11), (e6, s6) = thresholds["djg11"], thresholds["djg6"]
     sets = (
         "(m.period)"
         if totals_only
@@ -578,43 +745,16 @@ async def _s1(
     )
     rows = await conn.fetch(
         f"""
-        WITH m AS (
-            -- A djg6 without a total may still have a subscale: it counts for that prevalence.
-            SELECT x.*, p.period FROM {s}.measurements x {_periods("x.measured_date")}
-            WHERE x.context = 'survey' AND x.measured_date BETWEEN $1 AND $2
-              AND (x.total IS NOT NULL OR x.emotional IS NOT NULL OR x.social IS NOT NULL)
-        ), latest AS (
-            (SELECT DISTINCT ON (period, participant_id) * FROM m WHERE participant_id IS NOT NULL
-             ORDER BY period, participant_id, measured_at DESC, measurement_id DESC)
-            UNION ALL
-            (SELECT * FROM m WHERE participant_id IS NULL)
-        )
+        WITH {s1_latest(s)}
         SELECT m.period, {_grouping(totals_only, "m.neighbourhood", "m.age_band")},
             count(*) AS respondents,
-            count(*) FILTER (WHERE total IS NOT NULL) AS measurements,
-            count(*) FILTER (WHERE (instrument = 'djg11' AND total >= $7)
-                                OR (instrument = 'djg6' AND total >= $8)) AS lonely,
-            count(*) FILTER (WHERE (instrument = 'djg11' AND total >= $9)
-                                OR (instrument = 'djg6' AND total >= $10)) AS severe,
-            count(*) FILTER (WHERE emotional IS NOT NULL) AS emotional_measured,
-            count(*) FILTER (WHERE (instrument = 'djg11' AND emotional >= $3)
-                                OR (instrument = 'djg6' AND emotional >= $5)) AS emotional,
-            count(*) FILTER (WHERE social IS NOT NULL) AS social_measured,
-            count(*) FILTER (WHERE (instrument = 'djg11' AND social >= $4)
-                                OR (instrument = 'djg6' AND social >= $6)) AS social
+            {", ".join(f"count(*) FILTER (WHERE {test}) AS {name}" for name, test in S1_TESTS)}
         FROM latest m
         GROUP BY GROUPING SETS ({sets})
         """,
         start,
         end,
-        e11,
-        s11,
-        e6,
-        s6,
-        LONELY_FROM["djg11"],
-        LONELY_FROM["djg6"],
-        SEVERE_FROM["djg11"],
-        SEVERE_FROM["djg6"],
+        *s1_arguments(thresholds),
     )
     columns = {"neighbourhood": "neighbourhood", "age_band": "age_band"}
     for row in rows:
@@ -636,24 +776,7 @@ async def _s1(
             out.sections[("s1", *cell)] = int(row["respondents"])
     for row in await conn.fetch(
         f"""
-        WITH f AS (
-            SELECT DISTINCT ON (p.period, x.participant_id) x.*, p.period
-            FROM {s}.measurements x {_periods("x.measured_date")}
-            WHERE x.context = 'follow_up' AND x.total IS NOT NULL
-              AND x.measured_date BETWEEN $1 AND $2
-            ORDER BY p.period, x.participant_id, x.measured_at DESC
-        ), pairs AS (
-            SELECT f.period, f.total - i.total AS change,
-                   array_position($3::text[], f.category)
-                 < array_position($3::text[], i.category) AS improved
-            FROM f JOIN LATERAL (
-                SELECT * FROM {s}.measurements i
-                WHERE i.participant_id = f.participant_id AND i.context = 'intake'
-                  AND i.instrument = f.instrument AND i.total IS NOT NULL
-                  AND i.measured_at < f.measured_at
-                ORDER BY i.measured_at LIMIT 1
-            ) i ON true
-        )
+        WITH {s1_pairs(s)}
         SELECT period, count(*) AS pairs, avg(change)::float AS mean_change,
                count(*) FILTER (WHERE improved) AS improved
         FROM pairs GROUP BY period
@@ -667,31 +790,3 @@ async def _s1(
         out.count("improved", *cell, row["improved"], row["improved"])
         if row["mean_change"] is not None:
             out.statistics[("outcome_mean_change", *cell)] = float(row["mean_change"])
-
-
-class SqlGridSource:
-    """The year grids of schema ``schema`` (the service layer's ``GridSource``)."""
-
-    def __init__(self, schema: str, options: GridOptions) -> None:
-        self.schema = schema
-        self.options = options
-
-    async def years(self, conn: asyncpg.Connection) -> list[int]:
-        return await years_with_data(conn, self.schema)
-
-    async def grid(
-        self,
-        conn: asyncpg.Connection,
-        year: int,
-        *,
-        totals_only: bool = False,
-        query_timeout: float | None = None,
-    ) -> YearGrid:
-        return await read_year_grid(
-            conn,
-            self.schema,
-            year,
-            self.options,
-            totals_only=totals_only,
-            query_timeout=query_timeout,
-        )

@@ -32,9 +32,10 @@ import orjson
 from prometheus_client import Histogram
 
 from services.metrics.adapters import queries
-from services.metrics.adapters.reading import no_swap, read_snapshot, use_work_mem
+from services.metrics.adapters.grids import SqlGridSource
+from services.metrics.adapters.reading import no_swap, read_snapshot, totals_snapshot, use_work_mem
 from services.metrics.adapters.releases import Release, ReleaseStore, release_lock
-from services.metrics.adapters.year_grid import GridOptions, SqlGridSource
+from services.metrics.adapters.year_grid import GridOptions
 from services.metrics.domain import answers
 from services.metrics.domain.baseline import Baseline
 from services.metrics.domain.disclosure import (
@@ -400,7 +401,8 @@ class IndicatorService:
         already in place are kept."""
         first = self.baseline.baseline_year
         started = time.perf_counter()
-        async with self._snapshot() as conn:
+        # Read-write: the totals' sums are brought up to date with the people who changed.
+        async with totals_snapshot(self.pool, self.schema) as conn:
             # The totals grid's aggregates over the year's rows fit in memory instead of
             # spilling to disk (about 20% of a totals grid at 100,000 events; a live refresh
             # runs one at a time per year).

@@ -1,0 +1,579 @@
+"""The municipality totals of a year, kept as sums of people's shares (issue 14, item 1).
+
+The live answers need, for every period of a year, the municipality totals with the distinct
+people behind each (disclosure control counts people per cell). Computing them from the facts
+reads the year's every row: at 5 million events in one year a refresh took 41 s, linear in the
+year's rows. Distinct counts cannot be added up from monthly counts, but they can from
+*people*: each person's (or a record of its own's) contribution to a year — per period and key,
+their attended sessions, no-shows, registrations, referrals by stage, latest survey answer,
+training, ... — is their **share**, and each total is the sum of the shares, each count of
+people the number of shares that hold the key. So:
+
+- ``totals_shares`` keeps every share of a year, ``totals_sums`` their sums per period and key;
+- the fact writer appends, in the transaction that changes the facts, who changed
+  (``totals_changes``: one row per transaction, no index);
+- a refresh (:func:`refresh_totals`) takes the changes it sees, computes those people's shares
+  again from the facts with the same SQL that computes the whole year
+  (services/metrics/adapters/year_grid.py, restricted to them), adds the differences to the
+  sums, and reads the year's grid from the sums: its cost follows the people who changed since
+  the last refresh, not the year's rows or history;
+- a year not yet computed (the first refresh after a migration or a rebuild, or after the
+  settings the figures depend on changed) is computed whole, once.
+
+Exactness rests on the shares being a function of the facts of their person: whatever the
+order of arrival, a person's share after a refresh is what the whole-year SQL gives for them,
+and the sums are the sums of those shares (tests/integration/test_totals_store.py compares the
+sums with the whole-year grid after every batch of random histories). Where a fact of one
+person changes another's share, the refresh widens the changed people to both: a registration
+or attendance at the receiving side converts (and retains) the referral of the person it
+names; a referral's id decides which registrations convert other referrals with the same id; a
+registration decides the person of its cancellation. An erasure, whose facts are gone by the
+time of the refresh, widens in the writer (services/metrics/adapters/facts.py) before the
+delete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+from typing import Any
+
+import asyncpg
+
+from services.metrics.adapters.year_grid import (
+    ANONYMOUS,
+    CANCELLATION,
+    S1_TESTS,
+    S2_PER_PERIOD,
+    GridOptions,
+    s1_arguments,
+    s1_latest,
+    s1_pairs,
+    s2_records,
+    s3_referrals,
+)
+from services.metrics.domain.disclosure import TOTAL, Count, YearGrid
+from services.metrics.domain.windows import CONVERSION_DAYS, RETENTION_DAYS, RETENTION_SESSIONS
+from shared.scale import CATEGORY_ORDER, LONELY_FROM, SEVERE_FROM
+
+__all__ = ["TRAINED", "forget_totals", "refresh_totals", "registered_for_activities"]
+
+# Bump when a share's definition changes: every year is computed again at its next refresh.
+VERSION = 1
+
+# The person of a training: this letter, the organisation and the trained person (a person is
+# counted per organisation, domain.md §6), separated as year_grid.CANCELLATION's.
+TRAINED = "t"
+
+# Keys of the shares, per figure. S2: a/n attended sessions and no-shows, r registrations, c
+# cancellations, f first session ever in the period, fr and retained, s2 any S2 record.
+_S2_KEYS = (("a", "a"), ("n", "n"), ("r", "r"), ("c", "c"), ("f", "f"), ("fr", "fr"), ("s2", "1"))
+# S3, per referral: its stage flags and the days of the two medians (one key per value).
+_S3_KEYS = (
+    ("referrals", "1"),
+    ("accepted", "accepted::int"),
+    ("declined", "(declined_recorded AND NOT accepted)::int"),
+    ("contacted", "contacted::int"),
+    ("converted", "(first_attended IS NOT NULL)::int"),
+    ("not_converted", "(first_attended IS NULL)::int"),
+    ("referrals_retained", "retained::int"),
+)
+_FIRST_ATTENDANCE_DAYS = "dfa="
+_FIRST_CONTACT_DAYS = "dfc="
+
+
+def _values(keys: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(f"('{key}', ({expression})::bigint)" for key, expression in keys)
+
+
+def fingerprint(options: GridOptions) -> str:
+    """What the shares depend on besides the facts: this module's version, the windows and
+    cut-offs, the signal-training codes."""
+    described = json.dumps(
+        [
+            VERSION,
+            CONVERSION_DAYS,
+            RETENTION_DAYS,
+            RETENTION_SESSIONS,
+            list(CATEGORY_ORDER),
+            dict(LONELY_FROM),
+            dict(SEVERE_FROM),
+            sorted((k, list(v)) for k, v in options.thresholds.items()),
+            sorted(options.signal_trainings),
+        ],
+        sort_keys=True,
+    )
+    return hashlib.sha256(described.encode()).hexdigest()[:16]
+
+
+class _Who:
+    """Whom a computation of shares covers: every share of the year (``None``), or the shares
+    of ``people`` and of the records of their own named in ``pseudo``."""
+
+    def __init__(self, people: Sequence[str], pseudo: Sequence[str]) -> None:
+        self.people = list(people)
+        parts = [k.split("/") for k in pseudo]
+        cancelled = [p for p in parts if len(p) == 3 and p[0] == CANCELLATION]
+        answered = [p for p in parts if len(p) == 3 and p[0] == ANONYMOUS]
+        self.cancellations = ([c[1] for c in cancelled], [c[2] for c in cancelled])
+        self.answers = ([a[1] for a in answered], [a[2] for a in answered])
+
+
+def _share_queries(
+    s: str, year: int, options: GridOptions, who: _Who | None
+) -> list[tuple[str, list[Any]]]:
+    """The statements (with arguments) whose rows are (who, person, period, key, value) of the
+    shares of ``year``: the non-zero values only."""
+    start, end = date(year, 1, 1), date(year, 12, 31)
+    people = None if who is None else "$3::text[]"
+    pseudo_c = None if who is None else ("$4::text[]", "$5::text[]")
+    extra_c: list[Any] = [] if who is None else [who.people, *who.cancellations]
+    extra_p: list[Any] = [] if who is None else [who.people]
+    # S1's survey answers take the cut-offs as $3 to $10: the people come after them.
+    s1_people = None if who is None else "$11::text[]"
+    s1_pseudo = None if who is None else ("$12::text[]", "$13::text[]")
+    extra_s1: list[Any] = [] if who is None else [who.people, *who.answers]
+    pairs_people = None if who is None else "$4::text[]"
+    trained_people = "" if who is None else "AND person_id = ANY($2::text[])"
+    s2 = f"""
+        WITH {s2_records(s, people, pseudo_c)}
+        {S2_PER_PERIOD}
+        SELECT x.who, CASE WHEN x.who LIKE '{CANCELLATION}/%' THEN NULL ELSE x.who END,
+               x.period, k.key, k.value
+        FROM per_period x CROSS JOIN LATERAL (VALUES {_values(_S2_KEYS)}) AS k (key, value)
+        WHERE k.value <> 0
+    """
+    s3 = f"""
+        WITH {s3_referrals(s, people)}
+        SELECT r.participant_id, r.participant_id, p.period, k.key, sum(k.value)::bigint
+        FROM refs r CROSS JOIN LATERAL (VALUES
+                (to_char(r.created_date, 'YYYY')), (to_char(r.created_date, 'YYYY-"Q"Q')),
+                (to_char(r.created_date, 'YYYY-MM'))) AS p (period)
+        CROSS JOIN LATERAL (VALUES {_values(_S3_KEYS)},
+            (CASE WHEN r.first_attended IS NOT NULL THEN '{_FIRST_ATTENDANCE_DAYS}'
+                  || (r.first_attended - r.created_date) END, 1::bigint),
+            (CASE WHEN r.contacted THEN '{_FIRST_CONTACT_DAYS}' || r.contact_days END, 1::bigint)
+        ) AS k (key, value)
+        WHERE k.key IS NOT NULL AND k.value <> 0
+        GROUP BY 1, 2, 3, 4
+    """
+    s1 = f"""
+        WITH {s1_latest(s, s1_people, s1_pseudo)}
+        SELECT coalesce(m.participant_id,
+                        '{ANONYMOUS}/' || m.organisation_id || '/' || m.measurement_id),
+               m.participant_id, m.period, k.key, k.value
+        FROM latest m CROSS JOIN LATERAL (VALUES ('respondents', 1::bigint),
+            {", ".join(f"('{name}', ({test})::int::bigint)" for name, test in S1_TESTS)}
+        ) AS k (key, value)
+        WHERE k.value <> 0
+    """
+    pairs = f"""
+        WITH {s1_pairs(s, pairs_people)}
+        SELECT x.participant_id, x.participant_id, x.period, k.key, k.value
+        FROM pairs x CROSS JOIN LATERAL (VALUES ('outcome_pairs', 1::bigint),
+            ('improved', x.improved::int::bigint), ('change', x.change::bigint)) AS k (key, value)
+        WHERE k.value <> 0
+    """
+    trained = f"""
+        SELECT '{TRAINED}/' || t.organisation_id || '/' || t.person_id, t.person_id,
+               to_char(d, 'YYYY-MM'), 'people_trained', 1::bigint
+        FROM (SELECT organisation_id, person_id, min(completed_date) AS first
+              FROM {s}.trainings WHERE training = ANY($1::text[]) {trained_people}
+              GROUP BY 1, 2) t
+        JOIN generate_series(make_date({int(year)}, 1, 1), make_date({int(year)}, 12, 1),
+                             interval '1 month') AS d
+          ON t.first <= (d + interval '1 month' - interval '1 day')::date
+    """
+    codes = list(options.signal_trainings)
+    return [
+        (s2, [start, end, *extra_c]),
+        (s3, [start, end, *extra_p]),
+        (s1, [start, end, *s1_arguments(options.thresholds), *extra_s1]),
+        (pairs, [start, end, list(CATEGORY_ORDER), *extra_p]),
+        (trained, [codes, *extra_p]),
+    ]
+
+
+# ---------------------------------------------------------------------------------- refresh
+
+
+async def refresh_totals(
+    conn: asyncpg.Connection,
+    s: str,
+    year: int,
+    options: GridOptions,
+    *,
+    query_timeout: float | None = None,
+) -> YearGrid:
+    """The municipality totals of ``year`` (a totals-only grid), after bringing the sums up to
+    date. Run it in a read-write repeatable-read transaction, one refresh of a schema at a time
+    (services/metrics/adapters/reading.py ``totals_snapshot``)."""
+    # Plans for the arrays of people at hand: a generic plan, made without knowing that a
+    # few hundred people are asked for, reads the year's every row instead of their index.
+    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+    wanted = fingerprint(options)
+    built = {
+        r["year"]: r["fingerprint"]
+        for r in await conn.fetch(f"SELECT year, fingerprint FROM {s}.totals_years")
+    }
+    stale = [y for y, f in built.items() if f != wanted]
+    if stale:
+        await _drop_years(conn, s, stale)
+    years = sorted(y for y in built if y not in stale)
+    changed = [
+        key
+        for r in await conn.fetch(f"DELETE FROM {s}.totals_changes RETURNING people")
+        for key in r["people"]
+    ]
+    if years and changed:
+        await _apply_changes(conn, s, years, set(changed), options, query_timeout)
+    if year not in years:
+        if not years:
+            await _fill_first_trainings(conn, s, options, None)
+        await _build_year(conn, s, year, options, wanted, query_timeout)
+    return await _grid(conn, s, year)
+
+
+async def registered_for_activities(
+    conn: asyncpg.Connection, s: str, activities: Sequence[tuple[str, str]]
+) -> set[str]:
+    """Whose shares a new version of ``activities`` ((organisation, activity) pairs) can move
+    besides their attendees (rollups.touched_by_activities): the people registered for them,
+    and their cancellations' (a cancellation of an unknown registration by its own key)."""
+    if not activities:
+        return set()
+    rows = await conn.fetch(
+        f"""
+        SELECT r.participant_id AS k FROM {s}.registrations r
+        JOIN unnest($1::text[], $2::text[]) AS a (o, i)
+          ON r.organisation_id = a.o AND r.activity_id = a.i
+        UNION
+        SELECT coalesce(g.participant_id,
+                        '{CANCELLATION}/' || c.organisation_id || '/' || c.registration_id)
+        FROM {s}.cancellations c
+        JOIN unnest($1::text[], $2::text[]) AS a (o, i)
+          ON c.organisation_id = a.o AND c.activity_id = a.i
+        LEFT JOIN {s}.registrations g ON g.organisation_id = c.organisation_id
+             AND g.registration_id = c.registration_id
+        """,
+        [o for o, _ in activities],
+        [i for _, i in activities],
+    )
+    return {r["k"] for r in rows}
+
+
+async def forget_totals(conn: asyncpg.Connection, s: str) -> None:
+    """Every year computed again at its next refresh (after facts changed without the fact
+    writer: retention's deletes)."""
+    for table in ("totals_years", "totals_shares", "totals_sums", "totals_changes"):
+        await conn.execute(f"DELETE FROM {s}.{table}")
+
+
+async def _drop_years(conn: asyncpg.Connection, s: str, years: Sequence[int]) -> None:
+    for table in ("totals_years", "totals_shares", "totals_sums"):
+        await conn.execute(f"DELETE FROM {s}.{table} WHERE year = ANY($1::integer[])", years)
+
+
+async def _fetch(
+    conn: asyncpg.Connection, query: str, args: Sequence[Any], query_timeout: float | None
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(query, *args, timeout=query_timeout)
+    return rows
+
+
+async def _build_year(
+    conn: asyncpg.Connection,
+    s: str,
+    year: int,
+    options: GridOptions,
+    wanted: str,
+    query_timeout: float | None,
+) -> None:
+    """Every share of ``year`` and their sums, from the whole year's facts (once)."""
+    shares: dict[str, tuple[str | None, dict[str, int]]] = {}
+    for query, args in _share_queries(s, year, options, None):
+        _collect(await _fetch(conn, query, args, query_timeout), shares)
+    await _store_shares(conn, s, year, shares)
+    await conn.execute(
+        f"""
+        INSERT INTO {s}.totals_sums (year, period, key, total, holders)
+        SELECT $1, split_part(e.k, '|', 1), split_part(e.k, '|', 2), sum(e.v::bigint), count(*)
+        FROM {s}.totals_shares x CROSS JOIN LATERAL jsonb_each_text(x.share) AS e (k, v)
+        WHERE x.year = $1
+        GROUP BY 2, 3
+        """,
+        year,
+    )
+    await conn.execute(
+        f"INSERT INTO {s}.totals_years (year, fingerprint, built_at) VALUES ($1, $2, now())",
+        year,
+        wanted,
+    )
+
+
+def _collect(
+    rows: Iterable[asyncpg.Record], into: dict[str, tuple[str | None, dict[str, int]]]
+) -> None:
+    for who, person, period, key, value in rows:
+        share = into.setdefault(who, (person, {}))[1]
+        name = f"{period}|{key}"
+        share[name] = share.get(name, 0) + int(value)
+
+
+async def _store_shares(
+    conn: asyncpg.Connection,
+    s: str,
+    year: int,
+    shares: Mapping[str, tuple[str | None, dict[str, int]]],
+) -> None:
+    if not shares:
+        return
+    await conn.execute(
+        f"INSERT INTO {s}.totals_shares (year, who, person, share) "
+        "SELECT $1, * FROM unnest($2::text[], $3::text[], $4::jsonb[])",
+        year,
+        list(shares),
+        [person for person, _ in shares.values()],
+        # The pool's codec turns each into JSON (shared/db.py).
+        [share for _, share in shares.values()],
+    )
+
+
+async def _widened(
+    conn: asyncpg.Connection, s: str, changed: set[str]
+) -> tuple[list[str], list[str]]:
+    """The people and the records of their own whose shares ``changed`` can move (see the
+    module): the people themselves; the participants of the referrals their registrations
+    name or whose ids their referrals share; their registrations' cancellations."""
+    pseudo = sorted(k for k in changed if "/" in k)
+    people = {k for k in changed if "/" not in k}
+    # A cancellation named by its own key whose registration is known now is its person's.
+    named = _Who([], pseudo).cancellations
+    for row in await conn.fetch(
+        f"SELECT participant_id FROM {s}.registrations "
+        "WHERE (organisation_id, registration_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+        *named,
+    ):
+        people.add(row["participant_id"])
+    listed = sorted(people)
+    for row in await conn.fetch(
+        f"""
+        SELECT DISTINCT r.participant_id FROM {s}.referrals r
+        WHERE (r.receiving_organisation_id, r.referral_id) IN (
+            SELECT g.organisation_id, g.referral_id FROM {s}.registrations g
+            WHERE g.participant_id = ANY($1::text[]) AND g.referral_id IS NOT NULL
+            UNION
+            SELECT o.receiving_organisation_id, o.referral_id FROM {s}.referrals o
+            WHERE o.participant_id = ANY($1::text[]))
+        """,
+        listed,
+    ):
+        people.add(row["participant_id"])
+    cancellations = await conn.fetch(
+        f"SELECT '{CANCELLATION}/' || organisation_id || '/' || registration_id AS k "
+        f"FROM {s}.registrations WHERE participant_id = ANY($1::text[])",
+        listed,
+    )
+    return sorted(people), sorted({*pseudo, *(r["k"] for r in cancellations)})
+
+
+async def _apply_changes(
+    conn: asyncpg.Connection,
+    s: str,
+    years: Sequence[int],
+    changed: set[str],
+    options: GridOptions,
+    query_timeout: float | None,
+) -> None:
+    """The shares of the changed people computed again in every computed year; the sums moved
+    by the differences."""
+    people, pseudo = await _widened(conn, s, changed)
+    who = _Who(people, pseudo)
+    old_rows = await conn.fetch(
+        f"SELECT year, who, person, share FROM {s}.totals_shares "
+        "WHERE year = ANY($1::integer[]) AND (person = ANY($2::text[]) OR who = ANY($3::text[]))",
+        list(years),
+        people,
+        pseudo,
+    )
+    # (year, period|key) -> [total, holders] moved
+    moved: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
+    organisations: set[str] = set()
+    for r in old_rows:
+        for name, value in r["share"].items():
+            entry = moved[(r["year"], name)]
+            entry[0] -= int(value)
+            entry[1] -= 1
+        if r["who"].startswith(TRAINED + "/"):
+            organisations.add(r["who"].split("/")[1])
+    fresh: dict[int, dict[str, tuple[str | None, dict[str, int]]]] = {}
+    for year in years:
+        shares: dict[str, tuple[str | None, dict[str, int]]] = {}
+        for query, args in _share_queries(s, year, options, who):
+            _collect(await _fetch(conn, query, args, query_timeout), shares)
+        fresh[year] = shares
+        for name_who, (_, share) in shares.items():
+            if name_who.startswith(TRAINED + "/"):
+                organisations.add(name_who.split("/")[1])
+            for name, value in share.items():
+                entry = moved[(year, name)]
+                entry[0] += value
+                entry[1] += 1
+    await conn.execute(
+        f"DELETE FROM {s}.totals_shares x USING unnest($1::integer[], $2::text[]) AS o (y, w) "
+        "WHERE x.year = o.y AND x.who = o.w",
+        [r["year"] for r in old_rows],
+        [r["who"] for r in old_rows],
+    )
+    for year, shares in fresh.items():
+        await _store_shares(conn, s, year, shares)
+    moves = [(y, name, t, h) for (y, name), (t, h) in moved.items() if t or h]
+    if moves:
+        await conn.execute(
+            f"""
+            INSERT INTO {s}.totals_sums AS x (year, period, key, total, holders)
+            SELECT y, split_part(k, '|', 1), split_part(k, '|', 2), t, h
+            FROM unnest($1::integer[], $2::text[], $3::bigint[], $4::bigint[]) AS m (y, k, t, h)
+            ON CONFLICT (year, period, key) DO UPDATE
+            SET total = x.total + EXCLUDED.total, holders = x.holders + EXCLUDED.holders
+            """,
+            [m[0] for m in moves],
+            [m[1] for m in moves],
+            [m[2] for m in moves],
+            [m[3] for m in moves],
+        )
+    if organisations:
+        await _fill_first_trainings(conn, s, options, sorted(organisations))
+
+
+async def _fill_first_trainings(
+    conn: asyncpg.Connection, s: str, options: GridOptions, organisations: list[str] | None
+) -> None:
+    """Each organisation's first signal training (of ``organisations``, or of all)."""
+    where = "" if organisations is None else "AND organisation_id = ANY($2::text[])"
+    args: list[Any] = [list(options.signal_trainings)]
+    if organisations is None:
+        await conn.execute(f"DELETE FROM {s}.totals_first_training")
+    else:
+        await conn.execute(
+            f"DELETE FROM {s}.totals_first_training WHERE organisation_id = ANY($1::text[])",
+            organisations,
+        )
+        args.append(organisations)
+    await conn.execute(
+        f"INSERT INTO {s}.totals_first_training (organisation_id, first_date) "
+        f"SELECT organisation_id, min(completed_date) FROM {s}.trainings "
+        f"WHERE training = ANY($1::text[]) {where} GROUP BY 1",
+        *args,
+    )
+
+
+# ------------------------------------------------------------------------------- the grid
+
+# Figure -> (key of its value, key whose holders are its people; "" = as many as the value).
+_COUNTS = {
+    "participants_unique": ("a", "a"),
+    "attendances": ("a", "a"),
+    "no_shows": ("n", "n"),
+    "registrations": ("r", "r"),
+    "cancellations": ("c", "c"),
+    "participants_new": ("f", ""),
+    "retained": ("fr", ""),
+    **{figure: (figure, figure) for figure, _ in _S3_KEYS},
+    **{figure: (figure, "") for figure, _ in S1_TESTS},
+    "outcome_pairs": ("outcome_pairs", ""),
+    "improved": ("improved", ""),
+    "people_trained": ("people_trained", ""),
+}
+_SECTIONS = {"s2": "s2", "s3": "referrals", "s1": "respondents"}
+
+
+def _median(histogram: Mapping[int, int]) -> float:
+    """``percentile_cont(0.5)`` of the values counted in ``histogram``."""
+    values = sorted(histogram)
+    n = sum(histogram.values())
+    position = 0.5 * (n - 1)
+    low, high = int(position), int(position) + (position > int(position))
+
+    def at(index: int) -> int:
+        seen = 0
+        for v in values:
+            seen += histogram[v]
+            if index < seen:
+                return v
+        raise IndexError(index)
+
+    lower, upper = at(low), at(high)
+    return float(lower + (upper - lower) * (position - low))
+
+
+async def _grid(conn: asyncpg.Connection, s: str, year: int) -> YearGrid:
+    """The totals-only grid of ``year`` from its sums (what read_year_grid gives with
+    ``totals_only``), and the partners and organisations with trained staff from the registry."""
+    sums: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+    for r in await conn.fetch(
+        f"SELECT period, key, total, holders FROM {s}.totals_sums "
+        "WHERE year = $1 AND (total <> 0 OR holders <> 0)",
+        year,
+    ):
+        sums[r["period"]][r["key"]] = (int(r["total"]), int(r["holders"]))
+    counts: dict[tuple[str, str, str, str], Count] = {}
+    sections: dict[tuple[str, str, str, str], int] = {}
+    statistics: dict[tuple[str, str, str, str], float] = {}
+    for period, keys in sums.items():
+        for figure, (value_key, people_key) in _COUNTS.items():
+            total, holders = keys.get(value_key, (0, 0))
+            value = holders if figure == "participants_unique" else total
+            people = keys.get(people_key, (0, 0))[1] if people_key else value
+            if value:
+                counts[(figure, TOTAL, "", period)] = Count(value, people)
+        for section, key in _SECTIONS.items():
+            holders = keys.get(key, (0, 0))[1]
+            if holders:
+                sections[(section, TOTAL, "", period)] = holders
+        for statistic, prefix in (
+            ("days_to_first_attendance", _FIRST_ATTENDANCE_DAYS),
+            ("days_to_first_contact", _FIRST_CONTACT_DAYS),
+        ):
+            histogram = {
+                int(k.removeprefix(prefix)): total
+                for k, (total, _) in keys.items()
+                if k.startswith(prefix) and total
+            }
+            if histogram:
+                statistics[(statistic, TOTAL, "", period)] = _median(histogram)
+        pairs = keys.get("outcome_pairs", (0, 0))[0]
+        if pairs:
+            change = keys.get("change", (0, 0))[0]
+            # As avg() of the changes would give it: numeric division, then float.
+            mean = await conn.fetchval("SELECT ($1::numeric / $2::numeric)::float8", change, pairs)
+            statistics[("outcome_mean_change", TOTAL, "", period)] = float(mean)
+    for r in await conn.fetch(
+        f"""
+        WITH m AS (
+            SELECT to_char(d, 'YYYY-MM') AS period,
+                   (d + interval '1 month' - interval '1 day')::date AS last_day
+            FROM generate_series(make_date($1, 1, 1), make_date($1, 12, 1), interval '1 month') d
+        )
+        SELECT m.period,
+               (SELECT count(*) FROM platform.partners p
+                WHERE p.joined <= m.last_day AND (p.left_on IS NULL OR p.left_on > m.last_day))
+                   AS partners,
+               (SELECT count(*) FROM {s}.totals_first_training t
+                JOIN platform.partners p ON p.organisation_id = t.organisation_id
+                     AND p.joined <= m.last_day AND (p.left_on IS NULL OR p.left_on > m.last_day)
+                WHERE t.first_date <= m.last_day) AS with_staff
+        FROM m
+        """,
+        year,
+    ):
+        for figure, n in (
+            ("partners", r["partners"]),
+            ("organisations_with_trained_staff", r["with_staff"]),
+        ):
+            if n:
+                counts[(figure, TOTAL, "", r["period"])] = Count(int(n), int(n))
+    return YearGrid(year=year, keys={}, counts=counts, sections=sections, statistics=statistics)
