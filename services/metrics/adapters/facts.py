@@ -1,7 +1,8 @@
 """Apply decoded events to the fact tables: one set-based statement per event type per batch.
 
-Every statement is idempotent on its own (natural primary keys, ON CONFLICT DO NOTHING, or
-"greatest wins" upserts): the facts are right even if the same event were applied twice, and
+Every statement is idempotent (natural primary keys, ON CONFLICT DO NOTHING — after a plain
+insert met a key seen before, see FactWriter.__call__ — or "greatest wins" upserts): the facts
+are right even if the same event were applied twice, and
 whatever the order of arrival (every version of an activity is kept with the moment it came into
 force). That is the deduplication of an event a relay published twice (shared.consumer's
 ``"offsets"`` tracking recognises a batch Kafka redelivers): each statement returns the natural
@@ -113,6 +114,10 @@ def _split(param: str) -> str:
     return f"string_to_array({param}::text, ' ')"
 
 
+# What a fact statement does with a row whose natural key is there already: the second try of
+# a batch in which a plain insert met one (FactWriter.__call__).
+_SKIP_SEEN = "ON CONFLICT DO NOTHING"
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -183,23 +188,18 @@ class FactWriter:
             # Rare: erase, leave out the erased people's events, and group what is left.
             events = await self._without_erased(conn, events, erasures)
             by_type, last_seen, _ = _grouped(events)
-        changed: list[CloudEvent[Any]] = []
-        # The new events by type: the rollups' upkeep looks at some types only.
-        new_by_type: dict[type, list[CloudEvent[Any]]] = {}
-        # The people whose first attendance the new rows can change (the attendance statement
-        # says which, as it inserts them).
-        people: set[str] = set()
-        for cls, group in by_type.items():
-            if cls is AttendanceRecorded:  # the rollup's upkeep rides on its statement
-                new, touched = await self._attendance(conn, group)
-                people.update(touched)
-            else:
-                handler = self._handlers.get(cls)
-                if handler is None:
-                    raise ValueError(f"the metrics service does not apply {cls.__name__} events")
-                new = await handler(self, conn, group)
-            new_by_type[cls] = new
-            changed.extend(new)
+        # Plain INSERTs first, in a savepoint: ON CONFLICT looks every key up in the primary
+        # key before inserting it (a second descent of the index per row, about 3 µs of
+        # PostgreSQL's CPU per attendance row of its 19, docs/benchmarks.md), while a plain
+        # insert checks uniqueness in its one descent. A key seen before (a relay's duplicate;
+        # two events with one key in a batch) is rare: a statement then fails, the batch's
+        # facts are rolled back to the savepoint and written again with ON CONFLICT DO
+        # NOTHING. Either way the rows and the answer are those of ON CONFLICT DO NOTHING.
+        try:
+            async with conn.transaction():
+                changed, new_by_type, people = await self._facts(conn, by_type, "")
+        except asyncpg.UniqueViolationError:
+            changed, new_by_type, people = await self._facts(conn, by_type, _SKIP_SEEN)
         if last_seen:
             # Sorted, so two instances touching the same organisations lock them in one order
             # and cannot deadlock each other.
@@ -218,6 +218,29 @@ class FactWriter:
         if applied:
             await self._bump(conn, len(applied))
         return applied
+
+    async def _facts(
+        self, conn: asyncpg.Connection, by_type: Mapping[type, list[Any]], conflict: str
+    ) -> tuple[list[CloudEvent[Any]], dict[type, list[CloudEvent[Any]]], set[str]]:
+        """Insert the facts of every type (``conflict``: ``""`` or :data:`_SKIP_SEEN`): the
+        events whose fact was new, those by type (the rollups' upkeep looks at some types
+        only), and the people whose first attendance the new rows can change (the attendance
+        statement says which, as it inserts them)."""
+        changed: list[CloudEvent[Any]] = []
+        new_by_type: dict[type, list[CloudEvent[Any]]] = {}
+        people: set[str] = set()
+        for cls, group in by_type.items():
+            if cls is AttendanceRecorded:  # the rollup's upkeep rides on its statement
+                new, touched = await self._attendance(conn, group, conflict)
+                people.update(touched)
+            else:
+                handler = self._handlers.get(cls)
+                if handler is None:
+                    raise ValueError(f"the metrics service does not apply {cls.__name__} events")
+                new = await handler(self, conn, group, conflict)
+            new_by_type[cls] = new
+            changed.extend(new)
+        return changed, new_by_type, people
 
     async def _roll_up(
         self,
@@ -327,7 +350,7 @@ class FactWriter:
             await conn.execute(statement, subjects)
 
     async def _activities(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         # Every version, in force from the moment it was accepted: a session counts with the
         # version in force when it took place, so a later change never rewrites earlier periods.
@@ -337,7 +360,7 @@ class FactWriter:
             f"INSERT INTO {self.s}.activity_versions (organisation_id, activity_id, version, "
             "valid_from, category, aimed_at_connection, neighbourhood, active) "
             "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], "
-            "$5::text[], $6::bool[], $7::text[], $8::bool[]) ON CONFLICT DO NOTHING "
+            f"$5::text[], $6::bool[], $7::text[], $8::bool[]) {conflict} "
             "RETURNING organisation_id, activity_id, version",
             [d.organisation_id for d in rows],
             [d.activity_id for d in rows],
@@ -353,7 +376,7 @@ class FactWriter:
         )
 
     async def _registrations(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         # Columns as space-joined strings (see _attendance); the two that may be null (and
         # whose pattern allows any non-space character) stay arrays. The day is derived as
@@ -374,7 +397,7 @@ class FactWriter:
                             $9::text[])
                     AS u(o, r, a, p, nb, ab, us, ref, rorg)
             ) u
-            ON CONFLICT DO NOTHING RETURNING organisation_id, registration_id
+            {conflict} RETURNING organisation_id, registration_id
             """,
             " ".join(orgs),
             " ".join(ids),
@@ -391,7 +414,7 @@ class FactWriter:
         )
 
     async def _cancellations(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         orgs, ids, activities, moments = zip(
             *[_CANCELLATION_ROW(e.data) for e in events], strict=True
@@ -406,7 +429,7 @@ class FactWriter:
                 FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_bigints("$4")})
                     AS u(o, r, a, us)
             ) u
-            ON CONFLICT DO NOTHING RETURNING organisation_id, registration_id
+            {conflict} RETURNING organisation_id, registration_id
             """,
             " ".join(orgs),
             " ".join(ids),
@@ -418,7 +441,7 @@ class FactWriter:
         )
 
     async def _attendance(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> tuple[list[CloudEvent[Any]], list[str]]:
         """The new attendance rows, and the people among them whose first attendance they can
         change (rollups.TOUCHES), in one statement that answers one row: the count inserted,
@@ -441,7 +464,8 @@ class FactWriter:
         # The session's date is its start's date in Amsterdam (what the event's session_date
         # says by the contract), derived here so that the schema's check (migration 008) holds
         # for every row this writer makes.
-        statement = f"""
+        found = await conn.fetchrow(
+            f"""
             WITH n AS (
                 INSERT INTO {self.s}.attendance (organisation_id, attendance_id, activity_id,
                     participant_id, neighbourhood, age_band, session_start, session_date,
@@ -454,7 +478,7 @@ class FactWriter:
                                 {_split("$5")}, {_split("$6")}, {_bigints("$7")}, {_split("$8")})
                         AS u(o, i, a, p, nb, ab, us, st)
                 ) u
-                /* conflict */
+                {conflict}
                 RETURNING organisation_id, attendance_id, activity_id, participant_id,
                           session_start, session_date, attended
             )
@@ -463,8 +487,7 @@ class FactWriter:
                    CASE WHEN count(*) < $9 THEN array_agg(n.attendance_id) END AS ids,
                    {touched} AS touched
             FROM n LEFT JOIN {self.s}.first_attendance f ON f.participant_id = n.participant_id
-            """
-        args = (
+            """,
             " ".join(orgs),
             " ".join(ids),
             " ".join(activities),
@@ -475,20 +498,6 @@ class FactWriter:
             " ".join(statuses),  # `attended` or `no_show`
             len(events),
         )
-        # A plain INSERT first, in a savepoint: ON CONFLICT looks every key up in the primary
-        # key before inserting it (a second descent of the index per row, about 3 µs of
-        # PostgreSQL's CPU per row of its 20, docs/benchmarks.md), while a plain insert checks
-        # uniqueness in its one descent. A key seen before (a relay's duplicate; two events
-        # with one key in a batch) is rare: the insert then fails as a whole, is rolled back
-        # to the savepoint, and the batch goes again with ON CONFLICT DO NOTHING. Either way
-        # the rows and the answer are those of ON CONFLICT DO NOTHING.
-        try:
-            async with conn.transaction():
-                found = await conn.fetchrow(statement, *args)
-        except asyncpg.UniqueViolationError:
-            found = await conn.fetchrow(
-                statement.replace("/* conflict */", "ON CONFLICT DO NOTHING"), *args
-            )
         assert found is not None
         people: list[str] = found["touched"] or []
         if found["inserted"] == len(events):
@@ -500,7 +509,7 @@ class FactWriter:
         )
 
     async def _referrals(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         rows: list[ReferralCreated] = [e.data for e in events]
         # Arrays of arrays cannot go through unnest; signals travel as a delimited string.
@@ -513,7 +522,7 @@ class FactWriter:
             f"{_moment('us')} AS c FROM unnest("
             "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
             f"{_bigints('$8')}) AS t(o, r, p, role, sig, rto, rcv, us)) t "
-            "ON CONFLICT DO NOTHING RETURNING organisation_id, referral_id",
+            f"{conflict} RETURNING organisation_id, referral_id",
             [d.organisation_id for d in rows],
             [d.referral_id for d in rows],
             [d.participant.id for d in rows],
@@ -531,7 +540,7 @@ class FactWriter:
         return self.services.get(d.referred_to.service or "")  # a v1 referral to a service
 
     async def _referral_status(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         rows: list[ReferralStatusChanged] = [e.data for e in events]
         inserted = await conn.fetch(
@@ -539,7 +548,7 @@ class FactWriter:
             f"status, at, changed_by, sequence) SELECT e, o, r, st, {_moment('us')}, cb, sq "
             "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
             f"{_bigints('$5')}, $6::text[], $7::bigint[]) AS u(e, o, r, st, us, cb, sq) "
-            "ON CONFLICT DO NOTHING RETURNING event_id",
+            f"{conflict} RETURNING event_id",
             [e.id for e in events],
             [d.organisation_id for d in rows],
             [d.referral_id for d in rows],
@@ -551,7 +560,7 @@ class FactWriter:
         return _changed(events, lambda e: (e.id,), inserted)
 
     async def _trainings(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         orgs, ids, people, roles, trainings, moments = zip(
             *[_TRAINING_ROW(e.data) for e in events], strict=True
@@ -563,7 +572,7 @@ class FactWriter:
             SELECT o, t, p, r, tr, {rollups.LOCAL_DATE.format(_moment("us"))}
             FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_split("$4")},
                         {_split("$5")}, {_bigints("$6")}) AS u(o, t, p, r, tr, us)
-            ON CONFLICT DO NOTHING RETURNING organisation_id, training_id
+            {conflict} RETURNING organisation_id, training_id
             """,
             " ".join(orgs),
             " ".join(ids),
@@ -575,7 +584,7 @@ class FactWriter:
         return _changed(events, lambda e: (e.data.organisation_id, e.data.training_id), inserted)
 
     async def _measurements(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         # Columns as space-joined strings (see _attendance); a null as `-`, which none of the
         # nullable columns' values can be (a pseudonym, small non-negative integers, literals).
@@ -597,7 +606,7 @@ class FactWriter:
                             {_nullable("$11", "::int[]")}, {_nullable("$12")})
                     AS u(o, m, i, c, p, nb, ab, us, t, e, so, ca)
             ) u
-            ON CONFLICT DO NOTHING RETURNING organisation_id, measurement_id
+            {conflict} RETURNING organisation_id, measurement_id
             """,
             " ".join(orgs),
             " ".join(ids),
@@ -615,7 +624,7 @@ class FactWriter:
         return _changed(events, lambda e: (e.data.organisation_id, e.data.measurement_id), inserted)
 
     async def _ignore(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         """Dead letters are for people, not for the figures."""
         return list(events)
