@@ -1,7 +1,8 @@
 """Apply decoded events to the fact tables: one set-based statement per event type per batch.
 
-Every statement is idempotent on its own (natural primary keys, ON CONFLICT DO NOTHING, or
-"greatest wins" upserts): the facts are right even if the same event were applied twice, and
+Every statement is idempotent (natural primary keys, ON CONFLICT DO NOTHING — after a plain
+insert met a key seen before, see FactWriter.__call__ — or "greatest wins" upserts): the facts
+are right even if the same event were applied twice, and
 whatever the order of arrival (every version of an activity is kept with the moment it came into
 force). That is the deduplication of an event a relay published twice (shared.consumer's
 ``"offsets"`` tracking recognises a batch Kafka redelivers): each statement returns the natural
@@ -115,6 +116,10 @@ def _split(param: str) -> str:
     return f"string_to_array({param}::text, ' ')"
 
 
+# What a fact statement does with a row whose natural key is there already: the second try of
+# a batch in which a plain insert met one (FactWriter.__call__).
+_SKIP_SEEN = "ON CONFLICT DO NOTHING"
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -188,23 +193,18 @@ class FactWriter:
             # Rare: erase, leave out the erased people's events, and group what is left.
             events, also = await self._without_erased(conn, events, erasures)
             by_type, last_seen, _ = _grouped(events)
-        changed: list[CloudEvent[Any]] = []
-        # The new events by type: the rollups' upkeep looks at some types only.
-        new_by_type: dict[type, list[CloudEvent[Any]]] = {}
-        # The people whose first attendance the new rows can change (the attendance statement
-        # says which, as it inserts them).
-        people: set[str] = set()
-        for cls, group in by_type.items():
-            if cls is AttendanceRecorded:  # the rollup's upkeep rides on its statement
-                new, touched = await self._attendance(conn, group)
-                people.update(touched)
-            else:
-                handler = self._handlers.get(cls)
-                if handler is None:
-                    raise ValueError(f"the metrics service does not apply {cls.__name__} events")
-                new = await handler(self, conn, group)
-            new_by_type[cls] = new
-            changed.extend(new)
+        # Plain INSERTs first, in a savepoint: ON CONFLICT looks every key up in the primary
+        # key before inserting it (a second descent of the index per row, about 3 µs of
+        # PostgreSQL's CPU per attendance row of its 19, docs/benchmarks.md), while a plain
+        # insert checks uniqueness in its one descent. A key seen before (a relay's duplicate;
+        # two events with one key in a batch) is rare: a statement then fails, the batch's
+        # facts are rolled back to the savepoint and written again with ON CONFLICT DO
+        # NOTHING. Either way the rows and the answer are those of ON CONFLICT DO NOTHING.
+        try:
+            async with conn.transaction():
+                changed, new_by_type, people = await self._facts(conn, by_type, "")
+        except asyncpg.UniqueViolationError:
+            changed, new_by_type, people = await self._facts(conn, by_type, _SKIP_SEEN)
         if last_seen:
             # In this writer's slot (migration 012): two instances upserting the same rows
             # would wait for each other's commit in every batch. Sorted all the same, so two
@@ -252,6 +252,29 @@ class FactWriter:
             " ".join(keys),
         )
 
+    async def _facts(
+        self, conn: asyncpg.Connection, by_type: Mapping[type, list[Any]], conflict: str
+    ) -> tuple[list[CloudEvent[Any]], dict[type, list[CloudEvent[Any]]], set[str]]:
+        """Insert the facts of every type (``conflict``: ``""`` or :data:`_SKIP_SEEN`): the
+        events whose fact was new, those by type (the rollups' upkeep looks at some types
+        only), and the people whose first attendance the new rows can change (the attendance
+        statement says which, as it inserts them)."""
+        changed: list[CloudEvent[Any]] = []
+        new_by_type: dict[type, list[CloudEvent[Any]]] = {}
+        people: set[str] = set()
+        for cls, group in by_type.items():
+            if cls is AttendanceRecorded:  # the rollup's upkeep rides on its statement
+                new, touched = await self._attendance(conn, group, conflict)
+                people.update(touched)
+            else:
+                handler = self._handlers.get(cls)
+                if handler is None:
+                    raise ValueError(f"the metrics service does not apply {cls.__name__} events")
+                new = await handler(self, conn, group, conflict)
+            new_by_type[cls] = new
+            changed.extend(new)
+        return changed, new_by_type, people
+
     async def _roll_up(
         self,
         conn: asyncpg.Connection,
@@ -265,15 +288,16 @@ class FactWriter:
         type: an ``isinstance`` per new event was a measurable cost.) Returns who attended or
         registered for the new activity versions' activities (their sessions and registrations
         may count otherwise now: services/metrics/adapters/totals.py)."""
-        people.update(e.data.subject_id for e in erasures)
+        # The erased and the attendees of a new version may lose their row; ``people`` (new
+        # attendance only) cannot.
         versions = {
             (e.data.organisation_id, e.data.activity_id)
             for e in new_by_type.get(ActivityUpserted, ())
         }
         attendees = set(await rollups.touched_by_activities(conn, self.s, sorted(versions)))
-        people.update(attendees)
+        removable = {e.data.subject_id for e in erasures} | attendees
         registered = await registered_for_activities(conn, self.s, sorted(versions))
-        await rollups.refresh_first_attendance(conn, self.s, people)
+        await rollups.refresh_first_attendance(conn, self.s, removable, grown=people)
         referrals = [
             (e.data.organisation_id, e.data.referral_id)
             for cls in (ReferralCreated, ReferralStatusChanged)
@@ -384,7 +408,7 @@ class FactWriter:
         return touched
 
     async def _activities(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         # Every version, in force from the moment it was accepted: a session counts with the
         # version in force when it took place, so a later change never rewrites earlier periods.
@@ -394,7 +418,7 @@ class FactWriter:
             f"INSERT INTO {self.s}.activity_versions (organisation_id, activity_id, version, "
             "valid_from, category, aimed_at_connection, neighbourhood, active) "
             "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], "
-            "$5::text[], $6::bool[], $7::text[], $8::bool[]) ON CONFLICT DO NOTHING "
+            f"$5::text[], $6::bool[], $7::text[], $8::bool[]) {conflict} "
             "RETURNING organisation_id, activity_id, version",
             [d.organisation_id for d in rows],
             [d.activity_id for d in rows],
@@ -410,7 +434,7 @@ class FactWriter:
         )
 
     async def _registrations(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         # Columns as space-joined strings (see _attendance); the two that may be null (and
         # whose pattern allows any non-space character) stay arrays. The day is derived as
@@ -431,7 +455,7 @@ class FactWriter:
                             $9::text[])
                     AS u(o, r, a, p, nb, ab, us, ref, rorg)
             ) u
-            ON CONFLICT DO NOTHING RETURNING organisation_id, registration_id
+            {conflict} RETURNING organisation_id, registration_id
             """,
             " ".join(orgs),
             " ".join(ids),
@@ -448,7 +472,7 @@ class FactWriter:
         )
 
     async def _cancellations(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         orgs, ids, activities, moments = zip(
             *[_CANCELLATION_ROW(e.data) for e in events], strict=True
@@ -463,7 +487,7 @@ class FactWriter:
                 FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_bigints("$4")})
                     AS u(o, r, a, us)
             ) u
-            ON CONFLICT DO NOTHING RETURNING organisation_id, registration_id
+            {conflict} RETURNING organisation_id, registration_id
             """,
             " ".join(orgs),
             " ".join(ids),
@@ -475,7 +499,7 @@ class FactWriter:
         )
 
     async def _attendance(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> tuple[list[CloudEvent[Any]], list[str]]:
         """The new attendance rows, and the people among them whose first attendance they can
         change (rollups.TOUCHES), in one statement that answers one row: the count inserted,
@@ -495,6 +519,16 @@ class FactWriter:
             if self.rollups
             else "NULL::text[]"
         )
+        # Each new row's rollup row by its key (at most one): LIMIT keeps the subquery from
+        # being pulled up into a join, which a custom plan made a hash join over a sequential
+        # scan of all of first_attendance (auto_explain: 32 of the 188 slowest attendance
+        # statements in 200,000 events), a cost that grows with the people ever seen.
+        rollup_row = (
+            f"LEFT JOIN LATERAL (SELECT * FROM {self.s}.first_attendance f "
+            "WHERE f.participant_id = n.participant_id LIMIT 1) f ON true"
+            if self.rollups
+            else ""
+        )
         # The session's date is its start's date in Amsterdam (what the event's session_date
         # says by the contract), derived here so that the schema's check (migration 008) holds
         # for every row this writer makes.
@@ -512,7 +546,7 @@ class FactWriter:
                                 {_split("$5")}, {_split("$6")}, {_bigints("$7")}, {_split("$8")})
                         AS u(o, i, a, p, nb, ab, us, st)
                 ) u
-                ON CONFLICT DO NOTHING
+                {conflict}
                 RETURNING organisation_id, attendance_id, activity_id, participant_id,
                           session_start, session_date, attended
             )
@@ -520,7 +554,7 @@ class FactWriter:
                    CASE WHEN count(*) < $9 THEN array_agg(n.organisation_id) END AS orgs,
                    CASE WHEN count(*) < $9 THEN array_agg(n.attendance_id) END AS ids,
                    {touched} AS touched
-            FROM n LEFT JOIN {self.s}.first_attendance f ON f.participant_id = n.participant_id
+            FROM n {rollup_row}
             """,
             " ".join(orgs),
             " ".join(ids),
@@ -543,7 +577,7 @@ class FactWriter:
         )
 
     async def _referrals(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         rows: list[ReferralCreated] = [e.data for e in events]
         # Arrays of arrays cannot go through unnest; signals travel as a delimited string.
@@ -556,7 +590,7 @@ class FactWriter:
             f"{_moment('us')} AS c FROM unnest("
             "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
             f"{_bigints('$8')}) AS t(o, r, p, role, sig, rto, rcv, us)) t "
-            "ON CONFLICT DO NOTHING RETURNING organisation_id, referral_id",
+            f"{conflict} RETURNING organisation_id, referral_id",
             [d.organisation_id for d in rows],
             [d.referral_id for d in rows],
             [d.participant.id for d in rows],
@@ -574,7 +608,7 @@ class FactWriter:
         return self.services.get(d.referred_to.service or "")  # a v1 referral to a service
 
     async def _referral_status(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         rows: list[ReferralStatusChanged] = [e.data for e in events]
         inserted = await conn.fetch(
@@ -582,7 +616,7 @@ class FactWriter:
             f"status, at, changed_by, sequence) SELECT e, o, r, st, {_moment('us')}, cb, sq "
             "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
             f"{_bigints('$5')}, $6::text[], $7::bigint[]) AS u(e, o, r, st, us, cb, sq) "
-            "ON CONFLICT DO NOTHING RETURNING event_id",
+            f"{conflict} RETURNING event_id",
             [e.id for e in events],
             [d.organisation_id for d in rows],
             [d.referral_id for d in rows],
@@ -594,7 +628,7 @@ class FactWriter:
         return _changed(events, lambda e: (e.id,), inserted)
 
     async def _trainings(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         orgs, ids, people, roles, trainings, moments = zip(
             *[_TRAINING_ROW(e.data) for e in events], strict=True
@@ -606,7 +640,7 @@ class FactWriter:
             SELECT o, t, p, r, tr, {rollups.LOCAL_DATE.format(_moment("us"))}
             FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_split("$4")},
                         {_split("$5")}, {_bigints("$6")}) AS u(o, t, p, r, tr, us)
-            ON CONFLICT DO NOTHING RETURNING organisation_id, training_id
+            {conflict} RETURNING organisation_id, training_id
             """,
             " ".join(orgs),
             " ".join(ids),
@@ -618,7 +652,7 @@ class FactWriter:
         return _changed(events, lambda e: (e.data.organisation_id, e.data.training_id), inserted)
 
     async def _measurements(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         # Columns as space-joined strings (see _attendance); a null as `-`, which none of the
         # nullable columns' values can be (a pseudonym, small non-negative integers, literals).
@@ -640,7 +674,7 @@ class FactWriter:
                             {_nullable("$11", "::int[]")}, {_nullable("$12")})
                     AS u(o, m, i, c, p, nb, ab, us, t, e, so, ca)
             ) u
-            ON CONFLICT DO NOTHING RETURNING organisation_id, measurement_id
+            {conflict} RETURNING organisation_id, measurement_id
             """,
             " ".join(orgs),
             " ".join(ids),
@@ -658,7 +692,7 @@ class FactWriter:
         return _changed(events, lambda e: (e.data.organisation_id, e.data.measurement_id), inserted)
 
     async def _ignore(
-        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]
+        self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         """Dead letters are for people, not for the figures."""
         return list(events)
