@@ -122,6 +122,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _s(seconds: float) -> str:
+    """Seconds, in milliseconds below one (a refresh from the kept sums takes tens of them)."""
+    return f"{seconds * 1000:,.0f} ms" if seconds < 1 else f"{seconds:,.1f} s"
+
+
 def render_table(report: dict[str, Any]) -> str:
     r = report["results"]
     rows: list[tuple[str, str, str, str, str]] = [
@@ -366,7 +371,7 @@ def render_table(report: dict[str, Any]) -> str:
             rows.append(
                 (
                     f"reads {where}: full refresh",
-                    f"totals {t['seconds']:,.1f} s, snapshot {snap['seconds']:,.1f} s",
+                    f"totals {_s(t['seconds'])}, snapshot {_s(snap['seconds'])}",
                     f"CPU {t['cpu_seconds']:,.1f} s + PostgreSQL "
                     f"{t['postgresql_cpu_seconds']:,.1f} s; release {run['release']['seconds']:,.0f} s",
                     "",
@@ -378,7 +383,7 @@ def render_table(report: dict[str, Any]) -> str:
                 rows.append(
                     (
                         f"  refresh after {changed['events']:,} new events",
-                        f"{changed['seconds']:,.2f} s",
+                        _s(changed["seconds"]),
                         f"CPU {changed['cpu_seconds']:,.2f} s + PostgreSQL "
                         f"{changed['postgresql_cpu_seconds']:,.2f} s",
                         "",
@@ -389,8 +394,8 @@ def render_table(report: dict[str, Any]) -> str:
                 rows.append(
                     (
                         "  first computation of the totals' sums",
-                        f"totals {build['totals']['seconds']:,.1f} s, "
-                        f"snapshot {build['snapshot']['seconds']:,.1f} s",
+                        f"totals {_s(build['totals']['seconds'])}, "
+                        f"snapshot {_s(build['snapshot']['seconds'])}",
                         "once: after a migration, a rebuild, a change of the settings",
                         "",
                         "",
