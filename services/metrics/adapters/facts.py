@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import asyncpg
 
 from services.metrics.adapters import rollups
-from services.metrics.adapters.totals import registered_for_activities
+from services.metrics.adapters.totals import referred_alongside, registered_for_activities
 from services.metrics.adapters.year_grid import ANONYMOUS, CANCELLATION
 from shared.events import (
     ActivityUpserted,
@@ -367,21 +367,7 @@ class FactWriter:
         facts are gone that can no longer be found (services/metrics/adapters/totals.py)."""
         subjects = sorted({e.data.subject_id for e in events})
         s = self.s
-        touched = {
-            r["participant_id"]
-            for r in await conn.fetch(
-                f"""
-                SELECT r.participant_id FROM {s}.referrals r
-                WHERE (r.receiving_organisation_id, r.referral_id) IN (
-                    SELECT g.organisation_id, g.referral_id FROM {s}.registrations g
-                    WHERE g.participant_id = ANY($1::text[]) AND g.referral_id IS NOT NULL
-                    UNION
-                    SELECT o.receiving_organisation_id, o.referral_id FROM {s}.referrals o
-                    WHERE o.participant_id = ANY($1::text[]))
-                """,
-                subjects,
-            )
-        }
+        touched = await referred_alongside(conn, s, subjects)
         await conn.execute(
             f"INSERT INTO {s}.erased_subjects (subject_id, erased_at) "
             "SELECT * FROM unnest($1::text[], $2::timestamptz[]) ON CONFLICT DO NOTHING",

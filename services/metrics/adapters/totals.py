@@ -59,7 +59,13 @@ from services.metrics.domain.disclosure import TOTAL, Count, YearGrid
 from services.metrics.domain.windows import CONVERSION_DAYS, RETENTION_DAYS, RETENTION_SESSIONS
 from shared.scale import CATEGORY_ORDER, LONELY_FROM, SEVERE_FROM
 
-__all__ = ["TRAINED", "forget_totals", "refresh_totals", "registered_for_activities"]
+__all__ = [
+    "TRAINED",
+    "forget_totals",
+    "referred_alongside",
+    "refresh_totals",
+    "registered_for_activities",
+]
 
 # Bump when a share's definition changes: every year is computed again at its next refresh.
 VERSION = 1
@@ -265,6 +271,25 @@ async def registered_for_activities(
     return {r["k"] for r in rows}
 
 
+async def referred_alongside(conn: asyncpg.Connection, s: str, people: list[str]) -> set[str]:
+    """The participants of the referrals ``people``'s registrations name, or whose ids
+    ``people``'s referrals share at the same receiver: their shares move with ``people``'s
+    facts (conversion and retention at the receiving side, see the module)."""
+    rows = await conn.fetch(
+        f"""
+        SELECT DISTINCT r.participant_id FROM {s}.referrals r
+        WHERE (r.receiving_organisation_id, r.referral_id) IN (
+            SELECT g.organisation_id, g.referral_id FROM {s}.registrations g
+            WHERE g.participant_id = ANY($1::text[]) AND g.referral_id IS NOT NULL
+            UNION
+            SELECT o.receiving_organisation_id, o.referral_id FROM {s}.referrals o
+            WHERE o.participant_id = ANY($1::text[]))
+        """,
+        people,
+    )
+    return {r["participant_id"] for r in rows}
+
+
 async def forget_totals(conn: asyncpg.Connection, s: str) -> None:
     """Every year computed again at its next refresh (after facts changed without the fact
     writer: retention's deletes)."""
@@ -370,19 +395,7 @@ async def _widened(
     ):
         people.add(row["participant_id"])
     listed = sorted(people)
-    for row in await conn.fetch(
-        f"""
-        SELECT DISTINCT r.participant_id FROM {s}.referrals r
-        WHERE (r.receiving_organisation_id, r.referral_id) IN (
-            SELECT g.organisation_id, g.referral_id FROM {s}.registrations g
-            WHERE g.participant_id = ANY($1::text[]) AND g.referral_id IS NOT NULL
-            UNION
-            SELECT o.receiving_organisation_id, o.referral_id FROM {s}.referrals o
-            WHERE o.participant_id = ANY($1::text[]))
-        """,
-        listed,
-    ):
-        people.add(row["participant_id"])
+    people.update(await referred_alongside(conn, s, listed))
     cancellations = await conn.fetch(
         f"SELECT '{CANCELLATION}/' || organisation_id || '/' || registration_id AS k "
         f"FROM {s}.registrations WHERE participant_id = ANY($1::text[])",
