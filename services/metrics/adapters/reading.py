@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from services.metrics.adapters.rebuild_schema import REBUILD_LOCK
+from services.metrics.adapters.totals import TOTALS_LOCK
 
 __all__ = ["TOTALS_LOCK", "no_swap", "read_snapshot", "totals_snapshot", "use_work_mem"]
 
@@ -41,10 +42,6 @@ async def read_snapshot(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]
     ):
         await conn.execute("SET LOCAL jit = off")
         yield conn
-
-
-# Advisory lock (with the schema's hash) of a refresh of the totals' sums: one at a time.
-TOTALS_LOCK = 0x707A1
 
 
 @contextlib.asynccontextmanager

@@ -92,7 +92,7 @@ async def prune_facts(
             await fill_open_referrals(conn, s)
             # The totals' shares from the facts that stay: every year again at its next
             # refresh (the deletes did not go through the fact writer, which tells who changed).
-            await forget_totals(conn, s)
+            await forget_totals(conn, s, schema)
             # The change marker (migration 006): readers recompute the live totals.
             await conn.execute(
                 f"INSERT INTO {s}.fact_changes (slot, changes, events) VALUES (0, 1, 0) "

@@ -60,12 +60,17 @@ from services.metrics.domain.windows import CONVERSION_DAYS, RETENTION_DAYS, RET
 from shared.scale import CATEGORY_ORDER, LONELY_FROM, SEVERE_FROM
 
 __all__ = [
+    "TOTALS_LOCK",
     "TRAINED",
     "forget_totals",
     "referred_alongside",
     "refresh_totals",
     "registered_for_activities",
 ]
+
+# Advisory lock (with the schema's name hashed) of the sums' upkeep: one refresh at a time, and
+# retention's forgetting waits for it (services/metrics/adapters/reading.py totals_snapshot).
+TOTALS_LOCK = 0x707A1
 
 # Bump when a share's definition changes: every year is computed again at its next refresh.
 VERSION = 1
@@ -290,9 +295,13 @@ async def referred_alongside(conn: asyncpg.Connection, s: str, people: list[str]
     return {r["participant_id"] for r in rows}
 
 
-async def forget_totals(conn: asyncpg.Connection, s: str) -> None:
+async def forget_totals(conn: asyncpg.Connection, s: str, schema: str) -> None:
     """Every year computed again at its next refresh (after facts changed without the fact
-    writer: retention's deletes)."""
+    writer: retention's deletes), in the caller's transaction. It waits for a refresh under
+    way (the refresh's lock, taken until the caller's transaction ends): deleting rows the
+    refresh was about to write, after it had written ones the deletes then wanted, deadlocked
+    (seen in CI)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", TOTALS_LOCK, schema)
     for table in ("totals_years", "totals_shares", "totals_sums", "totals_changes"):
         await conn.execute(f"DELETE FROM {s}.{table}")
 
