@@ -578,12 +578,19 @@ async def _grid(conn: asyncpg.Connection, s: str, year: int) -> YearGrid:
             }
             if histogram:
                 statistics[(statistic, TOTAL, "", period)] = _median(histogram)
-        pairs = keys.get("outcome_pairs", (0, 0))[0]
-        if pairs:
-            change = keys.get("change", (0, 0))[0]
-            # As avg() of the changes would give it: numeric division, then float.
-            mean = await conn.fetchval("SELECT ($1::numeric / $2::numeric)::float8", change, pairs)
-            statistics[("outcome_mean_change", TOTAL, "", period)] = float(mean)
+    # The mean change of the outcome pairs as avg() of the changes gives it (numeric division,
+    # then float): in PostgreSQL, every period in one query.
+    for r in await conn.fetch(
+        f"""
+        SELECT p.period, (coalesce(c.total, 0)::numeric / p.total::numeric)::float8 AS mean
+        FROM {s}.totals_sums p
+        LEFT JOIN {s}.totals_sums c ON c.year = p.year AND c.period = p.period
+             AND c.key = 'change'
+        WHERE p.year = $1 AND p.key = 'outcome_pairs' AND p.total <> 0
+        """,
+        year,
+    ):
+        statistics[("outcome_mean_change", TOTAL, "", r["period"])] = float(r["mean"])
     for r in await conn.fetch(
         f"""
         WITH m AS (
