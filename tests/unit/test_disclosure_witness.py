@@ -87,21 +87,35 @@ def _totals(seed: int, residents: int, activity: float) -> YearGrid:
 
 def test_the_totals_decisions_do_not_depend_on_the_shortcut(monkeypatch):
     """Totals-only years of several sizes: the same decision for every figure with the
-    shortcut and without it (the linear programs alone), and the shortcut taken in some."""
+    search (the shortcut before the exact check, and the points that spare its programs) and
+    without it (the linear programs alone), and the shortcut taken in some."""
     years = [_totals(s, r, a) for s, r, a in [(1, 1500, 1.0), (4, 1500, 0.3), (7, 5000, 1.0)]]
     years += [_totals(s, r, a) for s, r, a in [(2, 300, 0.5), (3, 60, 0.3), (6, 40, 1.0)]]
     taken = []
+    spared = []
     original = engine_module._Model.shown_protected
+    search = engine_module._Model.witness
 
-    def spy(self: engine_module._Model, scope: engine_module.Scope) -> bool:
-        taken.append(original(self, scope))
+    def spy(self: engine_module._Model, scope: engine_module.Scope, seen) -> bool:
+        taken.append(original(self, scope, seen))
         return taken[-1]
 
+    def counted(self: engine_module._Model, scope, component, block, mine, seen) -> list[int]:
+        left = search(self, scope, component, block, mine, seen)
+        spared.append(len(mine) - len(left))
+        return left
+
     monkeypatch.setattr(engine_module._Model, "shown_protected", spy)
+    monkeypatch.setattr(engine_module._Model, "witness", counted)
     with_shortcut = [suppress(g, 10) for g in years]
     assert any(taken)
     assert not all(taken)
-    monkeypatch.setattr(engine_module._Model, "shown_protected", lambda self, scope: False)
+    assert sum(spared) > 0  # the search spared the programs some cells
+    monkeypatch.setattr(engine_module._Model, "shown_protected", lambda self, scope, seen: False)
+    monkeypatch.setattr(
+        engine_module._Model, "witness", lambda self, scope, component, block, mine, seen: mine
+    )
+    engine_module._small_ranges.cache_clear()
     without = [suppress(g, 10) for g in years]
     for a, b in zip(with_shortcut, without, strict=True):
         assert dict(a.figures) == dict(b.figures)

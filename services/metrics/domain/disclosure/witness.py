@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from .bounds import Constraint
 
-__all__ = ["all_protected"]
+__all__ = ["all_protected", "shown"]
 
 # Repair steps tried per move before giving up on it, and in all for one component: when
 # the search cannot show a cell, the linear programs decide anyway, and a long failing search
@@ -168,22 +168,32 @@ class _Block:
         return high
 
 
-def all_protected(n: int, constraints: Sequence[Constraint], truth: Sequence[int]) -> bool:
-    """Whether every variable of the component (``x >= 0``, the ``constraints``, ``truth`` a
-    feasible integer point) is shown protected: points that span at least 2, or pinned at 0.
-    False means "not shown", not "unprotected"."""
+def shown(
+    n: int,
+    constraints: Sequence[Constraint],
+    truth: Sequence[int],
+    wanted: Sequence[int] | None = None,
+) -> tuple[list[int], list[int], set[int]] | None:
+    """What the search shows of the ``wanted`` variables (all by default) of a component
+    (``x >= 0``, the ``constraints``, ``truth`` a feasible integer point): the lowest and
+    highest value of every variable in the feasible points it found, and the wanted zeros
+    pinned at 0. A wanted variable is shown protected when its values span at least 2 or it
+    is pinned; the rest is for the linear programs (the points found start them). None when
+    the relations are not of the kind searched (coefficients other than ±1)."""
     try:
         block = _Block(n, constraints, truth)
     except ValueError:
-        return False
+        return None
     low, high = list(block.truth), list(block.truth)
+    pinned: set[int] = set()
     ceiling: list[float] | None = None
-    for var in range(n):
+    for var in range(n) if wanted is None else wanted:
         if block.truth[var] == 0 and high[var] == 0:
             # A hidden zero is mostly pinned there by what is shown (an empty month beside
             # its quarter): the bounds say so at once, where every failing move would search.
             ceiling = ceiling or block.zero_ceiling()
             if ceiling[var] <= 0:
+                pinned.add(var)
                 continue
         for amount in (2, -2, 1, -1):
             if high[var] - low[var] >= 2:
@@ -197,7 +207,14 @@ def all_protected(n: int, constraints: Sequence[Constraint], truth: Sequence[int
                 for v, d in point.items():
                     value = block.truth[v] + d
                     low[v], high[v] = min(low[v], value), max(high[v], value)
-        if high[var] - low[var] >= 2:
-            continue
+    return low, high, pinned
+
+
+def all_protected(n: int, constraints: Sequence[Constraint], truth: Sequence[int]) -> bool:
+    """Whether every variable of the component is shown protected (:func:`shown`). False
+    means "not shown", not "unprotected"."""
+    found = shown(n, constraints, truth)
+    if found is None:
         return False
-    return True
+    low, high, pinned = found
+    return all(high[v] - low[v] >= 2 or v in pinned for v in range(n))
