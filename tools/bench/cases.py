@@ -1087,6 +1087,61 @@ async def freshness(
 
 # The answers each instance gives per round: every period of the year, the totals.
 DISCLOSURE_ROUNDS = 5
+# New events applied before each live totals answer of the disclosure case.
+DISCLOSURE_CHANGE_EVENTS = 10
+
+
+@contextlib.asynccontextmanager
+async def _changes(bench: Bench, dsn: str, year: int, label: str) -> Any:
+    """Real changes of ``dsn``'s facts, a few events at a time: a fresh simulation (new people
+    with their activities, registrations, attendance, referrals and answers, dated in the
+    twelve months up to ``year``'s end, as the pre-fill's) produced on topics of their own and
+    applied by a metrics service of its own (consuming, never asked). Yields ``change()``:
+    the next ``DISCLOSURE_CHANGE_EVENTS`` events, returning once they are applied (the
+    group's committed offsets, which the service commits after its transaction)."""
+    from tools.bench.prefill import _chunk
+
+    prefix = f"bench-{label}-changes-{uuid.uuid4().hex[:8]}."
+    group = f"bench-{label}-changes-{uuid.uuid4().hex[:8]}"
+    loop = asyncio.get_running_loop()
+    today = min(date(year, 12, 31), date.today())
+    # A simulation of its own each time (its ids and pseudonyms follow the seed): events
+    # another run already applied to this database would change nothing.
+    seed = random.randrange(10_000, 1_000_000)
+    made = await loop.run_in_executor(None, _chunk, seed, 0, today, bench.stack.pseudonym_secret)
+    topics = {prefix + topic for topic, _, _ in made}
+    async with _serving_metrics(bench, dsn, prefix, group, "off", f"{label}-changes", consume=True):
+        producer = AIOKafkaProducer(bootstrap_servers=bench.stack.bootstrap, acks="all")
+        await producer.start()
+        admin = AIOKafkaAdminClient(bootstrap_servers=bench.stack.bootstrap)
+        await admin.start()
+        sent = 0
+
+        async def change() -> None:
+            nonlocal sent
+            block = made[sent : sent + DISCLOSURE_CHANGE_EVENTS]
+            if not block:
+                raise RuntimeError(f"the simulation of changes ran out of events ({label})")
+            acks = [
+                await producer.send(prefix + topic, value=value, key=key, headers=KAFKA_HEADERS)
+                for topic, key, value in block
+            ]
+            await asyncio.gather(*acks)
+            sent += len(block)
+            deadline = loop.time() + 120
+            while True:
+                with contextlib.suppress(Exception):  # no group until its first commit
+                    if await _committed(admin, group, topics) >= sent:
+                        return
+                if loop.time() > deadline:
+                    raise TimeoutError(f"{len(block)} events not applied within 2 minutes")
+                await asyncio.sleep(0.01)
+
+        try:
+            yield change
+        finally:
+            await producer.stop()
+            await admin.close()
 
 
 async def _reader_key(dsn: str, scopes: tuple[str, ...] = ("indicators",)) -> str:
@@ -1112,6 +1167,7 @@ async def _serving_metrics(
     label: str = "disclosure",
     *,
     consume: bool = False,
+    settings: dict[str, str] | None = None,
 ) -> Any:
     """``verbinding serve metrics`` on ``dsn`` with disclosure control ``control`` and no answer
     cache, answering only (no consumer: the pre-fill is applied already) unless ``consume``."""
@@ -1126,6 +1182,7 @@ async def _serving_metrics(
         VERBINDING_DISCLOSURE_CONTROL=control,
         VERBINDING_INDICATOR_CACHE_SECONDS="0",
         VERBINDING_SNAPSHOT_INTERVAL_SECONDS="3600",
+        **(settings or {}),
     )
     proc = await _serve_metrics(port, env, log)
     bench.memory.watch(f"metrics ({label} {control})", proc.pid)
@@ -1177,9 +1234,12 @@ async def disclosure(bench: Bench, prefill: Prefill, dsn: str, group: str) -> di
 
     Since issue 14 a service recomputes live totals only when the facts changed (the change
     marker, ``fact_changes``); unchanged, an answer is about a millisecond either way. So
-    before every totals request the case records a change (one more ``changes`` in slot 0,
-    as the retention job does, no events) outside the measured window: every totals answer
-    measured is computed afresh, as after events arrive.
+    before every totals request, outside the measured window, ``DISCLOSURE_CHANGE_EVENTS``
+    new events of a fresh simulation are applied (:func:`_changes`), and both services wait
+    for their refresh (no stale answer): every totals answer measured is computed afresh
+    from facts that really changed, as after events arrive. (Until 2026-12-04 the change was
+    only a bump of the change marker without events: the grids stayed the same, which an
+    engine that remembers what it decided would answer for free.)
     """
     started = time.perf_counter()
     out, cpu = await _verbinding(bench, "metrics", "release", VERBINDING_DATABASE_URL=dsn)
@@ -1204,10 +1264,18 @@ async def disclosure(bench: Bench, prefill: Prefill, dsn: str, group: str) -> di
     latencies: dict[tuple[str, str], list[float]] = {}
     cpu_us: dict[tuple[str, str], list[float]] = {}
     pg_us: dict[tuple[str, str], list[float]] = {}
-    toucher = await asyncpg.connect(dsn, timeout=10)
+    # Every totals answer waits for the refresh its change started (no stale answers).
+    fresh = {"VERBINDING_INDICATOR_MAX_STALE_SECONDS": "0"}
     async with (
-        _serving_metrics(bench, dsn, prefill.prefix, group, "full") as (full_url, full_pid),
-        _serving_metrics(bench, dsn, prefill.prefix, group, "off") as (off_url, off_pid),
+        _changes(bench, dsn, int(busiest), "disclosure") as change,
+        _serving_metrics(bench, dsn, prefill.prefix, group, "full", settings=fresh) as (
+            full_url,
+            full_pid,
+        ),
+        _serving_metrics(bench, dsn, prefill.prefix, group, "off", settings=fresh) as (
+            off_url,
+            off_pid,
+        ),
         ConnectionPool(full_url, headers, size=1) as full,
         ConnectionPool(off_url, headers, size=1) as off,
     ):
@@ -1220,11 +1288,7 @@ async def disclosure(bench: Bench, prefill: Prefill, dsn: str, group: str) -> di
             times = latencies.setdefault((kind, control), [])
             for path in paths:
                 if kind == "totals":
-                    await toucher.execute(
-                        "INSERT INTO metrics.fact_changes (slot, changes, events) "
-                        "VALUES (0, 1, 0) ON CONFLICT (slot) DO UPDATE "
-                        "SET changes = metrics.fact_changes.changes + 1"
-                    )
+                    await change()
                 before = precise_cpu_seconds(pid), postgres_precise_cpu_seconds(bench.stack)
                 sent = loop.time()
                 answer = await client.request("GET", path)
@@ -1245,7 +1309,6 @@ async def disclosure(bench: Bench, prefill: Prefill, dsn: str, group: str) -> di
             for control in instances:
                 await ask("totals", control, totals)
                 await ask("breakdowns", control, breakdowns)
-    await toucher.close()
 
     def summary(kind: str, control: str) -> dict[str, Any]:
         service = _median(cpu_us[(kind, control)])
@@ -1284,6 +1347,7 @@ async def disclosure(bench: Bench, prefill: Prefill, dsn: str, group: str) -> di
         },
         "year": int(busiest),
         "rounds": DISCLOSURE_ROUNDS,
+        "events_before_each_totals_answer": DISCLOSURE_CHANGE_EVENTS,
         "per_answer": per_answer,
     }
 
