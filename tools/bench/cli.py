@@ -8,6 +8,7 @@ import asyncio
 import os
 import platform
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,7 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     started = time.perf_counter()
     load = {"start": load_average()}
     filled = None
+    errors: dict[str, str] = {}
     try:
         if {"aggregation", "rebuild", "disclosure"} & set(args.cases):
             say(f"pre-fill: {args.events:,} simulator events ...")
@@ -238,48 +240,75 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
                 "pseudonymisation, scoring and models) and produced straight to Kafka",
             }
         bare_rate = 0.0
+
+        async def attempt(name: str, case: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+            """Run one case; its failure is reported with what the others measured (a late
+            case's failure used to lose the whole report)."""
+            try:
+                results[name] = await case()
+            except Exception as exc:
+                say(f"  {name} FAILED: {type(exc).__name__}: {exc}")
+                errors[name] = f"{type(exc).__name__}: {exc}"
+
         if {"aggregation", "disclosure"} & set(args.cases) and filled is not None:
             say("aggregation ...")
-            results["aggregation"] = await cases.aggregation(bench, filled, args.instances)
-            bare_rate = results["aggregation"]["bare_decode"]["events_per_second"]
+            await attempt("aggregation", lambda: cases.aggregation(bench, filled, args.instances))
+            bare_rate = (
+                results.get("aggregation", {}).get("bare_decode", {}).get("events_per_second", 0.0)
+            )
         if "rebuild" in args.cases and filled is not None:
             say("rebuild ...")
-            dsn = results.get("aggregation", {}).get("database") or await cases.fresh_database(
-                bench, "verbinding_bench"
-            )
-            results["rebuild"] = await cases.rebuild(bench, filled, dsn, bare_rate)
-            say(f"  rebuild: {results['rebuild']['events_per_second']:,.0f}/s")
+
+            async def rebuild() -> dict[str, Any]:
+                assert filled is not None
+                dsn = results.get("aggregation", {}).get("database") or await cases.fresh_database(
+                    bench, "verbinding_bench"
+                )
+                found = await cases.rebuild(bench, filled, dsn, bare_rate)
+                say(f"  rebuild: {found['events_per_second']:,.0f}/s")
+                return found
+
+            await attempt("rebuild", rebuild)
         if "disclosure" in args.cases and filled is not None:
-            say("disclosure: a release, then /v1/indicators with and without suppression ...")
-            aggregated = results["aggregation"]
-            results["disclosure"] = await cases.disclosure(
-                bench,
-                filled,
-                aggregated["database"],
-                aggregated["metrics_service"]["group"],
-            )
+            if "aggregation" not in results:
+                errors["disclosure"] = "not run: it measures the aggregation case's database"
+            else:
+                say("disclosure: a release, then /v1/indicators with and without suppression ...")
+                aggregated = results["aggregation"]
+                await attempt(
+                    "disclosure",
+                    lambda: cases.disclosure(
+                        bench,
+                        filled,
+                        aggregated["database"],
+                        aggregated["metrics_service"]["group"],
+                    ),
+                )
         if "ingestion" in args.cases:
             say(f"ingestion: {args.ingest_writes:,} writes through POST /v1/batch ...")
-            results["ingestion"] = await cases.ingestion(bench, args.ingest_writes, filled)
-            say(f"  ingestion: {results['ingestion']['events_per_second']:,.0f}/s")
+            await attempt("ingestion", lambda: cases.ingestion(bench, args.ingest_writes, filled))
+            if "ingestion" in results:
+                say(f"  ingestion: {results['ingestion']['events_per_second']:,.0f}/s")
         if "latency" in args.cases:
             say(
                 f"latency: {args.closed} single POSTs one by one, then open-loop steps of "
                 f"{args.step_seconds:.0f}s at {', '.join(f'{r:.0f}' for r in args.rates)}/s ..."
             )
-            results["latency"] = await cases.latency(
-                bench, args.rates, args.step_seconds, args.closed
+            await attempt(
+                "latency",
+                lambda: cases.latency(bench, args.rates, args.step_seconds, args.closed),
             )
         if "freshness" in args.cases:
             say(
                 f"freshness: {args.freshness_rate:,.0f} events/s for "
                 f"{args.freshness_seconds:.0f}s, probes read from /v1/indicators ..."
             )
-            results["freshness"] = await cases.freshness(
-                bench, args.freshness_rate, args.freshness_seconds
+            await attempt(
+                "freshness",
+                lambda: cases.freshness(bench, args.freshness_rate, args.freshness_seconds),
             )
         if "reads" in args.cases:
-            results["reads"] = await run_reads(args, bench)
+            await attempt("reads", lambda: run_reads(args, bench))
     finally:
         memory.stop()
         if "aggregation" in results or "rebuild" in results:
@@ -315,6 +344,7 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         },
         "seconds": time.perf_counter() - started,
         "results": results,
+        "errors": errors,
     }
 
 
@@ -339,4 +369,6 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render_table(report))
     print(f"\nwritten: {args.output}")
-    return 0
+    for name, error in report["errors"].items():
+        print(f"case {name} failed: {error}")
+    return 1 if report["errors"] else 0
