@@ -107,6 +107,8 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
                 group_id=settings.consumer_group,
                 prefix=settings.topic_prefix,
                 max_records=settings.consumer_max_records,
+                partition_fetch_bytes=settings.consumer_partition_fetch_bytes,
+                fetch_bytes=settings.consumer_fetch_bytes,
                 on_change=notifier.changed,
             )
             await consumer.start()

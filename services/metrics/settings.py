@@ -57,6 +57,19 @@ class MetricsSettings(ServiceSettings, ScaleSettings):
     consumer_group: str = Field("verbinding-metrics", description="Kafka consumer group.")
     consume: bool = Field(True, description="Consume events in this process (False: API only).")
     consumer_max_records: int = Field(2000, ge=1, description="Records per applied batch.")
+    consumer_partition_fetch_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="The most bytes of one partition a Kafka fetch brings (aiokafka's "
+        "`max_partition_fetch_bytes`). Fetched records wait in the process until a batch takes "
+        "them: the larger, the higher the service's memory (docs/benchmarks.md).",
+    )
+    consumer_fetch_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="The most bytes one Kafka fetch brings over all partitions (aiokafka's "
+        "`fetch_max_bytes`, whose default of 50 MB the first fetch after an assignment fills).",
+    )
     snapshot_interval_seconds: float = Field(
         15.0, gt=0, description="Refresh of the /metrics gauges."
     )

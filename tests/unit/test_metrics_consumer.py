@@ -146,3 +146,27 @@ def test_offset_spans_are_right_in_any_order_of_the_records() -> None:
         TopicPartition("a", 1): 9,
     }
     assert module._ends(scattered)[TopicPartition("a", 0)] == 8
+
+
+def test_fetches_are_bounded_as_configured() -> None:
+    """What a Kafka fetch may bring waits in the process until a batch takes it: with aiokafka's
+    50 MB per fetch and 4 MiB per partition an instance's first fetch (every partition at once)
+    took its RSS past 250 MB (docs/benchmarks.md). The settings reach aiokafka's consumer."""
+    from services.metrics.settings import MetricsSettings
+
+    settings = MetricsSettings(
+        consumer_partition_fetch_bytes=512 * 1024, consumer_fetch_bytes=3 * 1024 * 1024
+    )
+    consumer = MetricsConsumer(
+        None,
+        bootstrap="127.0.0.1:1",
+        group_id="fetch-bounds",
+        partition_fetch_bytes=settings.consumer_partition_fetch_bytes,
+        fetch_bytes=settings.consumer_fetch_bytes,
+    )
+    args = consumer.broker.subscribers[0]._connection_args  # type: ignore[attr-defined]
+    assert args["max_partition_fetch_bytes"] == 512 * 1024
+    assert args["fetch_max_bytes"] == 3 * 1024 * 1024
+    defaults = MetricsSettings()
+    assert defaults.consumer_fetch_bytes <= 8 * 1024 * 1024
+    assert defaults.consumer_partition_fetch_bytes <= defaults.consumer_fetch_bytes

@@ -169,6 +169,8 @@ class MetricsConsumer:
         group_id: str,
         prefix: str = "",
         max_records: int = 2000,
+        partition_fetch_bytes: int = 1024 * 1024,
+        fetch_bytes: int = 8 * 1024 * 1024,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.kafka = KafkaConnection.of(bootstrap)
@@ -212,7 +214,8 @@ class MetricsConsumer:
             listener=_Positions(self),
             max_records=max_records,
             batch_timeout_ms=100,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=partition_fetch_bytes,
+            fetch_max_bytes=fetch_bytes,
             parser=_batch_parsed_lightly,
             decoder=_records_undecoded,
             title="metrics-events",
