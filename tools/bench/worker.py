@@ -26,7 +26,11 @@ async def bare_consume(
     *,
     decode: bool = True,
     max_records: int = 2000,
-    max_partition_fetch_bytes: int = 4 * 1024 * 1024,
+    # The metrics subscriber's defaults (services/metrics/settings.py
+    # consumer_partition_fetch_bytes, consumer_fetch_bytes). Measured on 1M pre-filled events,
+    # alternated: 67,487 / 68,965 events/s with 4 MiB and 50 MB, 69,902 / 68,849 with these.
+    max_partition_fetch_bytes: int = 1024 * 1024,
+    fetch_max_bytes: int = 8 * 1024 * 1024,
 ) -> dict[str, Any]:
     """Read ``topics`` from the beginning to their current end, decoding every value with the
     services' ``decode_event`` and nothing else: the ceiling of a Python consumer of these
@@ -38,6 +42,7 @@ async def bare_consume(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         max_partition_fetch_bytes=max_partition_fetch_bytes,
+        fetch_max_bytes=fetch_max_bytes,
     )
     await consumer.start()
     try:
