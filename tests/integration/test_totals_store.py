@@ -12,7 +12,9 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import pytest
 
+from services.metrics.adapters import totals
 from services.metrics.adapters.reading import totals_snapshot
 from services.metrics.adapters.totals import refresh_totals
 from services.metrics.adapters.year_grid import GridOptions, read_year_grid
@@ -66,7 +68,17 @@ def batches(events: list[CloudEvent[Any]], rnd: random.Random) -> list[list[Clou
     return out
 
 
-async def test_the_scenario_in_any_order_batch_by_batch(pool: asyncpg.Pool) -> None:
+# A refresh computes the changed people's shares a few thousand at a time; 3 at a time puts
+# a person's named cancellations, the people that person's facts widen to and the records of
+# their own in parts of their own (services/metrics/adapters/totals.py ``_parts``).
+AT_ONCE = pytest.mark.parametrize("at_once", [totals.CHANGES_AT_ONCE, 3])
+
+
+@AT_ONCE
+async def test_the_scenario_in_any_order_batch_by_batch(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, at_once: int
+) -> None:
+    monkeypatch.setattr(totals, "CHANGES_AT_ONCE", at_once)
     first, second = scenario()
     for seed in (1, 2):
         schema = await create_metrics_schema(pool)
@@ -89,7 +101,11 @@ async def test_the_scenario_in_any_order_batch_by_batch(pool: asyncpg.Pool) -> N
             await drop_schema(pool, schema)
 
 
-async def test_a_simulated_year_with_redeliveries_and_erasures(pool: asyncpg.Pool) -> None:
+@AT_ONCE
+async def test_a_simulated_year_with_redeliveries_and_erasures(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, at_once: int
+) -> None:
+    monkeypatch.setattr(totals, "CHANGES_AT_ONCE", at_once)
     events = history()  # ~900 events of 70 people, activity versions, 40 redelivered
     schema = await create_metrics_schema(pool)
     try:

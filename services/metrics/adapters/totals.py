@@ -126,6 +126,7 @@ class _Who:
 
     def __init__(self, people: Sequence[str], pseudo: Sequence[str]) -> None:
         self.people = list(people)
+        self.pseudo = list(pseudo)
         parts = [k.split("/") for k in pseudo]
         cancelled = [p for p in parts if len(p) == 3 and p[0] == CANCELLATION]
         answered = [p for p in parts if len(p) == 3 and p[0] == ANONYMOUS]
@@ -209,6 +210,9 @@ def _share_queries(
 
 
 # ---------------------------------------------------------------------------------- refresh
+
+# Changed people (and records of their own) whose shares a refresh computes at once.
+CHANGES_AT_ONCE = 2_000
 
 
 async def refresh_totals(
@@ -422,15 +426,74 @@ async def _apply_changes(
     query_timeout: float | None,
 ) -> None:
     """The shares of the changed people computed again in every computed year; the sums moved
-    by the differences."""
+    by the differences. A few thousand people at a time: after a backlog (a consumer catching
+    up, a burst of ingestion) the changed people's shares held at once took a service past
+    its memory budget (340 MiB after 100,000 events, docs/benchmarks.md); each part keeps the
+    sums equal to the shares stored, so the parts add up to the whole."""
     people, pseudo = await _widened(conn, s, changed)
-    who = _Who(people, pseudo)
+    organisations: set[str] = set()
+    for part in await _parts(conn, s, people, pseudo):
+        organisations |= await _apply_part(conn, s, years, part, options, query_timeout)
+    if organisations:
+        await _fill_first_trainings(conn, s, options, sorted(organisations))
+
+
+async def _parts(
+    conn: asyncpg.Connection, s: str, people: list[str], pseudo: list[str]
+) -> list[_Who]:
+    """``people`` and ``pseudo`` in parts of at most ``CHANGES_AT_ONCE`` people, each named
+    cancellation in the part of the person whose registration it cancels: its record is that
+    person's share, and a part that computed it without the person's other records would
+    store half a share beside the whole one."""
+    if len(people) <= CHANGES_AT_ONCE and len(pseudo) <= CHANGES_AT_ONCE:
+        return [_Who(people, pseudo)]
+    orgs, regs = _Who([], pseudo).cancellations
+    owner = {
+        f"{CANCELLATION}/{r['organisation_id']}/{r['registration_id']}": r["participant_id"]
+        for r in await conn.fetch(
+            f"SELECT organisation_id, registration_id, participant_id FROM {s}.registrations "
+            "WHERE (organisation_id, registration_id) IN "
+            "(SELECT * FROM unnest($1::text[], $2::text[]))",
+            orgs,
+            regs,
+        )
+    }
+    chunks = [people[at : at + CHANGES_AT_ONCE] for at in range(0, len(people), CHANGES_AT_ONCE)]
+    part_of = {person: n for n, chunk in enumerate(chunks) for person in chunk}
+    owned: list[list[str]] = [[] for _ in chunks]
+    orphans: list[str] = []
+    for key in pseudo:
+        n = part_of.get(owner.get(key, ""))
+        if n is None:
+            orphans.append(key)  # a record of its own: its share is its own
+        else:
+            owned[n].append(key)
+    parts = [_Who(chunk, keys) for chunk, keys in zip(chunks, owned, strict=True)]
+    parts += [
+        _Who([], orphans[at : at + CHANGES_AT_ONCE])
+        for at in range(0, len(orphans), CHANGES_AT_ONCE)
+    ]
+    return parts
+
+
+async def _apply_part(
+    conn: asyncpg.Connection,
+    s: str,
+    years: Sequence[int],
+    who: _Who,
+    options: GridOptions,
+    query_timeout: float | None,
+) -> set[str]:
+    """:func:`_apply_changes` for ``who``: their stored shares replaced by fresh ones, the sums
+    moved by the differences; the organisations whose trainings moved. Parts may overlap (a
+    training's share is found by its person and by its own key): each part reads the shares
+    as the parts before it left them."""
     old_rows = await conn.fetch(
         f"SELECT year, who, person, share FROM {s}.totals_shares "
         "WHERE year = ANY($1::integer[]) AND (person = ANY($2::text[]) OR who = ANY($3::text[]))",
         list(years),
-        people,
-        pseudo,
+        who.people,
+        who.pseudo,
     )
     # (year, period|key) -> [total, holders] moved
     moved: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -478,8 +541,7 @@ async def _apply_changes(
             [m[2] for m in moves],
             [m[3] for m in moves],
         )
-    if organisations:
-        await _fill_first_trainings(conn, s, options, sorted(organisations))
+    return organisations
 
 
 async def _fill_first_trainings(
