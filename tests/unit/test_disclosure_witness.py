@@ -100,8 +100,8 @@ def test_the_totals_decisions_do_not_depend_on_the_shortcut(monkeypatch):
         taken.append(original(self, scope, seen))
         return taken[-1]
 
-    def counted(self: engine_module._Model, scope, component, block, mine, seen) -> list[int]:
-        left = search(self, scope, component, block, mine, seen)
+    def counted(self: engine_module._Model, component, block, mine, seen) -> list[int]:
+        left = search(self, component, block, mine, seen)
         spared.append(len(mine) - len(left))
         return left
 
@@ -113,7 +113,7 @@ def test_the_totals_decisions_do_not_depend_on_the_shortcut(monkeypatch):
     assert sum(spared) > 0  # the search spared the programs some cells
     monkeypatch.setattr(engine_module._Model, "shown_protected", lambda self, scope, seen: False)
     monkeypatch.setattr(
-        engine_module._Model, "witness", lambda self, scope, component, block, mine, seen: mine
+        engine_module._Model, "witness", lambda self, component, block, mine, seen: mine
     )
     engine_module._small_ranges.cache_clear()
     without = [suppress(g, 10) for g in years]

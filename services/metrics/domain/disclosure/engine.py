@@ -794,7 +794,7 @@ class _Model:
         none, whatever it is asked about. False: not shown (the exact check decides); the
         points found widen ``seen`` either way."""
         return all(
-            not self.witness(scope, component, block, list(range(len(component))), seen)
+            not self.witness(component, block, list(range(len(component))), seen)
             for component, block, _, _ in self._components(scope, None, seen)
         )
 
@@ -816,7 +816,7 @@ class _Model:
         batch = [
             (component, block, numbers, left)
             for component, block, numbers, mine in self._components(scope, only, seen)
-            if (left := self.witness(scope, component, block, mine, seen))
+            if (left := self.witness(component, block, mine, seen))
         ]
         rows = self.relations(scope).rows
         # The small components that need a look, as one program: they share no relation, so
@@ -851,7 +851,6 @@ class _Model:
 
     def witness(
         self,
-        scope: Scope,
         component: list[int],
         block: list[Constraint],
         mine: list[int],

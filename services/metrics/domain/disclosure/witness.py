@@ -169,17 +169,14 @@ class _Block:
 
 
 def shown(
-    n: int,
-    constraints: Sequence[Constraint],
-    truth: Sequence[int],
-    wanted: Sequence[int] | None = None,
+    n: int, constraints: Sequence[Constraint], truth: Sequence[int]
 ) -> tuple[list[int], list[int], set[int]] | None:
-    """What the search shows of the ``wanted`` variables (all by default) of a component
-    (``x >= 0``, the ``constraints``, ``truth`` a feasible integer point): the lowest and
-    highest value of every variable in the feasible points it found, and the wanted zeros
-    pinned at 0. A wanted variable is shown protected when its values span at least 2 or it
-    is pinned; the rest is for the linear programs (the points found start them). None when
-    the relations are not of the kind searched (coefficients other than ±1)."""
+    """What the search shows of the variables of a component (``x >= 0``, the
+    ``constraints``, ``truth`` a feasible integer point): the lowest and highest value of
+    every variable in the feasible points it found, and the zeros pinned at 0. A variable is
+    shown protected when its values span at least 2 or it is pinned; the rest is for the
+    linear programs (the points found start them). None when the relations are not of the
+    kind searched (coefficients other than ±1)."""
     try:
         block = _Block(n, constraints, truth)
     except ValueError:
@@ -187,7 +184,7 @@ def shown(
     low, high = list(block.truth), list(block.truth)
     pinned: set[int] = set()
     ceiling: list[float] | None = None
-    for var in range(n) if wanted is None else wanted:
+    for var in range(n):
         if block.truth[var] == 0 and high[var] == 0:
             # A hidden zero is mostly pinned there by what is shown (an empty month beside
             # its quarter): the bounds say so at once, where every failing move would search.
