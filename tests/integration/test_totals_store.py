@@ -157,6 +157,78 @@ async def test_a_simulated_year_with_redeliveries_and_erasures(
         await drop_schema(pool, schema)
 
 
+@pytest.mark.parametrize("behind_limit", [totals.BEHIND_LIMIT, 6])
+async def test_computed_years_asked_one_at_a_time(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, behind_limit: int
+) -> None:
+    """A refresh brings only the year asked up to date; another computed year applies the
+    logged changes when it is asked, or, left more than ``BEHIND_LIMIT`` keys behind, is
+    forgotten and computed whole again. An erasure takes the person out of every year's
+    shares and out of the log at the refresh that sees it, whichever year is asked."""
+    monkeypatch.setattr(totals, "BEHIND_LIMIT", behind_limit)
+    years = [2013, 2014, 2015]
+    first, second = scenario()
+    schema = await create_metrics_schema(pool)
+    s = f'"{schema}"'
+    try:
+        rnd = random.Random(11)
+        events = [*first, *second]
+        # The busiest person's last event held back, to change them after every year is up
+        # to date.
+        counts: dict[str, int] = {}
+        for e in events:
+            if e.subject:
+                counts[e.subject] = counts.get(e.subject, 0) + 1
+        subject = max(sorted(counts), key=lambda p: counts[p])
+        held = [e for e in events if e.subject == subject][-1]
+        events = [e for e in events if e is not held]
+        rnd.shuffle(events)
+        parts = batches(events, rnd)
+        await apply(pool, schema, parts[0])
+        await kept_equals_full(pool, schema, years)
+        logged, computed = 0, []
+        for part in parts[1:]:
+            await apply(pool, schema, part)
+            await kept_equals_full(pool, schema, [rnd.choice(years)])
+            logged = max(logged, int(await pool.fetchval(f"SELECT count(*) FROM {s}.totals_log")))
+            computed.append(int(await pool.fetchval(f"SELECT count(*) FROM {s}.totals_years")))
+        assert logged > 0, "some year had changes left to apply"
+        if behind_limit > 1_000:  # the real limit: nothing here comes near it
+            assert set(computed) == {3}, computed
+        else:
+            assert min(computed) < 3, "a year left behind was forgotten"
+        await kept_equals_full(pool, schema, years)
+        assert not await pool.fetchval(f"SELECT count(*) FROM {s}.totals_log")
+        # The held event, then only 2013 asked: the other years have the person to apply.
+        assert await apply(pool, schema, [held]) == 1
+        await kept_equals_full(pool, schema, [2013])
+        assert await pool.fetchval(
+            f"SELECT count(*) FROM {s}.totals_log WHERE $1 = ANY(people)", subject
+        )
+        assert await pool.fetchval(
+            f"SELECT count(*) FROM {s}.totals_shares WHERE person = $1 AND year <> 2013", subject
+        )
+        # Erased, then again only 2013 asked: nothing of them in any year or in the log.
+        erased = new_event(
+            PersonErased(
+                subject_id=subject, erased_at=datetime.fromisoformat("2016-02-01T12:00:00+01:00")
+            ),
+            None,
+        )
+        assert await apply(pool, schema, [erased]) == 1
+        await kept_equals_full(pool, schema, [2013])
+        assert not await pool.fetchval(
+            f"SELECT count(*) FROM {s}.totals_shares WHERE person = $1", subject
+        )
+        assert not await pool.fetchval(
+            f"SELECT count(*) FROM {s}.totals_log WHERE $1 = ANY(people) OR $1 = ANY(pseudo)",
+            subject,
+        )
+        await kept_equals_full(pool, schema, years)
+    finally:
+        await drop_schema(pool, schema)
+
+
 async def test_one_persons_facts_that_move_anothers_share(pool: asyncpg.Pool) -> None:
     """A referral's person (resident pseudonym) and who registers and attends at the receiving
     side (the receiver's own pseudonym for them) differ: the registration, the attendance, a

@@ -17,8 +17,13 @@ people the number of shares that hold the key. So:
   (services/metrics/adapters/year_grid.py, restricted to them), adds the differences to the
   sums, and reads the year's grid from the sums: its cost follows the people who changed since
   the last refresh, not the year's rows or history;
+- only the year asked is brought up to date: a refresh logs the changed people
+  (``totals_log``) and each computed year applies what it has not applied yet when it is
+  asked (a dashboard asks for a year or two; the freshness bench asks for twenty, and
+  computing every change in every computed year made each refresh cost twenty); a year left
+  more than ``BEHIND_LIMIT`` keys behind is forgotten, which bounds the log;
 - a year not yet computed (the first refresh after a migration or a rebuild, or after the
-  settings the figures depend on changed) is computed whole, once.
+  settings the figures depend on changed, or after it was forgotten) is computed whole, once.
 
 Exactness rests on the shares being a function of the facts of their person: whatever the
 order of arrival, a person's share after a refresh is what the whole-year SQL gives for them,
@@ -29,7 +34,8 @@ or attendance at the receiving side converts (and retains) the referral of the p
 names; a referral's id decides which registrations convert other referrals with the same id; a
 registration decides the person of its cancellation. An erasure, whose facts are gone by the
 time of the refresh, widens in the writer (services/metrics/adapters/facts.py) before the
-delete.
+delete; the refresh that sees it removes the erased person's shares from every computed year
+at once and their keys from the log, so that nothing of them waits for a year to be asked.
 """
 
 from __future__ import annotations
@@ -223,32 +229,33 @@ async def refresh_totals(
     *,
     query_timeout: float | None = None,
 ) -> YearGrid:
-    """The municipality totals of ``year`` (a totals-only grid), after bringing the sums up to
+    """The municipality totals of ``year`` (a totals-only grid), after bringing its sums up to
     date. Run it in a read-write repeatable-read transaction, one refresh of a schema at a time
-    (services/metrics/adapters/reading.py ``totals_snapshot``)."""
+    (services/metrics/adapters/reading.py ``totals_snapshot``). Only ``year`` is brought up to
+    date: the other computed years find the changes in the log when they are asked."""
     # Plans for the arrays of people at hand: a generic plan, made without knowing that a
     # few hundred people are asked for, reads the year's every row instead of their index.
     await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
     wanted = fingerprint(options)
-    built = {
-        r["year"]: r["fingerprint"]
-        for r in await conn.fetch(f"SELECT year, fingerprint FROM {s}.totals_years")
-    }
-    stale = [y for y, f in built.items() if f != wanted]
+    rows = await conn.fetch(f"SELECT year, fingerprint, applied_through FROM {s}.totals_years")
+    stale = [r["year"] for r in rows if r["fingerprint"] != wanted]
     if stale:
         await _drop_years(conn, s, stale)
-    years = sorted(y for y in built if y not in stale)
+    through = {r["year"]: r["applied_through"] for r in rows if r["fingerprint"] == wanted}
     changed = [
         key
         for r in await conn.fetch(f"DELETE FROM {s}.totals_changes RETURNING people")
         for key in r["people"]
     ]
-    if years and changed:
-        await _apply_changes(conn, s, years, set(changed), options, query_timeout)
-    if year not in years:
-        if not years:
+    if through and changed:
+        await _log_changes(conn, s, sorted(through), set(changed), options, query_timeout)
+    if year in through:
+        await _catch_up(conn, s, year, through[year], options, query_timeout)
+    else:
+        if not through:
             await _fill_first_trainings(conn, s, options, None)
         await _build_year(conn, s, year, options, wanted, query_timeout)
+    await _trim_log(conn, s)
     return await _grid(conn, s, year)
 
 
@@ -306,7 +313,7 @@ async def forget_totals(conn: asyncpg.Connection, s: str, schema: str) -> None:
     refresh was about to write, after it had written ones the deletes then wanted, deadlocked
     (seen in CI)."""
     await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", TOTALS_LOCK, schema)
-    for table in ("totals_years", "totals_shares", "totals_sums", "totals_changes"):
+    for table in ("totals_years", "totals_shares", "totals_sums", "totals_changes", "totals_log"):
         await conn.execute(f"DELETE FROM {s}.{table}")
 
 
@@ -356,8 +363,10 @@ async def _build_year(
         """,
         year,
     )
+    # Computed from the facts of this snapshot, which hold every change the log has.
     await conn.execute(
-        f"INSERT INTO {s}.totals_years (year, fingerprint, built_at) VALUES ($1, $2, now())",
+        f"INSERT INTO {s}.totals_years (year, fingerprint, built_at, applied_through) "
+        f"SELECT $1, $2, now(), coalesce(max(id), 0) FROM {s}.totals_log",
         year,
         wanted,
     )
@@ -417,7 +426,7 @@ async def _widened(
     return sorted(people), sorted({*pseudo, *(r["k"] for r in cancellations)})
 
 
-async def _apply_changes(
+async def _log_changes(
     conn: asyncpg.Connection,
     s: str,
     years: Sequence[int],
@@ -425,12 +434,127 @@ async def _apply_changes(
     options: GridOptions,
     query_timeout: float | None,
 ) -> None:
-    """The shares of the changed people computed again in every computed year; the sums moved
-    by the differences. A few thousand people at a time: after a backlog (a consumer catching
-    up, a burst of ingestion) the changed people's shares held at once took a service past
-    its memory budget (340 MiB after 100,000 events, docs/benchmarks.md); each part keeps the
-    sums equal to the shares stored, so the parts add up to the whole."""
+    """``changed`` widened (see the module) into the log, for each computed year to apply when
+    it is asked. Erased people are not logged: their shares are removed from every computed
+    year now, and their keys from the log (an erasure leaves no personal reference behind
+    until some year is asked)."""
     people, pseudo = await _widened(conn, s, changed)
+    erased = await _erased(conn, s, people, pseudo)
+    if erased:
+        gone_people = [p for p in people if p in erased]
+        gone_pseudo = [k for k in pseudo if k in erased]
+        await _apply_widened(conn, s, years, gone_people, gone_pseudo, options, query_timeout)
+        await conn.execute(
+            f"""
+            UPDATE {s}.totals_log
+            SET people = ARRAY(SELECT unnest(people) EXCEPT SELECT unnest($1::text[])),
+                pseudo = ARRAY(SELECT unnest(pseudo) EXCEPT SELECT unnest($1::text[]))
+            WHERE people && $1::text[] OR pseudo && $1::text[]
+            """,
+            sorted(erased),
+        )
+        people = [p for p in people if p not in erased]
+        pseudo = [k for k in pseudo if k not in erased]
+    # Each organisation's first signal training is one table for every year: kept current
+    # here, whichever year is asked.
+    organisations = {k.split("/")[1] for k in pseudo if k.startswith(TRAINED + "/")} | {
+        r["organisation_id"]
+        for r in await conn.fetch(
+            f"SELECT DISTINCT organisation_id FROM {s}.trainings WHERE person_id = ANY($1::text[])",
+            people,
+        )
+    }
+    if organisations:
+        await _fill_first_trainings(conn, s, options, sorted(organisations))
+    if people or pseudo:
+        await conn.execute(
+            f"INSERT INTO {s}.totals_log (people, pseudo) VALUES ($1::text[], $2::text[])",
+            people,
+            pseudo,
+        )
+
+
+async def _erased(
+    conn: asyncpg.Connection, s: str, people: Sequence[str], pseudo: Sequence[str]
+) -> set[str]:
+    """The keys of ``people`` and ``pseudo`` that name an erased person: the person, or a
+    training's key, which holds its trained person (:data:`TRAINED`)."""
+    trained = {k.split("/")[2]: k for k in pseudo if k.startswith(TRAINED + "/")}
+    rows = await conn.fetch(
+        f"SELECT subject_id FROM {s}.erased_subjects WHERE subject_id = ANY($1::text[])",
+        [*people, *trained],
+    )
+    gone = {r["subject_id"] for r in rows}
+    return {p for p in people if p in gone} | {k for p, k in trained.items() if p in gone}
+
+
+async def _catch_up(
+    conn: asyncpg.Connection,
+    s: str,
+    year: int,
+    through: int,
+    options: GridOptions,
+    query_timeout: float | None,
+) -> None:
+    """``year``'s shares of the people logged since it last caught up computed again, the sums
+    moved by the differences."""
+    rows = await conn.fetch(
+        f"SELECT id, people, pseudo FROM {s}.totals_log WHERE id > $1 ORDER BY id", through
+    )
+    if not rows:
+        return
+    people = sorted({p for r in rows for p in r["people"]})
+    pseudo = sorted({k for r in rows for k in r["pseudo"]})
+    await _apply_widened(conn, s, [year], people, pseudo, options, query_timeout)
+    await conn.execute(
+        f"UPDATE {s}.totals_years SET applied_through = $2 WHERE year = $1", year, rows[-1]["id"]
+    )
+
+
+# How many logged keys a computed year may have yet to apply before it is forgotten (computed
+# whole when it is asked again): what bounds the log when some year is never asked again. A
+# catch-up of this many keys costs about what computing a busy year whole does (1M events a
+# year: 22 s whole, 0.2-0.4 s per 2,000 people, docs/benchmarks.md).
+BEHIND_LIMIT = 100_000
+
+
+async def _trim_log(conn: asyncpg.Connection, s: str) -> None:
+    """Forget the years left too far behind; delete the log rows every computed year has
+    applied."""
+    behind = [
+        r["year"]
+        for r in await conn.fetch(
+            f"""
+            SELECT y.year FROM {s}.totals_years y
+            JOIN {s}.totals_log l ON l.id > y.applied_through
+            GROUP BY y.year
+            HAVING sum(cardinality(l.people) + cardinality(l.pseudo)) > $1
+            """,
+            BEHIND_LIMIT,
+        )
+    ]
+    if behind:
+        await _drop_years(conn, s, behind)
+    await conn.execute(
+        f"DELETE FROM {s}.totals_log WHERE id <= "
+        f"coalesce((SELECT min(applied_through) FROM {s}.totals_years), 9223372036854775807)"
+    )
+
+
+async def _apply_widened(
+    conn: asyncpg.Connection,
+    s: str,
+    years: Sequence[int],
+    people: list[str],
+    pseudo: list[str],
+    options: GridOptions,
+    query_timeout: float | None,
+) -> None:
+    """The shares of ``people`` and ``pseudo`` (widened already) computed again in ``years``;
+    the sums moved by the differences. A few thousand people at a time: after a backlog (a
+    consumer catching up, a burst of ingestion) the changed people's shares held at once took
+    a service past its memory budget (340 MiB after 100,000 events, docs/benchmarks.md); each
+    part keeps the sums equal to the shares stored, so the parts add up to the whole."""
     organisations: set[str] = set()
     for part in await _parts(conn, s, people, pseudo):
         organisations |= await _apply_part(conn, s, years, part, options, query_timeout)
@@ -484,7 +608,7 @@ async def _apply_part(
     options: GridOptions,
     query_timeout: float | None,
 ) -> set[str]:
-    """:func:`_apply_changes` for ``who``: their stored shares replaced by fresh ones, the sums
+    """:func:`_apply_widened` for ``who``: their stored shares replaced by fresh ones, the sums
     moved by the differences; the organisations whose trainings moved. Parts may overlap (a
     training's share is found by its person and by its own key): each part reads the shares
     as the parts before it left them."""
