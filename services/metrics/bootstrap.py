@@ -70,7 +70,13 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
         app.state.pool = pool
         service = indicator_service(settings, pool, reference, baseline)
         app.state.indicators = service
-        snapshot = IndicatorSnapshot(service, settings.snapshot_interval_seconds)
+        consumer: MetricsConsumer | None = None
+        snapshot = IndicatorSnapshot(
+            service,
+            settings.snapshot_interval_seconds,
+            # The snapshot waits while the consumer group catches up (service_layer/snapshot.py).
+            behind=lambda: consumer.behind() if consumer is not None else None,
+        )
         REGISTRY.register(snapshot)
         stop = asyncio.Event()
         # Breakdowns come from releases (domain.md §7 rule 6), cut here on the interval.
@@ -84,7 +90,6 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
             asyncio.create_task(listen_for_changes(pool, SCHEMA, service.facts_changed, stop)),
         ]
         notifier = ChangeNotifier(pool, SCHEMA)
-        consumer = None
         if settings.consume:
             # Only the topics this service reads and writes: its Kafka user may see no others.
             await ensure_topics(

@@ -202,6 +202,8 @@ class MetricsConsumer:
         self._stopping = False
         # Set while no assignment is being positioned; the database's offsets at assignment.
         self._positioned = asyncio.Event()
+        # The group's lag (events) at the last observation, and when (time.monotonic()).
+        self._lag: tuple[int, float] | None = None
         self._positioned.set()
         self._floors: dict[tuple[str, int], int] = {}
 
@@ -383,6 +385,13 @@ class MetricsConsumer:
         if self._producer is not None:
             await self._producer.stop()
 
+    def behind(self, within: float = 30.0) -> int | None:
+        """How many events the whole group has yet to apply, as observed in the last
+        ``within`` seconds by :meth:`watch_lag` (``None``: not known)."""
+        if self._lag is None or time.monotonic() - self._lag[1] > within:
+            return None
+        return self._lag[0]
+
     async def watch_lag(self, stop: asyncio.Event, interval: float = 5.0) -> None:
         """Consumer lag of the whole group (end offsets minus committed), for the lag alert.
 
@@ -435,3 +444,4 @@ class MetricsConsumer:
             per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(ends[tp] - done, 0)
         for topic, lag in per_topic.items():
             LAG.labels(topic.removeprefix(self.prefix)).set(lag)
+        self._lag = (sum(per_topic.values()), time.monotonic())
