@@ -94,15 +94,22 @@ class _Chunks:
         self.submitted = 0
         self.ahead: list[concurrent.futures.Future[list[tuple[str, bytes, bytes]]]] = []
 
+    def _submit(self) -> None:
+        seed, today, secret = self.args
+        ending = _years_back(today, self.submitted % self.years)
+        self.ahead.append(self.pool.submit(_chunk, seed, self.submitted, ending, secret))
+        self.submitted += 1
+
     def _top_up(self) -> None:
         while len(self.ahead) < self.workers and self.submitted * self.per_chunk < self.events:
-            seed, today, secret = self.args
-            ending = _years_back(today, self.submitted % self.years)
-            self.ahead.append(self.pool.submit(_chunk, seed, self.submitted, ending, secret))
-            self.submitted += 1
+            self._submit()
 
     def next(self) -> list[tuple[str, bytes, bytes]]:
         self._top_up()
+        if not self.ahead:
+            # The chunks so far held fewer events than the last one's size promised (chunks
+            # differ in size): one more (a 5M pre-fill ran out of chunks).
+            self._submit()
         chunk = self.ahead.pop(0).result()
         self.per_chunk = max(1, len(chunk))
         self._top_up()
