@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 REFRESH_PAUSE_FACTOR = 4
 
-# While the consumer group is more events behind than this (the consumer-lag alert's threshold,
-# deploy/prometheus/rules/verbinding.yml), it is catching up: after an outage, a new instance,
+# While the consumer group is more events behind than this (the number the consumer-lag alert
+# uses per topic, deploy/prometheus/rules/verbinding.yml), it is catching up: after an outage, a new instance,
 # a replay. Each refresh then brings the live totals up to date with tens of thousands of people
 # whose shares the next seconds change again, and it competed with the catch-up for the same
 # cores: with a refresh every 15 s, two instances applied 1M events 24% slower, PostgreSQL's CPU
