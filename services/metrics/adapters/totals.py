@@ -440,10 +440,16 @@ async def _log_changes(
     until some year is asked)."""
     people, pseudo = await _widened(conn, s, changed)
     erased = await _erased(conn, s, people, pseudo)
+    # Organisations whose first signal training may have moved (see below).
+    organisations: set[str] = set()
     if erased:
         gone_people = [p for p in people if p in erased]
         gone_pseudo = [k for k in pseudo if k in erased]
-        await _apply_widened(conn, s, years, gone_people, gone_pseudo, options, query_timeout)
+        # Their trainings are gone from the facts: their organisations are those of the
+        # shares removed.
+        organisations = await _apply_widened(
+            conn, s, years, gone_people, gone_pseudo, options, query_timeout
+        )
         await conn.execute(
             f"""
             UPDATE {s}.totals_log
@@ -456,8 +462,8 @@ async def _log_changes(
         people = [p for p in people if p not in erased]
         pseudo = [k for k in pseudo if k not in erased]
     # Each organisation's first signal training is one table for every year: kept current
-    # here, whichever year is asked.
-    organisations = {k.split("/")[1] for k in pseudo if k.startswith(TRAINED + "/")} | {
+    # here, whichever year is asked (a catch-up then need not look again).
+    organisations |= {k.split("/")[1] for k in pseudo if k.startswith(TRAINED + "/")} | {
         r["organisation_id"]
         for r in await conn.fetch(
             f"SELECT DISTINCT organisation_id FROM {s}.trainings WHERE person_id = ANY($1::text[])",
@@ -549,17 +555,16 @@ async def _apply_widened(
     pseudo: list[str],
     options: GridOptions,
     query_timeout: float | None,
-) -> None:
+) -> set[str]:
     """The shares of ``people`` and ``pseudo`` (widened already) computed again in ``years``;
-    the sums moved by the differences. A few thousand people at a time: after a backlog (a
+    the sums moved by the differences; the organisations of the trainings among them. A few thousand people at a time: after a backlog (a
     consumer catching up, a burst of ingestion) the changed people's shares held at once took
     a service past its memory budget (340 MiB after 100,000 events, docs/benchmarks.md); each
     part keeps the sums equal to the shares stored, so the parts add up to the whole."""
     organisations: set[str] = set()
     for part in await _parts(conn, s, people, pseudo):
         organisations |= await _apply_part(conn, s, years, part, options, query_timeout)
-    if organisations:
-        await _fill_first_trainings(conn, s, options, sorted(organisations))
+    return organisations
 
 
 async def _parts(
