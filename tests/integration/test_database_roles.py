@@ -137,13 +137,13 @@ async def test_a_rebuild_grants_the_metrics_role_on_the_swapped_in_schema(pool, 
         assert report.swapped
         async with as_role("metrics") as conn:
             await conn.execute(
-                f"INSERT INTO {live}.processed_events "
-                "(event_id, topic, kafka_partition, kafka_offset) VALUES ($1, 't', 0, 0)",
-                uuid.uuid4(),
+                f"INSERT INTO {live}.processed_batches "
+                "(topic, kafka_partition, event_ids, kafka_offsets) VALUES ('t', 0, $1, '{0}')",
+                uuid.uuid4().bytes,
             )
             assert await conn.fetchval(f"SELECT count(*) FROM {live}.processed_events") == 1
             with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
-                await conn.execute(f"DROP TABLE {live}.processed_events")
+                await conn.execute(f"DROP TABLE {live}.processed_batches")
     finally:
         await pool.execute(f'DROP SCHEMA IF EXISTS "{live}" CASCADE')
 

@@ -146,7 +146,7 @@ async def _facts(pool: Any, schema: str) -> dict[str, list[tuple[Any, ...]]]:
     async with pool.acquire() as conn:
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename NOT IN "
-            "('processed_events', 'schema_migrations', 'fact_changes', 'fact_generation', "
+            "('processed_batches', 'schema_migrations', 'fact_changes', 'fact_generation', "
             "'organisation_activity') ORDER BY 1",
             schema,
         )
