@@ -197,14 +197,13 @@ class FactWriter:
         # key before inserting it (a second descent of the index per row, about 3 µs of
         # PostgreSQL's CPU per attendance row of its 19, docs/benchmarks.md), while a plain
         # insert checks uniqueness in its one descent. A key seen before (a relay's duplicate;
-        # two events with one key in a batch) is rare: a statement then fails (attendance's
-        # key is an exclusion constraint, migration 015), the batch's facts are rolled back to
-        # the savepoint and written again with ON CONFLICT DO NOTHING. Either way the rows and
-        # the answer are those of ON CONFLICT DO NOTHING.
+        # two events with one key in a batch) is rare: a statement then fails, the batch's
+        # facts are rolled back to the savepoint and written again with ON CONFLICT DO
+        # NOTHING. Either way the rows and the answer are those of ON CONFLICT DO NOTHING.
         try:
             async with conn.transaction():
                 changed, new_by_type, people = await self._facts(conn, by_type, "")
-        except (asyncpg.UniqueViolationError, asyncpg.ExclusionViolationError):
+        except asyncpg.UniqueViolationError:
             changed, new_by_type, people = await self._facts(conn, by_type, _SKIP_SEEN)
         if last_seen:
             # In this writer's slot (migration 012): two instances upserting the same rows

@@ -57,9 +57,6 @@ class RebuildSchema:
                 "FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = $1 AND NOT i.indisprimary AND NOT i.indisunique "
-                # A constraint's own index (attendance's natural key, migration 015) stays:
-                # the load's ON CONFLICT DO NOTHING rests on it.
-                "AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid) "
                 "ORDER BY 1",
                 self.new,
             )
