@@ -557,10 +557,11 @@ async def _apply_widened(
     query_timeout: float | None,
 ) -> set[str]:
     """The shares of ``people`` and ``pseudo`` (widened already) computed again in ``years``;
-    the sums moved by the differences; the organisations of the trainings among them. A few thousand people at a time: after a backlog (a
-    consumer catching up, a burst of ingestion) the changed people's shares held at once took
-    a service past its memory budget (340 MiB after 100,000 events, docs/benchmarks.md); each
-    part keeps the sums equal to the shares stored, so the parts add up to the whole."""
+    the sums moved by the differences; returns the organisations of the trainings among them.
+    A few thousand people at a time: after a backlog (a consumer catching up, a burst of
+    ingestion) the changed people's shares held at once took a service past its memory budget
+    (340 MiB after 100,000 events, docs/benchmarks.md); each part keeps the sums equal to the
+    shares stored, so the parts add up to the whole."""
     organisations: set[str] = set()
     for part in await _parts(conn, s, people, pseudo):
         organisations |= await _apply_part(conn, s, years, part, options, query_timeout)
