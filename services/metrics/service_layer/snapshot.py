@@ -41,10 +41,11 @@ REFRESH_PAUSE_FACTOR = 4
 # uses per topic, deploy/prometheus/rules/verbinding.yml), it is catching up: after an outage,
 # a new instance, a replay. Each refresh then brings the live totals up to date with tens of
 # thousands of people whose shares the next seconds change again, and it competed with the
-# catch-up for the same cores: with a refresh every 15 s, two instances applied 1M events 24% slower, PostgreSQL's CPU
-# per event 35 instead of 20 us (docs/benchmarks.md "The snapshot while catching up"). The
-# figures such a refresh publishes are behind by the lag anyway, so it waits, up to
-# CATCH_UP_MAX_AGE: below the stale-snapshot alert's 300 s, so that no alert fires for it.
+# catch-up for the same cores: with a refresh every 15 s, two instances applied 1M events 24%
+# slower, PostgreSQL's CPU per event 35 instead of 20 us (docs/benchmarks.md "The snapshot while
+# catching up"). The figures such a refresh publishes are behind by the lag anyway, so it
+# waits, up to CATCH_UP_MAX_AGE: below the stale-snapshot alert's 300 s, so that no alert fires
+# for it.
 CATCH_UP_LAG = 10_000
 CATCH_UP_MAX_AGE = 120.0
 

@@ -31,7 +31,7 @@ BEGIN
         FROM (
             SELECT *, max(valid_from) OVER (PARTITION BY organisation_id, activity_id
                                             ORDER BY version ROWS UNBOUNDED PRECEDING) AS starts
-            FROM %I.activity_versions a
+            FROM %I.activity_versions
             WHERE $1 IS NULL OR (organisation_id, activity_id) IN (SELECT * FROM unnest($1, $2))
         ) v
         WINDOW w AS (PARTITION BY organisation_id, activity_id ORDER BY version)
