@@ -23,6 +23,14 @@ Two ways to recognise what was applied before (``tracking``):
   (one row per batch and partition, no index: an append; the metrics service's migration 016,
   with the view ``processed_events`` giving a row per event). No random index insert per event,
   and the tracking state does not grow with history (docs/scale.md).
+
+Without ``synchronous_commit`` a commit returns before its WAL reaches the disk, and a PostgreSQL
+crash (or a failover) can take back the last commits after the caller went on from them. Only a
+server that stopped loses commits, so every such transaction, and every reading of the offsets,
+also reads when the server started (``pg_postmaster_start_time()``): a transaction that finds
+another server than the one seen before raises :class:`DatabaseRestarted` (nothing applied), and
+the caller takes its position from the database's offsets again (``"offsets"`` tracking), reading
+what was taken back once more from Kafka.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from shared.events import (
 __all__ = [
     "BatchConsumer",
     "BatchResult",
+    "DatabaseRestarted",
     "DeadLetter",
     "DecodedBatch",
     "KafkaDeadLetterSink",
@@ -103,6 +112,11 @@ def offset_spans(records: Sequence[RawRecord]) -> dict[tuple[str, int], tuple[in
             first, end = min(first, seen[0]), max(end, seen[1])
         spans[key] = (first, end)
     return spans
+
+
+class DatabaseRestarted(Exception):
+    """PostgreSQL started anew since this consumer last read from it: commits it saw succeed
+    may be gone (see the module). The batch was not applied."""
 
 
 @dataclass(frozen=True)
@@ -204,9 +218,11 @@ class BatchConsumer:
         self.apply = apply
         self.deadletters = deadletters
         self.tracking = tracking
-        # Off only where losing the last commits in a crash is harmless (a rebuild's fresh
-        # schema, swapped in by a synchronous commit or thrown away).
+        # Off: a crash may take back the last commits, which the consumer learns from the
+        # server's start (see the module); a rebuild then fails rather than swap in a schema
+        # that lacks them, and the live consumer reads them again.
         self.synchronous_commit = synchronous_commit
+        self._server_started: datetime | None = None
         # A rebuild that swaps the consumer's tables takes this advisory lock exclusively;
         # every batch takes it shared, so that no batch straddles the swap.
         self.shared_lock = shared_lock
@@ -222,12 +238,15 @@ class BatchConsumer:
         without a row has nothing applied yet."""
         if self.tracking != "offsets" or not partitions:
             return {}
-        rows = await self.pool.fetch(
-            f'SELECT topic, kafka_partition, next_offset FROM "{self.schema}".consumer_offsets '
-            "WHERE (topic, kafka_partition) IN (SELECT * FROM unnest($1::text[], $2::int[]))",
-            [t for t, _ in partitions],
-            [p for _, p in partitions],
-        )
+        async with self.pool.acquire() as conn:
+            # Offsets read from this server: transactions check that they still run on it.
+            self._server_started = await conn.fetchval("SELECT pg_postmaster_start_time()")
+            rows = await conn.fetch(
+                f'SELECT topic, kafka_partition, next_offset FROM "{self.schema}".consumer_offsets '
+                "WHERE (topic, kafka_partition) IN (SELECT * FROM unnest($1::text[], $2::int[]))",
+                [t for t, _ in partitions],
+                [p for _, p in partitions],
+            )
         return {(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}
 
     async def decode(self, records: Sequence[RawRecord]) -> DecodedBatch:
@@ -291,7 +310,7 @@ class BatchConsumer:
         parts = sorted(spans)
         async with self.pool.acquire() as conn, conn.transaction():
             if not self.synchronous_commit:
-                await conn.execute("SET LOCAL synchronous_commit = off")
+                await self._commit_asynchronously(conn)
             if self.shared_lock is not None:
                 await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", self.shared_lock)
             # Locked until the commit: a batch of the same partitions in another instance
@@ -345,6 +364,19 @@ class BatchConsumer:
             events=tuple(applied),
             letters=tuple(letters),
         )
+
+    async def _commit_asynchronously(self, conn: asyncpg.Connection) -> None:
+        """``synchronous_commit`` off for this transaction, on the server seen before (see the
+        module), in one round trip."""
+        started = await conn.fetchval(
+            "SELECT pg_postmaster_start_time() FROM set_config('synchronous_commit', 'off', true)"
+        )
+        seen, self._server_started = self._server_started, started
+        if seen is not None and started != seen:
+            raise DatabaseRestarted(
+                f"PostgreSQL started at {started.isoformat()}, after the start seen before "
+                f"({seen.isoformat()}): the last commits may be gone"
+            )
 
     async def _log_processed(
         self, conn: asyncpg.Connection, due: Sequence[tuple[RawRecord, CloudEvent[Any]]]

@@ -10,7 +10,7 @@ because this runs before the venv exists (scripts/bootstrap calls `fetch-kafka`)
     python3 deploy/local/stack.py status
     python3 deploy/local/stack.py env               `eval "$(python3 deploy/local/stack.py env)"`
 
-Building blocks for tests: kafka-start, kafka-stop, kafka-kill, pg-start, pg-stop,
+Building blocks for tests: kafka-start, kafka-stop, kafka-kill, pg-start, pg-stop, pg-crash,
 service-start <name>, service-stop <name>, fetch-kafka.
 
 Settings (environment variables, defaults in brackets): VERBINDING_STATE_DIR [<repo>/.local],
@@ -894,7 +894,9 @@ def pg_start(cfg: Config, timeout: float) -> None:
     say(f"postgresql: ready on {HOST}:{cfg.pg_port} in {time.monotonic() - started:.1f}s")
 
 
-def pg_stop(cfg: Config) -> None:
+def pg_stop(cfg: Config, mode: str = "fast") -> None:
+    """``mode``: pg_ctl's; ``immediate`` is a crash (no checkpoint: recovery replays the WAL at
+    the next start, and commits made without waiting for their WAL may be gone)."""
     if cfg.external_dsn:
         say("postgresql: external server (VERBINDING_DATABASE_URL), left alone")
         return
@@ -906,7 +908,7 @@ def pg_stop(cfg: Config) -> None:
     started = time.monotonic()
     result = pg_run(
         cfg,
-        [str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-m", "fast", "-w", "-t", "60", "stop"],
+        [str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-m", mode, "-w", "-t", "60", "stop"],
         check=False,
     )
     if result.returncode != 0 and pg_postmaster_pid(cfg) is not None:
@@ -1101,6 +1103,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("kafka-kill", help="SIGKILL the broker (fault tests)")
     timed(sub.add_parser("pg-start"))
     sub.add_parser("pg-stop")
+    sub.add_parser("pg-crash", help="stop PostgreSQL as a crash would (fault tests)")
     timed(sub.add_parser("service-start")).add_argument("name", choices=SERVICES)
     sub.add_parser("service-stop").add_argument("name", choices=SERVICES)
     args = parser.parse_args(argv)
@@ -1152,6 +1155,8 @@ def main(argv: list[str] | None = None) -> int:
                 pg_start(cfg, timeout)
             elif cmd == "pg-stop":
                 pg_stop(cfg)
+            elif cmd == "pg-crash":
+                pg_stop(cfg, mode="immediate")
             elif cmd == "service-start":
                 service_start(cfg, args.name, timeout)
             elif cmd == "service-stop":

@@ -107,6 +107,7 @@ def build_app(settings: MetricsSettings | None = None) -> FastAPI:
                     sink,
                     shared_lock=REBUILD_LOCK,
                     tracking="offsets",
+                    synchronous_commit=settings.consumer_synchronous_commit,
                 ),
                 bootstrap=settings.kafka(),
                 group_id=settings.consumer_group,

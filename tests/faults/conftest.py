@@ -37,7 +37,7 @@ FAULTS_DIR = Path(__file__).resolve().parent
 REPORT_MD = REPO / "docs" / "fault-report.md"
 REPORT_JSON = REPO / "docs" / "fault-report.json"
 RESULTS: list[ScenarioResult] = []
-SCENARIOS_IN_SUITE = 7
+SCENARIOS_IN_SUITE = 8
 
 
 def _asked_for(config: pytest.Config) -> bool:

@@ -171,6 +171,9 @@ class Stack:
     async def pg_stop(self) -> None:
         await self.run("pg-stop", state="pg")
 
+    async def pg_crash(self) -> None:
+        await self.run("pg-crash", state="pg")
+
     async def create_database(self, name: str) -> str:
         """A new database, migrated as ``verbinding migrate`` does (a role per service, whose
         grants the services need: they connect as their roles and only check the schema)."""

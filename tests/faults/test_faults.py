@@ -202,6 +202,35 @@ async def test_2_postgresql_stopped_mid_load_and_restarted(stack, deploy, reside
     assert load.retries > 0
 
 
+async def test_2b_postgresql_crashes_mid_load_and_restarts(stack, deploy, residents, record, tmp_path):  # fmt: skip
+    d = await deploy("f2b")
+    load = Load.simulate(22, residents, TODAY, tmp_path)
+    clock = Clock()
+    sending = asyncio.create_task(load.send(d))
+    await load.until_answered(0.4)
+    clock.mark("injected")
+    # No checkpoint, no flush: the metrics consumer's last commits, made without waiting for
+    # their WAL (consumer_synchronous_commit), may be gone after recovery.
+    await stack.pg_crash()
+    await asyncio.sleep(2)
+    await stack.pg_start()  # crash recovery replays the WAL
+    clock.mark("cleared")
+    recovery = watch_recovery(d, clock)
+    await sending
+    noticed = d.log("metrics").count("DatabaseRestarted")
+    result, verdict = await finish(
+        record, "2b PostgreSQL crash", "PostgreSQL is stopped as a crash would stop it "
+        "(immediate shutdown: no checkpoint) at 40 % of the load and started again after 2 s; "
+        "the metrics consumer commits without waiting for its WAL, so a crash may take back its "
+        "last batches, which it must read again.", d, load, sending, recovery,
+        [f"Down and recovered in {clock.span('injected', 'cleared'):.1f} s; the metrics "
+         f"service logged a restarted server {noticed} time(s)."],
+        clock,
+    )  # fmt: skip
+    assert_exact(result, verdict, load)
+    assert "500" not in load.statuses, load.http
+
+
 async def test_3a_metrics_service_killed_mid_batch_and_restarted(stack, deploy, residents, record, tmp_path):  # fmt: skip
     d = await deploy("f3a")
     load = Load.simulate(3, residents, TODAY, tmp_path)

@@ -6,10 +6,11 @@ and with poison messages on the topics, which go to ``deadletter`` while consump
 from __future__ import annotations
 
 import base64
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import date
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 import orjson
@@ -196,7 +197,8 @@ async def test_the_service_entrypoint_redelivers_a_failed_batch_without_double_c
     pool, prefix, schema, monkeypatch
 ):
     """Through the service's own Kafka entrypoint: a batch whose handler fails after the
-    database commit is not acknowledged, comes back, and is recognised."""
+    database commit is not acknowledged; the consumer goes on from the database's offsets,
+    which hold it, and counts nothing twice (the same events published again are recognised)."""
     import tests.integration.test_metrics_scenario as kit
 
     monkeypatch.setattr(kit, "RecordingBatchConsumer", CrashAfterCommit)
@@ -205,11 +207,12 @@ async def test_the_service_entrypoint_redelivers_a_failed_batch_without_double_c
     async with consumers(pool, schema, prefix, f"eo-nack-{uuid.uuid4().hex[:8]}") as (batch,):
         await publish(events, prefix)
         await wait_applied(pool, schema, events)
+        await publish(events, prefix)
 
-        async def redelivered() -> bool:
-            return batch.duplicates > 0
+        async def recognised() -> bool:
+            return batch.duplicates >= len(events)
 
-        await eventually(redelivered, what="the failed batch to come back")
+        await eventually(recognised, what="the events published again to be recognised")
     assert CrashAfterCommit.crashed
     assert sum(r.applied for r in batch.results) == len(events)
     assert (await fact_rows(pool, schema))["processed_events"] == len(events)
@@ -274,6 +277,136 @@ async def test_a_new_consumer_starts_where_the_database_stands_not_where_kafka_d
     assert batch.duplicates == 0
     assert batch.records == len(events) - half
     assert (await fact_rows(pool, schema))["processed_events"] == len(events)
+
+
+class _CommitTakenBack:
+    """A pool whose connections run everything in an outer transaction that is rolled back on
+    release: what the consumer commits there looks committed to it, and is gone afterwards, as
+    asynchronous commits are after a PostgreSQL crash."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire() as conn:
+            outer = conn.transaction()
+            await outer.start()
+            try:
+                yield conn
+            finally:
+                await outer.rollback()
+
+
+class CrashTakesBackACommit(RecordingBatchConsumer):
+    """The second batch with events commits, and a crash then takes that commit back. How the
+    crash shows (``shows``): the next transaction fails, as the first one after a crash does on
+    a connection the crash broke; or it runs on a new connection, on a server that started
+    after the one the consumer saw."""
+
+    shows = "failed transaction"
+    taken_back: ClassVar[list[RawRecord]] = []
+    shown = False
+    seen = 0
+
+    async def apply_decoded(self, batch: DecodedBatch) -> BatchResult:
+        cls = CrashTakesBackACommit
+        if batch.decoded and not cls.taken_back:
+            cls.seen += 1
+            if cls.seen == 2:
+                real, self.pool = self.pool, _CommitTakenBack(self.pool)  # type: ignore[assignment]
+                try:
+                    result = await super().apply_decoded(batch)
+                finally:
+                    self.pool = real
+                cls.taken_back = list(batch.records)
+                return result
+        elif cls.taken_back and not cls.shown:
+            cls.shown = True
+            if cls.shows == "failed transaction":
+                raise ConnectionResetError("the database crashed")
+            # The server the consumer saw before started a day earlier than this one.
+            self._server_started = await self.pool.fetchval(
+                "SELECT pg_postmaster_start_time() - interval '1 day'"
+            )
+        return await super().apply_decoded(batch)
+
+
+@pytest.mark.parametrize("shows", ["failed transaction", "server restarted"])
+async def test_commits_a_crash_takes_back_are_applied_again(
+    pool, prefix, schema, monkeypatch, shows
+):
+    """Asynchronous commits (the service's setting): a PostgreSQL crash takes back a batch the
+    consumer saw commit. Once the crash shows, the consumer takes its positions from the
+    database again and reads that batch again, so every event counts exactly once."""
+    import tests.integration.test_metrics_scenario as kit
+
+    monkeypatch.setattr(kit, "RecordingBatchConsumer", CrashTakesBackACommit)
+    monkeypatch.setattr(CrashTakesBackACommit, "shows", shows)
+    monkeypatch.setattr(CrashTakesBackACommit, "taken_back", [])
+    monkeypatch.setattr(CrashTakesBackACommit, "shown", False)
+    monkeypatch.setattr(CrashTakesBackACommit, "seen", 0)
+    events, _ = scenario()
+    await publish(events, prefix)
+    async with consumers(pool, schema, prefix, f"eo-lost-{uuid.uuid4().hex[:8]}", max_records=3):
+        await wait_applied(pool, schema, events)
+    assert CrashTakesBackACommit.taken_back
+    assert CrashTakesBackACommit.shown
+    assert (await fact_rows(pool, schema))["processed_events"] == len(events)
+    result = await service(pool, schema, k=1, control="off").compute(parse_period("2014"))
+    assert result["s2"]["attendances"]["value"] == 13
+    assert result["s3"]["referrals"]["value"] == 6
+
+
+class OffsetsUnreadableAtFirst(RecordingBatchConsumer):
+    """The database's offsets cannot be read the first three times the consumer asks."""
+
+    refusals = 0
+
+    async def stored_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[Any, int]:
+        if OffsetsUnreadableAtFirst.refusals < 3:
+            OffsetsUnreadableAtFirst.refusals += 1
+            raise ConnectionRefusedError("the database is not reachable")
+        return await super().stored_offsets(partitions)
+
+
+async def test_nothing_is_applied_from_kafka_offsets_ahead_of_the_database(
+    pool, prefix, schema, monkeypatch
+):
+    """Kafka's committed offsets are ahead of the database's (courtesy commits of batches a
+    crash took back), and at first the database cannot be read: the consumer applies nothing
+    from Kafka's offsets, and once it can read the database's it starts there, so the events
+    before Kafka's offsets count too."""
+    import tests.integration.test_metrics_scenario as kit
+
+    monkeypatch.setattr(kit, "RecordingBatchConsumer", OffsetsUnreadableAtFirst)
+    monkeypatch.setattr(OffsetsUnreadableAtFirst, "refusals", 0)
+    events, _ = scenario()
+    half = len(events) // 2
+    await publish(events[:half], prefix)
+    group = f"eo-ahead-{uuid.uuid4().hex[:8]}"
+    topics = [topic_name(t, prefix) for t in CONSUMED_TOPICS]
+    ahead = AIOKafkaConsumer(*topics, bootstrap_servers=KAFKA, group_id=group)
+    await ahead.start()
+    try:
+        await eventually(lambda: _assigned(ahead), what="partitions for the group's first member")
+        ends = await ahead.end_offsets(list(ahead.assignment()))
+        await ahead.commit({tp: end for tp, end in ends.items() if end > 0})
+    finally:
+        await ahead.stop()
+    await publish(events[half:], prefix)
+    async with consumers(pool, schema, prefix, group):
+        await wait_applied(pool, schema, events)
+    assert OffsetsUnreadableAtFirst.refusals == 3
+    assert (await fact_rows(pool, schema))["processed_events"] == len(events)
+    result = await service(pool, schema, k=1, control="off").compute(parse_period("2014"))
+    assert result["s2"]["attendances"]["value"] == 13
+    assert result["s3"]["referrals"]["value"] == 6
+
+
+async def _assigned(consumer: AIOKafkaConsumer) -> bool:
+    await consumer.getmany(timeout_ms=100)
+    return bool(consumer.assignment())
 
 
 async def test_kafka_learns_the_last_batch_s_offsets_even_when_nothing_follows(

@@ -361,8 +361,15 @@ async def consumers(
     recorders: list[RecordingBatchConsumer] = []
 
     def factory(sink: Any) -> BatchConsumer:
+        # As the service builds it (services/metrics/bootstrap.py): asynchronous commits.
         recorder = RecordingBatchConsumer(
-            pool, schema, FactWriter(schema), sink, shared_lock=shared_lock, tracking="offsets"
+            pool,
+            schema,
+            FactWriter(schema),
+            sink,
+            shared_lock=shared_lock,
+            tracking="offsets",
+            synchronous_commit=False,
         )
         recorders.append(recorder)
         return recorder

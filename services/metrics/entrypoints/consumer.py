@@ -7,21 +7,28 @@ real position, which is what lets it pipeline: the handler decodes batch N+1 whi
 transaction runs, and returns as soon as N+1's transaction has started.
 
 - On assignment (start, rebalance) every partition is sought to the offset the database holds
-  (``_Positions``); Kafka's committed offset only serves where the database holds none.
+  (``_Positions``), or to its beginning where the database holds none (nothing of it applied).
   aiokafka's fetcher does not wait for the listener: while it reads the database, records from
   Kafka's position (the earliest, for a group Kafka does not know) may already reach the
   handler. So the handler waits for the positioning to finish and leaves out what lies below
   the database's offsets (applied already: they would only count as duplicates).
+- The transactions commit asynchronously (the setting ``consumer_synchronous_commit``): a crash
+  of PostgreSQL may take back the last commits after the consumer went on from them. The batch
+  consumer notices that the server started anew (shared.consumer, ``DatabaseRestarted``), and
+  the consumer then takes every position from the database again, so what was taken back is
+  read again from Kafka.
 - A batch's offsets are committed to Kafka after its database commit, as a courtesy (the lag
-  gauge, tools that read the group): they are never ahead of the database, so a consumer that
-  starts from them instead (the database unreachable at assignment) only meets records the
-  offsets tracking skips. One committer task sends the newest offsets, each commit bounded in
-  time: a commit in flight when the consumer closes never completes in aiokafka, and a stop
-  must not wait for it.
-- A failed transaction (database down, a deadlock) rewinds its partitions to the batch's first
-  records; the next handler call, which already holds the batch after it, sees the failure,
-  rewinds that one too and raises (FastStream logs it), so the failed batch comes again before
-  anything after it is applied (AckPolicy.MANUAL: FastStream neither commits nor seeks itself).
+  gauge, tools that read the group). Since a crash can take back the database's commits, Kafka's
+  offsets may be ahead of the database's: nothing is applied from them. Where the database
+  cannot be read at assignment, the handler applies nothing until it can and it has sought
+  every partition to the database's offsets. One committer task sends the newest offsets, each
+  commit bounded in time: a commit in flight when the consumer closes never completes in
+  aiokafka, and a stop must not wait for it.
+- A failed transaction (database down, a deadlock, a restarted server) rewinds its partitions to
+  the batch's first records; the next handler call, which already holds the batch after it,
+  sees the failure, rewinds that one too and raises (FastStream logs it), so the failed batch
+  comes again before anything after it is applied (AckPolicy.MANUAL: FastStream neither commits
+  nor seeks itself). The call after that takes the positions from the database again.
 - Before partitions are revoked, the batch in flight is waited for, so that the next owner
   finds its offsets (two owners at once are still safe: the offsets rows are locked per batch).
 """
@@ -103,6 +110,9 @@ GC_YOUNG_THRESHOLD = 50_000
 
 # A courtesy commit that takes longer than this is given up (the next one carries its offsets).
 COMMIT_TIMEOUT_SECONDS = 10.0
+
+# The pause before records fetched while the database's offsets could not be read come again.
+REPOSITION_RETRY_SECONDS = 1.0
 
 
 async def _records_undecoded(msg: StreamMessage[Any]) -> Any:
@@ -205,7 +215,12 @@ class MetricsConsumer:
         # The group's lag (events) at the last observation, and when (time.monotonic()).
         self._lag: tuple[int, float] | None = None
         self._positioned.set()
+        # Per partition, the offset it was last sought to from the database: records below it
+        # are applied already.
         self._floors: dict[tuple[str, int], int] = {}
+        # Set by a failed transaction or a positioning without the database: the handler
+        # applies nothing until it has sought every partition to the database's offsets.
+        self._reposition = False
 
         @self.broker.subscriber(
             *self.topics,
@@ -235,6 +250,9 @@ class MetricsConsumer:
         committed, start this one's and return."""
         assert self._batch_consumer is not None
         await self._positioned.wait()
+        if self._reposition:
+            await self._reposition_from_database(records)
+            return  # fetched from the old positions: the ones sought to now bring them again
         floors = self._floors
         raw = [
             RawRecord(r.topic, r.partition, r.offset, r.key, r.value)
@@ -261,6 +279,7 @@ class MetricsConsumer:
         error = task.exception() if not task.cancelled() else asyncio.CancelledError()
         if error is not None:
             self._rewind([*records, *following])
+            self._reposition = True
             raise error
 
     async def _apply(self, decoded: DecodedBatch) -> None:
@@ -284,6 +303,16 @@ class MetricsConsumer:
             DUPLICATES.inc(result.duplicates)
         for letter in result.letters:
             DEADLETTERED.labels(letter.record.topic.removeprefix(self.prefix)).inc()
+
+    async def _reposition_from_database(self, records: Sequence[Any]) -> None:
+        """Every partition to the database's offsets; if they cannot be read, ``records``
+        (not applied) come again after a pause."""
+        consumer = self._consumer()
+        if consumer is not None and await self.seek_to_stored(consumer.assignment()):
+            self._reposition = False
+            return
+        self._rewind([RawRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in records])
+        await asyncio.sleep(REPOSITION_RETRY_SECONDS)
 
     def _rewind(self, records: Sequence[RawRecord]) -> None:
         consumer = self._consumer()
@@ -331,30 +360,39 @@ class MetricsConsumer:
         """Seek the assigned partitions to the database's offsets; the handler waits meanwhile."""
         self._positioned.clear()
         try:
-            await self.seek_to_stored(assigned)
+            self._reposition = not await self.seek_to_stored(assigned)
         finally:
             self._positioned.set()
 
-    async def seek_to_stored(self, assigned: set[TopicPartition]) -> None:
+    async def seek_to_stored(self, assigned: set[TopicPartition]) -> bool:
+        """Seek ``assigned`` to the database's offsets (a partition without any to its
+        beginning); whether the database could be read."""
         consumer = self._consumer()
         if consumer is None or self._batch_consumer is None or not assigned:
-            return
+            return True
         try:
             stored = await self._batch_consumer.stored_offsets(
                 [(tp.topic, tp.partition) for tp in assigned]
             )
         except Exception as exc:
-            # Kafka's committed offsets are never ahead of the database's (see the module):
-            # starting from them re-reads at most what the offsets tracking then skips.
             log.warning(
-                "stored offsets not read; starting from Kafka's", extra={"error": repr(exc)}
+                "stored offsets not read; applying nothing until they are",
+                extra={"error": repr(exc)},
             )
-            return
+            return False
+        unapplied = []
         for tp in assigned:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is not None:
+            key = (tp.topic, tp.partition)
+            offset = stored.get(key)
+            if offset is None:
+                unapplied.append(tp)
+                self._floors.pop(key, None)
+            else:
                 consumer.seek(tp, offset)
-                self._floors[(tp.topic, tp.partition)] = offset
+                self._floors[key] = offset
+        if unapplied:
+            await consumer.seek_to_beginning(*unapplied)
+        return True
 
     async def start(self) -> None:
         tune_gc_for_batches(self._max_records)
