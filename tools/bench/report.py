@@ -172,6 +172,17 @@ def render_table(report: dict[str, Any]) -> str:
                 "",
             )
         )
+        if len(agg["metrics_service"].get("runs", [])) > 1:
+            rows.append(
+                (
+                    "  the median of the service's runs",
+                    ", ".join(_rate(x) for x in agg["metrics_service"]["runs"]),
+                    "bare aiokafka+decode_event's runs "
+                    + ", ".join(_rate(x) for x in agg["bare_decode"]["runs"]),
+                    "",
+                    "",
+                )
+            )
         single = agg.get("single_instance")
         if single:
             rows.append(
