@@ -175,7 +175,7 @@ def render_table(report: dict[str, Any]) -> str:
         if len(agg["metrics_service"].get("runs", [])) > 1:
             rows.append(
                 (
-                    "  the median of the service's runs",
+                    "  the runs (the medians count)",
                     ", ".join(_rate(x) for x in agg["metrics_service"]["runs"]),
                     "bare aiokafka+decode_event's runs "
                     + ", ".join(_rate(x) for x in agg["bare_decode"]["runs"]),
