@@ -81,8 +81,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--closed", type=int, help="requests one after the other: service time (500)")
     p.add_argument("--freshness-rate", type=float, default=1000.0, help="events/s (1,000)")
     p.add_argument("--freshness-seconds", type=float, help="length of the freshness run (30)")
-    p.add_argument("--repeat", type=int, help="runs of each cheap baseline and of the aggregation's deployment; the medians "
-        "count (3)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        help="runs of each cheap baseline and of the aggregation's deployment; the medians "
+        "count (3)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--cases",
