@@ -183,6 +183,18 @@ def render_table(report: dict[str, Any]) -> str:
                     "",
                 )
             )
+        first = agg["metrics_service"].get("events_per_second_from_first_commit")
+        if first:
+            rows.append(
+                (
+                    "  the same from the first commit (the group's start-up included)",
+                    _rate(first),
+                    f"settled after {agg['metrics_service'].get('settled_after_events', 0):,} "
+                    "events",
+                    _pct(first / agg["bare_decode"]["events_per_second"]),
+                    "",
+                )
+            )
         single = agg.get("single_instance")
         if single:
             rows.append(
