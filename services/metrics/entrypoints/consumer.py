@@ -178,7 +178,7 @@ class MetricsConsumer:
         bootstrap: KafkaTarget,
         group_id: str,
         prefix: str = "",
-        max_records: int = 2000,
+        max_records: int = 3000,
         partition_fetch_bytes: int = 1024 * 1024,
         fetch_bytes: int = 8 * 1024 * 1024,
         on_change: Callable[[], None] | None = None,
