@@ -74,6 +74,14 @@ _ATTENDANCE_ROW = attrgetter(
 )
 
 
+# An attendance row's unique key (migration 020) as the statement returns it: the natural key,
+# then the person and session start that the natural key determines (the session's date is the
+# start's), so that rows with one natural key but another person would each be their own.
+_ATTENDANCE_KEY = attrgetter(
+    "data.organisation_id", "data.attendance_id", "data.participant.id", "data.session_start"
+)
+
+
 _REGISTRATION_ROW = attrgetter(
     "organisation_id",
     "registration_id",
@@ -121,11 +129,12 @@ def _split(param: str) -> str:
 _SKIP_SEEN = "ON CONFLICT DO NOTHING"
 
 # The attendance, registration and measurement statements insert their rows in the order of
-# their natural key (``ORDER BY`` organisation, id, then the row's place in the batch, so that of
-# two rows with one key the batch's first is still the one kept): consecutive inserts then go to
-# neighbouring leaf pages of the primary key's B-tree, already in the CPU's cache, instead of
-# pages all over it. PostgreSQL's CPU per event 16.0 / 16.5 against 17.3 / 17.2 µs in an
-# alternated A/B (docs/benchmarks.md "Rows inserted in key order").
+# their primary key (``ORDER BY`` its columns — for attendance the person, the session's date,
+# organisation and id; for the others organisation and id — then the row's place in the batch,
+# so that of two rows with one key the batch's first is still the one kept): consecutive inserts
+# then go to neighbouring leaf pages of the primary key's B-tree, already in the CPU's cache,
+# instead of pages all over it. PostgreSQL's CPU per event 16.0 / 16.5 against 17.3 / 17.2 µs
+# in an alternated A/B (docs/benchmarks.md "Rows inserted in key order").
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -298,12 +307,13 @@ class FactWriter:
         # The erased and the attendees of a new version may lose their row; ``people`` (new
         # attendance only) cannot.
         versions = {
-            (e.data.organisation_id, e.data.activity_id)
+            (e.data.organisation_id, e.data.activity_id, e.data.version)
             for e in new_by_type.get(ActivityUpserted, ())
         }
         attendees = set(await rollups.touched_by_activities(conn, self.s, sorted(versions)))
         removable = {e.data.subject_id for e in erasures} | attendees
-        registered = await registered_for_activities(conn, self.s, sorted(versions))
+        activities = sorted({(o, i) for o, i, _ in versions})
+        registered = await registered_for_activities(conn, self.s, activities)
         await rollups.refresh_first_attendance(conn, self.s, removable, grown=people)
         referrals = [
             (e.data.organisation_id, e.data.referral_id)
@@ -540,7 +550,7 @@ class FactWriter:
                                 {_split("$5")}, {_split("$6")}, {_bigints("$7")}, {_split("$8")})
                         WITH ORDINALITY AS u(o, i, a, p, nb, ab, us, st, seq)
                 ) u
-                ORDER BY o, i, seq
+                ORDER BY p, {rollups.LOCAL_DATE.format("ss")}, o, i, seq
                 {conflict}
                 RETURNING organisation_id, attendance_id, activity_id, participant_id,
                           session_start, session_date, attended
@@ -548,6 +558,8 @@ class FactWriter:
             SELECT count(*) AS inserted,
                    CASE WHEN count(*) < $9 THEN array_agg(n.organisation_id) END AS orgs,
                    CASE WHEN count(*) < $9 THEN array_agg(n.attendance_id) END AS ids,
+                   CASE WHEN count(*) < $9 THEN array_agg(n.participant_id) END AS pids,
+                   CASE WHEN count(*) < $9 THEN array_agg(n.session_start) END AS starts,
                    {touched} AS touched
             FROM n {rollup_row}
             """,
@@ -565,11 +577,16 @@ class FactWriter:
         people: list[str] = found["touched"] or []
         if found["inserted"] == len(events):
             return list(events), people
-        inserted = list(zip(found["orgs"] or [], found["ids"] or [], strict=True))
-        return (
-            _changed(events, lambda e: (e.data.organisation_id, e.data.attendance_id), inserted),
-            people,
+        inserted = list(
+            zip(
+                found["orgs"] or [],
+                found["ids"] or [],
+                found["pids"] or [],
+                found["starts"] or [],
+                strict=True,
+            )
         )
+        return _changed(events, _ATTENDANCE_KEY, inserted), people
 
     async def _referrals(
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str

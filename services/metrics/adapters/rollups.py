@@ -176,21 +176,75 @@ async def fill_first_attendance_share(
     )
 
 
-async def touched_by_activities(
-    conn: asyncpg.Connection, s: str, activities: Sequence[tuple[str, str]]
-) -> list[str]:
-    """The people who attended any of ``activities`` ((organisation, activity) pairs): a new
-    version may classify their sessions otherwise."""
-    if not activities:
-        return []
-    rows = await conn.fetch(
-        f"SELECT DISTINCT t.participant_id FROM {s}.attendance t "
-        "JOIN unnest($1::text[], $2::text[]) AS a(o, i) "
-        "ON t.organisation_id = a.o AND t.activity_id = a.i",
-        [o for o, _ in activities],
-        [i for _, i in activities],
+# Per activity that got new versions, from which moment its sessions may be classified
+# otherwise ($1, $2, $3: the new versions' organisations, activities and numbers). A session is
+# classified by the version whose interval holds its start (migration 018: versions in number
+# order, each from the latest ``valid_from`` so far, the first from -infinity). New versions all
+# numbered above every version there was split only the last one's open interval, from the
+# start of the lowest new one's interval on: sessions before it keep their version. A first
+# version (sessions of the activity had none), or a new version below one there was (every
+# interval after it may move), can move sessions of any moment: -infinity.
+_CHANGED_FROM = """
+    WITH new AS (
+        SELECT o, i, min(v) AS lowest, array_agg(v) AS versions
+        FROM unnest($1::text[], $2::text[], $3::int[]) AS n (o, i, v)
+        GROUP BY o, i
     )
-    return [r["participant_id"] for r in rows]
+    SELECT n.o, n.i,
+           CASE WHEN NOT EXISTS (SELECT 1 FROM {s}.activity_versions x
+                                 WHERE x.organisation_id = n.o AND x.activity_id = n.i
+                                   AND x.version < n.lowest)
+                  OR EXISTS (SELECT 1 FROM {s}.activity_versions x
+                             WHERE x.organisation_id = n.o AND x.activity_id = n.i
+                               AND x.version > n.lowest AND x.version <> ALL (n.versions))
+                THEN '-infinity'::timestamptz
+                ELSE (SELECT v.valid_from FROM {s}.activity_intervals v
+                      WHERE v.organisation_id = n.o AND v.activity_id = n.i
+                        AND v.version = n.lowest)
+           END AS changed_from
+    FROM new n
+"""
+
+
+async def touched_by_activities(
+    conn: asyncpg.Connection, s: str, versions: Sequence[tuple[str, str, int]]
+) -> list[str]:
+    """The people who attended, from the moment their classification may change, one of the
+    activities of ``versions`` ((organisation, activity, version) of versions just inserted,
+    in the caller's transaction): a new version may classify those sessions otherwise.
+
+    Attendance has no index by activity (its one B-tree leads with the person, which is what
+    its other look-ups need, and a second random insert per row cost PostgreSQL more than this
+    look-up saves, docs/benchmarks.md). The usual new version, an edit of an activity, only
+    moves sessions from the moment it came into force, found through the session-date index;
+    a first version or one that arrived out of order reads the table (a first version usually
+    finds no attendance: the registrations service refuses attendance of an unknown activity,
+    and only a consumer that reads the activities topic behind the others meets it)."""
+    if not versions:
+        return []
+    bounds = await conn.fetch(
+        _CHANGED_FROM.format(s=s),
+        [o for o, _, _ in versions],
+        [i for _, i, _ in versions],
+        [v for _, _, v in versions],
+    )
+    # Plans for the moments at hand: a generic plan cannot know that the date is recent.
+    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+    people: set[str] = set()
+    for row in bounds:
+        people.update(
+            r["participant_id"]
+            for r in await conn.fetch(
+                f"SELECT DISTINCT t.participant_id FROM {s}.attendance t "
+                "WHERE t.organisation_id = $1 AND t.activity_id = $2 AND t.session_start >= $3 "
+                f"AND t.session_date >= {LOCAL_DATE.format('$3::timestamptz')}",
+                row["o"],
+                row["i"],
+                row["changed_from"],
+            )
+        )
+    await conn.execute("SET LOCAL plan_cache_mode TO DEFAULT")
+    return sorted(people)
 
 
 # ``open_referrals``: the referrals whose status is open, with the moment of their last change
