@@ -277,9 +277,15 @@ def read_pid(path: Path, *markers: str) -> int | None:
 
 
 def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
+    """Whether something listens on ``port``. A port inside the kernel's ephemeral range (the
+    default PostgreSQL port 55432 is; Linux's is 32768-60999) can answer a connect with nothing
+    listening: when the kernel picks that very port as the client's own, TCP connects the socket
+    to itself, and while it lives the server cannot bind it (seen 2026-12-05: a broker that
+    exited with "Address already in use" right after this check said it was ready). Such a
+    connection is not an answer."""
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            return conn.getsockname() != conn.getpeername()
     except OSError:
         return False
 
