@@ -1398,7 +1398,13 @@ async def disclosure(bench: Bench, prefill: Prefill, dsn: str, group: str) -> di
 
 # ------------------------------------------------------------------------------------ reads
 
-READS_ROUNDS = 5
+# Rounds of every path (17 periods × 5 kinds = 85 answers each). The p99 is read over them all:
+# over 5 rounds (425 answers, the p99 their fifth-slowest) the 100k database's p99 was 2.9, 4.8
+# and 5.0 ms in three runs of the same code, one scheduler hiccup more or less, which made its
+# growth to 5M read ×0.84 to ×1.74 while the CPU per answer moved by 1-3%
+# (docs/benchmarks.md, the recorded run of 06:25). Twenty rounds (1,700 answers, about 3 s per
+# size) put the p99 at the seventeenth-slowest.
+READS_ROUNDS = 20
 READS_REFRESHES = 2  # fresh-service refreshes of each kind, alternated
 BREAKDOWNS = ("neighbourhood", "age_band", "category", "referrer_role")
 

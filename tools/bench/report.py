@@ -433,7 +433,8 @@ def render_table(report: dict[str, Any]) -> str:
                 )
             rows.append(
                 (
-                    f"  /v1/indicators, {a['count']} answers (17 periods × 5)",
+                    f"  /v1/indicators, {a['count']} answers "
+                    f"(17 periods × 5, {run['answers'].get('rounds', 5)} rounds)",
                     f"p50 {_ms(a.get('p50_ms'))}, p99 {_ms(a.get('p99_ms'))}",
                     f"CPU {run['answers']['cpu_us_per_answer']:,.0f} µs + PostgreSQL "
                     f"{run['answers']['postgresql_cpu_us_per_answer']:,.0f} µs; "
