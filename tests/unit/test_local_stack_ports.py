@@ -4,27 +4,18 @@ port happens to be that port (TCP connects the socket to itself). That is not a 
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-STACK_PY = Path(__file__).resolve().parents[2] / "deploy" / "local" / "stack.py"
+from tests.unit.local_stack import load_stack
 
 
 @pytest.fixture
 def stack() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("stack_ports_under_test", STACK_PY)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_stack("stack_ports_under_test")
 
 
 def _free_port() -> int:

@@ -4,11 +4,9 @@ services that pseudonymise, and never printed by ``stack.py env``."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import stat
-import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 from types import ModuleType
@@ -16,8 +14,7 @@ from types import ModuleType
 import pytest
 
 from shared.settings import KNOWN_PLACEHOLDERS, PseudonymSettings
-
-STACK_PY = Path(__file__).resolve().parents[2] / "deploy" / "local" / "stack.py"
+from tests.unit.local_stack import load_stack
 
 
 @pytest.fixture
@@ -26,13 +23,7 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
         if name.startswith("VERBINDING_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("VERBINDING_STATE_DIR", str(tmp_path / "state"))
-    spec = importlib.util.spec_from_file_location("stack_under_test", STACK_PY)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_stack("stack_under_test")
 
 
 def test_generated_once_random_and_owner_only(stack: ModuleType) -> None:
