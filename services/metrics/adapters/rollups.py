@@ -198,9 +198,11 @@ _CHANGED_FROM = """
                              WHERE x.organisation_id = n.o AND x.activity_id = n.i
                                AND x.version > n.lowest AND x.version <> ALL (n.versions))
                 THEN '-infinity'::timestamptz
-                ELSE (SELECT v.valid_from FROM {s}.activity_intervals v
-                      WHERE v.organisation_id = n.o AND v.activity_id = n.i
-                        AND v.version = n.lowest)
+                -- The interval the trigger of migration 018 stored for it in this statement's
+                -- transaction; were it missing, every session (a NULL would find none).
+                ELSE coalesce((SELECT v.valid_from FROM {s}.activity_intervals v
+                               WHERE v.organisation_id = n.o AND v.activity_id = n.i
+                                 AND v.version = n.lowest), '-infinity'::timestamptz)
            END AS changed_from
     FROM new n
 """
