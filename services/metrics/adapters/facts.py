@@ -507,7 +507,8 @@ class FactWriter:
     ) -> tuple[list[CloudEvent[Any]], list[str]]:
         """The new attendance rows, and the people among them whose first attendance they can
         change (rollups.TOUCHES), in one statement that answers one row: the count inserted,
-        the natural keys only when some were not new, and the people.
+        the rows' unique keys (:data:`_ATTENDANCE_KEY`) only when some were not new, and the
+        people.
 
         The columns travel as one string each, joined by a space (:func:`_split`, the session's
         start as microseconds, :func:`_micros`): most events are attendance, and asyncpg's

@@ -54,6 +54,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
+from services.metrics.settings import MetricsSettings
 from shared.consumer import (
     BatchConsumer,
     DecodedBatch,
@@ -170,6 +171,10 @@ class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.owner.position(assigned)
 
 
+# The settings' defaults (bootstrap passes the configured values; tests rely on these).
+_DEFAULTS = MetricsSettings.model_fields
+
+
 class MetricsConsumer:
     def __init__(
         self,
@@ -178,9 +183,9 @@ class MetricsConsumer:
         bootstrap: KafkaTarget,
         group_id: str,
         prefix: str = "",
-        max_records: int = 3000,
-        partition_fetch_bytes: int = 1024 * 1024,
-        fetch_bytes: int = 8 * 1024 * 1024,
+        max_records: int = _DEFAULTS["consumer_max_records"].default,
+        partition_fetch_bytes: int = _DEFAULTS["consumer_partition_fetch_bytes"].default,
+        fetch_bytes: int = _DEFAULTS["consumer_fetch_bytes"].default,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.kafka = KafkaConnection.of(bootstrap)
