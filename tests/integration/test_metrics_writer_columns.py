@@ -306,3 +306,14 @@ async def test_moments_days_and_nulls_of_every_type_one_by_one(
     for event in events:
         assert await apply(pool, schema, [event]) == [event]
     assert await stored_every_type(pool, schema) == expected_every_type(events)
+
+
+async def test_a_batch_of_every_type_with_some_rows_seen_before_answers_the_new_ones(
+    pool: asyncpg.Pool, schema: str
+) -> None:
+    """Each statement answers the keys it inserted only when it did not insert them all."""
+    events = odd_events_of_every_type()
+    await apply(pool, schema, events[::2])
+    new = await apply(pool, schema, events)
+    assert sorted(e.id for e in new) == sorted(e.id for e in events[1::2])
+    assert await stored_every_type(pool, schema) == expected_every_type(events)

@@ -50,16 +50,39 @@ CHANGE_SLOTS = 16
 def _changed(
     events: Sequence[CloudEvent[Any]],
     key: Callable[[CloudEvent[Any]], tuple[Any, ...]],
-    inserted: Sequence[asyncpg.Record | tuple[Any, ...]],
+    inserted: Sequence[tuple[Any, ...]] | None,
 ) -> list[CloudEvent[Any]]:
-    """The events whose natural keys a statement inserted (of two events with one key in a
-    batch, the first one's row is the one inserted)."""
-    if len(inserted) == len(events):  # the usual case: no key twice, none seen before
+    """The events whose natural keys a statement inserted (``None``: every event's, see
+    :func:`_inserted`; of two events with one key in a batch, the first one's row is the one
+    inserted)."""
+    if inserted is None or len(inserted) == len(events):  # no key twice, none seen before
         return list(events)
     first: dict[tuple[Any, ...], CloudEvent[Any]] = {}
     for event in events:
         first.setdefault(key(event), event)
     return [first[tuple(row)] for row in inserted]
+
+
+async def _inserted(
+    conn: asyncpg.Connection, insert: str, keys: Sequence[str], rows: int, *args: Any
+) -> list[tuple[Any, ...]] | None:
+    """Run ``insert``, a statement meant to insert ``rows`` rows, and answer the ``keys``
+    columns of the rows it did insert, or ``None`` when it inserted all of them (the usual
+    case: no key twice, none seen before). One row comes back, with the keys as arrays only
+    when some rows were not inserted: a ``RETURNING`` row per event cost asyncpg a record's
+    decoding and PostgreSQL a row's sending each (docs/benchmarks.md "One row back")."""
+    total = f"${len(args) + 1}"
+    found = await conn.fetchrow(
+        f"WITH n AS ({insert} RETURNING {', '.join(keys)}) SELECT count(*), "
+        + ", ".join(f"CASE WHEN count(*) < {total} THEN array_agg(n.{k}) END" for k in keys)
+        + " FROM n",
+        *args,
+        rows,
+    )
+    assert found is not None
+    if found[0] == rows:
+        return None
+    return list(zip(*[found[i] or [] for i in range(1, len(keys) + 1)], strict=True))
 
 
 _ATTENDANCE_ROW = attrgetter(
@@ -417,12 +440,14 @@ class FactWriter:
         # version in force when it took place, so a later change never rewrites earlier periods.
         rows: list[ActivityUpserted] = [e.data for e in events]
         rows.sort(key=lambda d: (d.organisation_id, d.activity_id, d.version))  # one lock order
-        inserted = await conn.fetch(
+        inserted = await _inserted(
+            conn,
             f"INSERT INTO {self.s}.activity_versions (organisation_id, activity_id, version, "
             "valid_from, category, aimed_at_connection, neighbourhood, active) "
             "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], "
-            f"$5::text[], $6::bool[], $7::text[], $8::bool[]) {conflict} "
-            "RETURNING organisation_id, activity_id, version",
+            f"$5::text[], $6::bool[], $7::text[], $8::bool[]) {conflict}",
+            ("organisation_id", "activity_id", "version"),
+            len(rows),
             [d.organisation_id for d in rows],
             [d.activity_id for d in rows],
             [d.version for d in rows],
@@ -445,7 +470,8 @@ class FactWriter:
         orgs, ids, activities, pids, neighbourhoods, age_bands, moments, referrals, referrers = zip(
             *[_REGISTRATION_ROW(e.data) for e in events], strict=True
         )
-        inserted = await conn.fetch(
+        inserted = await _inserted(
+            conn,
             f"""
             INSERT INTO {self.s}.registrations (organisation_id, registration_id, activity_id,
                 participant_id, neighbourhood, age_band, registered_at, registered_date,
@@ -459,8 +485,10 @@ class FactWriter:
                     WITH ORDINALITY AS u(o, r, a, p, nb, ab, us, ref, rorg, seq)
             ) u
             ORDER BY o, r, seq
-            {conflict} RETURNING organisation_id, registration_id
+            {conflict}
             """,
+            ("organisation_id", "registration_id"),
+            len(events),
             " ".join(orgs),
             " ".join(ids),
             " ".join(activities),
@@ -481,7 +509,8 @@ class FactWriter:
         orgs, ids, activities, moments = zip(
             *[_CANCELLATION_ROW(e.data) for e in events], strict=True
         )
-        inserted = await conn.fetch(
+        inserted = await _inserted(
+            conn,
             f"""
             INSERT INTO {self.s}.cancellations (organisation_id, registration_id, activity_id,
                 cancelled_at, cancelled_date)
@@ -491,8 +520,10 @@ class FactWriter:
                 FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_bigints("$4")})
                     AS u(o, r, a, us)
             ) u
-            {conflict} RETURNING organisation_id, registration_id
+            {conflict}
             """,
+            ("organisation_id", "registration_id"),
+            len(events),
             " ".join(orgs),
             " ".join(ids),
             " ".join(activities),
@@ -594,7 +625,8 @@ class FactWriter:
     ) -> list[CloudEvent[Any]]:
         rows: list[ReferralCreated] = [e.data for e in events]
         # Arrays of arrays cannot go through unnest; signals travel as a delimited string.
-        inserted = await conn.fetch(
+        inserted = await _inserted(
+            conn,
             f"INSERT INTO {self.s}.referrals (organisation_id, referral_id, participant_id, "
             "referrer_role, signals, referred_to_organisation_id, receiving_organisation_id, "
             f"created_at, created_date) "
@@ -602,8 +634,9 @@ class FactWriter:
             f"{rollups.LOCAL_DATE.format('c')} FROM (SELECT o, r, p, role, sig, rto, rcv, "
             f"{_moment('us')} AS c FROM unnest("
             "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
-            f"{_bigints('$8')}) AS t(o, r, p, role, sig, rto, rcv, us)) t "
-            f"{conflict} RETURNING organisation_id, referral_id",
+            f"{_bigints('$8')}) AS t(o, r, p, role, sig, rto, rcv, us)) t {conflict}",
+            ("organisation_id", "referral_id"),
+            len(rows),
             [d.organisation_id for d in rows],
             [d.referral_id for d in rows],
             [d.participant.id for d in rows],
@@ -624,12 +657,15 @@ class FactWriter:
         self, conn: asyncpg.Connection, events: list[CloudEvent[Any]], conflict: str
     ) -> list[CloudEvent[Any]]:
         rows: list[ReferralStatusChanged] = [e.data for e in events]
-        inserted = await conn.fetch(
+        inserted = await _inserted(
+            conn,
             f"INSERT INTO {self.s}.referral_status (event_id, organisation_id, referral_id, "
             f"status, at, changed_by, sequence) SELECT e, o, r, st, {_moment('us')}, cb, sq "
             "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
             f"{_bigints('$5')}, $6::text[], $7::bigint[]) AS u(e, o, r, st, us, cb, sq) "
-            f"{conflict} RETURNING event_id",
+            f"{conflict}",
+            ("event_id",),
+            len(rows),
             [e.id for e in events],
             [d.organisation_id for d in rows],
             [d.referral_id for d in rows],
@@ -646,15 +682,18 @@ class FactWriter:
         orgs, ids, people, roles, trainings, moments = zip(
             *[_TRAINING_ROW(e.data) for e in events], strict=True
         )
-        inserted = await conn.fetch(
+        inserted = await _inserted(
+            conn,
             f"""
             INSERT INTO {self.s}.trainings (organisation_id, training_id, person_id, role,
                 training, completed_date)
             SELECT o, t, p, r, tr, {rollups.LOCAL_DATE.format(_moment("us"))}
             FROM unnest({_split("$1")}, {_split("$2")}, {_split("$3")}, {_split("$4")},
                         {_split("$5")}, {_bigints("$6")}) AS u(o, t, p, r, tr, us)
-            {conflict} RETURNING organisation_id, training_id
+            {conflict}
             """,
+            ("organisation_id", "training_id"),
+            len(events),
             " ".join(orgs),
             " ".join(ids),
             " ".join(people),
@@ -673,7 +712,8 @@ class FactWriter:
             orgs, ids, instruments, contexts, pids, neighbourhoods, age_bands, moments, totals,
             emotionals, socials, categories,
         ) = zip(*[_MEASUREMENT_ROW(e.data) for e in events], strict=True)  # fmt: skip
-        inserted = await conn.fetch(
+        inserted = await _inserted(
+            conn,
             f"""
             INSERT INTO {self.s}.measurements (organisation_id, measurement_id, instrument,
                 context, participant_id, neighbourhood, age_band, measured_at, measured_date,
@@ -688,8 +728,10 @@ class FactWriter:
                     WITH ORDINALITY AS u(o, m, i, c, p, nb, ab, us, t, e, so, ca, seq)
             ) u
             ORDER BY o, m, seq
-            {conflict} RETURNING organisation_id, measurement_id
+            {conflict}
             """,
+            ("organisation_id", "measurement_id"),
+            len(events),
             " ".join(orgs),
             " ".join(ids),
             " ".join(instruments),

@@ -42,6 +42,7 @@ import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -146,6 +147,9 @@ def tune_gc_for_batches(batch_size: int = 2000) -> None:
     young, older, oldest = gc.get_threshold()
     wanted = max(GC_YOUNG_THRESHOLD, GC_OBJECTS_PER_EVENT * batch_size)
     gc.set_threshold(max(wanted, young), older, oldest)
+
+
+_DATA = attrgetter("data")  # an event's payload
 
 
 def _firsts(records: Sequence[RawRecord]) -> dict[TopicPartition, int]:
@@ -301,8 +305,10 @@ class MetricsConsumer:
         if result.events and self._on_change is not None:
             self._on_change()
         self._schedule_commit(decoded.records)
-        # Counted by type, then labelled: an enum's .value per event is a measurable cost.
-        for cls, count in Tally(type(event.data) for event in result.events).items():
+        # Counted by type, in C, then labelled: an enum's .value, or a generator's step, per
+        # event is a measurable cost.
+        tally: Tally[Any] = Tally(map(type, map(_DATA, result.events)))
+        for cls, count in tally.items():
             CONSUMED.labels(cls.topic.value).inc(count)
         if result.duplicates:
             DUPLICATES.inc(result.duplicates)
