@@ -2,12 +2,12 @@
 
 Every statement is idempotent (natural primary keys, ON CONFLICT DO NOTHING — after a plain
 insert met a key seen before, see FactWriter.__call__ — or "greatest wins" upserts): the facts
-are right even if the same event were applied twice, and
-whatever the order of arrival (every version of an activity is kept with the moment it came into
-force). That is the deduplication of an event a relay published twice (shared.consumer's
-``"offsets"`` tracking recognises a batch Kafka redelivers): each statement returns the natural
-keys it inserted (the attendance statement, most of the events, only their count unless some
-were not new), and the writer answers with the events that changed the facts.
+are right even if the same event were applied twice, and whatever the order of arrival (every
+version of an activity is kept with the moment it came into force). That is the deduplication
+of an event a relay published twice (shared.consumer's ``"offsets"`` tracking recognises a batch
+Kafka redelivers): each statement answers how many rows it inserted, and their natural keys
+only when some were not new (:func:`_inserted`), and the writer answers with the events that
+changed the facts.
 """
 
 from __future__ import annotations
