@@ -63,26 +63,37 @@ def _changed(
     return [first[tuple(row)] for row in inserted]
 
 
+def _count_and_keys(keys: Sequence[str], rows: str) -> str:
+    """SQL select list over ``n``, an INSERT's ``RETURNING`` rows: how many there are, then each
+    of ``keys`` as an array of the rows' values, only when there are fewer than ``rows`` (a
+    parameter): one row answers a statement, not a row per event, which cost asyncpg a record's
+    decoding and PostgreSQL a row's sending each (docs/benchmarks.md "One row back")."""
+    arrays = (f"CASE WHEN count(*) < {rows} THEN array_agg(n.{k}) END" for k in keys)
+    return ", ".join(["count(*)", *arrays])
+
+
+def _keys_inserted(found: asyncpg.Record, keys: int, rows: int) -> list[tuple[Any, ...]] | None:
+    """Of an answer that starts with :func:`_count_and_keys`'s ``keys`` columns: the inserted
+    rows' keys, or ``None`` when all ``rows`` were inserted (the usual case: no key twice, none
+    seen before)."""
+    if found[0] == rows:
+        return None
+    return list(zip(*[found[i] or [] for i in range(1, keys + 1)], strict=True))
+
+
 async def _inserted(
     conn: asyncpg.Connection, insert: str, keys: Sequence[str], rows: int, *args: Any
 ) -> list[tuple[Any, ...]] | None:
     """Run ``insert``, a statement meant to insert ``rows`` rows, and answer the ``keys``
-    columns of the rows it did insert, or ``None`` when it inserted all of them (the usual
-    case: no key twice, none seen before). One row comes back, with the keys as arrays only
-    when some rows were not inserted: a ``RETURNING`` row per event cost asyncpg a record's
-    decoding and PostgreSQL a row's sending each (docs/benchmarks.md "One row back")."""
-    total = f"${len(args) + 1}"
+    columns of the rows it did insert, or ``None`` when it inserted all of them."""
     found = await conn.fetchrow(
-        f"WITH n AS ({insert} RETURNING {', '.join(keys)}) SELECT count(*), "
-        + ", ".join(f"CASE WHEN count(*) < {total} THEN array_agg(n.{k}) END" for k in keys)
-        + " FROM n",
+        f"WITH n AS ({insert} RETURNING {', '.join(keys)}) "
+        f"SELECT {_count_and_keys(keys, f'${len(args) + 1}')} FROM n",
         *args,
         rows,
     )
     assert found is not None
-    if found[0] == rows:
-        return None
-    return list(zip(*[found[i] or [] for i in range(1, len(keys) + 1)], strict=True))
+    return _keys_inserted(found, len(keys), rows)
 
 
 _ATTENDANCE_ROW = attrgetter(
@@ -99,7 +110,9 @@ _ATTENDANCE_ROW = attrgetter(
 
 # An attendance row's unique key (migration 020) as the statement returns it: the natural key,
 # then the person and session start that the natural key determines (the session's date is the
-# start's), so that rows with one natural key but another person would each be their own.
+# start's), so that rows with one natural key but another person would each be their own:
+# its columns, and the same of an event.
+_ATTENDANCE_KEYS = ("organisation_id", "attendance_id", "participant_id", "session_start")
 _ATTENDANCE_KEY = attrgetter(
     "data.organisation_id", "data.attendance_id", "data.participant.id", "data.session_start"
 )
@@ -587,12 +600,7 @@ class FactWriter:
                 RETURNING organisation_id, attendance_id, activity_id, participant_id,
                           session_start, session_date, attended
             )
-            SELECT count(*) AS inserted,
-                   CASE WHEN count(*) < $9 THEN array_agg(n.organisation_id) END AS orgs,
-                   CASE WHEN count(*) < $9 THEN array_agg(n.attendance_id) END AS ids,
-                   CASE WHEN count(*) < $9 THEN array_agg(n.participant_id) END AS pids,
-                   CASE WHEN count(*) < $9 THEN array_agg(n.session_start) END AS starts,
-                   {touched} AS touched
+            SELECT {_count_and_keys(_ATTENDANCE_KEYS, "$9")}, {touched} AS touched
             FROM n {rollup_row}
             """,
             " ".join(orgs),
@@ -607,17 +615,7 @@ class FactWriter:
         )
         assert found is not None
         people: list[str] = found["touched"] or []
-        if found["inserted"] == len(events):
-            return list(events), people
-        inserted = list(
-            zip(
-                found["orgs"] or [],
-                found["ids"] or [],
-                found["pids"] or [],
-                found["starts"] or [],
-                strict=True,
-            )
-        )
+        inserted = _keys_inserted(found, len(_ATTENDANCE_KEYS), len(events))
         return _changed(events, _ATTENDANCE_KEY, inserted), people
 
     async def _referrals(
